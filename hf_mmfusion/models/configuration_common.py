@@ -1,0 +1,69 @@
+"""Configuration fields shared by every fusion model in this package."""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+MODALITIES = ("text", "audio", "visual")
+
+
+@strict
+class MMFusionConfig(PreTrainedConfig):
+    r"""
+    Fields every fusion model shares. Model configs subclass this one.
+
+    Args:
+        modalities (`list[str]`, *optional*, defaults to `["text", "audio", "visual"]`):
+            The active modalities, any non-empty subset of `"text"`, `"audio"`, `"visual"`. A configured
+            modality absent from a batch is treated as missing (masked out), not as an error.
+        text_config (`dict` or `PreTrainedConfig`, *optional*):
+            Config of the text encoder, built with `AutoModel.from_config`. Used only when `"text"` is
+            active; defaults to a `bert-base-uncased`-shaped `BertConfig` then. Ignored (set to `None`)
+            without text.
+        audio_input_dim (`int`, *optional*, defaults to 74):
+            Width of one acoustic frame (74 for COVAREP on CMU-MOSEI, 5 for the MMSA CMU-MOSI subset).
+        visual_input_dim (`int`, *optional*, defaults to 35):
+            Width of one visual frame (35 for Facet on CMU-MOSEI, 20 for CMU-MOSI, 47 for Facet 4.1).
+        hidden_size (`int`, *optional*, defaults to 128):
+            The fusion width `d` every modality is projected to.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal initialiser of linear and embedding weights.
+    """
+
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert", optional=True),
+    }
+
+    modalities: list[str] | tuple[str, ...] = ("text", "audio", "visual")
+    text_config: dict | PreTrainedConfig | None = None
+    audio_input_dim: int = 74
+    visual_input_dim: int = 35
+    hidden_size: int = 128
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        if isinstance(self.modalities, str):
+            self.modalities = [self.modalities]
+        self.modalities = [m for m in MODALITIES if m in self.modalities] + [
+            m for m in self.modalities if m not in MODALITIES
+        ]
+        if not self.modalities:
+            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got an empty list")
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown:
+            raise ValueError(f"modalities must be a subset of {MODALITIES}, got unknown {unknown}")
+        if "text" in self.modalities and self.text_config is None:
+            self.text_config = {}
+        elif "text" not in self.modalities:
+            self.text_config = None
+        super().__post_init__(**kwargs)
+
+    @property
+    def text_hidden_size(self) -> int | None:
+        return None if self.text_config is None else self.text_config.hidden_size
+
+    def get_text_config(self, *args, **kwargs):
+        # Generation and embedding utilities look the text config up here; without text we are our own.
+        return self.text_config if self.text_config is not None else self

@@ -1,0 +1,54 @@
+"""Mask-aware tensor helpers shared by every model.
+
+Masks are ``[B, T]`` tensors where a true / non-zero entry marks a real token or frame.
+Every helper here treats a row with no real position as empty: it returns zeros, never NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def as_bool_mask(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """Return ``mask`` as bool ``[B, T]``; ``None`` means every position of ``like[B, T, ...]`` is real."""
+    if mask is None:
+        return torch.ones(like.shape[:2], dtype=torch.bool, device=like.device)
+    return mask.bool()
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Mean of ``x[B, T, D]`` over the real positions of ``mask[B, T]`` -> ``[B, D]`` (zeros for empty rows)."""
+    m = mask.to(x.dtype).unsqueeze(-1)
+    return (x * m).sum(dim) / m.sum(dim).clamp_min(1.0)
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax of ``scores`` over ``dim`` restricted to ``mask`` (broadcastable); all-masked rows give zeros."""
+    mask = mask.bool()
+    filled = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    probs = torch.softmax(filled, dim=dim)
+    return torch.where(mask.any(dim=dim, keepdim=True), probs, torch.zeros_like(probs)) * mask
+
+
+def segment_pool(x: torch.Tensor, mask: torch.Tensor, num_segments: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked average pooling of ``x[B, T, D]`` into ``num_segments`` relative-time segments.
+
+    Each real frame t of a sample with n real frames falls in segment ``floor(K * rank(t) / n)``, so
+    sequences of different lengths are paired by relative time. Returns ``pooled[B, K, D]`` and
+    ``segment_mask[B, K]`` (segments that received at least one frame).
+    """
+    mask = mask.bool()
+    n = mask.sum(1, keepdim=True).clamp_min(1)                     # [B, 1]
+    rank = torch.cumsum(mask.long(), dim=1) - 1                    # position among real frames
+    seg = (rank * num_segments) // n                               # [B, T]
+    seg = seg.clamp(0, num_segments - 1).masked_fill(~mask, 0)
+    onehot = F.one_hot(seg, num_segments).to(x.dtype) * mask.unsqueeze(-1).to(x.dtype)  # [B, T, K]
+    counts = onehot.sum(1)                                         # [B, K]
+    pooled = torch.einsum("btk,btd->bkd", onehot, x) / counts.clamp_min(1.0).unsqueeze(-1)
+    return pooled, counts > 0
+
+
+def zero_padding(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Zero the padded positions of ``x[B, T, D]`` so they cannot leak through convolutions or sums."""
+    return x * mask.unsqueeze(-1).to(x.dtype)

