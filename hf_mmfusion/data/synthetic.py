@@ -75,6 +75,17 @@ def _frames(rng: np.random.Generator, length: int, dim: int, pattern: np.ndarray
     return x
 
 
+def signal_patterns(audio_dim: int, visual_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed frame directions (RMS 1) that carry the audio sign and the visual intensity.
+
+    They come from a fixed generator so every split and seed share the same signal directions.
+    """
+    rng = np.random.default_rng(1234)
+    audio = rng.normal(size=audio_dim)
+    visual = rng.normal(size=visual_dim)
+    return audio / (np.linalg.norm(audio) / np.sqrt(audio_dim)), visual / (np.linalg.norm(visual) / np.sqrt(visual_dim))
+
+
 def generate_synthetic_examples(
     num_samples: int,
     modalities: Sequence[str] = ("text", "audio", "visual"),
@@ -93,12 +104,7 @@ def generate_synthetic_examples(
     if not modalities:
         raise ValueError("modalities must name at least one of 'text', 'audio', 'visual'")
     rng = np.random.default_rng(seed)
-    # Patterns come from a fixed generator so every split and seed share the same signal directions.
-    pattern_rng = np.random.default_rng(1234)
-    audio_pattern = pattern_rng.normal(size=audio_dim)
-    audio_pattern /= np.linalg.norm(audio_pattern) / np.sqrt(audio_dim) * 1.0
-    visual_pattern = pattern_rng.normal(size=visual_dim)
-    visual_pattern /= np.linalg.norm(visual_pattern) / np.sqrt(visual_dim) * 1.0
+    audio_pattern, visual_pattern = signal_patterns(audio_dim, visual_dim)
 
     columns: dict[str, list] = {"id": [], "label": [], "label_class": []}
     for m in modalities:
