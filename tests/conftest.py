@@ -1,0 +1,28 @@
+"""Test-wide settings: never reach the network, and locate the shared real data."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def shared_data_dir() -> Path:
+    """``shared/data`` beside the repository (CI layout), or ``HF_MMFUSION_SHARED_DATA``."""
+    override = os.environ.get("HF_MMFUSION_SHARED_DATA")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real shared data not found at {path} (set HF_MMFUSION_SHARED_DATA to its location)")
+    return path
