@@ -71,9 +71,11 @@ def heads_adjacency(heads: torch.Tensor, mask: torch.Tensor, directed: bool = Fa
     B, T = heads.shape
     has_head = (heads >= 0) & (heads < T) & mask
     adj = torch.zeros(B, T, T, dtype=torch.bool, device=heads.device)
-    # Row i gets exactly one write, so writing False for headless rows cannot erase an arc.
+    # adj[b, i, head(i)]: the head sends to its dependent. Row i gets exactly one write, so writing False
+    # for headless rows cannot erase an arc.
     adj.scatter_(2, heads.clamp(0, T - 1).unsqueeze(-1), has_head.unsqueeze(-1))
-    adj = adj.transpose(1, 2) if directed else adj | adj.transpose(1, 2)  # directed: head -> dependent
+    if not directed:
+        adj = adj | adj.transpose(1, 2)
     return adj & pair_mask(mask)
 
 
@@ -440,7 +442,7 @@ class SSUPreTrainedModel(TextPretrainedMixin, PreTrainedModel):
         # Both Auto classes must resolve from one checkpoint under trust_remote_code, whichever class saved it.
         if getattr(self, "_auto_class", None) is not None:
             module = SSUModel.__module__.split(".")[-1]
-            auto_map = dict(self.config.auto_map or {})
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
             auto_map.setdefault("AutoModel", f"{module}.SSUModel")
             auto_map.setdefault("AutoModelForSequenceClassification", f"{module}.SSUForSequenceClassification")
             self.config.auto_map = auto_map
