@@ -62,7 +62,9 @@ def chain_heads_from_mask(mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, prev, torch.full_like(prev, -1))
 
 
-def heads_adjacency(heads: torch.Tensor, mask: torch.Tensor, directed: bool = False) -> torch.Tensor:
+def heads_adjacency(
+    heads: torch.Tensor, mask: torch.Tensor, directed: bool = False, pairs: torch.Tensor | None = None
+) -> torch.Tensor:
     """Text adjacency from head indices: ``adj[b, i, j]`` = j sends to i. ``heads[B, T]`` -> bool ``[B, T, T]``.
 
     An arc links token i and its head; undirected arcs go both ways. Arcs touching padding, pointing
@@ -76,7 +78,7 @@ def heads_adjacency(heads: torch.Tensor, mask: torch.Tensor, directed: bool = Fa
     adj.scatter_(2, heads.clamp(0, T - 1).unsqueeze(-1), has_head.unsqueeze(-1))
     if not directed:
         adj = adj | adj.transpose(1, 2)
-    return adj & pair_mask(mask)
+    return adj & (pair_mask(mask) if pairs is None else pairs)
 
 
 def adaptive_threshold(
@@ -126,13 +128,15 @@ def augment_adjacency(
         base, candidates = adj & upper, pairs & upper & ~adj
     else:
         base, candidates = adj, pairs & ~adj
-    keep = base & (torch.rand(B, T, T, device=adj.device) >= drop)
+    # Edges and candidates are disjoint, so one uniform draw serves both the drop test and the add ranking.
+    uniform = torch.rand(B, T, T, device=adj.device)
+    keep = base & (uniform >= drop)
     n_add = torch.ceil(add * base.sum((1, 2)).to(torch.float32)).long()
     n_add = torch.minimum(n_add, candidates.sum((1, 2)))                        # [B]
     added = torch.zeros(B, T * T, dtype=torch.bool, device=adj.device)
     k_max = int(n_add.max()) if B else 0
     if k_max > 0:
-        scores = torch.rand(B, T * T, device=adj.device).masked_fill_(~candidates.view(B, -1), -1.0)
+        scores = uniform.view(B, -1).masked_fill(~candidates.view(B, -1), -1.0)
         picked = scores.topk(k_max, dim=1).indices                               # uniform without replacement
         take = torch.arange(k_max, device=adj.device)[None, :] < n_add[:, None]
         added.scatter_(1, picked, take)
@@ -173,11 +177,32 @@ def polarity_classes(scores: torch.Tensor, num_classes: int) -> torch.Tensor:
     raise ValueError(f"sup_num_classes must be 2, 3 or 7, got {num_classes}")
 
 
-def _edges_from_adjacency(adj: torch.Tensor, weight: torch.Tensor | None):
-    """``(b, i, j, w)`` of every true entry of ``adj[B, T, T]`` (``w`` from ``weight`` or ones)."""
-    b, i, j = adj.nonzero(as_tuple=True)
-    w = torch.ones(b.shape, device=adj.device) if weight is None else weight[b, i, j]
-    return b, i, j, w
+def edges_from_adjacency(adj: torch.Tensor, weight: torch.Tensor | None, nodes_per_sample: int, slot: int, dtype=None):
+    """Edge list of a batch of dense graphs: ``adj[b, i, j]`` -> edge ``node(b, j) -> node(b, i)``.
+
+    Node ``(b, i)`` has the global id ``b * nodes_per_sample + slot + i``. Returns ``(source[E], target[E],
+    weight[E])``; ``weight=None`` gives ones. One flat ``nonzero`` and integer arithmetic on it avoid
+    materialising index triples or broadcast id tables.
+    """
+    B, T, _ = adj.shape
+    k = adj.reshape(-1).nonzero().squeeze(1)                                     # b*T*T + i*T + j
+    bi = torch.div(k, T, rounding_mode="floor")                                  # b*T + i
+    b = torch.div(bi, T, rounding_mode="floor")
+    src = b * nodes_per_sample + slot + (k - bi * T)
+    dst = bi + b * (nodes_per_sample - T) + slot
+    if weight is None:
+        w = torch.ones(k.shape, device=adj.device, dtype=dtype or torch.get_default_dtype())
+    else:
+        w = weight.reshape(-1)[k]
+    return src, dst, w
+
+
+def mask_nodes(mask: torch.Tensor, nodes_per_sample: int, slot: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Real slots of ``mask[B, T]``: ``(flat index b*T + i, sample b, global node id)``."""
+    T = mask.shape[1]
+    k = mask.reshape(-1).nonzero().squeeze(1)
+    b = torch.div(k, T, rounding_mode="floor")
+    return k, b, k + b * (nodes_per_sample - T) + slot
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -233,11 +258,11 @@ class SSUTextGuidedGraph(nn.Module):
         dist = (pos[:, None] - pos[None, :]).abs().clamp_max(self.position_bias.shape[0] - 1)
         return self.position_bias[dist]                                           # [T, T]
 
-    def base_adjacency(self, x, mask, guide, guide_mask) -> torch.Tensor:
+    def base_adjacency(self, x, mask, guide, guide_mask, pairs=None) -> torch.Tensor:
         """Symmetric pre-threshold matrix A0 (Eq. 3-4) ``[B, Tm, Tm]``, zero on padding and the diagonal."""
         Tm = x.shape[1]
-        pairs = pair_mask(mask)
-        scores = self.query(x) @ self.key(guide).transpose(1, 2) / math.sqrt(self.query.out_features)  # [B, Tm, Tg]
+        pairs = pair_mask(mask) if pairs is None else pairs
+        scores = self.scores(x, guide)
         bias = self.distance_bias(Tm, x.device)
         if self.similarity == "literal_aligned":
             if guide.shape[1] != Tm:
@@ -253,9 +278,18 @@ class SSUTextGuidedGraph(nn.Module):
             probs = masked_softmax(sim, pairs, dim=-1)
         return 0.5 * (probs + probs.transpose(1, 2))                              # Eq. 4
 
-    def forward(self, x, mask, guide, guide_mask):
-        a0 = self.base_adjacency(x, mask, guide, guide_mask)
-        return adaptive_threshold(a0, pair_mask(mask), self.threshold_lambda, self.soft_temp)
+    def scores(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        """Eq. 3 without B_pos: ``(x W_Q)(g W_K)^T / sqrt(d')`` -> ``[B, Tm, Tg]``."""
+        dp, d = self.query.weight.shape
+        if dp >= d:
+            # x (W_Q^T W_K) g^T: one d x d product instead of projecting both sequences to d' >= d.
+            return x @ (self.query.weight.T @ self.key.weight / math.sqrt(dp)) @ guide.transpose(1, 2)
+        return self.query(x) @ self.key(guide).transpose(1, 2) / math.sqrt(dp)
+
+    def forward(self, x, mask, guide, guide_mask, pairs=None):
+        pairs = pair_mask(mask) if pairs is None else pairs
+        a0 = self.base_adjacency(x, mask, guide, guide_mask, pairs)
+        return adaptive_threshold(a0, pairs, self.threshold_lambda, self.soft_temp)
 
 
 class SSUGraphEncoder(nn.Module):
@@ -287,42 +321,37 @@ class SSUGraphEncoder(nn.Module):
 
 @dataclass
 class SSUGraphs:
-    """Batched graphs of one forward pass.
+    """Batched graphs of one forward pass, all over one node tensor.
 
-    ``modality_*``: the per-modality graphs, one disjoint graph (block of modality m: ``B * N_m`` nodes,
-    ``N_m = T_m (+1 anchor)``); ``augmented_*``: the same nodes with perturbed intra edges (training, else
-    ``None``); ``fusion_*``: per sample ``[all modality slots..., anchor]``. ``edge_index`` is
-    ``[2, E]`` (source, target), ``edge_attr`` ``[E, 1]``.
+    Every sample has ``nodes_per_sample`` node slots: the slots of each modality (``slots[m]`` onwards,
+    ``lengths[m]`` of them, padded ones included), then one anchor slot per modality (``anchor_slots[m]``)
+    when the anchor is on. Node id = ``b * nodes_per_sample + slot``; ``x`` is ``[B * nodes_per_sample, d]``.
+
+    ``modality_*``: the per-modality graphs (modality m's nodes linked to its own anchor slot);
+    ``augmented_*``: the same with perturbed intra-modality edges (training, else ``None``); ``fusion_*``: the
+    fusion graph (every modality linked to the first anchor slot, plus cross-modal edges). ``edge_index`` is
+    ``[2, E]`` (source, target), ``edge_attr`` ``[E, 1]``. Padded slots and unused anchor slots have no edge.
     """
 
-    modality_x: torch.Tensor
+    x: torch.Tensor
     modality_edge_index: torch.Tensor
     modality_edge_attr: torch.Tensor
-    fusion_x: torch.Tensor
     fusion_edge_index: torch.Tensor
     fusion_edge_attr: torch.Tensor
     augmented_edge_index: torch.Tensor | None
     augmented_edge_attr: torch.Tensor | None
     lengths: dict[str, int]
+    slots: dict[str, int]
+    anchor_slots: dict[str, int]
+    nodes_per_sample: int
     masks: dict[str, torch.Tensor]
     adjacency: dict[str, torch.Tensor]
     edge_values: dict[str, torch.Tensor | None]
     anchor_weights: dict[str, torch.Tensor]
-    has_anchor: bool
-    modality_offsets: dict[str, int]
-    fusion_slots: dict[str, int]
-    fusion_nodes_per_sample: int
 
-    @staticmethod
-    def layout(lengths: dict[str, int], batch_size: int, has_anchor: bool) -> dict:
-        """Node numbering: first id of each modality block in the modality graph (``B * (T_m + anchor)``
-        nodes each), first slot of each modality inside a fusion sample, and fusion nodes per sample."""
-        offsets, slots, start, slot = {}, {}, 0, 0
-        for m, T in lengths.items():
-            offsets[m], slots[m] = start, slot
-            start += batch_size * (T + int(has_anchor))
-            slot += T
-        return {"modality_offsets": offsets, "fusion_slots": slots, "fusion_nodes_per_sample": slot + int(has_anchor)}
+    @property
+    def fusion_anchor_slot(self) -> int | None:
+        return next(iter(self.anchor_slots.values()), None)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -510,6 +539,19 @@ class SSUModel(SSUPreTrainedModel):
         return zero_padding(states, mask), mask
 
     # -- stage 2: graphs -------------------------------------------------------------------------
+    def enhance_nodes(self, states: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]):
+        """Node features: text states as they are, ``H^m = X^m + Attn(X^m, X^t)`` (Eq. 1-2) otherwise.
+
+        Returns ``(nodes {m: [B, T_m, d]}, z_anchor [B, d] (Eq. 6))``.
+        """
+        guide_name = "text" if "text" in states else self.modalities[0]
+        guide, guide_mask = states[guide_name], masks[guide_name]
+        nodes = {}
+        for m in self.modalities:
+            x = states[m]
+            nodes[m] = x if m == "text" else zero_padding(x + self.enhancers[m](x, guide, guide_mask), masks[m])
+        return nodes, masked_mean(guide, guide_mask)
+
     def construct_graphs(
         self,
         states: dict[str, torch.Tensor],
@@ -522,42 +564,43 @@ class SSUModel(SSUPreTrainedModel):
         ``states[m]`` is ``[B, T_m, d]`` and ``masks[m]`` bool ``[B, T_m]`` for each configured modality (config
         order); ``dependency_heads`` ``[B, T_text]`` is needed for a dependency text graph.
         """
+        nodes, z_anchor = self.enhance_nodes(states, masks)
+        return self.graph_structure(states, nodes, masks, z_anchor, dependency_heads, augment)
+
+    def graph_structure(self, states, nodes, masks, z_anchor, dependency_heads=None, augment=False) -> SSUGraphs:
+        """Edges and weights of every graph (Eq. 3-5 and 7, text arcs, fusion and augmented edges)."""
         cfg = self.config
         guide_name = "text" if "text" in states else self.modalities[0]
         guide, guide_mask = states[guide_name], masks[guide_name]
-        z_anchor = masked_mean(guide, guide_mask)                                  # Eq. 6, [B, d]
         anchor_query = self.anchor_projection(z_anchor)                          # z_a^T W_a, [B, d]
-
-        nodes, adjacency, values, anchor_weights = {}, {}, {}, {}
+        pairs, adjacency, values, anchor_weights = {}, {}, {}, {}
         for m in self.modalities:
             x, mask = states[m], masks[m]
+            pairs[m] = pair_mask(mask)
             if m == "text":
                 heads = chain_heads_from_mask(mask) if cfg.text_graph == "chain" else dependency_heads
-                adjacency[m] = heads_adjacency(heads, mask, directed=cfg.text_graph_directed)
+                adjacency[m] = heads_adjacency(heads, mask, directed=cfg.text_graph_directed, pairs=pairs[m])
                 values[m] = None                                                   # every text arc weighs 1
-                nodes[m] = x
             else:
-                nodes[m] = zero_padding(x + self.enhancers[m](x, guide, guide_mask), mask)   # Eq. 2
-                adjacency[m], values[m] = self.graph_builders[m](x, mask, guide, guide_mask)
-            scores = (nodes[m] * anchor_query[:, None, :]).sum(-1)                # [B, T_m]
+                adjacency[m], values[m] = self.graph_builders[m](x, mask, guide, guide_mask, pairs=pairs[m])
+            scores = torch.bmm(nodes[m], anchor_query.unsqueeze(-1)).squeeze(-1)  # [B, T_m]
             anchor_weights[m] = masked_softmax(scores, mask, dim=-1)             # Eq. 7
+        return self._assemble(nodes, masks, pairs, adjacency, values, anchor_weights, z_anchor, augment)
 
-        return self._assemble(nodes, masks, adjacency, values, anchor_weights, z_anchor, augment)
-
-    def _assemble(self, nodes, masks, adjacency, values, anchor_weights, z_anchor, augment) -> SSUGraphs:
+    def _assemble(self, nodes, masks, pairs, adjacency, values, anchor_weights, z_anchor, augment) -> SSUGraphs:
         cfg = self.config
-        use_anchor = bool(cfg.use_anchor)
-        d = z_anchor.shape[1]
+        B, d = z_anchor.shape
         lengths = {m: nodes[m].shape[1] for m in self.modalities}
-        layout = SSUGraphs.layout(lengths, z_anchor.shape[0], use_anchor)
-        offsets, slots, n_fuse = layout["modality_offsets"], layout["fusion_slots"], layout["fusion_nodes_per_sample"]
-        counts = {m: masks[m].sum(1).to(z_anchor.dtype) for m in self.modalities}   # real nodes per sample
-
-        def with_anchor(x):  # [B, T, d] -> [B, T (+1), d]
-            return torch.cat([x, z_anchor[:, None, :]], dim=1) if use_anchor else x
-
-        modality_x = torch.cat([with_anchor(nodes[m]).reshape(-1, d) for m in self.modalities])
-        fusion_x = with_anchor(torch.cat([nodes[m] for m in self.modalities], dim=1)).reshape(-1, d)
+        slots, start = {}, 0
+        for m in self.modalities:
+            slots[m], start = start, start + lengths[m]
+        anchor_slots = {m: start + k for k, m in enumerate(self.modalities)} if cfg.use_anchor else {}
+        per_sample = start + len(anchor_slots)
+        parts = [nodes[m] for m in self.modalities]
+        if anchor_slots:
+            parts.append(z_anchor[:, None, :].expand(B, len(anchor_slots), d))
+        x = torch.cat(parts, dim=1).reshape(B * per_sample, d)                  # [B * N, d], one copy
+        base = torch.arange(B, device=z_anchor.device) * per_sample               # first node id per sample
 
         ori, aug, fuse = ([], [], []), ([], [], []), ([], [], [])   # (sources, targets, weights)
 
@@ -568,47 +611,50 @@ class SSUModel(SSUPreTrainedModel):
             if both_ways:
                 add(edges, dst, src, w)
 
+        fusion_anchor = next(iter(anchor_slots.values()), None)
         for m in self.modalities:
-            n_m = lengths[m] + int(use_anchor)
+            count = masks[m].sum(1).to(z_anchor.dtype)                           # real nodes per sample
             # Weights are rescaled by the sample's node count so a uniform graph weighs about 1, like text arcs.
-            weight = None if values[m] is None else values[m] * counts[m][:, None, None]
-            b, i, j, w = _edges_from_adjacency(adjacency[m], weight)
-            add(ori, offsets[m] + b * n_m + j, offsets[m] + b * n_m + i, w)
-            add(fuse, b * n_fuse + slots[m] + j, b * n_fuse + slots[m] + i, w)
+            weight = None if values[m] is None else values[m] * count[:, None, None]
+            src, dst, w = edges_from_adjacency(adjacency[m], weight, per_sample, slots[m], z_anchor.dtype)
+            add(ori, src, dst, w)
+            add(fuse, src, dst, w)
             if augment:
                 aug_adj, aug_w = augment_adjacency(
-                    adjacency[m], weight, pair_mask(masks[m]), float(cfg.aug_edge_drop), float(cfg.aug_edge_add),
+                    adjacency[m], weight, pairs[m], float(cfg.aug_edge_drop), float(cfg.aug_edge_add),
                     symmetric=not (m == "text" and cfg.text_graph_directed),
                 )
-                ab, ai, aj, aw = _edges_from_adjacency(aug_adj, aug_w)
-                add(aug, offsets[m] + ab * n_m + aj, offsets[m] + ab * n_m + ai, aw)
-            if use_anchor:
-                b, i = masks[m].nonzero(as_tuple=True)
-                w = anchor_weights[m][b, i] * counts[m][b]
-                node, anchor = offsets[m] + b * n_m + i, offsets[m] + b * n_m + lengths[m]
-                add(ori, node, anchor, w, both_ways=True)
+                add(aug, *edges_from_adjacency(aug_adj, aug_w, per_sample, slots[m], z_anchor.dtype))
+            if anchor_slots:
+                k, b, node = mask_nodes(masks[m], per_sample, slots[m])
+                w = anchor_weights[m].reshape(-1)[k] * count[b]
+                own_anchor = b * per_sample + anchor_slots[m]
+                add(ori, node, own_anchor, w, both_ways=True)
                 if augment:
-                    add(aug, node, anchor, w, both_ways=True)
-                add(fuse, b * n_fuse + slots[m] + i, b * n_fuse + n_fuse - 1, w, both_ways=True)
+                    add(aug, node, own_anchor, w, both_ways=True)
+                add(fuse, node, own_anchor + (fusion_anchor - anchor_slots[m]), w, both_ways=True)
 
-        self._cross_modal_edges(anchor_weights, masks, slots, n_fuse, lambda s, t, w: add(fuse, s, t, w, True))
+        self._cross_modal_edges(anchor_weights, masks, slots, base, lambda s, t, w: add(fuse, s, t, w, True))
 
         def pack(edges):
-            edge_index = torch.stack([torch.cat(edges[0]), torch.cat(edges[1])])
-            return edge_index, torch.cat(edges[2]).to(z_anchor.dtype).unsqueeze(-1)
+            total = sum(e.numel() for e in edges[0])
+            edge_index = torch.empty(2, total, dtype=torch.long, device=z_anchor.device)
+            torch.cat(edges[0], out=edge_index[0])
+            torch.cat(edges[1], out=edge_index[1])
+            return edge_index, torch.cat([w.to(z_anchor.dtype) for w in edges[2]]).unsqueeze(-1)
 
         modality_edge_index, modality_edge_attr = pack(ori)
         fusion_edge_index, fusion_edge_attr = pack(fuse)
         augmented_edge_index, augmented_edge_attr = pack(aug) if augment else (None, None)
         return SSUGraphs(
-            modality_x=modality_x, modality_edge_index=modality_edge_index, modality_edge_attr=modality_edge_attr,
-            fusion_x=fusion_x, fusion_edge_index=fusion_edge_index, fusion_edge_attr=fusion_edge_attr,
+            x=x, modality_edge_index=modality_edge_index, modality_edge_attr=modality_edge_attr,
+            fusion_edge_index=fusion_edge_index, fusion_edge_attr=fusion_edge_attr,
             augmented_edge_index=augmented_edge_index, augmented_edge_attr=augmented_edge_attr,
-            lengths=lengths, masks=masks, adjacency=adjacency, edge_values=values, anchor_weights=anchor_weights,
-            has_anchor=use_anchor, **layout,
+            lengths=lengths, slots=slots, anchor_slots=anchor_slots, nodes_per_sample=per_sample, masks=masks,
+            adjacency=adjacency, edge_values=values, anchor_weights=anchor_weights,
         )
 
-    def _cross_modal_edges(self, anchor_weights, masks, slots, n_fuse, add_both_ways) -> None:
+    def _cross_modal_edges(self, anchor_weights, masks, slots, base, add_both_ways) -> None:
         """Fusion edges (iii): the top-k anchor-affine nodes of every two modalities, fully linked both ways."""
         k_cfg = int(self.config.fusion_topk)
         if k_cfg == 0 or len(self.modalities) < 2:
@@ -627,31 +673,23 @@ class SSUModel(SSUPreTrainedModel):
                 b, p, q = (sa[:, :, None] & sb[:, None, :]).nonzero(as_tuple=True)
                 na, nb = ia[b, p], ib[b, q]
                 w = 0.5 * (ba[b, na] + bb[b, nb])
-                add_both_ways(b * n_fuse + slots[ma] + na, b * n_fuse + slots[mb] + nb, w)
+                add_both_ways(base[b] + slots[ma] + na, base[b] + slots[mb] + nb, w)
 
     # -- stage 3: GATs and readouts --------------------------------------------------------------
-    def _readout(self, h, graphs: SSUGraphs, layout: str) -> torch.Tensor:
+    def _readout(self, h: torch.Tensor, graphs: SSUGraphs) -> torch.Tensor:
         """Masked mean of each modality's nodes, concatenated in config order -> ``[B, M * d]``."""
-        B, d = next(iter(graphs.masks.values())).shape[0], h.shape[-1]
-        anchor = int(graphs.has_anchor)
-        parts = []
-        if layout == "fusion":
-            per_sample = h.view(B, graphs.fusion_nodes_per_sample, d)
-            for m, start in graphs.fusion_slots.items():
-                parts.append(masked_mean(per_sample[:, start:start + graphs.lengths[m]], graphs.masks[m]))
-        else:
-            for m, start in graphs.modality_offsets.items():
-                T = graphs.lengths[m]
-                block = h[start:start + B * (T + anchor)].view(B, T + anchor, d)[:, :T]
-                parts.append(masked_mean(block, graphs.masks[m]))
-        return torch.cat(parts, dim=-1)
+        per_sample = h.view(-1, graphs.nodes_per_sample, h.shape[-1])
+        return torch.cat(
+            [masked_mean(per_sample[:, s:s + graphs.lengths[m]], graphs.masks[m]) for m, s in graphs.slots.items()],
+            dim=-1,
+        )
 
     def encode_graphs(self, graphs: SSUGraphs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Run the shared GAT (original and augmented views in one call) and the fusion GAT.
 
         Returns ``(z_ori, z_fuse, z_aug or None)``, each ``[B, d]``.
         """
-        x = graphs.modality_x
+        x = graphs.x
         if graphs.augmented_edge_index is not None:
             n = x.shape[0]
             edge_index = torch.cat([graphs.modality_edge_index, graphs.augmented_edge_index + n], dim=1)
@@ -660,10 +698,10 @@ class SSUModel(SSUPreTrainedModel):
             h_ori, h_aug = h[:n], h[n:]
         else:
             h_ori, h_aug = self.shared_gat(x, graphs.modality_edge_index, graphs.modality_edge_attr), None
-        z_ori = self.ori_projection(self._readout(h_ori, graphs, "modality"))
-        z_aug = None if h_aug is None else self.ori_projection(self._readout(h_aug, graphs, "modality"))
-        h_fuse = self.fusion_gat(graphs.fusion_x, graphs.fusion_edge_index, graphs.fusion_edge_attr)
-        z_fuse = self.fuse_projection(self._readout(h_fuse, graphs, "fusion"))
+        z_ori = self.ori_projection(self._readout(h_ori, graphs))
+        z_aug = None if h_aug is None else self.ori_projection(self._readout(h_aug, graphs))
+        h_fuse = self.fusion_gat(x, graphs.fusion_edge_index, graphs.fusion_edge_attr)
+        z_fuse = self.fuse_projection(self._readout(h_fuse, graphs))
         return z_ori, z_fuse, z_aug
 
     # -- forward ---------------------------------------------------------------------------------
