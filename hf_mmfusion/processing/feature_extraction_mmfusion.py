@@ -130,6 +130,10 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
     # ---------------------------------------------------------------- cleaning
     def _clean(self, frames: np.ndarray, index: int) -> np.ndarray:
         """``frames[T, D]`` float32 with the non-finite policy applied."""
+        # A sum is finite only if every term is (a huge finite sum may overflow; the exact check decides).
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(frames.sum()):
+                return frames
         finite = np.isfinite(frames)
         if finite.all():
             return frames
@@ -152,6 +156,13 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         return np.nan_to_num(out, nan=0.0).astype(np.float32)
 
     def _as_frames(self, frames, index: int) -> np.ndarray:
+        if (
+            type(frames) is np.ndarray
+            and frames.dtype == np.float32
+            and frames.ndim == 2
+            and frames.shape[1] == self.feature_size
+        ):
+            return self._clean(frames, index)  # the common case, without conversions
         arr = _to_numpy(frames)
         if arr.dtype == object:
             arr = np.asarray(arr.tolist())
@@ -296,16 +307,17 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         target = max(target, 1)
         if pad_to_multiple_of:
             target = -(-target // pad_to_multiple_of) * pad_to_multiple_of
-        batch = np.full((len(frames), target, self.feature_size), self.padding_value, dtype=np.float32)
-        mask = np.zeros((len(frames), target), dtype=np.int64)
+        shape = (len(frames), target, self.feature_size)
+        batch = np.zeros(shape, np.float32) if self.padding_value == 0 else np.full(shape, self.padding_value, np.float32)
+        left = self.padding_side == "left"
         for i, f in enumerate(frames):
-            n = f.shape[0]
-            if self.padding_side == "left":
-                batch[i, target - n :] = f
-                mask[i, target - n :] = 1
+            if left:
+                batch[i, target - f.shape[0] :] = f
             else:
-                batch[i, :n] = f
-                mask[i, :n] = 1
+                batch[i, : f.shape[0]] = f
+        positions = np.arange(target)[None, :]
+        mask = (positions >= target - lengths[:, None]) if left else (positions < lengths[:, None])
+        mask = mask.astype(np.int64)
         out = {self.features_name: batch}
         if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:
             out[self.mask_name] = mask

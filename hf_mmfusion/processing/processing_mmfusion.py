@@ -16,6 +16,7 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import PaddingStrategy, hf_api
 
+from .alignment import batch_heads_from_offsets
 from .feature_extraction_mmfusion import AcousticFeatureExtractor, VisualFeatureExtractor
 
 TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -54,12 +55,13 @@ class MMFusionProcessor(ProcessorMixin):
             Acoustic frames (pre-computed, or from waveforms).
         visual_feature_extractor ([`VisualFeatureExtractor`], *optional*):
             Visual frames (pre-computed).
-        parser (`DependencyParser`, `str` or `None`, *optional*):
+        parser (`DependencyParser`, `str`, `dict` or `None`, *optional*):
             Adds ``dependency_heads`` for SSU's text graph. A string names the spaCy pipeline to load lazily
-            (e.g. ``"en_core_web_sm"`` or a path to a saved pipeline); any object with
-            ``encode(texts, tokenizer, **tokenizer_kwargs)`` works. Only the pipeline *name*
-            (``parser.spacy_model``) is saved in ``processor_config.json``; to restore a pipeline object
-            that has no loadable name, pass ``parser=...`` to ``from_pretrained``.
+            (e.g. ``"en_core_web_sm"`` or a path to a saved pipeline), a dict holds ``DependencyParser``
+            arguments; any object with ``encode(texts, tokenizer, **tokenizer_kwargs)`` works. The parser's
+            settings (``parser.to_dict()``, at least the pipeline name ``spacy_model``) are saved in
+            ``processor_config.json``, not an injected pipeline object: to restore one that has no loadable
+            name, pass ``parser=...`` to ``from_pretrained``.
 
     Calling the processor returns a [`BatchFeature`] holding exactly the model inputs of the parts given.
     """
@@ -90,11 +92,14 @@ class MMFusionProcessor(ProcessorMixin):
         if parser is None or hasattr(parser, "encode"):
             return parser
         if isinstance(parser, (str, os.PathLike)):
+            parser = {"spacy_model": os.fspath(parser)}
+        if isinstance(parser, dict):
             from .dependency_parser import DependencyParser
 
-            return DependencyParser(spacy_model=os.fspath(parser))
+            return DependencyParser(**parser)
         raise ValueError(
-            f"parser must be None, a spaCy pipeline name or a DependencyParser, got {type(parser).__name__}"
+            "parser must be None, a spaCy pipeline name, a settings dict or a DependencyParser, "
+            f"got {type(parser).__name__}"
         )
 
     # ------------------------------------------------------------------ sub-processor lookup
@@ -143,13 +148,39 @@ class MMFusionProcessor(ProcessorMixin):
         if self.parser is not None:
             if not getattr(self.tokenizer, "is_fast", False):
                 raise ValueError("dependency_heads need a fast tokenizer (offset mappings); got a slow one")
-            encoding = self.parser.encode(items, self.tokenizer, **kwargs)
+            if hasattr(self.parser, "parse"):
+                encoding = self._encode_with_heads(items, kwargs)
+            else:
+                encoding = self.parser.encode(items, self.tokenizer, **kwargs)
         else:
             encoding = self.tokenizer([t if isinstance(t, str) else t.text for t in items], **kwargs)
         keep = [n for n in TEXT_INPUT_NAMES if n in self.tokenizer.model_input_names]
         if self.parser is not None:
             keep.append("dependency_heads")
         return {name: encoding[name] for name in keep if name in encoding}
+
+    def _encode_with_heads(self, items: list, kwargs: dict):
+        """Parse (``parser.parse``: strings through ``nlp.pipe``, Docs as they are), tokenise, align.
+
+        The tokenizer reads the caller's strings (spaCy keeps the text verbatim). Special and padding
+        pieces are recognised by their empty offsets, so no special-tokens mask is requested. Padded
+        outputs become arrays with one ``np.asarray`` per key: transformers' own tensor conversion walks
+        nested lists in Python, which for the offsets costs more than the alignment.
+        """
+        docs = self.parser.parse(items)
+        strings = [item if isinstance(item, str) else doc.text for item, doc in zip(items, docs)]
+        padded = kwargs.get("padding") not in (False, None, "do_not_pad", PaddingStrategy.DO_NOT_PAD)
+        encoding = self.tokenizer(strings, return_offsets_mapping=True, **kwargs)
+        if padded:
+            for key in list(encoding.keys()):
+                encoding[key] = np.asarray(encoding[key], dtype=np.int64)
+        encoding["dependency_heads"] = batch_heads_from_offsets(
+            docs,
+            encoding.pop("offset_mapping"),
+            attention_mask=encoding.get("attention_mask"),
+            sample_mapping=encoding.get("overflow_to_sample_mapping"),
+        )
+        return encoding
 
     def __call__(
         self,
@@ -271,10 +302,12 @@ class MMFusionProcessor(ProcessorMixin):
             # Marks the absence, so loading does not look for tokenizer files.
             output["tokenizer"] = None
         if self.parser is not None:
-            name = getattr(self.parser, "spacy_model", None)
-            if name is None:
+            settings = dict(self.parser.to_dict()) if hasattr(self.parser, "to_dict") else {}
+            settings.setdefault("spacy_model", getattr(self.parser, "spacy_model", None))
+            if settings["spacy_model"] is None:
                 raise ValueError("the parser has no `spacy_model` name to save; give it one or save without a parser")
-            output["parser"] = os.fspath(name)
+            settings["spacy_model"] = os.fspath(settings["spacy_model"])
+            output["parser"] = settings
         if getattr(self, "auto_map", None):
             output["auto_map"] = self.auto_map
         return output
