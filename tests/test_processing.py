@@ -217,6 +217,8 @@ def test_processor_bad_inputs_raise_value_errors(processor):
         MMFusionProcessor(build_synthetic_tokenizer())(text="good", visual=_frames([2], 3))
     with pytest.raises(ValueError, match="at least one"):
         processor()
+    with pytest.raises(ValueError, match="parser must be"):
+        MMFusionProcessor(build_synthetic_tokenizer(), parser=42)
     with pytest.raises(ValueError, match="visual_max_length"):
         processor(visual=_frames([2], 3), padding="max_length", max_length=8)
 

@@ -89,14 +89,15 @@ class MMFusionProcessor(ProcessorMixin):
 
     @staticmethod
     def _build_parser(parser):
-        if parser is None or hasattr(parser, "encode"):
-            return parser
         if isinstance(parser, (str, os.PathLike)):
             parser = {"spacy_model": os.fspath(parser)}
         if isinstance(parser, dict):
             from .dependency_parser import DependencyParser
 
             return DependencyParser(**parser)
+        # Checked after the string case: `str` has an `encode` method too.
+        if parser is None or hasattr(parser, "encode") or hasattr(parser, "parse"):
+            return parser
         raise ValueError(
             "parser must be None, a spaCy pipeline name, a settings dict or a DependencyParser, "
             f"got {type(parser).__name__}"
