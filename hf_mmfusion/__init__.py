@@ -6,11 +6,12 @@ transformers Auto classes.
 
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
+from .data.collator import MMFusionDataCollator
 from .models.configuration_clcr import CLCRConfig
 from .models.configuration_ssu import SSUConfig
 from .models.modeling_clcr import CLCRForSequenceClassification, CLCRModel, CLCRPreTrainedModel
 from .models.modeling_ssu import SSUForSequenceClassification, SSUModel, SSUPreTrainedModel
-from .processing.dependency_parser import DependencyParser
+from .processing import AcousticFeatureExtractor, DependencyParser, MMFusionProcessor, VisualFeatureExtractor
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,10 @@ for _config, _base, _head in (
     AutoModelForSequenceClassification.register(_config, _head, exist_ok=True)
 
 __all__ = [
+    "AcousticFeatureExtractor",
+    "MMFusionDataCollator",
+    "MMFusionProcessor",
+    "VisualFeatureExtractor",
     "CLCRConfig",
     "CLCRForSequenceClassification",
     "CLCRModel",
