@@ -6,6 +6,7 @@ with ``AutoProcessor``, so ``from_pretrained`` resolves the class names saved in
 
 from transformers import AutoFeatureExtractor, AutoProcessor
 
+from .dependency_parser import DependencyParser, chain_heads, heads_from_offsets
 from .feature_extraction_mmfusion import AcousticFeatureExtractor, VisualFeatureExtractor
 from .processing_mmfusion import MMFusionProcessor
 
@@ -16,4 +17,11 @@ AutoFeatureExtractor.register("mmfusion_acoustic", AcousticFeatureExtractor, exi
 AutoFeatureExtractor.register("mmfusion_visual", VisualFeatureExtractor, exist_ok=True)
 AutoProcessor.register("mmfusion", MMFusionProcessor, exist_ok=True)
 
-__all__ = ["AcousticFeatureExtractor", "MMFusionProcessor", "VisualFeatureExtractor"]
+__all__ = [
+    "AcousticFeatureExtractor",
+    "DependencyParser",
+    "MMFusionProcessor",
+    "VisualFeatureExtractor",
+    "chain_heads",
+    "heads_from_offsets",
+]
