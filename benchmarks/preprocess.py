@@ -122,9 +122,12 @@ def main(argv=None) -> int:
                         help="cpu: process CPU time (robust on a loaded machine); wall: elapsed time")
     args = parser.parse_args(argv)
 
-    from hf_mmfusion.processing.dependency_parser import DependencyParser
-
-    from hf_mmfusion.processing import AcousticFeatureExtractor, MMFusionProcessor, VisualFeatureExtractor
+    from hf_mmfusion.processing import (
+        AcousticFeatureExtractor,
+        DependencyParser,
+        MMFusionProcessor,
+        VisualFeatureExtractor,
+    )
 
     texts = read_sentences(args.conllu)
     nlp = build_pipeline()

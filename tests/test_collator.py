@@ -174,3 +174,54 @@ def test_collator_works_as_trainer_data_collator(tmp_path):
     trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=MMFusionDataCollator(proc))
     result = trainer.train()
     assert model.seen == [4, 4] and np.isfinite(result.training_loss)
+
+
+def _chain_nlp():
+    """``spacy.blank("en")`` plus a component writing a right-branching parse (a stand-in parser)."""
+    spacy = pytest.importorskip("spacy")
+    from spacy.attrs import DEP, HEAD
+    from spacy.language import Language
+
+    if "test_chain_parser" not in Language.factories:
+
+        @Language.component("test_chain_parser")
+        def chain(doc):
+            if len(doc):
+                arr = np.zeros((len(doc), 2), dtype=np.uint64)
+                arr[1:, 0] = np.uint64(2**64 - 1)  # relative head -1
+                arr[:, 1] = doc.vocab.strings.add("dep")
+                arr[0, 1] = doc.vocab.strings.add("ROOT")
+                doc.from_array([HEAD, DEP], arr)
+            return doc
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("test_chain_parser")
+    return nlp
+
+
+@pytest.mark.parametrize("model_name", ["clcr", "ssu"])
+def test_processed_batches_train_clcr_and_ssu(model_name):
+    from transformers import BertConfig
+
+    import hf_mmfusion
+    from hf_mmfusion.processing import DependencyParser
+
+    text = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
+    common = dict(text_config=text.to_dict(), hidden_size=16, audio_input_dim=16, visual_input_dim=12, num_labels=1)
+    if model_name == "clcr":
+        config = hf_mmfusion.CLCRConfig(**common, shared_dim=8, exchange_heads=2, tcn_dilations=(1, 2, 1, 2, 1, 2))
+        model = hf_mmfusion.CLCRForSequenceClassification(config)
+        parser = None
+    else:
+        config = hf_mmfusion.SSUConfig(**common, graph_proj_dim=16, gat_heads=2, cross_attn_heads=2, fusion_topk=3,
+                                       pos_bias_max_distance=6)
+        model = hf_mmfusion.SSUForSequenceClassification(config)
+        parser = DependencyParser(nlp=_chain_nlp())
+    proc = _processor(parser=parser)
+    train = preprocess_dataset(make_synthetic_dataset((4, 2, 2))["train"], proc)
+    batch = MMFusionDataCollator(proc)([train[i] for i in range(4)])
+    assert ("dependency_heads" in batch) == (parser is not None)
+    out = model(**batch)
+    assert out.logits.shape == (4, 1) and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

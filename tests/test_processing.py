@@ -443,3 +443,31 @@ def test_processor_parse_path_matches_alignment_and_handles_ragged_rows(processo
     assert [len(h) for h in rows["dependency_heads"]] == [len(i) for i in rows["input_ids"]]
     assert torch.equal(processor.pad(rows)["dependency_heads"], out["dependency_heads"])
     assert torch.equal(processor(text=docs, return_tensors="pt")["dependency_heads"], out["dependency_heads"])
+
+
+def test_saved_processor_loads_with_remote_code_without_the_package(tmp_path):
+    import subprocess
+    import sys
+
+    proc = MMFusionProcessor(build_synthetic_tokenizer(), AcousticFeatureExtractor(feature_size=5), parser="en_core_web_sm")
+    proc.save_pretrained(tmp_path / "proc")
+    config = json.loads((tmp_path / "proc" / "processor_config.json").read_text())
+    assert config["auto_map"] == {"AutoProcessor": "processing_mmfusion.MMFusionProcessor"}
+    assert (tmp_path / "proc" / "feature_extraction_mmfusion.py").exists()
+    frames = np.arange(15, dtype=np.float32).reshape(3, 5)
+    expected = proc(audio=[frames], return_tensors="np")["audio_features"]
+    script = (
+        "import sys, numpy as np\n"
+        "from transformers import AutoProcessor\n"
+        "assert 'hf_mmfusion' not in sys.modules\n"
+        f"p = AutoProcessor.from_pretrained({str(tmp_path / 'proc')!r}, trust_remote_code=True)\n"
+        "assert 'hf_mmfusion' not in sys.modules and type(p).__module__.startswith('transformers_modules')\n"
+        "print(p.parser.spacy_model)\n"
+        "out = p(audio=[np.arange(15, dtype=np.float32).reshape(3, 5)], return_tensors='np')\n"
+        f"np.save({str(tmp_path / 'out.npy')!r}, out['audio_features'])\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), PYTHONPATH="")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("en_core_web_sm")
+    assert np.array_equal(np.load(tmp_path / "out.npy"), expected)

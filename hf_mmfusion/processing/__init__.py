@@ -16,6 +16,8 @@ from .processing_mmfusion import MMFusionProcessor
 AutoFeatureExtractor.register("mmfusion_acoustic", AcousticFeatureExtractor, exist_ok=True)
 AutoFeatureExtractor.register("mmfusion_visual", VisualFeatureExtractor, exist_ok=True)
 AutoProcessor.register("mmfusion", MMFusionProcessor, exist_ok=True)
+# Saved processors carry their code and `auto_map`, for loading with trust_remote_code=True elsewhere.
+MMFusionProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
     "AcousticFeatureExtractor",

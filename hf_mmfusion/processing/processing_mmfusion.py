@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 from transformers import AutoTokenizer
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import PaddingStrategy, hf_api
@@ -314,13 +315,20 @@ class MMFusionProcessor(ProcessorMixin):
         return output
 
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
-        """Save the tokenizer files (when there is a tokenizer) and ``processor_config.json``."""
+        """Save the tokenizer files (when there is a tokenizer) and ``processor_config.json``.
+
+        When the class is registered for ``AutoProcessor`` (importing ``hf_mmfusion`` does that), the code
+        files are copied along and ``auto_map`` is written, so ``AutoProcessor.from_pretrained(...,
+        trust_remote_code=True)`` works without this package installed.
+        """
         os.makedirs(save_directory, exist_ok=True)
         if push_to_hub:
             commit_message = kwargs.pop("commit_message", None)
             repo_id = kwargs.pop("repo_id", os.fspath(save_directory).split(os.path.sep)[-1])
             repo_id = hf_api().create_repo(repo_id, exist_ok=True, **kwargs).repo_id
             files_timestamps = self._get_files_timestamps(save_directory)
+        if self._auto_class is not None:
+            custom_object_save(self, save_directory, config=self)
         if self.tokenizer is not None:
             self.tokenizer._set_processor_class(self.__class__.__name__)
             self.tokenizer.save_pretrained(save_directory)
