@@ -164,14 +164,15 @@ def main(argv=None) -> int:
     for name, base, ours in (("text (tokenise + parse)", baseline_text, ours_text),
                              ("text + audio + visual frames", baseline_all, ours_all)):
         t_base, t_ours = best_times((base, ours), batches, args.repeats, clock)
-        rows.append((name, len(texts) / t_base, len(texts) / t_ours, 100.0 * (t_ours - t_base) / t_base))
+        rows.append((name, len(texts) / t_base, len(texts) / t_ours, 100.0 * (t_ours - t_base) / t_base,
+                     1e6 * (t_ours - t_base) / len(texts)))
 
     print(f"{len(texts)} sentences from {args.conllu.name}, tokenizer {args.tokenizer}, batch {bs}, "
           f"best of {args.repeats}, {args.clock} time; spaCy stand-in: blank('en') + chain_parser")
-    print(f"| {'path':<30} | {'baseline rows/s':>15} | {'processor rows/s':>16} | {'overhead':>8} |")
-    print(f"|{'-' * 32}|{'-' * 17}|{'-' * 18}|{'-' * 10}|")
-    for name, base, ours, overhead in rows:
-        print(f"| {name:<30} | {base:>15.0f} | {ours:>16.0f} | {overhead:>7.1f}% |")
+    print(f"| {'path':<30} | {'baseline rows/s':>15} | {'processor rows/s':>16} | {'overhead':>8} | {'us/row':>6} |")
+    print(f"|{'-' * 32}|{'-' * 17}|{'-' * 18}|{'-' * 10}|{'-' * 8}|")
+    for name, base, ours, overhead, per_row in rows:
+        print(f"| {name:<30} | {base:>15.0f} | {ours:>16.0f} | {overhead:>7.1f}% | {per_row:>6.1f} |")
     return 0
 
 
