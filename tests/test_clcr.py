@@ -141,7 +141,12 @@ def test_forward_shapes_for_each_modality_combination(modalities):
     assert out.participation_ratios.shape == (B, M, L)
     lengths = {"text": 6, "audio": 9, "visual": 5}
     assert [tuple(w.shape) for w in out.token_weights] == [(B, L, lengths[m]) for m in modalities]
-    assert len(out.hidden_states) == L and out.hidden_states[0].shape == (B, sum(lengths[m] for m in modalities), d)
+    level_states = out.level_hidden_states
+    assert len(level_states) == L and level_states[0].shape == (B, sum(lengths[m] for m in modalities), d)
+    if "text" in modalities:
+        assert len(out.hidden_states) == 3 and out.hidden_states[0].shape == (B, 6, 32)
+    else:
+        assert out.hidden_states is None
     for name in ("loss", "task_loss", "intra_loss", "inter_loss", "inter_pp_loss", "inter_sp_loss", "inter_sel_loss"):
         assert torch.isfinite(out[name]), name
     torch.testing.assert_close(out.level_weights.sum(1), torch.ones(B))
