@@ -90,6 +90,14 @@ class CLCROrthogonalBank(nn.Module):
         self.weight = nn.Parameter(torch.empty(num, dim, dim))
         parametrizations.orthogonal(self, "weight", orthogonal_map="cayley", use_trivialization=False)
 
+    def matrices(self) -> torch.Tensor:
+        """``Q[num, dim, dim]``, evaluated once per call; half-precision banks are mapped in float32
+        because the linear solve of the Cayley map has no half-precision CPU kernel."""
+        original = self.parametrizations.weight.original
+        if original.dtype in (torch.float16, torch.bfloat16):
+            return self.parametrizations.weight[0](original.float()).to(original.dtype)
+        return self.weight
+
 
 class CLCRGroupedLayerNorm(nn.Module):
     """One LayerNorm per group, applied at once: ``x[B, *groups, d] -> [B, *groups, d]``."""
@@ -201,7 +209,7 @@ class CLCRIntraLevel(GradientCheckpointingLayer):
         M, r = self.num_modalities, self.shared_dim
         xs, masks = streams[:M], [mask.bool() for mask in streams[M:]]
         if self.use_intra_ced:
-            q = self.bank.weight                                   # [M, d, d], computed once per forward
+            q = self.bank.matrices()                               # [M, d, d], computed once per forward
             bases_u = q[..., :r]                                   # [M, d, r]
             coords = [xs[m] @ q[m] for m in range(M)]              # [B, T_m, d] = [c_s | c_p]
             coords_s = [c[..., :r] for c in coords]                # [B, T_m, r]
@@ -414,10 +422,15 @@ class CLCRModelOutput(ModelOutput):
         token_weights (`tuple(torch.FloatTensor)`, *optional*):
             With `output_token_weights=True`: per modality `w` of shape `(batch_size, num_levels, length_m)`.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
-            With `output_hidden_states=True`: per level the updated token features of all modalities
-            concatenated along time, `(batch_size, sum of lengths, hidden_size)`.
-        text_hidden_states (`tuple(torch.FloatTensor)`, *optional*):
-            With `output_hidden_states=True` and text input: every hidden state of the text encoder.
+            With `output_hidden_states=True` and text input: every hidden state of the text encoder (embeddings
+            first), as transformers' text models return them. `output_hidden_states` may also be a list of
+            indices; the other entries are then `None`.
+        level_hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            With `output_hidden_states`: per level the semantic-hierarchy features entering IntraCED, all
+            modalities concatenated along time in config order, `(batch_size, sum of lengths, hidden_size)`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*):
+            With `output_attentions=True` and text input: the text encoder's self-attention maps (needs the
+            eager attention implementation).
     """
 
     pooler_output: torch.FloatTensor | None = None
@@ -436,7 +449,8 @@ class CLCRModelOutput(ModelOutput):
     inter_sel_loss: torch.FloatTensor | None = None
     token_weights: tuple[torch.FloatTensor, ...] | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    text_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    level_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -454,7 +468,7 @@ class CLCRSequenceClassifierOutput(ModelOutput):
         intra_loss, inter_loss, inter_pp_loss, inter_sp_loss, inter_sel_loss (`torch.FloatTensor`, *optional*):
             The regulariser values, as in [`CLCRModelOutput`].
         pooler_output, level_weights, modality_weights, private_gates, participation_ratios, token_weights,
-        hidden_states, text_hidden_states:
+        hidden_states, level_hidden_states, attentions:
             As in [`CLCRModelOutput`].
     """
 
@@ -473,7 +487,8 @@ class CLCRSequenceClassifierOutput(ModelOutput):
     participation_ratios: torch.FloatTensor | None = None
     token_weights: tuple[torch.FloatTensor, ...] | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    text_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    level_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class CLCRPreTrainedModel(TextPretrainedMixin, PreTrainedModel):
@@ -563,10 +578,11 @@ class CLCRModel(CLCRPreTrainedModel):
         self.post_init()
 
     def _backbone_levels(
-        self, inputs, input_ids, attention_mask, token_type_ids, inputs_embeds
-    ) -> tuple[dict[str, list[torch.Tensor]], dict[str, torch.Tensor], tuple | None]:
-        """Per modality the backbone outputs of each level (before projection) and the bool masks."""
-        levels, masks, text_hidden = {}, {}, None
+        self, inputs, input_ids, attention_mask, token_type_ids, inputs_embeds, output_attentions
+    ) -> tuple[dict[str, list[torch.Tensor]], dict[str, torch.Tensor], object | None]:
+        """Per modality the backbone outputs of each level (before projection), the bool masks and the text
+        encoder's output (``None`` without text)."""
+        levels, masks, text_out = {}, {}, None
         batch = inputs.batch_size
         for m in self.modalities:
             if m == "text":
@@ -577,9 +593,17 @@ class CLCRModel(CLCRPreTrainedModel):
                         if attention_mask is None
                         else attention_mask.bool()
                     )
-                    taps, text_hidden = self.text_encoder(
-                        input_ids, mask.long(), token_type_ids, inputs_embeds, layers=self.text_level_layers
-                    )
+                    text_kwargs = {"attention_mask": mask.long(), "output_hidden_states": True, "return_dict": True}
+                    if output_attentions:
+                        text_kwargs["output_attentions"] = True
+                    if token_type_ids is not None:
+                        text_kwargs["token_type_ids"] = token_type_ids
+                    if inputs_embeds is not None:
+                        text_kwargs["inputs_embeds"] = inputs_embeds
+                    else:
+                        text_kwargs["input_ids"] = input_ids
+                    text_out = self.text_encoder.model(**text_kwargs)
+                    taps = [text_out.hidden_states[i] for i in self.text_level_layers]
                 else:
                     # A configured text stream absent from the batch: one fully masked slot.
                     ref = next(iter(inputs.features.values()))
@@ -591,7 +615,7 @@ class CLCRModel(CLCRPreTrainedModel):
                 taps = taps if self.config.use_hierarchy else taps[-1:]
             levels[m] = [taps[i] for i in self.level_permutations[m]]
             masks[m] = mask
-        return levels, masks, text_hidden
+        return levels, masks, text_out
 
     def forward(
         self,
@@ -604,7 +628,8 @@ class CLCRModel(CLCRPreTrainedModel):
         visual_features: torch.FloatTensor | None = None,
         visual_attention_mask: torch.Tensor | None = None,
         dependency_heads: torch.LongTensor | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | list[int] | None = None,
         output_token_weights: bool | None = None,
         compute_regularizers: bool | None = None,
         return_dict: bool | None = None,
@@ -630,6 +655,7 @@ class CLCRModel(CLCRPreTrainedModel):
         config = self.config
         return_dict = return_dict if return_dict is not None else config.return_dict
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
+        output_attentions = output_attentions if output_attentions is not None else config.output_attentions
         compute_regularizers = self.training if compute_regularizers is None else compute_regularizers
         inputs = prepare_inputs(
             config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
@@ -637,18 +663,23 @@ class CLCRModel(CLCRPreTrainedModel):
             visual_features=visual_features, visual_attention_mask=visual_attention_mask,
             dependency_heads=dependency_heads,
         )
-        backbone, mask_map, text_hidden = self._backbone_levels(
-            inputs, input_ids, attention_mask, token_type_ids, inputs_embeds
+        backbone, mask_map, text_out = self._backbone_levels(
+            inputs, input_ids, attention_mask, token_type_ids, inputs_embeds, output_attentions
         )
         masks = [mask_map[m] for m in self.modalities]
         M = len(self.modalities)
 
-        levels = []
+        lengths = [mask.shape[1] for mask in masks]
+        levels, level_inputs = [], []
         for level_index, intra in enumerate(self.intra_levels):
-            xs = [
-                self.level_projections[m][level_index](backbone[m][level_index], mask_map[m]) for m in self.modalities
-            ]                                                                       # M x [B, T_m, d]
-            out = intra(*xs, *masks)
+            # One [B, sum T_m, d] tensor per level, split back into views, so the reported hidden states lie
+            # on the computation graph.
+            joint = torch.cat(
+                [self.level_projections[m][level_index](backbone[m][level_index], mask_map[m]) for m in self.modalities],
+                dim=1,
+            )
+            level_inputs.append(joint)
+            out = intra(*joint.split(lengths, dim=1), *masks)
             group = [list(out[i * M : (i + 1) * M]) for i in range(6)]
             levels.append(
                 dict(zip(("shared", "private", "coords_s", "coords_p", "weights", "participation"), group))
@@ -680,14 +711,11 @@ class CLCRModel(CLCRPreTrainedModel):
         if output_token_weights:
             token_weights = tuple(torch.stack([lv["weights"][m] for lv in levels], 1) for m in range(M))
         hidden_states = None
-        if output_hidden_states:
-            hidden_states = tuple(
-                torch.cat(
-                    [lv["shared"][m] + lv["private"][m] if config.use_intra_ced else lv["shared"][m] for m in range(M)],
-                    dim=1,
-                )
-                for lv in levels
-            )
+        if text_out is not None and output_hidden_states:
+            hidden_states = tuple(text_out.hidden_states)
+            if isinstance(output_hidden_states, (list, tuple)):
+                chosen = {int(i) % len(hidden_states) for i in output_hidden_states}
+                hidden_states = tuple(h if i in chosen else None for i, h in enumerate(hidden_states))
         output = CLCRModelOutput(
             pooler_output=pooled,
             shared_summary=fused["h_s"],
@@ -705,7 +733,8 @@ class CLCRModel(CLCRPreTrainedModel):
             inter_sel_loss=sel,
             token_weights=token_weights,
             hidden_states=hidden_states,
-            text_hidden_states=text_hidden if output_hidden_states else None,
+            level_hidden_states=tuple(level_inputs) if output_hidden_states else None,
+            attentions=text_out.attentions if (text_out is not None and output_attentions) else None,
         )
         return output if return_dict else output.to_tuple()
 
@@ -754,7 +783,8 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
         visual_attention_mask: torch.Tensor | None = None,
         dependency_heads: torch.LongTensor | None = None,
         labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | list[int] | None = None,
         output_token_weights: bool | None = None,
         compute_regularizers: bool | None = None,
         return_dict: bool | None = None,
@@ -778,7 +808,8 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             inputs_embeds=inputs_embeds, audio_features=audio_features, audio_attention_mask=audio_attention_mask,
             visual_features=visual_features, visual_attention_mask=visual_attention_mask,
-            dependency_heads=dependency_heads, output_hidden_states=output_hidden_states,
+            dependency_heads=dependency_heads, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
             output_token_weights=output_token_weights, compute_regularizers=compute_regularizers, return_dict=True,
         )
         logits = self.classifier(base.pooler_output)                               # [B, num_labels]
@@ -804,7 +835,8 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
             participation_ratios=base.participation_ratios,
             token_weights=base.token_weights,
             hidden_states=base.hidden_states,
-            text_hidden_states=base.text_hidden_states,
+            level_hidden_states=base.level_hidden_states,
+            attentions=base.attentions,
         )
         return output if return_dict else output.to_tuple()
 
