@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -223,7 +222,7 @@ def test_fusion_cross_edges_link_topk_anchor_nodes(model):
         for s, t in zip(src.tolist(), dst.tolist()):
             if s // per != b or s % per == per - 1 or t % per == per - 1:
                 continue
-            (ms, i), (mt, j) = slot_modality[s % per], slot_modality[t % per]
+            (ms, i), (mt, _) = slot_modality[s % per], slot_modality[t % per]
             if ms != mt:
                 cross.add((ms, i))
         top = set()
@@ -341,7 +340,7 @@ def test_loss_terms_and_total(model):
     torch.testing.assert_close(out.task_loss, (out.logits.squeeze(-1) - batch["labels"]).abs().mean())
     torch.testing.assert_close(out.align_loss, (out.z_fuse - out.z_ori).square().sum(-1).mean())
     classes = polarity_classes(batch["labels"], 3)
-    sup = torch.nn.functional.cross_entropy(model.sup_classifier(out.z_ori), classes)
+    sup = torch.nn.functional.cross_entropy(model.classifier.supervised(out.z_ori), classes)
     torch.testing.assert_close(out.sup_loss, sup)
 
 
@@ -570,13 +569,13 @@ def test_learns_a_cross_modal_interaction():
 
     def data(n, seed):
         cols = generate_synthetic_examples(n, ("audio", "visual"), audio_dim=A_DIM, visual_dim=V_DIM, seed=seed,
-                                           audio_frames=(6, 12), visual_frames=(6, 12))
+                                           audio_frames=(6, 10), visual_frames=(6, 10))
         return synthetic_model_batch(cols)
 
     torch.manual_seed(0)
-    train, valid = data(384, 1), data(128, 2)
+    train, valid = data(256, 1), data(128, 2)
     m = SSUForSequenceClassification(tiny_config(modalities=["audio", "visual"]))
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
 
     def accuracy():
         m.eval()
@@ -585,14 +584,15 @@ def test_learns_a_cross_modal_interaction():
         m.train()
         return ((pred > 0) == (valid["labels"] > 0)).float().mean().item()
 
-    start = accuracy()
-    for _ in range(10):
-        perm = torch.randperm(384)
-        for s in range(0, 384, 32):
+    history = [accuracy()]
+    while history[-1] < 0.95 and len(history) <= 15:
+        perm = torch.randperm(256)
+        for s in range(0, 256, 32):
             idx = perm[s:s + 32]
             loss = m(**{k: v[idx] for k, v in train.items()}).loss
             opt.zero_grad()
             loss.backward()
             opt.step()
-    assert start < 0.75
-    assert accuracy() > 0.9
+        history.append(accuracy())
+    assert history[0] < 0.75
+    assert history[-1] >= 0.95, history

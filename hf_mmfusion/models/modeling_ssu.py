@@ -185,7 +185,7 @@ def _edges_from_adjacency(adj: torch.Tensor, weight: torch.Tensor | None):
 # ---------------------------------------------------------------------------------------------------
 
 
-class SSUCrossAttention(nn.Module):
+class SSUTextGuidedEnhancement(nn.Module):
     """Text-guided enhancement (Eq. 1): queries from a modality ``x[B, Tm, d]``, keys / values from the
     guide ``g[B, Tg, d]``; padded guide tokens are masked and an empty guide gives zeros. -> ``[B, Tm, d]``."""
 
@@ -474,7 +474,7 @@ class SSUModel(SSUPreTrainedModel):
         self.projections = nn.ModuleDict({m: nn.Linear(widths[m], d) for m in self.modalities})
         self.norms = nn.ModuleDict({m: nn.LayerNorm(d) for m in self.modalities})
         self.feature_dropout = nn.Dropout(float(config.feature_dropout))
-        self.enhancers = nn.ModuleDict({m: SSUCrossAttention(d, config.cross_attn_heads) for m in self.graph_modalities})
+        self.enhancers = nn.ModuleDict({m: SSUTextGuidedEnhancement(d, config.cross_attn_heads) for m in self.graph_modalities})
         self.graph_builders = nn.ModuleDict({m: SSUTextGuidedGraph(config) for m in self.graph_modalities})
         self.anchor_projection = nn.Linear(d, d, bias=False)                      # W_a of Eq. 7
         self.shared_gat = SSUGraphEncoder(config)
@@ -759,6 +759,24 @@ class SSUModel(SSUPreTrainedModel):
             out["threshold_lambda"] = torch.stack([self.graph_builders[m].threshold_lambda for m in self.graph_modalities])
 
 
+class SSUClassificationHead(nn.Module):
+    """Prediction MLP ``pooled[B, d or 2d] -> [B, num_labels]`` and the Eq. 8 classifier ``z_ori[B, d] -> [B, C]``."""
+
+    def __init__(self, config: SSUConfig, sup_outputs: int):
+        super().__init__()
+        d = config.hidden_size
+        self.dense = nn.Linear(2 * d if config.head_input == "concat" else d, d)
+        self.dropout = nn.Dropout(float(config.classifier_dropout))
+        self.out_proj = nn.Linear(d, config.num_labels)
+        self.sup_proj = nn.Linear(d, sup_outputs)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.dropout(F.relu(self.dense(pooled))))
+
+    def supervised(self, z_ori: torch.Tensor) -> torch.Tensor:
+        return self.sup_proj(z_ori)
+
+
 class SSUForSequenceClassification(SSUPreTrainedModel):
     """SSU with a prediction head (MLP on `pooler_output`) and the Eq. 11 training loss.
 
@@ -769,14 +787,9 @@ class SSUForSequenceClassification(SSUPreTrainedModel):
 
     def __init__(self, config: SSUConfig):
         super().__init__(config)
-        d = config.hidden_size
         self.num_labels = config.num_labels
         self.ssu = SSUModel(config)
-        head_in = 2 * d if config.head_input == "concat" else d
-        self.classifier = nn.Sequential(
-            nn.Linear(head_in, d), nn.ReLU(), nn.Dropout(float(config.classifier_dropout)), nn.Linear(d, config.num_labels)
-        )
-        self.sup_classifier = nn.Linear(d, self._sup_outputs())
+        self.classifier = SSUClassificationHead(config, sup_outputs=self._sup_outputs())
         self.post_init()
 
     def _is_regression_head(self) -> bool:
@@ -798,7 +811,7 @@ class SSUForSequenceClassification(SSUPreTrainedModel):
     def _losses(self, logits, labels, z_ori, z_fuse, z_aug):
         cfg = self.config
         problem = self._problem_type(labels)
-        sup_logits = self.sup_classifier(z_ori)
+        sup_logits = self.classifier.supervised(z_ori)
         if problem == "regression":
             target = labels.to(logits.dtype).view(-1, self.num_labels)
             if target.shape[0] != logits.shape[0]:
