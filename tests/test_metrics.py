@@ -81,7 +81,7 @@ def test_sims_binning(msa):
 
 
 def test_msa_rejects_bad_input_and_rounds_on_request(msa):
-    with pytest.raises(ValueError, match="equal length"):
+    with pytest.raises(ValueError, match="predictions"):
         msa.compute(predictions=[0.1, 0.2], references=[0.1])
     with pytest.raises(ValueError, match="finite"):
         msa.compute(predictions=[float("nan"), 0.2], references=[0.1, 0.3])
