@@ -4,4 +4,37 @@ Importing the package registers every model, config, processor and feature extra
 transformers Auto classes.
 """
 
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+from .data.collator import MMFusionDataCollator
+from .models.configuration_clcr import CLCRConfig
+from .models.configuration_ssu import SSUConfig
+from .models.modeling_clcr import CLCRForSequenceClassification, CLCRModel, CLCRPreTrainedModel
+from .models.modeling_ssu import SSUForSequenceClassification, SSUModel, SSUPreTrainedModel
+from .processing import AcousticFeatureExtractor, DependencyParser, MMFusionProcessor, VisualFeatureExtractor
+
 __version__ = "0.1.0"
+
+for _config, _base, _head in (
+    (CLCRConfig, CLCRModel, CLCRForSequenceClassification),
+    (SSUConfig, SSUModel, SSUForSequenceClassification),
+):
+    AutoConfig.register(_config.model_type, _config, exist_ok=True)
+    AutoModel.register(_config, _base, exist_ok=True)
+    AutoModelForSequenceClassification.register(_config, _head, exist_ok=True)
+
+__all__ = [
+    "AcousticFeatureExtractor",
+    "MMFusionDataCollator",
+    "MMFusionProcessor",
+    "VisualFeatureExtractor",
+    "CLCRConfig",
+    "CLCRForSequenceClassification",
+    "CLCRModel",
+    "CLCRPreTrainedModel",
+    "DependencyParser",
+    "SSUConfig",
+    "SSUForSequenceClassification",
+    "SSUModel",
+    "SSUPreTrainedModel",
+]

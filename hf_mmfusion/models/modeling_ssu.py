@@ -1,0 +1,882 @@
+"""SSU (Structural-Semantic Unifier): graph-based multimodal fusion with a text-derived semantic anchor.
+
+Pipeline (shapes for batch B, width d):
+
+1. Unimodal states: text ``X^t = LN(Linear(BERT last layer))`` [B, Tt, d]; audio / visual
+   ``X^m = Dropout(LN(Linear(frames)))`` [B, Tm, d] (frames segment-pooled to ``graph_max_nodes`` first).
+2. Text-guided enhancement (Eq. 1-2): ``H^m = X^m + Attn(Q=X^m, K=V=X^t)``.
+3. Graphs: text from ``dependency_heads`` (or a chain); audio / visual from the cosine similarity of the
+   frames' text-attention rows plus a learnable distance bias, row softmax, symmetrisation and the
+   adaptive threshold ``tau = mu + lambda sigma`` (Eq. 3-5; straight-through so lambda learns).
+4. Anchor (Eq. 6-7): ``z_a`` = mean text state, linked to every node with weights
+   ``beta_i = softmax_i(z_a^T W_a H_i)``.
+5. One shared GAT over all modality graphs (one disjoint batched graph) -> ``z_ori``; the same GAT over an
+   edge-dropped / edge-added copy (training) -> ``z_aug``; a separate GAT over the fusion graph (intra edges,
+   anchor edges, top-k cross-modal edges) -> ``z_fuse``.
+6. Losses (Eq. 11): task loss + lambda_sup CE(z_ori) + lambda_self InfoNCE(z_ori, z_aug) + lambda_align
+   ||z_fuse - z_ori||^2.
+
+Every graph is built for the whole batch with tensor operations: dense boolean adjacency ``[B, T, T]`` ->
+``nonzero`` -> node ids ``offset + b * N + i``. Padded slots stay in the node tensor with only the GAT's
+self loop and never reach a readout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.nn import GATConv
+from torch_geometric.nn.dense.linear import Linear as GeometricLinear
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_ssu import SSUConfig
+from .inputs import prepare_inputs
+from .masking import masked_mean, masked_softmax, segment_pool, zero_padding
+from .modeling_common import TextPretrainedMixin, init_common_weights
+from .text_backbone import TextLevelEncoder
+
+# ---------------------------------------------------------------------------------------------------
+# Graph building blocks (batched tensor operations; all masks are bool [B, T])
+# ---------------------------------------------------------------------------------------------------
+
+
+def pair_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Off-diagonal pairs of real nodes: ``mask[B, T] -> [B, T, T]``."""
+    T = mask.shape[1]
+    eye = torch.eye(T, dtype=torch.bool, device=mask.device)
+    return mask[:, :, None] & mask[:, None, :] & ~eye
+
+
+def chain_heads_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Heads of the sequence chain: every real token points to the previous real one (``-1`` for the first)."""
+    T = mask.shape[1]
+    idx = torch.arange(T, device=mask.device).expand_as(mask)
+    last = torch.where(mask, idx, torch.full_like(idx, -1)).cummax(dim=1).values      # latest real index <= t
+    prev = torch.cat([torch.full_like(last[:, :1], -1), last[:, :-1]], dim=1)
+    return torch.where(mask, prev, torch.full_like(prev, -1))
+
+
+def heads_adjacency(heads: torch.Tensor, mask: torch.Tensor, directed: bool = False) -> torch.Tensor:
+    """Text adjacency from head indices: ``adj[b, i, j]`` = j sends to i. ``heads[B, T]`` -> bool ``[B, T, T]``.
+
+    An arc links token i and its head; undirected arcs go both ways. Arcs touching padding, pointing
+    outside the row or onto the token itself are dropped (the GAT adds self loops).
+    """
+    B, T = heads.shape
+    has_head = (heads >= 0) & (heads < T) & mask
+    adj = torch.zeros(B, T, T, dtype=torch.bool, device=heads.device)
+    # adj[b, i, head(i)]: the head sends to its dependent. Row i gets exactly one write, so writing False
+    # for headless rows cannot erase an arc.
+    adj.scatter_(2, heads.clamp(0, T - 1).unsqueeze(-1), has_head.unsqueeze(-1))
+    if not directed:
+        adj = adj | adj.transpose(1, 2)
+    return adj & pair_mask(mask)
+
+
+def adaptive_threshold(
+    a0: torch.Tensor, pairs: torch.Tensor, lam: torch.Tensor, soft_temp: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 5 with a straight-through mask.
+
+    ``tau_b = mu_b + lam * sigma_b`` over the real off-diagonal pairs of sample b (population std).
+    Returns ``edges`` (bool ``[B, T, T]``, ``a0 >= tau`` on real pairs) and the kept values ``a0 * M``
+    whose forward value is ``a0`` on edges and 0 elsewhere while the gradient of ``M`` is that of
+    ``sigmoid((a0 - tau) / (soft_temp * sigma))`` (the only path by which lam learns).
+    """
+    pf = pairs.to(a0.dtype)
+    count = pf.sum((1, 2)).clamp_min(1.0)                                       # [B]
+    mu = (a0 * pf).sum((1, 2)) / count
+    centred = (a0 - mu[:, None, None]) * pf
+    var = centred.square().sum((1, 2)) / count
+    # sqrt has an infinite slope at 0: a constant graph (sigma = 0) gets a zero-gradient sigma instead.
+    sigma = torch.where(var > 0, var.clamp_min(1e-20).sqrt(), torch.zeros_like(var))
+    tau = (mu + lam * sigma)[:, None, None]
+    edges = (a0 >= tau) & pairs
+    hard = edges.to(a0.dtype)
+    if torch.is_grad_enabled() and (lam.requires_grad or a0.requires_grad):
+        soft = torch.sigmoid((a0 - tau) / (soft_temp * sigma[:, None, None] + 1e-6))
+        hard = hard + soft - soft.detach()
+    return edges, a0 * hard
+
+
+def augment_adjacency(
+    adj: torch.Tensor,
+    weight: torch.Tensor | None,
+    pairs: torch.Tensor,
+    drop: float,
+    add: float,
+    symmetric: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Perturbed copy of a batch of graphs for the augmented view (edge drop / edge add).
+
+    Each edge of ``adj[B, T, T]`` is dropped with probability ``drop``; then ``ceil(add * |E_b|)`` pairs
+    among ``pairs`` that are not edges are added uniformly at random (``|E_b|`` counts undirected edges
+    once when ``symmetric``). Added edges weigh the mean kept weight of their sample (1 without any).
+    ``weight=None`` means every edge weighs 1. Returns ``(adjacency, weight)``, both ``[B, T, T]``.
+    """
+    B, T, _ = adj.shape
+    if symmetric:
+        upper = torch.ones(T, T, dtype=torch.bool, device=adj.device).triu(1)
+        base, candidates = adj & upper, pairs & upper & ~adj
+    else:
+        base, candidates = adj, pairs & ~adj
+    keep = base & (torch.rand(B, T, T, device=adj.device) >= drop)
+    n_add = torch.ceil(add * base.sum((1, 2)).to(torch.float32)).long()
+    n_add = torch.minimum(n_add, candidates.sum((1, 2)))                        # [B]
+    added = torch.zeros(B, T * T, dtype=torch.bool, device=adj.device)
+    k_max = int(n_add.max()) if B else 0
+    if k_max > 0:
+        scores = torch.rand(B, T * T, device=adj.device).masked_fill_(~candidates.view(B, -1), -1.0)
+        picked = scores.topk(k_max, dim=1).indices                               # uniform without replacement
+        take = torch.arange(k_max, device=adj.device)[None, :] < n_add[:, None]
+        added.scatter_(1, picked, take)
+    added = added.view(B, T, T)
+    if symmetric:
+        keep, added = keep | keep.transpose(1, 2), added | added.transpose(1, 2)
+    if weight is None:
+        return keep | added, (keep | added).to(torch.get_default_dtype())
+    kf = keep.to(weight.dtype)
+    n_kept = kf.sum((1, 2))
+    mean_kept = torch.where(n_kept > 0, (weight * kf).sum((1, 2)) / n_kept.clamp_min(1.0), torch.ones_like(n_kept))
+    new_weight = weight * kf + mean_kept[:, None, None] * added.to(weight.dtype)
+    return keep | added, new_weight
+
+
+def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent between ``z1[B, d]`` and ``z2[B, d]``: positives on the diagonal, in-batch negatives.
+
+    ``mean_i -log softmax_j(cos(z1_i, z2_j) / temperature)[i]``; 0 for a batch of one (no negatives).
+    """
+    if z1.shape[0] < 2:
+        return z1.new_zeros(()) + 0.0 * (z1.sum() + z2.sum())
+    with torch.autocast(device_type=z1.device.type, enabled=False):
+        a = F.normalize(z1.float(), dim=-1)
+        b = F.normalize(z2.float(), dim=-1)
+        logits = a @ b.T / temperature
+        return F.cross_entropy(logits, torch.arange(z1.shape[0], device=z1.device))
+
+
+def polarity_classes(scores: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Sentiment classes from scores: 3 = neg / neutral / pos, 2 = neg / non-neg, 7 = round(clip(y, -3, 3)) + 3."""
+    if num_classes == 3:
+        return (scores > 0).long() * 2 + (scores == 0).long()
+    if num_classes == 2:
+        return (scores >= 0).long()
+    if num_classes == 7:
+        return torch.round(scores.clamp(-3.0, 3.0)).long() + 3
+    raise ValueError(f"sup_num_classes must be 2, 3 or 7, got {num_classes}")
+
+
+def _edges_from_adjacency(adj: torch.Tensor, weight: torch.Tensor | None):
+    """``(b, i, j, w)`` of every true entry of ``adj[B, T, T]`` (``w`` from ``weight`` or ones)."""
+    b, i, j = adj.nonzero(as_tuple=True)
+    w = torch.ones(b.shape, device=adj.device) if weight is None else weight[b, i, j]
+    return b, i, j, w
+
+
+# ---------------------------------------------------------------------------------------------------
+# Modules
+# ---------------------------------------------------------------------------------------------------
+
+
+class SSUCrossAttention(nn.Module):
+    """Text-guided enhancement (Eq. 1): queries from a modality ``x[B, Tm, d]``, keys / values from the
+    guide ``g[B, Tg, d]``; padded guide tokens are masked and an empty guide gives zeros. -> ``[B, Tm, d]``."""
+
+    def __init__(self, hidden_size: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(hidden_size, hidden_size)
+        self.value = nn.Linear(hidden_size, hidden_size)
+        self.output = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor, guide: torch.Tensor, guide_mask: torch.Tensor) -> torch.Tensor:
+        B, Tm, d = x.shape
+        h = self.num_heads
+
+        def split(t):  # [B, T, d] -> [B, h, T, d/h]
+            return t.view(B, t.shape[1], h, d // h).transpose(1, 2)
+
+        q, k, v = split(self.query(x)), split(self.key(guide)), split(self.value(guide))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // h)                      # [B, h, Tm, Tg]
+        attn = masked_softmax(scores, guide_mask[:, None, None, :], dim=-1)
+        return self.output((attn @ v).transpose(1, 2).reshape(B, Tm, d))
+
+
+class SSUTextGuidedGraph(nn.Module):
+    """Eq. 3-5 for one modality: frame graph from text-attention rows with a learnable threshold.
+
+    ``forward(x[B, Tm, d], mask[B, Tm], guide[B, Tg, d], guide_mask[B, Tg])`` returns
+    ``(edges bool [B, Tm, Tm], values [B, Tm, Tm])`` where ``values`` is the post-mask matrix A^m.
+    """
+
+    def __init__(self, config: SSUConfig):
+        super().__init__()
+        d, dp = config.hidden_size, config.graph_proj_dim
+        self.similarity = config.graph_similarity
+        self.soft_temp = float(config.threshold_soft_temp)
+        self.query = nn.Linear(d, dp, bias=False)                                 # W_Q
+        self.key = nn.Linear(d, dp, bias=False)                                   # W_K
+        self.position_bias = nn.Parameter(torch.zeros(config.pos_bias_max_distance + 1))   # B_pos by |i - j|
+        self.scale_raw = nn.Parameter(torch.zeros(()))                            # s = softplus(scale_raw)
+        self.threshold_lambda = nn.Parameter(torch.zeros(()))                     # lambda of Eq. 5
+
+    def distance_bias(self, T: int, device) -> torch.Tensor:
+        pos = torch.arange(T, device=device)
+        dist = (pos[:, None] - pos[None, :]).abs().clamp_max(self.position_bias.shape[0] - 1)
+        return self.position_bias[dist]                                           # [T, T]
+
+    def base_adjacency(self, x, mask, guide, guide_mask) -> torch.Tensor:
+        """Symmetric pre-threshold matrix A0 (Eq. 3-4) ``[B, Tm, Tm]``, zero on padding and the diagonal."""
+        Tm = x.shape[1]
+        pairs = pair_mask(mask)
+        scores = self.query(x) @ self.key(guide).transpose(1, 2) / math.sqrt(self.query.out_features)  # [B, Tm, Tg]
+        bias = self.distance_bias(Tm, x.device)
+        if self.similarity == "literal_aligned":
+            if guide.shape[1] != Tm:
+                raise ValueError(
+                    'graph_similarity="literal_aligned" needs word-aligned inputs (as many frames as text tokens); '
+                    f'got {Tm} frames and {guide.shape[1]} tokens. Use graph_similarity="attention_rows".'
+                )
+            probs = masked_softmax(scores + bias, pairs, dim=-1)
+        else:
+            rows = F.normalize(masked_softmax(scores, guide_mask[:, None, :], dim=-1), dim=-1)  # R, unit rows
+            sim = F.softplus(self.scale_raw) * (rows @ rows.transpose(1, 2)) + bias             # [B, Tm, Tm]
+            # Self-similarity is always maximal; leaving it out keeps each row a distribution over neighbours.
+            probs = masked_softmax(sim, pairs, dim=-1)
+        return 0.5 * (probs + probs.transpose(1, 2))                              # Eq. 4
+
+    def forward(self, x, mask, guide, guide_mask):
+        a0 = self.base_adjacency(x, mask, guide, guide_mask)
+        return adaptive_threshold(a0, pair_mask(mask), self.threshold_lambda, self.soft_temp)
+
+
+class SSUGraphEncoder(nn.Module):
+    """A GATConv stack with scalar edge weights: ``x[N, d], edge_index[2, E], edge_attr[E, 1] -> [N, d]``.
+
+    Layers before the last have ``gat_heads`` concatenated heads (ELU, dropout); the last has one head;
+    the output is ``LayerNorm(x + h)``.
+    """
+
+    def __init__(self, config: SSUConfig):
+        super().__init__()
+        d, heads, p = config.hidden_size, config.gat_heads, float(config.gat_dropout)
+        layers = [
+            GATConv(d, d // heads, heads=heads, concat=True, dropout=p, edge_dim=1, add_self_loops=True, fill_value="mean")
+            for _ in range(config.gat_layers - 1)
+        ]
+        layers.append(GATConv(d, d, heads=1, concat=False, dropout=p, edge_dim=1, add_self_loops=True, fill_value="mean"))
+        self.layers = nn.ModuleList(layers)
+        self.dropout = nn.Dropout(p)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x, edge_index, edge_attr):
+        h = x
+        for layer in self.layers[:-1]:
+            h = self.dropout(F.elu(layer(h, edge_index, edge_attr)))
+        h = self.layers[-1](h, edge_index, edge_attr)
+        return self.norm(x + h)
+
+
+@dataclass
+class SSUGraphs:
+    """Batched graphs of one forward pass.
+
+    ``modality_*``: the per-modality graphs, one disjoint graph (block of modality m: ``B * N_m`` nodes,
+    ``N_m = T_m (+1 anchor)``); ``augmented_*``: the same nodes with perturbed intra edges (training, else
+    ``None``); ``fusion_*``: per sample ``[all modality slots..., anchor]``. ``edge_index`` is
+    ``[2, E]`` (source, target), ``edge_attr`` ``[E, 1]``.
+    """
+
+    modality_x: torch.Tensor
+    modality_edge_index: torch.Tensor
+    modality_edge_attr: torch.Tensor
+    fusion_x: torch.Tensor
+    fusion_edge_index: torch.Tensor
+    fusion_edge_attr: torch.Tensor
+    augmented_edge_index: torch.Tensor | None
+    augmented_edge_attr: torch.Tensor | None
+    lengths: dict[str, int]
+    masks: dict[str, torch.Tensor]
+    adjacency: dict[str, torch.Tensor]
+    edge_values: dict[str, torch.Tensor | None]
+    anchor_weights: dict[str, torch.Tensor]
+    has_anchor: bool
+    modality_offsets: dict[str, int]
+    fusion_slots: dict[str, int]
+    fusion_nodes_per_sample: int
+
+    @staticmethod
+    def layout(lengths: dict[str, int], batch_size: int, has_anchor: bool) -> dict:
+        """Node numbering: first id of each modality block in the modality graph (``B * (T_m + anchor)``
+        nodes each), first slot of each modality inside a fusion sample, and fusion nodes per sample."""
+        offsets, slots, start, slot = {}, {}, 0, 0
+        for m, T in lengths.items():
+            offsets[m], slots[m] = start, slot
+            start += batch_size * (T + int(has_anchor))
+            slot += T
+        return {"modality_offsets": offsets, "fusion_slots": slots, "fusion_nodes_per_sample": slot + int(has_anchor)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SSUModelOutput(ModelOutput):
+    """
+    Args:
+        pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, or `2 * hidden_size` with
+            `head_input="concat"`): the representation the prediction head reads.
+        z_ori (`torch.FloatTensor` of shape `(batch_size, hidden_size)`): original view (shared GAT).
+        z_fuse (`torch.FloatTensor` of shape `(batch_size, hidden_size)`): fusion view (fusion GAT).
+        z_aug (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, *optional*): augmented view; only in
+            training mode with `lambda_self > 0`.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): text encoder hidden states
+            (`output_hidden_states=True`).
+        attentions (`tuple(torch.FloatTensor)`, *optional*): text encoder attentions (`output_attentions=True`).
+        text_adjacency (`torch.FloatTensor` of shape `(batch_size, text_len, text_len)`, *optional*): 1 where two
+            word pieces are linked (`output_graphs=True` or `output_attentions=True`, like the fields below).
+        adjacency_audio, adjacency_visual (`torch.FloatTensor` of shape `(batch_size, nodes, nodes)`, *optional*):
+            post-threshold graph A^m over the frames (or segments, when `graph_max_nodes` pooled them).
+        anchor_weights_text, anchor_weights_audio, anchor_weights_visual (`torch.FloatTensor` of shape
+            `(batch_size, nodes)`, *optional*): anchor affinities beta (Eq. 7), 0 on padding.
+        threshold_lambda (`torch.FloatTensor` of shape `(num_graph_modalities,)`, *optional*): the learned
+            lambda of each audio / visual graph, in config order.
+    """
+
+    pooler_output: torch.FloatTensor | None = None
+    z_ori: torch.FloatTensor | None = None
+    z_fuse: torch.FloatTensor | None = None
+    z_aug: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    text_adjacency: torch.FloatTensor | None = None
+    adjacency_audio: torch.FloatTensor | None = None
+    adjacency_visual: torch.FloatTensor | None = None
+    anchor_weights_text: torch.FloatTensor | None = None
+    anchor_weights_audio: torch.FloatTensor | None = None
+    anchor_weights_visual: torch.FloatTensor | None = None
+    threshold_lambda: torch.FloatTensor | None = None
+
+
+@dataclass
+class SSUSequenceClassifierOutput(ModelOutput):
+    """
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): Eq. 11 total (given `labels`).
+        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`): predictions (raw scores for regression).
+        task_loss (`torch.FloatTensor`, *optional*): L1 / MSE for regression, cross-entropy for classification.
+        sup_loss (`torch.FloatTensor`, *optional*): supervised polarity cross-entropy on z_ori (Eq. 8).
+        self_loss (`torch.FloatTensor`, *optional*): InfoNCE between the original and augmented views (Eq. 9;
+            training only).
+        align_loss (`torch.FloatTensor`, *optional*): `||z_fuse - z_ori||^2` averaged over the batch (Eq. 10).
+        Other fields: as in `SSUModelOutput`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    task_loss: torch.FloatTensor | None = None
+    sup_loss: torch.FloatTensor | None = None
+    self_loss: torch.FloatTensor | None = None
+    align_loss: torch.FloatTensor | None = None
+    z_ori: torch.FloatTensor | None = None
+    z_fuse: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    text_adjacency: torch.FloatTensor | None = None
+    adjacency_audio: torch.FloatTensor | None = None
+    adjacency_visual: torch.FloatTensor | None = None
+    anchor_weights_text: torch.FloatTensor | None = None
+    anchor_weights_audio: torch.FloatTensor | None = None
+    anchor_weights_visual: torch.FloatTensor | None = None
+    threshold_lambda: torch.FloatTensor | None = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------
+
+
+class SSUPreTrainedModel(TextPretrainedMixin, PreTrainedModel):
+    config_class = SSUConfig
+    base_model_prefix = "ssu"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, SSUTextGuidedGraph):
+            cfg = self.config
+            span = max(cfg.pos_bias_max_distance, 1)
+            # Nearby frames start slightly favoured: bias -|i-j| / max distance, in [-1, 0].
+            init.copy_(module.position_bias, -torch.arange(cfg.pos_bias_max_distance + 1, dtype=torch.float32) / span)
+            s = float(cfg.graph_sim_scale_init)
+            init.constant_(module.scale_raw, s + math.log(-math.expm1(-s)))     # softplus^-1(s)
+            init.constant_(module.threshold_lambda, float(cfg.threshold_lambda_init))
+        elif isinstance(module, GATConv):
+            for param in (module.att_src, module.att_dst, module.att_edge):
+                if param is not None:
+                    bound = math.sqrt(6.0 / (param.shape[-2] + param.shape[-1]))
+                    init.uniform_(param, -bound, bound)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, GeometricLinear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        else:
+            init_common_weights(module, self.config.initializer_range)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # Both Auto classes must resolve from one checkpoint under trust_remote_code, whichever class saved it.
+        if getattr(self, "_auto_class", None) is not None:
+            module = SSUModel.__module__.split(".")[-1]
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map.setdefault("AutoModel", f"{module}.SSUModel")
+            auto_map.setdefault("AutoModelForSequenceClassification", f"{module}.SSUForSequenceClassification")
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class SSUModel(SSUPreTrainedModel):
+    """SSU without a head: graph construction, shared / fusion GATs and the z_ori / z_fuse / z_aug views.
+
+    Inputs (any subset of the configured modalities; a configured one that is absent counts as fully masked):
+    `input_ids`, `attention_mask`, `token_type_ids` `[B, Tt]` (or `inputs_embeds` `[B, Tt, H]`);
+    `audio_features` `[B, Ta, audio_input_dim]` + `audio_attention_mask` `[B, Ta]`; `visual_features`
+    `[B, Tv, visual_input_dim]` + `visual_attention_mask` `[B, Tv]`; `dependency_heads` `[B, Tt]` long (index of
+    each token's head token, -1 where none; required with text and `text_graph="dependency"`).
+    Without text in the config, the first configured modality takes the text's guiding role (attention keys,
+    anchor).
+    """
+
+    def __init__(self, config: SSUConfig):
+        super().__init__(config)
+        d = config.hidden_size
+        self.modalities = list(config.modalities)
+        self.graph_modalities = config.graph_modalities
+        if "text" in self.modalities:
+            self.text_encoder = TextLevelEncoder(config.text_config)
+            text_width = config.text_config.hidden_size
+        widths = {"text": text_width if "text" in self.modalities else None,
+                  "audio": config.audio_input_dim, "visual": config.visual_input_dim}
+        self.projections = nn.ModuleDict({m: nn.Linear(widths[m], d) for m in self.modalities})
+        self.norms = nn.ModuleDict({m: nn.LayerNorm(d) for m in self.modalities})
+        self.feature_dropout = nn.Dropout(float(config.feature_dropout))
+        self.enhancers = nn.ModuleDict({m: SSUCrossAttention(d, config.cross_attn_heads) for m in self.graph_modalities})
+        self.graph_builders = nn.ModuleDict({m: SSUTextGuidedGraph(config) for m in self.graph_modalities})
+        self.anchor_projection = nn.Linear(d, d, bias=False)                      # W_a of Eq. 7
+        self.shared_gat = SSUGraphEncoder(config)
+        self.fusion_gat = SSUGraphEncoder(config)
+        self.ori_projection = nn.Linear(len(self.modalities) * d, d)
+        self.fuse_projection = nn.Linear(len(self.modalities) * d, d)
+        self.post_init()
+
+    # -- stage 1: unimodal states ----------------------------------------------------------------
+    def _encode_text(self, input_ids, attention_mask, token_type_ids, inputs_embeds, output_attentions,
+                     output_hidden_states):
+        text = input_ids if input_ids is not None else inputs_embeds
+        mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device) if attention_mask is None else attention_mask.bool()
+        kwargs = {"attention_mask": mask.long(), "return_dict": True, "output_hidden_states": output_hidden_states}
+        if output_attentions:
+            kwargs["output_attentions"] = True
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        if inputs_embeds is not None:
+            kwargs["inputs_embeds"] = inputs_embeds
+        else:
+            kwargs["input_ids"] = input_ids
+        out = self.text_encoder.model(**kwargs)
+        states = self.norms["text"](self.projections["text"](out.last_hidden_state))
+        return zero_padding(states, mask), mask, out
+
+    def _encode_frames(self, modality, features, mask):
+        cap = self.config.graph_max_nodes
+        if cap is not None and features.shape[1] > cap:
+            features, mask = segment_pool(features, mask, cap)                  # [B, cap, D]
+        proj = self.projections[modality]
+        states = self.feature_dropout(self.norms[modality](proj(features.to(proj.weight.dtype))))
+        return zero_padding(states, mask), mask
+
+    # -- stage 2: graphs -------------------------------------------------------------------------
+    def construct_graphs(
+        self,
+        states: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        dependency_heads: torch.Tensor | None = None,
+        augment: bool = False,
+    ) -> SSUGraphs:
+        """Build every graph of the batch from the unimodal states (Eq. 1-7, fusion edges, augmented view).
+
+        ``states[m]`` is ``[B, T_m, d]`` and ``masks[m]`` bool ``[B, T_m]`` for each configured modality (config
+        order); ``dependency_heads`` ``[B, T_text]`` is needed for a dependency text graph.
+        """
+        cfg = self.config
+        guide_name = "text" if "text" in states else self.modalities[0]
+        guide, guide_mask = states[guide_name], masks[guide_name]
+        z_anchor = masked_mean(guide, guide_mask)                                  # Eq. 6, [B, d]
+        anchor_query = self.anchor_projection(z_anchor)                          # z_a^T W_a, [B, d]
+
+        nodes, adjacency, values, anchor_weights = {}, {}, {}, {}
+        for m in self.modalities:
+            x, mask = states[m], masks[m]
+            if m == "text":
+                heads = chain_heads_from_mask(mask) if cfg.text_graph == "chain" else dependency_heads
+                adjacency[m] = heads_adjacency(heads, mask, directed=cfg.text_graph_directed)
+                values[m] = None                                                   # every text arc weighs 1
+                nodes[m] = x
+            else:
+                nodes[m] = zero_padding(x + self.enhancers[m](x, guide, guide_mask), mask)   # Eq. 2
+                adjacency[m], values[m] = self.graph_builders[m](x, mask, guide, guide_mask)
+            scores = (nodes[m] * anchor_query[:, None, :]).sum(-1)                # [B, T_m]
+            anchor_weights[m] = masked_softmax(scores, mask, dim=-1)             # Eq. 7
+
+        return self._assemble(nodes, masks, adjacency, values, anchor_weights, z_anchor, augment)
+
+    def _assemble(self, nodes, masks, adjacency, values, anchor_weights, z_anchor, augment) -> SSUGraphs:
+        cfg = self.config
+        use_anchor = bool(cfg.use_anchor)
+        d = z_anchor.shape[1]
+        lengths = {m: nodes[m].shape[1] for m in self.modalities}
+        layout = SSUGraphs.layout(lengths, z_anchor.shape[0], use_anchor)
+        offsets, slots, n_fuse = layout["modality_offsets"], layout["fusion_slots"], layout["fusion_nodes_per_sample"]
+        counts = {m: masks[m].sum(1).to(z_anchor.dtype) for m in self.modalities}   # real nodes per sample
+
+        def with_anchor(x):  # [B, T, d] -> [B, T (+1), d]
+            return torch.cat([x, z_anchor[:, None, :]], dim=1) if use_anchor else x
+
+        modality_x = torch.cat([with_anchor(nodes[m]).reshape(-1, d) for m in self.modalities])
+        fusion_x = with_anchor(torch.cat([nodes[m] for m in self.modalities], dim=1)).reshape(-1, d)
+
+        ori, aug, fuse = ([], [], []), ([], [], []), ([], [], [])   # (sources, targets, weights)
+
+        def add(edges, src, dst, w, both_ways=False):
+            edges[0].append(src)
+            edges[1].append(dst)
+            edges[2].append(w)
+            if both_ways:
+                add(edges, dst, src, w)
+
+        for m in self.modalities:
+            n_m = lengths[m] + int(use_anchor)
+            # Weights are rescaled by the sample's node count so a uniform graph weighs about 1, like text arcs.
+            weight = None if values[m] is None else values[m] * counts[m][:, None, None]
+            b, i, j, w = _edges_from_adjacency(adjacency[m], weight)
+            add(ori, offsets[m] + b * n_m + j, offsets[m] + b * n_m + i, w)
+            add(fuse, b * n_fuse + slots[m] + j, b * n_fuse + slots[m] + i, w)
+            if augment:
+                aug_adj, aug_w = augment_adjacency(
+                    adjacency[m], weight, pair_mask(masks[m]), float(cfg.aug_edge_drop), float(cfg.aug_edge_add),
+                    symmetric=not (m == "text" and cfg.text_graph_directed),
+                )
+                ab, ai, aj, aw = _edges_from_adjacency(aug_adj, aug_w)
+                add(aug, offsets[m] + ab * n_m + aj, offsets[m] + ab * n_m + ai, aw)
+            if use_anchor:
+                b, i = masks[m].nonzero(as_tuple=True)
+                w = anchor_weights[m][b, i] * counts[m][b]
+                node, anchor = offsets[m] + b * n_m + i, offsets[m] + b * n_m + lengths[m]
+                add(ori, node, anchor, w, both_ways=True)
+                if augment:
+                    add(aug, node, anchor, w, both_ways=True)
+                add(fuse, b * n_fuse + slots[m] + i, b * n_fuse + n_fuse - 1, w, both_ways=True)
+
+        self._cross_modal_edges(anchor_weights, masks, slots, n_fuse, lambda s, t, w: add(fuse, s, t, w, True))
+
+        def pack(edges):
+            edge_index = torch.stack([torch.cat(edges[0]), torch.cat(edges[1])])
+            return edge_index, torch.cat(edges[2]).to(z_anchor.dtype).unsqueeze(-1)
+
+        modality_edge_index, modality_edge_attr = pack(ori)
+        fusion_edge_index, fusion_edge_attr = pack(fuse)
+        augmented_edge_index, augmented_edge_attr = pack(aug) if augment else (None, None)
+        return SSUGraphs(
+            modality_x=modality_x, modality_edge_index=modality_edge_index, modality_edge_attr=modality_edge_attr,
+            fusion_x=fusion_x, fusion_edge_index=fusion_edge_index, fusion_edge_attr=fusion_edge_attr,
+            augmented_edge_index=augmented_edge_index, augmented_edge_attr=augmented_edge_attr,
+            lengths=lengths, masks=masks, adjacency=adjacency, edge_values=values, anchor_weights=anchor_weights,
+            has_anchor=use_anchor, **layout,
+        )
+
+    def _cross_modal_edges(self, anchor_weights, masks, slots, n_fuse, add_both_ways) -> None:
+        """Fusion edges (iii): the top-k anchor-affine nodes of every two modalities, fully linked both ways."""
+        k_cfg = int(self.config.fusion_topk)
+        if k_cfg == 0 or len(self.modalities) < 2:
+            return
+        top = {}
+        for m in self.modalities:
+            beta, mask = anchor_weights[m], masks[m]
+            k = min(k_cfg, beta.shape[1])
+            idx = beta.masked_fill(~mask, -1.0).topk(k, dim=1).indices           # [B, k]
+            scaled = beta / beta.amax(1, keepdim=True).clamp_min(1e-12)          # beta-hat in (0, 1]
+            top[m] = (idx, mask.gather(1, idx), scaled)
+        for a_pos, ma in enumerate(self.modalities):
+            for mb in self.modalities[a_pos + 1:]:
+                ia, sa, ba = top[ma]
+                ib, sb, bb = top[mb]
+                b, p, q = (sa[:, :, None] & sb[:, None, :]).nonzero(as_tuple=True)
+                na, nb = ia[b, p], ib[b, q]
+                w = 0.5 * (ba[b, na] + bb[b, nb])
+                add_both_ways(b * n_fuse + slots[ma] + na, b * n_fuse + slots[mb] + nb, w)
+
+    # -- stage 3: GATs and readouts --------------------------------------------------------------
+    def _readout(self, h, graphs: SSUGraphs, layout: str) -> torch.Tensor:
+        """Masked mean of each modality's nodes, concatenated in config order -> ``[B, M * d]``."""
+        B, d = next(iter(graphs.masks.values())).shape[0], h.shape[-1]
+        anchor = int(graphs.has_anchor)
+        parts = []
+        if layout == "fusion":
+            per_sample = h.view(B, graphs.fusion_nodes_per_sample, d)
+            for m, start in graphs.fusion_slots.items():
+                parts.append(masked_mean(per_sample[:, start:start + graphs.lengths[m]], graphs.masks[m]))
+        else:
+            for m, start in graphs.modality_offsets.items():
+                T = graphs.lengths[m]
+                block = h[start:start + B * (T + anchor)].view(B, T + anchor, d)[:, :T]
+                parts.append(masked_mean(block, graphs.masks[m]))
+        return torch.cat(parts, dim=-1)
+
+    def encode_graphs(self, graphs: SSUGraphs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Run the shared GAT (original and augmented views in one call) and the fusion GAT.
+
+        Returns ``(z_ori, z_fuse, z_aug or None)``, each ``[B, d]``.
+        """
+        x = graphs.modality_x
+        if graphs.augmented_edge_index is not None:
+            n = x.shape[0]
+            edge_index = torch.cat([graphs.modality_edge_index, graphs.augmented_edge_index + n], dim=1)
+            edge_attr = torch.cat([graphs.modality_edge_attr, graphs.augmented_edge_attr])
+            h = self.shared_gat(torch.cat([x, x]), edge_index, edge_attr)
+            h_ori, h_aug = h[:n], h[n:]
+        else:
+            h_ori, h_aug = self.shared_gat(x, graphs.modality_edge_index, graphs.modality_edge_attr), None
+        z_ori = self.ori_projection(self._readout(h_ori, graphs, "modality"))
+        z_aug = None if h_aug is None else self.ori_projection(self._readout(h_aug, graphs, "modality"))
+        h_fuse = self.fusion_gat(graphs.fusion_x, graphs.fusion_edge_index, graphs.fusion_edge_attr)
+        z_fuse = self.fuse_projection(self._readout(h_fuse, graphs, "fusion"))
+        return z_ori, z_fuse, z_aug
+
+    # -- forward ---------------------------------------------------------------------------------
+    def _check_heads(self, dependency_heads, text_present, text_length):
+        if dependency_heads is None:
+            if text_present and self.config.text_graph == "dependency":
+                raise ValueError(
+                    'text_graph="dependency" needs `dependency_heads` [batch, tokens] (long, -1 where none); '
+                    "produce them with DependencyParser.encode / the processor, or set text_graph=\"chain\""
+                )
+            return None
+        if not text_present:
+            raise ValueError("`dependency_heads` was given without `input_ids` / `inputs_embeds`")
+        if dependency_heads.is_floating_point() or dependency_heads.is_complex() or dependency_heads.dtype == torch.bool:
+            raise ValueError(f"`dependency_heads` must hold integer token indices, got dtype {dependency_heads.dtype}")
+        if dependency_heads.numel() and (dependency_heads.min() < -1 or dependency_heads.max() >= text_length):
+            raise ValueError(
+                f"`dependency_heads` values must lie in [-1, {text_length - 1}] (token indices of the same row, "
+                "-1 for none)"
+            )
+        return dependency_heads.long()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        audio_features: torch.FloatTensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        visual_features: torch.FloatTensor | None = None,
+        visual_attention_mask: torch.Tensor | None = None,
+        dependency_heads: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_graphs: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> SSUModelOutput | tuple:
+        cfg = self.config
+        output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return_dict = cfg.return_dict if return_dict is None else return_dict
+        output_graphs = bool(output_graphs) or bool(output_attentions)
+
+        inputs = prepare_inputs(
+            cfg, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            inputs_embeds=inputs_embeds, audio_features=audio_features, audio_attention_mask=audio_attention_mask,
+            visual_features=visual_features, visual_attention_mask=visual_attention_mask,
+            dependency_heads=dependency_heads,
+        )
+        text_len = (input_ids if input_ids is not None else inputs_embeds).shape[1] if inputs.text_present else 0
+        heads = self._check_heads(dependency_heads, inputs.text_present, text_len)
+
+        states, masks, text_out = {}, {}, None
+        for m in self.modalities:
+            if m == "text":
+                if inputs.text_present:
+                    states[m], masks[m], text_out = self._encode_text(
+                        input_ids, attention_mask, token_type_ids, inputs_embeds, output_attentions, output_hidden_states
+                    )
+                else:
+                    ref = next(iter(inputs.features.values()))
+                    states[m] = ref.new_zeros(inputs.batch_size, 1, cfg.hidden_size, dtype=self.dtype)
+                    masks[m] = torch.zeros(inputs.batch_size, 1, dtype=torch.bool, device=ref.device)
+                    heads = torch.full((inputs.batch_size, 1), -1, dtype=torch.long, device=ref.device)
+            else:
+                states[m], masks[m] = self._encode_frames(m, inputs.features[m], inputs.masks[m])
+
+        augment = self.training and cfg.lambda_self > 0
+        graphs = self.construct_graphs(states, masks, heads, augment=augment)
+        z_ori, z_fuse, z_aug = self.encode_graphs(graphs)
+        pooled = {"fuse": z_fuse, "ori": z_ori}.get(cfg.head_input)
+        if pooled is None:
+            pooled = torch.cat([z_fuse, z_ori], dim=-1)
+
+        out = SSUModelOutput(
+            pooler_output=pooled, z_ori=z_ori, z_fuse=z_fuse, z_aug=z_aug,
+            hidden_states=text_out.hidden_states if text_out is not None and output_hidden_states else None,
+            attentions=text_out.attentions if text_out is not None and output_attentions else None,
+        )
+        if output_graphs:
+            self._attach_graph_outputs(out, graphs)
+        return out if return_dict else out.to_tuple()
+
+    def _attach_graph_outputs(self, out, graphs: SSUGraphs) -> None:
+        for m in self.modalities:
+            out[f"anchor_weights_{m}"] = graphs.anchor_weights[m]
+            if m == "text":
+                out["text_adjacency"] = graphs.adjacency[m].to(out.z_ori.dtype)
+            else:
+                out[f"adjacency_{m}"] = graphs.edge_values[m]
+        if self.graph_modalities:
+            out["threshold_lambda"] = torch.stack([self.graph_builders[m].threshold_lambda for m in self.graph_modalities])
+
+
+class SSUForSequenceClassification(SSUPreTrainedModel):
+    """SSU with a prediction head (MLP on `pooler_output`) and the Eq. 11 training loss.
+
+    `num_labels=1` (or `problem_type="regression"`) is regression (sentiment scores; L1 by default) and the
+    supervised term uses polarity classes derived from the scores; otherwise classification (cross-entropy)
+    and the supervised term uses the labels themselves.
+    """
+
+    def __init__(self, config: SSUConfig):
+        super().__init__(config)
+        d = config.hidden_size
+        self.num_labels = config.num_labels
+        self.ssu = SSUModel(config)
+        head_in = 2 * d if config.head_input == "concat" else d
+        self.classifier = nn.Sequential(
+            nn.Linear(head_in, d), nn.ReLU(), nn.Dropout(float(config.classifier_dropout)), nn.Linear(d, config.num_labels)
+        )
+        self.sup_classifier = nn.Linear(d, self._sup_outputs())
+        self.post_init()
+
+    def _is_regression_head(self) -> bool:
+        return self.config.problem_type == "regression" or (self.config.problem_type is None and self.num_labels == 1)
+
+    def _sup_outputs(self) -> int:
+        return self.num_labels * self.config.sup_num_classes if self._is_regression_head() else self.num_labels
+
+    def _problem_type(self, labels: torch.Tensor) -> str:
+        if self.config.problem_type is None:
+            if self.num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int, torch.int16, torch.int8, torch.uint8):
+                self.config.problem_type = "single_label_classification"
+            else:
+                self.config.problem_type = "multi_label_classification"
+        return self.config.problem_type
+
+    def _losses(self, logits, labels, z_ori, z_fuse, z_aug):
+        cfg = self.config
+        problem = self._problem_type(labels)
+        sup_logits = self.sup_classifier(z_ori)
+        if problem == "regression":
+            target = labels.to(logits.dtype).view(-1, self.num_labels)
+            if target.shape[0] != logits.shape[0]:
+                raise ValueError(f"`labels` must have shape [batch] or [batch, {self.num_labels}], got {list(labels.shape)}")
+            loss_fn = F.l1_loss if cfg.reg_loss == "l1" else F.mse_loss
+            task = loss_fn(logits, target)
+            if sup_logits.shape[-1] != self.num_labels * cfg.sup_num_classes:
+                raise ValueError(
+                    "regression labels given to a model built for classification; set problem_type / num_labels "
+                    "in the config before creating the model"
+                )
+            classes = polarity_classes(target, cfg.sup_num_classes).view(-1)
+            sup = F.cross_entropy(sup_logits.view(-1, cfg.sup_num_classes), classes)
+        elif problem == "single_label_classification":
+            target = labels.view(-1).long()
+            if target.shape[0] != logits.shape[0] or (target.numel() and (target.min() < 0 or target.max() >= self.num_labels)):
+                raise ValueError(
+                    f"`labels` must have shape [batch] with class ids in [0, {self.num_labels - 1}], got {list(labels.shape)}"
+                )
+            task = F.cross_entropy(logits, target)
+            sup = F.cross_entropy(sup_logits, target)
+        elif problem == "multi_label_classification":
+            target = labels.to(logits.dtype)
+            if target.shape != logits.shape:
+                raise ValueError(f"`labels` must have shape [batch, {self.num_labels}] for multi-label, got {list(labels.shape)}")
+            task = F.binary_cross_entropy_with_logits(logits, target)
+            sup = F.binary_cross_entropy_with_logits(sup_logits, target)
+        else:
+            raise ValueError(f"unknown problem_type {problem!r}")
+        self_loss = info_nce(z_ori, z_aug, float(cfg.contrastive_temperature)) if z_aug is not None else None
+        align = (z_fuse - z_ori).square().sum(-1).mean()
+        total = task
+        for weight, term in ((cfg.lambda_sup, sup), (cfg.lambda_self, self_loss), (cfg.lambda_align, align)):
+            if weight > 0 and term is not None:
+                total = total + weight * term
+        return total, task, sup, self_loss, align
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        audio_features: torch.FloatTensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        visual_features: torch.FloatTensor | None = None,
+        visual_attention_mask: torch.Tensor | None = None,
+        dependency_heads: torch.LongTensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_graphs: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> SSUSequenceClassifierOutput | tuple:
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        base = self.ssu(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            inputs_embeds=inputs_embeds, audio_features=audio_features, audio_attention_mask=audio_attention_mask,
+            visual_features=visual_features, visual_attention_mask=visual_attention_mask,
+            dependency_heads=dependency_heads, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states, output_graphs=output_graphs, return_dict=True,
+        )
+        logits = self.classifier(base.pooler_output)
+        loss = task = sup = self_loss = align = None
+        if labels is not None:
+            loss, task, sup, self_loss, align = self._losses(logits, labels, base.z_ori, base.z_fuse, base.z_aug)
+        out = SSUSequenceClassifierOutput(
+            loss=loss, logits=logits, task_loss=task, sup_loss=sup, self_loss=self_loss, align_loss=align,
+            z_ori=base.z_ori, z_fuse=base.z_fuse, hidden_states=base.hidden_states, attentions=base.attentions,
+            text_adjacency=base.text_adjacency, adjacency_audio=base.adjacency_audio,
+            adjacency_visual=base.adjacency_visual, anchor_weights_text=base.anchor_weights_text,
+            anchor_weights_audio=base.anchor_weights_audio, anchor_weights_visual=base.anchor_weights_visual,
+            threshold_lambda=base.threshold_lambda,
+        )
+        return out if return_dict else out.to_tuple()
+
+
+SSUModel.register_for_auto_class("AutoModel")
+SSUForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+
+__all__ = ["SSUForSequenceClassification", "SSUModel", "SSUPreTrainedModel"]

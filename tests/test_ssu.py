@@ -1,0 +1,598 @@
+"""SSU: graph invariants, losses, gradients, save / load, remote code, missing modalities, learning."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig
+
+from hf_mmfusion import SSUConfig, SSUForSequenceClassification, SSUModel
+from hf_mmfusion.models.modeling_ssu import (
+    adaptive_threshold,
+    augment_adjacency,
+    chain_heads_from_mask,
+    heads_adjacency,
+    info_nce,
+    pair_mask,
+    polarity_classes,
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+A_DIM, V_DIM, VOCAB = 5, 7, 99
+
+
+def tiny_config(**overrides) -> SSUConfig:
+    text = BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
+    kwargs = dict(
+        text_config=text.to_dict(), hidden_size=16, graph_proj_dim=16, audio_input_dim=A_DIM, visual_input_dim=V_DIM,
+        num_labels=1, gat_heads=2, cross_attn_heads=2, fusion_topk=3, pos_bias_max_distance=6,
+    )
+    kwargs.update(overrides)
+    if "text" not in kwargs.get("modalities", ["text"]):
+        kwargs.pop("text_config")
+    return SSUConfig(**kwargs)
+
+
+def make_batch(B=3, T=8, Ta=6, Tv=9, seed=0, modalities=("text", "audio", "visual")):
+    g = torch.Generator().manual_seed(seed)
+    batch = {}
+    if "text" in modalities:
+        ids = torch.randint(1, VOCAB, (B, T), generator=g)
+        mask = torch.ones(B, T, dtype=torch.long)
+        lengths = [T, T - 3, T - 1, T - 2][:B] + [T] * max(0, B - 4)
+        for b, n in enumerate(lengths):
+            mask[b, n:] = 0
+        ids = ids * mask
+        # Each real token's head: a random earlier real token (0 -> root); CLS / SEP get -1.
+        heads = torch.full((B, T), -1, dtype=torch.long)
+        for b, n in enumerate(lengths):
+            for i in range(2, n - 1):
+                heads[b, i] = int(torch.randint(1, i, (1,), generator=g))
+        batch.update(input_ids=ids, attention_mask=mask, dependency_heads=heads)
+    for name, dim, length in (("audio", A_DIM, Ta), ("visual", V_DIM, Tv)):
+        if name not in modalities:
+            continue
+        mask = torch.ones(B, length, dtype=torch.long)
+        mask[1 % B, length // 2:] = 0
+        batch[f"{name}_features"] = torch.randn(B, length, dim, generator=g)
+        batch[f"{name}_attention_mask"] = mask
+    batch["labels"] = torch.tensor([1.2, -0.4, 0.0, 2.5])[:B]
+    return batch
+
+
+def inputs_of(batch):
+    return {k: v for k, v in batch.items() if k != "labels"}
+
+
+def real_graphs(model, batch, augment=False):
+    """Run the model's encoders and graph construction; returns the SSUGraphs object."""
+    base = model.ssu if hasattr(model, "ssu") else model
+    captured = {}
+    original = base.construct_graphs
+
+    def spy(states, masks, heads=None, augment=False):
+        captured["graphs"] = original(states, masks, heads, augment=augment)
+        return captured["graphs"]
+
+    base.construct_graphs = spy
+    try:
+        base.train(augment)
+        if augment:
+            base.config.lambda_self = max(base.config.lambda_self, 0.1)
+        base(**inputs_of(batch))
+    finally:
+        base.construct_graphs = original
+    return captured["graphs"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return SSUForSequenceClassification(tiny_config()).eval()
+
+
+# --------------------------------------------------------------------------------------------------
+# Graph construction invariants
+# --------------------------------------------------------------------------------------------------
+
+
+def test_adjacencies_symmetric_and_never_touch_padding(model):
+    batch = make_batch()
+    out = model(**inputs_of(batch), output_graphs=True)
+    for name, mask in (("adjacency_audio", "audio_attention_mask"), ("adjacency_visual", "visual_attention_mask"),
+                       ("text_adjacency", "attention_mask")):
+        adj, valid = out[name], batch[mask].bool()
+        torch.testing.assert_close(adj, adj.transpose(1, 2))
+        outside = ~(valid[:, :, None] & valid[:, None, :])
+        assert (adj[outside] == 0).all(), name
+        assert (torch.diagonal(adj, dim1=1, dim2=2) == 0).all()
+        assert (adj > 0).any(), f"{name} has no edge at all"
+    for m in ("text", "audio", "visual"):
+        beta = out[f"anchor_weights_{m}"]
+        valid = batch["attention_mask" if m == "text" else f"{m}_attention_mask"].bool()
+        assert (beta[~valid] == 0).all()
+        torch.testing.assert_close(beta.sum(1), torch.ones(beta.shape[0]))
+
+
+def test_edge_lists_keep_padding_isolated(model):
+    batch = make_batch()
+    graphs = real_graphs(model, batch, augment=True)
+    B = batch["input_ids"].shape[0]
+    masks = graphs.masks
+    # Real node ids of every layout; padded slots must not appear in any edge.
+    real_mod = torch.zeros(graphs.modality_x.shape[0], dtype=torch.bool)
+    real_fuse = torch.zeros(graphs.fusion_x.shape[0], dtype=torch.bool).view(B, -1)
+    for m, start in graphs.modality_offsets.items():
+        T = graphs.lengths[m]
+        block = real_mod[start:start + B * (T + 1)].view(B, T + 1)
+        block[:, :T] = masks[m]
+        block[:, T] = True                                                          # anchor
+        real_fuse[:, graphs.fusion_slots[m]:graphs.fusion_slots[m] + T] = masks[m]
+    real_fuse[:, -1] = True
+    for edge_index, real in ((graphs.modality_edge_index, real_mod), (graphs.augmented_edge_index, real_mod),
+                             (graphs.fusion_edge_index, real_fuse.view(-1))):
+        assert real[edge_index].all()
+        assert (edge_index[0] != edge_index[1]).all()                               # self loops come from GATConv
+    # Fusion edges never cross samples.
+    per = graphs.fusion_nodes_per_sample
+    assert (graphs.fusion_edge_index[0] // per == graphs.fusion_edge_index[1] // per).all()
+
+
+def test_pruned_edges_are_exactly_those_under_tau(model):
+    batch = make_batch(B=4, Ta=10)
+    base = model.ssu
+    graphs = real_graphs(model, batch)
+    with torch.no_grad():
+        states = {}
+        ids, mask = batch["input_ids"], batch["attention_mask"].bool()
+        text = base.text_encoder.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        states["text"] = base.norms["text"](base.projections["text"](text)) * mask[..., None]
+        x, amask = base._encode_frames("audio", batch["audio_features"], batch["audio_attention_mask"].bool())
+        builder = base.graph_builders["audio"]
+        a0 = builder.base_adjacency(x, amask, states["text"], mask)
+    pairs = pair_mask(amask)
+    lam = builder.threshold_lambda.item()
+    for b in range(4):
+        vals = a0[b][pairs[b]]
+        tau = vals.mean() + lam * vals.std(unbiased=False)
+        expected = (a0[b] >= tau) & pairs[b]
+        assert torch.equal(graphs.adjacency["audio"][b], expected)
+        assert 0 < expected.sum() < pairs[b].sum()                                  # something pruned, something kept
+        torch.testing.assert_close(graphs.edge_values["audio"][b], a0[b] * expected)
+
+
+def test_threshold_straight_through_and_degenerate_sigma():
+    torch.manual_seed(0)
+    a0 = torch.rand(2, 5, 5, requires_grad=True)
+    pairs = pair_mask(torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]).bool())
+    lam = torch.tensor(0.3, requires_grad=True)
+    edges, values = adaptive_threshold(a0, pairs, lam, 0.1)
+    torch.testing.assert_close(values.detach(), a0.detach() * edges)
+    values.sum().backward()
+    assert lam.grad is not None and lam.grad.abs() > 0
+    # A constant matrix (sigma = 0): every real pair passes and gradients stay finite.
+    flat = torch.full((1, 4, 4), 0.25, requires_grad=True)
+    lam2 = torch.tensor(0.5, requires_grad=True)
+    edges, values = adaptive_threshold(flat, pair_mask(torch.ones(1, 4, dtype=torch.bool)), lam2, 0.1)
+    assert edges.sum() == 12
+    values.sum().backward()
+    assert torch.isfinite(flat.grad).all() and torch.isfinite(lam2.grad)
+
+
+def test_anchor_links_every_real_node_of_every_modality(model):
+    batch = make_batch()
+    graphs = real_graphs(model, batch)
+    B = batch["input_ids"].shape[0]
+    src, dst = graphs.modality_edge_index
+    for m, start in graphs.modality_offsets.items():
+        T = graphs.lengths[m]
+        for b in range(B):
+            anchor = start + b * (T + 1) + T
+            nodes = start + b * (T + 1) + torch.nonzero(graphs.masks[m][b]).flatten()
+            assert set(src[dst == anchor].tolist()) == set(nodes.tolist())
+            assert set(dst[src == anchor].tolist()) == set(nodes.tolist())
+    fsrc, fdst = graphs.fusion_edge_index
+    per = graphs.fusion_nodes_per_sample
+    for b in range(B):
+        real = {b * per + graphs.fusion_slots[m] + i for m in graphs.lengths for i in
+                torch.nonzero(graphs.masks[m][b]).flatten().tolist()}
+        anchor = b * per + per - 1
+        assert set(fsrc[fdst == anchor].tolist()) == real == set(fdst[fsrc == anchor].tolist())
+
+
+def test_fusion_cross_edges_link_topk_anchor_nodes(model):
+    batch = make_batch()
+    graphs = real_graphs(model, batch)
+    per, k = graphs.fusion_nodes_per_sample, model.config.fusion_topk
+    slot_modality = {}
+    for m, s in graphs.fusion_slots.items():
+        for i in range(graphs.lengths[m]):
+            slot_modality[s + i] = (m, i)
+    src, dst = graphs.fusion_edge_index
+    for b in range(batch["input_ids"].shape[0]):
+        cross = set()
+        for s, t in zip(src.tolist(), dst.tolist()):
+            if s // per != b or s % per == per - 1 or t % per == per - 1:
+                continue
+            (ms, i), (mt, j) = slot_modality[s % per], slot_modality[t % per]
+            if ms != mt:
+                cross.add((ms, i))
+        top = set()
+        for m in graphs.lengths:
+            beta = graphs.anchor_weights[m][b].masked_fill(~graphs.masks[m][b], -1)
+            n = min(k, int(graphs.masks[m][b].sum()))
+            top |= {(m, i) for i in beta.topk(n).indices.tolist()}
+        assert cross == top
+
+
+def test_text_graph_is_the_dependency_arcs(model):
+    batch = make_batch()
+    out = model(**inputs_of(batch), output_graphs=True)
+    heads, mask = batch["dependency_heads"], batch["attention_mask"]
+    for b in range(heads.shape[0]):
+        expected = torch.zeros_like(out.text_adjacency[b])
+        for i, h in enumerate(heads[b].tolist()):
+            if h >= 0 and mask[b, i] and mask[b, h]:
+                expected[i, h] = expected[h, i] = 1
+        assert torch.equal(out.text_adjacency[b], expected)
+
+
+def test_chain_and_directed_text_graphs():
+    mask = torch.tensor([[0, 1, 1, 0, 1, 1], [1, 1, 1, 1, 0, 0]]).bool()
+    heads = chain_heads_from_mask(mask)
+    assert heads.tolist() == [[-1, -1, 1, -1, 2, 4], [-1, 0, 1, 2, -1, -1]]
+    directed = heads_adjacency(torch.tensor([[-1, 0, 0, 1]]), torch.ones(1, 4, dtype=torch.bool), directed=True)
+    # adj[b, i, j] means j sends to i: head -> dependent.
+    assert directed[0].nonzero().tolist() == [[1, 0], [2, 0], [3, 1]]
+
+
+def test_augmented_view_drop_and_add_rates():
+    torch.manual_seed(0)
+    B, T, drop, add = 400, 20, 0.2, 0.1
+    mask = torch.rand(B, T) < 0.9
+    pairs = pair_mask(mask)
+    upper = (torch.rand(B, T, T) < 0.3).triu(1)
+    adj = (upper | upper.transpose(1, 2)) & pairs
+    weight = torch.rand(B, T, T) * adj
+    weight = weight + weight.transpose(1, 2)
+    new_adj, new_w = augment_adjacency(adj, weight, pairs, drop, add, symmetric=True)
+    assert torch.equal(new_adj, new_adj.transpose(1, 2)) and not (new_adj & ~pairs).any()
+    kept, added = new_adj & adj, new_adj & ~adj
+    n_edges = (adj.triu(1)).sum((1, 2))
+    dropped_rate = 1 - (kept.triu(1).sum() / n_edges.sum()).item()
+    assert abs(dropped_rate - drop) < 0.01                                         # ~22k edges: sd ~0.003
+    expected_added = torch.ceil(add * n_edges.float()).long()
+    assert torch.equal(added.triu(1).sum((1, 2)), expected_added)
+    torch.testing.assert_close(new_w[kept], weight[kept])
+    mean_kept = (weight * kept).sum((1, 2)) / kept.sum((1, 2))
+    torch.testing.assert_close(new_w[added], mean_kept[:, None, None].expand(B, T, T)[added])
+    # Added pairs are uniform over the candidates: every candidate pair position gets picked sometimes.
+    candidate_hits = (added.sum(0) > 0) | ~(pairs & ~adj).any(0)
+    assert candidate_hits.float().mean() > 0.95
+
+
+def test_augmentation_seeded_and_training_only(model):
+    batch = make_batch()
+    torch.manual_seed(3)
+    g1 = real_graphs(model, batch, augment=True)
+    torch.manual_seed(3)
+    g2 = real_graphs(model, batch, augment=True)
+    assert torch.equal(g1.augmented_edge_index, g2.augmented_edge_index)
+    assert not torch.equal(g1.augmented_edge_index, g1.modality_edge_index)
+    # Anchor edges are never perturbed.
+    def anchor_edges(edge_index):
+        anchors = set()
+        for m, start in g1.modality_offsets.items():
+            T = g1.lengths[m]
+            anchors |= {start + b * (T + 1) + T for b in range(batch["input_ids"].shape[0])}
+        a = torch.tensor(sorted(anchors))
+        hit = torch.isin(edge_index[0], a) | torch.isin(edge_index[1], a)
+        return {tuple(e) for e in edge_index[:, hit].T.tolist()}
+    assert anchor_edges(g1.augmented_edge_index) == anchor_edges(g1.modality_edge_index)
+    g_eval = real_graphs(model, batch, augment=False)
+    assert g_eval.augmented_edge_index is None
+    model.eval()
+    assert model(**batch).self_loss is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------------------
+
+
+def test_info_nce_matches_direct_computation():
+    torch.manual_seed(0)
+    z1, z2, eta = torch.randn(5, 8), torch.randn(5, 8), 0.2
+    expected = 0.0
+    for i in range(5):
+        sims = [torch.dot(z1[i], z2[j]) / (z1[i].norm() * z2[j].norm()) / eta for j in range(5)]
+        expected += -math.log(math.exp(sims[i]) / sum(math.exp(s) for s in sims))
+    torch.testing.assert_close(info_nce(z1, z2, eta), torch.tensor(expected / 5))
+    assert info_nce(z1[:1], z2[:1], eta).item() == 0.0
+
+
+def test_polarity_classes():
+    y = torch.tensor([-0.0, 0.0, 0.5, -2.5, 2.5, -3.7, 1.5])
+    assert polarity_classes(y, 3).tolist() == [1, 1, 2, 0, 2, 0, 2]
+    assert polarity_classes(y, 2).tolist() == [1, 1, 1, 0, 1, 0, 1]
+    assert polarity_classes(y, 7).tolist() == [3, 3, 3, 1, 5, 0, 5]              # half to even, clipped
+
+
+def test_loss_terms_and_total(model):
+    batch = make_batch()
+    model.train()
+    torch.manual_seed(0)
+    out = model(**batch)
+    model.eval()
+    for name in ("task_loss", "sup_loss", "self_loss", "align_loss"):
+        assert torch.isfinite(out[name]) and out[name].ndim == 0
+    cfg = model.config
+    total = out.task_loss + cfg.lambda_sup * out.sup_loss + cfg.lambda_self * out.self_loss + cfg.lambda_align * out.align_loss
+    torch.testing.assert_close(out.loss, total)
+    torch.testing.assert_close(out.task_loss, (out.logits.squeeze(-1) - batch["labels"]).abs().mean())
+    torch.testing.assert_close(out.align_loss, (out.z_fuse - out.z_ori).square().sum(-1).mean())
+    classes = polarity_classes(batch["labels"], 3)
+    sup = torch.nn.functional.cross_entropy(model.sup_classifier(out.z_ori), classes)
+    torch.testing.assert_close(out.sup_loss, sup)
+
+
+def test_loss_switches_drop_terms():
+    torch.manual_seed(0)
+    m = SSUForSequenceClassification(tiny_config(lambda_sup=0.0, lambda_self=0.0, lambda_align=0.0)).train()
+    out = m(**make_batch())
+    assert out.self_loss is None                                                    # augmented view skipped
+    torch.testing.assert_close(out.loss, out.task_loss)
+
+
+def test_every_parameter_gets_a_gradient():
+    torch.manual_seed(0)
+    m = SSUForSequenceClassification(tiny_config()).train()
+    batch = make_batch(B=4)
+    batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
+    # L1's gradient is a mean of signs: unbalanced targets keep the output bias's gradient away from 0.
+    batch["labels"] = torch.tensor([2.5, -2.0, 1.5, 3.0])
+    m(**batch).loss.backward()
+    missing = [n for n, p in m.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    assert missing == []
+    assert m.ssu.graph_builders["audio"].threshold_lambda.grad.abs() > 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Configurations, ablations, outputs
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"modalities": ["audio", "visual"]},
+        {"modalities": ["text"]},
+        {"modalities": ["text", "visual"]},
+        {"use_anchor": False},
+        {"text_graph": "chain"},
+        {"text_graph_directed": True, "head_input": "concat", "sup_num_classes": 7},
+        {"head_input": "ori", "sup_num_classes": 2, "reg_loss": "mse", "gat_layers": 1, "fusion_topk": 0},
+        {"num_labels": 3},
+        {"graph_max_nodes": 4},
+    ],
+)
+def test_configurations_run_and_train(overrides):
+    torch.manual_seed(0)
+    cfg = tiny_config(**overrides)
+    m = SSUForSequenceClassification(cfg).train()
+    batch = make_batch(B=4, modalities=cfg.modalities)
+    if cfg.text_graph == "chain":
+        batch.pop("dependency_heads", None)
+    if cfg.num_labels == 3:
+        batch["labels"] = torch.tensor([0, 2, 1, 2])
+    out = m(**batch, output_graphs=True)
+    assert out.logits.shape == (4, cfg.num_labels) and torch.isfinite(out.loss)
+    out.loss.backward()
+    if cfg.graph_max_nodes == 4:
+        assert out.adjacency_visual.shape == (4, 4, 4)                              # 9 frames pooled to 4 segments
+    if "text" in cfg.modalities:
+        assert out.text_adjacency is not None and torch.equal(out.text_adjacency, out.text_adjacency.transpose(1, 2)) != cfg.text_graph_directed
+
+
+def test_literal_aligned_graph_needs_aligned_lengths():
+    torch.manual_seed(0)
+    m = SSUModel(tiny_config(graph_similarity="literal_aligned")).eval()
+    batch = make_batch(T=8, Ta=8, Tv=8)
+    out = m(**inputs_of(batch), output_graphs=True)
+    assert out.adjacency_audio.shape == (3, 8, 8)
+    with pytest.raises(ValueError, match="word-aligned"):
+        m(**inputs_of(make_batch(T=8, Ta=6, Tv=8)))
+
+
+def test_outputs_hidden_states_tuple_and_no_graphs_by_default(model):
+    batch = make_batch()
+    out = model(**inputs_of(batch), output_hidden_states=True)
+    assert len(out.hidden_states) == 3 and out.hidden_states[0].shape == (3, 8, 32)
+    assert out.adjacency_audio is None and out.threshold_lambda is None
+    tup = model(**batch, return_dict=False)
+    assert isinstance(tup, tuple)
+    torch.testing.assert_close(tup[1], model(**batch).logits)
+    base = model.ssu(**inputs_of(batch), output_graphs=True)
+    assert base.pooler_output.shape == (3, 16)
+    torch.testing.assert_close(base.threshold_lambda, torch.tensor([0.5, 0.5]))
+
+
+def test_missing_modality_equals_fully_masked(model):
+    batch = make_batch()
+    masked = inputs_of(batch)
+    masked["audio_features"] = torch.full_like(batch["audio_features"], float("nan"))
+    masked["audio_attention_mask"] = torch.zeros_like(batch["audio_attention_mask"])
+    absent = {k: v for k, v in inputs_of(batch).items() if not k.startswith("audio")}
+    torch.testing.assert_close(model(**masked).logits, model(**absent).logits)
+    # Extra padded frames with garbage change nothing either.
+    padded = inputs_of(batch)
+    padded["visual_features"] = torch.cat([batch["visual_features"], torch.full((3, 4, V_DIM), 1e6)], dim=1)
+    padded["visual_attention_mask"] = torch.cat([batch["visual_attention_mask"], torch.zeros(3, 4, dtype=torch.long)], 1)
+    torch.testing.assert_close(model(**padded).logits, model(**inputs_of(batch)).logits)
+    # Text missing from a text model: runs, text graph empty.
+    no_text = {k: v for k, v in inputs_of(batch).items() if k.startswith(("audio", "visual"))}
+    out = model(**no_text, output_graphs=True)
+    assert torch.isfinite(out.logits).all() and out.text_adjacency.sum() == 0
+
+
+def test_bad_inputs_raise(model):
+    batch = inputs_of(make_batch())
+    cases = [
+        ({"dependency_heads": None}, "dependency_heads"),
+        ({"dependency_heads": batch["dependency_heads"][:, :5]}, "dependency_heads"),
+        ({"dependency_heads": batch["dependency_heads"].float()}, "integer"),
+        ({"dependency_heads": batch["dependency_heads"] + 20}, r"\[-1, 7\]"),
+        ({"audio_features": torch.randn(3, 6, A_DIM + 1)}, "audio_features"),
+        ({"visual_features": torch.randn(2, 9, V_DIM), "visual_attention_mask": None}, "batch size"),
+    ]
+    for change, message in cases:
+        with pytest.raises(ValueError, match=message):
+            model(**{**batch, **change})
+    with pytest.raises(ValueError, match="without `input_ids`"):
+        model(audio_features=batch["audio_features"], dependency_heads=batch["dependency_heads"])
+    with pytest.raises(ValueError, match="labels"):
+        model(**batch, labels=torch.zeros(5))
+    with pytest.raises(ValueError, match="modalities"):
+        SSUModel(tiny_config(modalities=["audio"]))(**batch)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"text_graph": "tree"}, {"gat_heads": 3}, {"aug_edge_drop": 1.0}, {"lambda_self": -1.0},
+     {"sup_num_classes": 5}, {"head_input": "both"}, {"graph_max_nodes": 0}, {"contrastive_temperature": 0.0}],
+)
+def test_config_validation(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        tiny_config(**bad)
+
+
+# --------------------------------------------------------------------------------------------------
+# Save / load, Auto classes, remote code
+# --------------------------------------------------------------------------------------------------
+
+
+def test_save_load_and_auto_round_trips(model, tmp_path):
+    batch = inputs_of(make_batch())
+    expected = model(**batch)
+    model.save_pretrained(tmp_path)
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(config, SSUConfig)
+    assert set(config.auto_map) >= {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"}
+    for loader in (SSUForSequenceClassification.from_pretrained, AutoModelForSequenceClassification.from_pretrained):
+        again = loader(tmp_path).eval()
+        torch.testing.assert_close(again(**batch).logits, expected.logits, rtol=0, atol=0)
+    base = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(base, SSUModel)
+    torch.testing.assert_close(base(**batch).z_fuse, expected.z_fuse, rtol=0, atol=0)
+    torch.testing.assert_close(base.graph_builders["visual"].threshold_lambda, model.ssu.graph_builders["visual"].threshold_lambda)
+
+
+def test_trust_remote_code_without_the_package(model, tmp_path):
+    batch = inputs_of(make_batch())
+    saved = tmp_path / "saved"
+    model.save_pretrained(saved)
+    assert (saved / "modeling_ssu.py").is_file() and (saved / "configuration_common.py").is_file()
+    elsewhere = tmp_path / "elsewhere" / "ssu-checkpoint"
+    shutil.copytree(saved, elsewhere)
+    torch.save(batch, tmp_path / "batch.pt")
+    torch.save({"logits": model(**batch).logits, "z_fuse": model.ssu(**batch).z_fuse}, tmp_path / "expected.pt")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path = [p for p in sys.path if p and "wt-" not in p and not p.endswith("/work/main")]
+        try:
+            import hf_mmfusion  # noqa: F401
+            raise SystemExit("hf_mmfusion must not be importable here")
+        except ImportError:
+            pass
+        import torch
+        from transformers import AutoModel, AutoModelForSequenceClassification
+        batch = torch.load({str(tmp_path / "batch.pt")!r})
+        expected = torch.load({str(tmp_path / "expected.pt")!r})
+        head = AutoModelForSequenceClassification.from_pretrained({str(elsewhere)!r}, trust_remote_code=True).eval()
+        base = AutoModel.from_pretrained({str(elsewhere)!r}, trust_remote_code=True).eval()
+        assert "hf_mmfusion" not in type(head).__module__
+        torch.testing.assert_close(head(**batch).logits, expected["logits"], rtol=0, atol=0)
+        torch.testing.assert_close(base(**batch).z_fuse, expected["z_fuse"], rtol=0, atol=0)
+        print("remote-ok", type(head).__name__, type(base).__name__)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "remote-ok SSUForSequenceClassification SSUModel" in done.stdout
+
+
+def test_meta_device_construction_initialises_every_custom_parameter(tmp_path):
+    torch.manual_seed(0)
+    m = SSUForSequenceClassification(tiny_config())
+    builder = m.ssu.graph_builders["audio"]
+    torch.testing.assert_close(torch.nn.functional.softplus(builder.scale_raw), torch.tensor(5.0))
+    assert builder.position_bias[0] == 0 and builder.position_bias[-1] == -1
+    gat = m.ssu.shared_gat.layers[0]
+    assert gat.att_edge.abs().sum() > 0 and gat.lin.weight.abs().sum() > 0
+    m.save_pretrained(tmp_path)
+    again = SSUForSequenceClassification.from_pretrained(tmp_path)
+    for (n, p), (_, q) in zip(m.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(p, q), n
+
+
+def test_from_text_pretrained_uses_given_text_weights(tmp_path):
+    text = BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
+    bert = AutoModel.from_config(text)
+    bert.save_pretrained(tmp_path)
+    m = SSUForSequenceClassification.from_text_pretrained(
+        str(tmp_path), hidden_size=16, graph_proj_dim=16, gat_heads=2, cross_attn_heads=2, audio_input_dim=A_DIM,
+        visual_input_dim=V_DIM, num_labels=1,
+    )
+    torch.testing.assert_close(m.get_input_embeddings().weight, bert.get_input_embeddings().weight)
+
+
+# --------------------------------------------------------------------------------------------------
+# Learning
+# --------------------------------------------------------------------------------------------------
+
+
+def test_learns_a_cross_modal_interaction():
+    """Label sign = audio sign x visual sign: neither modality alone beats chance."""
+    from hf_mmfusion.data.synthetic import generate_synthetic_examples, synthetic_model_batch
+
+    def data(n, seed):
+        cols = generate_synthetic_examples(n, ("audio", "visual"), audio_dim=A_DIM, visual_dim=V_DIM, seed=seed,
+                                           audio_frames=(6, 12), visual_frames=(6, 12))
+        return synthetic_model_batch(cols)
+
+    torch.manual_seed(0)
+    train, valid = data(384, 1), data(128, 2)
+    m = SSUForSequenceClassification(tiny_config(modalities=["audio", "visual"]))
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+
+    def accuracy():
+        m.eval()
+        with torch.no_grad():
+            pred = m(**inputs_of(valid)).logits.squeeze(-1)
+        m.train()
+        return ((pred > 0) == (valid["labels"] > 0)).float().mean().item()
+
+    start = accuracy()
+    for _ in range(10):
+        perm = torch.randperm(384)
+        for s in range(0, 384, 32):
+            idx = perm[s:s + 32]
+            loss = m(**{k: v[idx] for k, v in train.items()}).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert start < 0.75
+    assert accuracy() > 0.9
