@@ -18,7 +18,8 @@ def load_any_dataset(
     seed: int = 0,
     modalities: Sequence[str] = MODALITY_COLUMNS,
 ):
-    """A ``DatasetDict`` from ``"synthetic"``, a ``save_to_disk`` directory, or a Hub dataset id."""
+    """A ``DatasetDict`` from ``"synthetic"``, a local directory (``save_to_disk`` or a converter's Parquet
+    output), or a Hub dataset id."""
     import datasets
 
     if name == "synthetic":
@@ -28,16 +29,16 @@ def load_any_dataset(
             tuple(synthetic_sizes), modalities=modalities, audio_dim=audio_dim, visual_dim=visual_dim, seed=seed
         )
     path = Path(name)
-    if path.is_dir() and (
-        (path / "dataset_dict.json").is_file() or (path / "state.json").is_file() or (path / "dataset_info.json").is_file()
-    ):
-        loaded = datasets.load_from_disk(str(path))
+    if path.is_dir():
+        from .data.schema import load_converted
+
+        loaded = load_converted(path)
         if isinstance(loaded, datasets.Dataset):
             raise ValueError(
                 f"{name} holds a single Dataset; save a DatasetDict with train/validation/test splits instead"
             )
         return loaded
-    if path.exists() and not path.is_dir():
+    if path.exists():
         raise ValueError(f"dataset {name!r} is a file; pass a DatasetDict directory (save_to_disk) or a Hub id")
     return datasets.load_dataset(name, config_name)
 

@@ -215,6 +215,9 @@ def build_model(model_args: ModelArguments, modalities, audio_dim, visual_dim, n
     }
     if num_labels == 1:
         kwargs["problem_type"] = "regression"
+    if model_args.model_type == "clcr":
+        # The paper's split is d/2 shared dimensions; keep it when only the width changes.
+        kwargs["shared_dim"] = max(1, model_args.hidden_size // 2)
     if model_args.model_type == "ssu" and "text" in modalities and not model_args.spacy_model:
         kwargs["text_graph"] = "chain"
     kwargs.update(parse_overrides(model_args.config_overrides))
