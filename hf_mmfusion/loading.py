@@ -17,16 +17,23 @@ def load_any_dataset(
     visual_dim: int = 12,
     seed: int = 0,
     modalities: Sequence[str] = MODALITY_COLUMNS,
+    **synthetic_kwargs,
 ):
     """A ``DatasetDict`` from ``"synthetic"``, a local directory (``save_to_disk`` or a converter's Parquet
-    output), or a Hub dataset id."""
+    output), or a Hub dataset id. ``synthetic_kwargs`` (``text_words``, ``audio_frames``, ``visual_frames``
+    ranges) shape the synthetic data."""
     import datasets
 
     if name == "synthetic":
         from .data.synthetic import make_synthetic_dataset
 
         return make_synthetic_dataset(
-            tuple(synthetic_sizes), modalities=modalities, audio_dim=audio_dim, visual_dim=visual_dim, seed=seed
+            tuple(synthetic_sizes),
+            modalities=modalities,
+            audio_dim=audio_dim,
+            visual_dim=visual_dim,
+            seed=seed,
+            **{k: tuple(v) for k, v in synthetic_kwargs.items() if v is not None},
         )
     path = Path(name)
     if path.is_dir():

@@ -111,6 +111,25 @@ class DataArguments:
     synthetic_audio_dim: int = field(default=16)
     synthetic_visual_dim: int = field(default=12)
     synthetic_seed: int = field(default=0)
+    synthetic_modalities: list[str] = field(
+        default_factory=lambda: ["text", "audio", "visual"], metadata={"help": "Modality columns of the synthetic data."}
+    )
+    synthetic_text_words: list[int] = field(default_factory=lambda: [5, 14], metadata={"help": "Words per sentence (min max)."})
+    synthetic_audio_frames: list[int] = field(default_factory=lambda: [10, 40], metadata={"help": "Audio frames (min max)."})
+    synthetic_visual_frames: list[int] = field(default_factory=lambda: [8, 30], metadata={"help": "Visual frames (min max)."})
+
+    def synthetic_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``load_any_dataset`` for the synthetic data."""
+        return {
+            "synthetic_sizes": self.synthetic_sizes,
+            "audio_dim": self.synthetic_audio_dim,
+            "visual_dim": self.synthetic_visual_dim,
+            "seed": self.synthetic_seed,
+            "modalities": self.synthetic_modalities,
+            "text_words": self.synthetic_text_words,
+            "audio_frames": self.synthetic_audio_frames,
+            "visual_frames": self.synthetic_visual_frames,
+        }
 
 
 def parse_overrides(text: str | None) -> dict[str, Any]:
@@ -430,14 +449,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
     from .loading import encode_dataset, make_collator
 
     set_seed(training_args.seed)
-    raw = load_any_dataset(
-        data_args.dataset,
-        config_name=data_args.dataset_config,
-        synthetic_sizes=data_args.synthetic_sizes,
-        audio_dim=data_args.synthetic_audio_dim,
-        visual_dim=data_args.synthetic_visual_dim,
-        seed=data_args.synthetic_seed,
-    )
+    raw = load_any_dataset(data_args.dataset, config_name=data_args.dataset_config, **data_args.synthetic_kwargs())
     for split in (data_args.train_split, data_args.eval_split):
         if split and split not in raw:
             raise ValueError(f"dataset {data_args.dataset!r} has no split {split!r}; it has {list(raw)}")
