@@ -264,14 +264,25 @@ def text_attention_linear_names(model) -> list[str]:
 
 
 def fusion_module_names(model) -> list[str]:
-    """Top-level modules outside the text encoder: they train fully next to the LoRA adapters."""
+    """Modules outside the text encoder: they train fully next to the LoRA adapters.
+
+    PEFT cannot copy ``ModuleDict`` / ``ModuleList`` containers, so they are replaced by their children.
+    """
     base_prefix = model.base_model_prefix
+
+    def expand(name: str, module: torch.nn.Module) -> list[str]:
+        if isinstance(module, (torch.nn.ModuleDict, torch.nn.ModuleList)):
+            return [n for child_name, child in module.named_children() for n in expand(f"{name}.{child_name}", child)]
+        return [name]
+
     names = []
-    for name, _ in model.named_children():
+    for name, child in model.named_children():
         if name != base_prefix:
-            names.append(name)
+            names.extend(expand(name, child))
     base = getattr(model, base_prefix)
-    names.extend(f"{base_prefix}.{name}" for name, _ in base.named_children() if name != "text_encoder")
+    for name, child in base.named_children():
+        if name != "text_encoder":
+            names.extend(expand(f"{base_prefix}.{name}", child))
     return names
 
 
@@ -538,6 +549,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
             repo_id=None,
         ).save(output_dir / "README.md")
         (output_dir / "all_results.json").write_text(json.dumps(_jsonable(metrics), indent=2))
+        trainer.save_state()
     trainer.accelerator.wait_for_everyone()
     return TrainingOutcome(trainer=trainer, model=final_model, processor=processor, metrics=metrics, output_dir=output_dir)
 
