@@ -60,7 +60,7 @@ def tiny_dataset(sizes=(16, 8, 8), modalities=("text", "audio", "visual"), seed=
     )
 
 
-def tiny_checkpoint(path, model_type: str, modalities=("text", "audio", "visual"), seed: int = 0):
+def tiny_checkpoint(path, model_type: str, modalities=("text", "audio", "visual"), seed: int = 0, num_labels: int = 1):
     """An untrained tiny model + fitted processor saved to ``path``; returns (model, processor)."""
     import torch
 
@@ -71,7 +71,7 @@ def tiny_checkpoint(path, model_type: str, modalities=("text", "audio", "visual"
     args = ModelArguments(model_type=model_type, hidden_size=16, config_overrides=TINY_OVERRIDES[model_type])
     processor = build_processor(args, modalities, AUDIO_DIM, VISUAL_DIM, 32)
     fit_feature_normalization(processor, tiny_dataset(modalities=modalities)["train"])
-    model = build_model(args, modalities, AUDIO_DIM, VISUAL_DIM, 1, tokenizer=getattr(processor, "tokenizer", None))
+    model = build_model(args, modalities, AUDIO_DIM, VISUAL_DIM, num_labels, tokenizer=getattr(processor, "tokenizer", None))
     model.eval()
     model.save_pretrained(path)
     processor.save_pretrained(path)
