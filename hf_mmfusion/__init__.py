@@ -6,20 +6,40 @@ transformers Auto classes.
 
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
+from .data.collator import MMFusionDataCollator
+from .metrics import load_metric
+from .models.configuration_clcr import CLCRConfig
 from .models.configuration_ssu import SSUConfig
+from .models.modeling_clcr import CLCRForSequenceClassification, CLCRModel, CLCRPreTrainedModel
 from .models.modeling_ssu import SSUForSequenceClassification, SSUModel, SSUPreTrainedModel
-from .processing.dependency_parser import DependencyParser
+from .pipeline import MultimodalSentimentPipeline, register_pipeline
+from .processing import AcousticFeatureExtractor, DependencyParser, MMFusionProcessor, VisualFeatureExtractor
 
 __version__ = "0.1.0"
 
-AutoConfig.register("ssu", SSUConfig, exist_ok=True)
-AutoModel.register(SSUConfig, SSUModel, exist_ok=True)
-AutoModelForSequenceClassification.register(SSUConfig, SSUForSequenceClassification, exist_ok=True)
+for _config, _base, _head in (
+    (CLCRConfig, CLCRModel, CLCRForSequenceClassification),
+    (SSUConfig, SSUModel, SSUForSequenceClassification),
+):
+    AutoConfig.register(_config.model_type, _config, exist_ok=True)
+    AutoModel.register(_config, _base, exist_ok=True)
+    AutoModelForSequenceClassification.register(_config, _head, exist_ok=True)
+register_pipeline()
 
 __all__ = [
+    "AcousticFeatureExtractor",
+    "MMFusionDataCollator",
+    "MMFusionProcessor",
+    "MultimodalSentimentPipeline",
+    "VisualFeatureExtractor",
+    "CLCRConfig",
+    "CLCRForSequenceClassification",
+    "CLCRModel",
+    "CLCRPreTrainedModel",
     "DependencyParser",
     "SSUConfig",
     "SSUForSequenceClassification",
     "SSUModel",
     "SSUPreTrainedModel",
+    "load_metric",
 ]

@@ -180,23 +180,24 @@ def make_synthetic_dataset(
 def synthetic_model_batch(columns: dict[str, list], tokenizer=None, max_length: int = 64):
     """Model inputs (padded tensors) from ``generate_synthetic_examples`` columns or a dataset slice.
 
-    Meant for tests and quick experiments; real pipelines use ``MMFusionProcessor`` and
-    ``MMFusionDataCollator``.
+    Runs ``MMFusionProcessor`` and ``MMFusionDataCollator`` (the package's one padding path) with frame
+    widths taken from the data. Meant for tests and quick experiments.
     """
-    import torch
+    from ..processing import AcousticFeatureExtractor, MMFusionProcessor, VisualFeatureExtractor
+    from .collator import MMFusionDataCollator
 
-    batch = {}
+    parts = {}
     if "text" in columns:
-        tokenizer = tokenizer or build_synthetic_tokenizer()
-        enc = tokenizer(list(columns["text"]), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        batch.update({k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")})
-    for m in ("audio", "visual"):
-        if m not in columns:
-            continue
-        frames = [torch.as_tensor(np.asarray(x, dtype=np.float32)) for x in columns[m]]
-        lengths = torch.tensor([f.shape[0] for f in frames])
-        padded = torch.nn.utils.rnn.pad_sequence(frames, batch_first=True)
-        batch[f"{m}_features"] = padded
-        batch[f"{m}_attention_mask"] = (torch.arange(padded.shape[1])[None] < lengths[:, None]).long()
-    batch["labels"] = torch.tensor(columns["label"], dtype=torch.float32)
-    return batch
+        parts["tokenizer"] = tokenizer or build_synthetic_tokenizer()
+    if "audio" in columns:
+        parts["audio_feature_extractor"] = AcousticFeatureExtractor(feature_size=np.asarray(columns["audio"][0]).shape[1])
+    if "visual" in columns:
+        parts["visual_feature_extractor"] = VisualFeatureExtractor(feature_size=np.asarray(columns["visual"][0]).shape[1])
+    processor = MMFusionProcessor(**parts)
+    rows = processor(
+        text=columns.get("text"), audio=columns.get("audio"), visual=columns.get("visual"),
+        padding=False, truncation=True, max_length=max_length,
+    )
+    names = list(rows.keys())
+    features = [{name: rows[name][i] for name in names} | {"labels": columns["label"][i]} for i in range(len(columns["label"]))]
+    return MMFusionDataCollator(processor, label_dtype="float")(features)

@@ -45,3 +45,37 @@ def whitened_xcorr_sq(x: torch.Tensor, y: torch.Tensor, eps_rel: float = 0.1, no
         if normalize:
             value = value / min(x.shape[1], y.shape[1])
     return value
+
+
+def whitened_xcorr_sq_pairs(
+    blocks: list[torch.Tensor], pairs: list[tuple[int, int]], eps_rel: float = 0.1, normalize: bool = True
+) -> torch.Tensor:
+    """``whitened_xcorr_sq(blocks[i], blocks[j])`` for every ``(i, j)`` in ``pairs`` at once -> ``[len(pairs)]``.
+
+    ``blocks`` are ``[N, p_i]`` matrices over the same N rows. Each block is centred and whitened once
+    (``Z_i = X_i L_i^{-T}`` with its loaded Cholesky factor ``L_i``); then
+    ``trace(S_ii^-1 S_ij S_jj^-1 S_ji) = ||Z_i^T Z_j||_F^2 / (N - 1)^2``, so a block shared by several pairs
+    is factorised once. Same values and gradients as the pairwise function.
+    """
+    if not pairs:
+        return blocks[0].new_zeros(0)
+    n = blocks[0].shape[0]
+    if any(b.shape[0] != n for b in blocks):
+        raise ValueError(f"whitened_xcorr_sq_pairs needs blocks with the same rows, got {[b.shape[0] for b in blocks]}")
+    if n < 2:
+        return torch.stack([(blocks[i].sum() + blocks[j].sum()) * 0.0 for i, j in pairs])
+    work = torch.promote_types(blocks[0].dtype, torch.float32)
+    with torch.autocast(device_type=blocks[0].device.type, enabled=False):
+        whitened = {}
+        for i in sorted({i for pair in pairs for i in pair}):
+            x = blocks[i].to(work)
+            xc = x - x.mean(0, keepdim=True)
+            chol = _loaded_cholesky(xc.T @ xc / (n - 1), eps_rel)
+            whitened[i] = torch.linalg.solve_triangular(chol, xc.T, upper=False)     # Z_i^T [p_i, N]
+        values = []
+        for i, j in pairs:
+            value = (whitened[i] @ whitened[j].T).square().sum() / (n - 1) ** 2
+            if normalize:
+                value = value / min(blocks[i].shape[1], blocks[j].shape[1])
+            values.append(value)
+    return torch.stack(values)

@@ -1,0 +1,19 @@
+#!/usr/bin/env python
+"""Convert MISA-format split pickles, one `[split=]path` per split into a canonical DatasetDict.
+
+    python dataset_scripts/convert_misa.py train=train.pkl validation=dev.pkl test=test.pkl -o cmu-mosi [--file-format parquet] [--push-to-hub ORG/NAME]
+
+Same as ``hf-mmfusion convert misa ...``; ``--help`` lists every option.
+"""
+
+import sys
+from pathlib import Path
+
+try:
+    from hf_mmfusion.data.convert import main
+except ImportError:  # a source checkout that is not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from hf_mmfusion.data.convert import main
+
+if __name__ == "__main__":
+    sys.exit(main(["misa", *sys.argv[1:]], prog="dataset_scripts/convert_misa.py misa"))

@@ -1,0 +1,107 @@
+"""``hf-mmfusion``: train, evaluate, predict, push, convert, demo.
+
+Each subcommand owns its flags (``hf-mmfusion <command> --help``). ``train`` accepts every
+``TrainingArguments`` option next to the model and data options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+USAGE = """usage: hf-mmfusion <command> [options]
+
+commands:
+  train      train CLCR or SSU (all TrainingArguments flags; torchrun / accelerate launch work too)
+  evaluate   metrics on a split plus the noise / dropped-modality robustness table and plot
+  predict    scores for new inputs (text, .npy frame files, .wav recordings) -> stdout, CSV or JSONL
+  push       upload a saved checkpoint (weights, code, processor, model card) to the Hub in one commit
+  convert    convert MMSA pickles / SDK files / clip folders into a datasets DatasetDict
+  demo       train CLCR and SSU on the built-in synthetic data, evaluate, save, reload, print a table
+
+run `hf-mmfusion <command> --help` for the options of a command."""
+
+
+def _push_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hf-mmfusion push", description="Upload a saved checkpoint to the Hub.")
+    parser.add_argument("checkpoint", help="directory written by `hf-mmfusion train` (model + processor)")
+    parser.add_argument("repo_id", help="target repository, e.g. org/clcr-mosei")
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--metrics_file", help="JSON of metrics for the card (e.g. all_results.json; test_* keys used)")
+    parser.add_argument("--dataset_name", default=None, help="pretty dataset name for the card")
+    parser.add_argument("--dataset_id", default=None, help="Hub dataset id for the card metadata")
+    parser.add_argument("--keep_card", action="store_true", help="upload the checkpoint's README.md unchanged")
+    parser.add_argument("--commit_message", default="Upload model, processor, code and model card")
+    parser.add_argument("--token", default=None)
+    return parser
+
+
+def _card_metrics(path: str | None) -> dict[str, float]:
+    if not path:
+        return {}
+    values = json.loads(Path(path).read_text())
+    test = {k.removeprefix("test_"): v for k, v in values.items() if k.startswith("test_")}
+    chosen = test or values
+    skip = ("loss", "runtime", "per_second", "epoch")
+    return {k: float(v) for k, v in chosen.items() if isinstance(v, (int, float)) and not any(s in k for s in skip)}
+
+
+def run_push(args: argparse.Namespace):
+    from .evaluation import load_pretrained
+    from .hub import build_model_card, push_to_hub
+
+    card = None
+    if not args.keep_card:
+        model, _ = load_pretrained(args.checkpoint)
+        card = build_model_card(
+            model,
+            _card_metrics(args.metrics_file),
+            dataset_name=args.dataset_name or args.dataset_id or "the training dataset",
+            dataset_id=args.dataset_id,
+            repo_id=args.repo_id,
+        )
+    info = push_to_hub(
+        args.checkpoint, args.repo_id, card=card, private=args.private or None, token=args.token,
+        commit_message=args.commit_message,
+    )
+    print(f"pushed {args.checkpoint} to {args.repo_id}: {getattr(info, 'commit_url', info)}")
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        from .training import main as train_main
+
+        return train_main(rest)
+    if command == "evaluate":
+        from .evaluation import main as evaluate_main
+
+        return evaluate_main(rest)
+    if command == "predict":
+        from .predict import main as predict_main
+
+        return predict_main(rest)
+    if command == "push":
+        run_push(_push_parser().parse_args(rest))
+        return 0
+    if command == "convert":
+        from .data.convert import main as convert_main
+
+        return convert_main(rest, prog="hf-mmfusion convert")
+    if command == "demo":
+        from .demo import main as demo_main
+
+        return demo_main(rest)
+    print(f"hf-mmfusion: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

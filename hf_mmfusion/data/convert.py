@@ -1,0 +1,245 @@
+"""Convert the formats multimodal sentiment data ships in into canonical ``datasets`` DatasetDicts.
+
+Sources:
+
+- ``mmsa``: an MMSA pickle (CMU-MOSI / CMU-MOSEI / CH-SIMS, aligned or unaligned), all splits at once;
+- ``misa``: MISA-format split pickles, given as ``[split=]path`` (split guessed from the file name);
+- ``sdk``: a CMU-MultimodalSDK label sequence (``.csd``) + the standard folds file, optionally with
+  audio / visual / word sequences;
+- ``manifest``: a CSV / TSV / JSON / JSON-Lines manifest of your own data (ids, text, labels, optional
+  splits and ``.npy`` / ``.wav`` paths);
+- ``npz``: one feature vector per segment and split (``{split}_{id,label,audio,vision}``).
+
+Output: Arrow (``save_to_disk``) or Parquet, written atomically (a failed conversion leaves nothing), and
+optionally pushed to the Hub. Run as ``hf-mmfusion convert ...``, ``python -m hf_mmfusion.data.convert
+...`` or a script in ``dataset_scripts/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .schema import (
+    FILE_FORMATS,
+    SPLITS,
+    build_dataset_dict,
+    canonical_features,
+    check_row,
+    normalize_split,
+    write_dataset_dict,
+)
+
+SOURCES = ("mmsa", "misa", "sdk", "manifest", "npz")
+EXTRA_LABELS = ("label_text", "label_audio", "label_visual")
+
+
+def _comma_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the converter's arguments to ``parser`` (used by ``hf-mmfusion convert`` and the scripts)."""
+    parser.add_argument("source", choices=SOURCES, help="input format")
+    parser.add_argument("inputs", nargs="+", help="input file(s); for misa `[split=]path` per split")
+    parser.add_argument("-o", "--output", required=True, help="output directory (must not exist unless --overwrite)")
+    parser.add_argument("--file-format", choices=FILE_FORMATS, default="arrow",
+                        help="arrow: save_to_disk (load_from_disk); parquet: data/<split>-*.parquet (load_dataset)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also push the DatasetDict to this Hub dataset repo")
+    parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    parser.add_argument("--non-finite", choices=("keep", "zero"), default="keep",
+                        help="keep NaN/inf frame values (the feature extractors clean them) or write 0 instead")
+    parser.add_argument("--text-from", metavar="MANIFEST", help="add transcripts joined by id from this CSV/JSON")
+    parser.add_argument("--text-from-id-column", default="id")
+    parser.add_argument("--text-from-columns", type=_comma_list, default=["text"],
+                        help="comma-separated transcript columns of --text-from, first non-empty wins")
+    sdk = parser.add_argument_group("sdk")
+    sdk.add_argument("--folds", help="the SDK standard folds file (parsed, not executed)")
+    sdk.add_argument("--audio-csd", help="acoustic feature sequence")
+    sdk.add_argument("--visual-csd", help="visual feature sequence")
+    sdk.add_argument("--words-csd", help="word sequence (transcripts)")
+    manifest = parser.add_argument_group("manifest")
+    manifest.add_argument("--id-column", default="id")
+    manifest.add_argument("--text-column", type=_comma_list, default=["text"],
+                          help="comma-separated transcript columns, first non-empty wins; '' for no text")
+    manifest.add_argument("--label-column", default="label")
+    manifest.add_argument("--split-column", default="split")
+    manifest.add_argument("--default-split", default="train", help="split of rows when the manifest has no split column")
+    manifest.add_argument("--label-class-column", help="integer class column, stored as label_class")
+    manifest.add_argument("--audio-column", help="column of .npy / .wav paths")
+    manifest.add_argument("--visual-column", help="column of .npy paths")
+    manifest.add_argument("--audio-feature-size", type=int, default=80, help="mel bins / MFCCs for .wav audio")
+    manifest.add_argument("--raw-audio-features", choices=("log_mel", "mfcc"), default="log_mel")
+    return parser
+
+
+def _split_paths(inputs: list[str]) -> dict[str, str]:
+    out = {}
+    for item in inputs:
+        if "=" in item:
+            split, path = item.split("=", 1)
+        else:
+            path = item
+            match = re.search(r"(train|valid|validation|dev|test)", Path(item).stem, flags=re.IGNORECASE)
+            if match is None:
+                raise ValueError(f"cannot tell the split of {item}; write it as split=path (e.g. train={item})")
+            split = match.group(1)
+        split = normalize_split(split)
+        if split in out:
+            raise ValueError(f"two inputs for split {split!r}: {out[split]} and {path}")
+        out[split] = path
+    return out
+
+
+def read_source(args: argparse.Namespace) -> dict[str, list[dict]]:
+    """Rows per split for the ``args.source`` format (nothing is written)."""
+    if args.source == "mmsa":
+        from .mmsa import read_mmsa_pickle
+
+        _single_input(args)
+        return read_mmsa_pickle(args.inputs[0])
+    if args.source == "misa":
+        from .mmsa import read_misa_pickle
+
+        return {split: read_misa_pickle(path) for split, path in _split_paths(args.inputs).items()}
+    if args.source == "sdk":
+        from .sdk import read_sdk_dataset, read_standard_folds
+
+        _single_input(args)
+        if not args.folds:
+            raise ValueError("the sdk source needs --folds (the SDK's standard folds file)")
+        return read_sdk_dataset(args.inputs[0], read_standard_folds(args.folds), args.audio_csd, args.visual_csd, args.words_csd)
+    if args.source == "manifest":
+        from .manifest import read_manifest
+
+        _single_input(args)
+        extractor = None
+        if args.audio_column:
+            from ..processing.feature_extraction_mmfusion import AcousticFeatureExtractor
+
+            extractor = AcousticFeatureExtractor(feature_size=args.audio_feature_size, raw_features=args.raw_audio_features)
+        return read_manifest(
+            args.inputs[0],
+            id_column=args.id_column,
+            text_columns=args.text_column,
+            label_column=args.label_column,
+            split_column=args.split_column or None,
+            default_split=args.default_split,
+            label_class_column=args.label_class_column,
+            audio_column=args.audio_column,
+            visual_column=args.visual_column,
+            audio_extractor=extractor,
+        )
+    if args.source == "npz":
+        from .manifest import read_utterance_npz
+
+        _single_input(args)
+        return read_utterance_npz(args.inputs[0])
+    raise ValueError(f"unknown source {args.source!r}; expected one of {SOURCES}")
+
+
+def _single_input(args) -> None:
+    if len(args.inputs) != 1:
+        raise ValueError(f"the {args.source} source takes one input file, got {len(args.inputs)}")
+
+
+def _join_text(rows: dict[str, list[dict]], args) -> None:
+    from .manifest import text_lookup
+
+    lookup = text_lookup(args.text_from, args.text_from_id_column, args.text_from_columns)
+    missing = [row["id"] for split_rows in rows.values() for row in split_rows if row["id"] not in lookup]
+    if missing:
+        raise ValueError(f"{len(missing)} ids have no transcript in {args.text_from} (first: {missing[:3]})")
+    for split_rows in rows.values():
+        for row in split_rows:
+            row["text"] = lookup[row["id"]]
+
+
+def _schema(rows: dict[str, list[dict]]):
+    every = [row for split_rows in rows.values() for row in split_rows]
+    if not every:
+        raise ValueError("the source has no rows")
+    keys = {key for row in every for key in row}
+    for key in keys:
+        lacking = sum(key not in row for row in every)
+        if lacking:
+            raise ValueError(f"{lacking} of {len(every)} rows lack `{key}`; a column must be present in every row")
+    dims = {}
+    for modality in ("audio", "visual"):
+        if modality in keys:
+            first = np.asarray(every[0][modality])
+            if first.ndim != 2:
+                raise ValueError(f"row {every[0]['id']!r}: `{modality}` must be [frames, dim], got {list(first.shape)}")
+            dims[modality] = first.shape[1]
+    return canonical_features(
+        text="text" in keys,
+        audio_dim=dims.get("audio"),
+        visual_dim=dims.get("visual"),
+        label_class="label_class" in keys,
+        extra_labels=tuple(name for name in EXTRA_LABELS if name in keys),
+    )
+
+
+def _row_generator(split_rows: list[dict], features, split: str, non_finite: str):
+    def generate():
+        for row in split_rows:
+            row = dict(row)
+            for modality in ("audio", "visual"):
+                if modality in row:
+                    frames = np.asarray(row[modality], dtype=np.float32)
+                    if non_finite == "zero" and not np.isfinite(frames).all():
+                        frames = np.where(np.isfinite(frames), frames, np.float32(0.0))
+                    row[modality] = frames
+            check_row(row, features, f"{split} row {row['id']!r}")
+            yield {name: row[name] for name in features}
+
+    return generate
+
+
+def run_convert(args: argparse.Namespace) -> Path:
+    """Convert per ``args`` (see :func:`add_convert_arguments`); returns the output directory.
+
+    Everything is read and checked before the output appears; a corrupt or truncated input raises a
+    ``ValueError`` and leaves no output directory.
+    """
+    rows = read_source(args)
+    if args.text_from:
+        _join_text(rows, args)
+    features = _schema(rows)
+    order = [s for s in SPLITS if s in rows] + [s for s in rows if s not in SPLITS]
+    with tempfile.TemporaryDirectory(prefix="hf-mmfusion-convert-") as work:
+        dataset = build_dataset_dict(
+            {split: _row_generator(rows[split], features, split, args.non_finite) for split in order}, features, work
+        )
+        output = write_dataset_dict(dataset, args.output, file_format=args.file_format, overwrite=args.overwrite)
+        if args.push_to_hub:
+            dataset.push_to_hub(args.push_to_hub, private=args.private)
+    sizes = ", ".join(f"{split} {len(rows[split])}" for split in order)
+    print(f"wrote {output} ({args.file_format}; {sizes}; columns {list(features)})")
+    return output
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    return add_convert_arguments(parser)
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m hf_mmfusion.data.convert") -> int:
+    """Command-line entry point; returns the exit status (2 for bad input, with the reason on stderr)."""
+    args = build_parser(prog).parse_args(argv)
+    try:
+        run_convert(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Readers for people's own data: a CSV / JSON manifest, and per-segment feature archives (``.npz``).
+
+A manifest has one row per sample: an id, a transcript, a label, optionally a split and paths to the
+sample's frame features (``.npy`` ``[frames, dim]``) or raw audio (``.wav``, turned into log-mel or MFCC
+frames by ``AcousticFeatureExtractor``). Relative paths are resolved against the manifest's folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .schema import normalize_split
+
+
+def _read_records(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            with path.open(newline="", encoding="utf-8") as handle:
+                return list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
+        if suffix == ".jsonl":
+            with path.open(encoding="utf-8") as handle:
+                return [json.loads(line) for line in handle if line.strip()]
+        if suffix == ".json":
+            records = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(records, dict) and "data" in records:
+                records = records["data"]
+            if not isinstance(records, list):
+                raise ValueError(f"{path}: a JSON manifest is a list of objects (or {{'data': [...]}})")
+            return records
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as err:
+        raise ValueError(f"{path}: cannot read the manifest ({type(err).__name__}: {err})") from err
+    raise ValueError(f"{path}: manifest must be .csv, .tsv, .json or .jsonl")
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+def _load_frames(value, base: Path, where: str, extractor) -> np.ndarray:
+    path = Path(str(value))
+    path = path if path.is_absolute() else base / path
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            frames = np.load(path, allow_pickle=False)  # pickled .npy files could run code
+        elif suffix == ".wav":
+            if extractor is None:
+                raise ValueError(f"{where}: {path} is a waveform; an acoustic extractor is needed to frame it")
+            from scipy.io import wavfile
+
+            rate, wav = wavfile.read(path)
+            frames = extractor.waveform_to_frames(wav, rate)
+        else:
+            raise ValueError(f"{where}: feature files must be .npy or .wav, got {path.name}")
+    except (OSError, EOFError) as err:
+        raise ValueError(f"{where}: cannot read {path} ({type(err).__name__}: {err})") from err
+    except ValueError as err:
+        if str(path) in str(err):
+            raise
+        raise ValueError(f"{where}: cannot read {path} ({err})") from err
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.ndim == 1:
+        frames = frames[None, :]  # one utterance-level vector is one frame
+    if frames.ndim != 2:
+        raise ValueError(f"{where}: {path.name} must hold [frames, dim] features, got shape {list(frames.shape)}")
+    return frames
+
+
+def read_manifest(
+    path: str | os.PathLike,
+    *,
+    id_column: str = "id",
+    text_columns: Sequence[str] = ("text",),
+    label_column: str = "label",
+    split_column: str | None = "split",
+    default_split: str = "train",
+    label_class_column: str | None = None,
+    audio_column: str | None = None,
+    visual_column: str | None = None,
+    audio_extractor=None,
+) -> dict[str, list[dict]]:
+    """Rows per split from a CSV / TSV / JSON / JSON-Lines manifest.
+
+    ``text_columns`` are tried in order and the first non-empty one is the transcript (e.g.
+    ``("text_lower", "text_upper")``); give ``()`` for data without text. Without ``split_column`` in the
+    manifest every row goes to ``default_split``. ``audio_column`` / ``visual_column`` name columns with
+    paths to ``.npy`` frame files (``.wav`` for audio, framed by ``audio_extractor``).
+    """
+    path = Path(path)
+    records = _read_records(path)
+    if not records:
+        raise ValueError(f"{path}: the manifest has no rows")
+    columns = set(records[0])
+    for needed in [id_column, label_column] + [c for c in (label_class_column, audio_column, visual_column) if c]:
+        if needed not in columns:
+            raise ValueError(f"{path}: column {needed!r} not found; columns are {sorted(columns)}")
+    missing_text = [c for c in text_columns if c not in columns]
+    if missing_text:
+        raise ValueError(f"{path}: text column(s) {missing_text} not found; columns are {sorted(columns)}")
+    use_split = split_column is not None and split_column in columns
+    out: dict[str, list[dict]] = {}
+    seen: set[str] = set()
+    for i, record in enumerate(records):
+        where = f"{path.name} row {i + 1}"
+        sample_id = str(record[id_column])
+        if sample_id in seen:
+            raise ValueError(f"{where}: duplicate id {sample_id!r}")
+        seen.add(sample_id)
+        where = f"{where} (id {sample_id!r})"
+        try:
+            label = float(record[label_column])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: `{label_column}` must be a number, got {record[label_column]!r}") from err
+        if not math.isfinite(label):
+            raise ValueError(f"{where}: `{label_column}` is not finite ({label})")
+        row = {"id": sample_id, "label": label}
+        if text_columns:
+            text = next((str(record[c]) for c in text_columns if _present(record[c])), None)
+            if text is None:
+                raise ValueError(f"{where}: every text column {list(text_columns)} is empty")
+            row["text"] = text
+        if label_class_column:
+            row["label_class"] = int(record[label_class_column])
+        for modality, column, extractor in (("audio", audio_column, audio_extractor), ("visual", visual_column, None)):
+            if column:
+                if not _present(record[column]):
+                    raise ValueError(f"{where}: `{column}` has no feature file path")
+                row[modality] = _load_frames(record[column], path.parent, where, extractor)
+        split = normalize_split(record[split_column]) if use_split else normalize_split(default_split)
+        out.setdefault(split, []).append(row)
+    return out
+
+
+def read_utterance_npz(path: str | os.PathLike) -> dict[str, list[dict]]:
+    """An archive of one feature vector per segment: keys ``{split}_{id,label,audio,vision[,text]}``.
+
+    Audio and vision vectors become single-frame sequences (``[1, D]``). Text *vectors* are not a
+    canonical column and are left out; join transcripts by id (``--text-from`` of the converter).
+    """
+    try:
+        archive = np.load(path, allow_pickle=False)
+        arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable .npz archive ({type(err).__name__}: {err})") from err
+    splits = sorted({key.rsplit("_", 1)[0] for key in arrays if key.endswith("_label")})
+    if not splits:
+        raise ValueError(f"{path}: no `<split>_label` arrays; keys are {sorted(arrays)}")
+    out: dict[str, list[dict]] = {}
+    for prefix in splits:
+        labels = arrays[f"{prefix}_label"].reshape(-1)
+        n = labels.shape[0]
+        ids = arrays.get(f"{prefix}_id")
+        parts = {m: arrays.get(f"{prefix}_{key}") for m, key in (("audio", "audio"), ("visual", "vision"))}
+        for name, values in list(parts.items()) + [("id", ids)]:
+            if values is not None and len(values) != n:
+                raise ValueError(f"{path}: `{prefix}_{name}` has {len(values)} rows, expected {n}")
+        rows = []
+        for i in range(n):
+            row = {"id": str(ids[i]) if ids is not None else f"{prefix}-{i:06d}", "label": float(labels[i])}
+            for modality, values in parts.items():
+                if values is not None:
+                    row[modality] = np.asarray(values[i], dtype=np.float32).reshape(1, -1)
+            rows.append(row)
+        out[normalize_split(prefix)] = rows
+    return out
+
+
+def text_lookup(path: str | os.PathLike, id_column: str = "id", text_columns: Sequence[str] = ("text",)) -> dict[str, str]:
+    """``{id: transcript}`` from a manifest, taking the first non-empty of ``text_columns``."""
+    records = _read_records(Path(path))
+    lookup = {}
+    for record in records:
+        if id_column not in record:
+            raise ValueError(f"{path}: column {id_column!r} not found")
+        text = next((str(record[c]) for c in text_columns if _present(record.get(c))), None)
+        if text is not None:
+            lookup[str(record[id_column])] = text
+    return lookup

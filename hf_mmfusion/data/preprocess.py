@@ -1,0 +1,142 @@
+"""Run ``MMFusionProcessor`` over a canonical dataset once, with ``Dataset.map`` (batched and cached)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+TEXT_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids", "dependency_heads")
+
+
+def _process_batch(
+    batch: dict,
+    processor,
+    text_column: str | None,
+    audio_column: str | None,
+    visual_column: str | None,
+    label_column: str | None,
+    max_length: int | None,
+    audio_max_length: int | None,
+    visual_max_length: int | None,
+) -> dict:
+    """One batch of canonical rows -> unpadded per-row model inputs (+ ``labels``)."""
+    out = processor(
+        text=batch[text_column] if text_column else None,
+        audio=batch[audio_column] if audio_column else None,
+        visual=batch[visual_column] if visual_column else None,
+        padding=False,
+        truncation=True,
+        max_length=max_length,
+        audio_max_length=audio_max_length,
+        visual_max_length=visual_max_length,
+    )
+    result = dict(out)
+    if label_column:
+        result["labels"] = batch[label_column]
+    return result
+
+
+def _output_features(dataset, processor, columns: dict, label_column, keep_columns):
+    from datasets import Array2D, Features, List, Value
+
+    spec = {name: dataset.features[name] for name in keep_columns}
+    if columns["text"]:
+        spec["input_ids"] = List(Value("int32"))
+        spec["attention_mask"] = List(Value("int8"))
+        if "token_type_ids" in processor.tokenizer.model_input_names:
+            spec["token_type_ids"] = List(Value("int8"))
+        if processor.parser is not None:
+            spec["dependency_heads"] = List(Value("int32"))
+    for modality, extractor in (("audio", processor.audio_feature_extractor), ("visual", processor.visual_feature_extractor)):
+        if columns[modality]:
+            spec[f"{modality}_features"] = Array2D(shape=(None, extractor.feature_size), dtype="float32")
+            spec[f"{modality}_attention_mask"] = List(Value("int8"))
+    if label_column:
+        spec["labels"] = dataset.features[label_column]
+    return Features(spec)
+
+
+def preprocess_dataset(
+    dataset,
+    processor,
+    *,
+    label_column: str | None = "label",
+    text_column: str = "text",
+    audio_column: str = "audio",
+    visual_column: str = "visual",
+    keep_columns: Sequence[str] = ("id",),
+    max_length: int | None = None,
+    audio_max_length: int | None = None,
+    visual_max_length: int | None = None,
+    batch_size: int = 256,
+    num_proc: int | None = None,
+    load_from_cache_file: bool | None = None,
+):
+    """Map ``processor`` over a ``Dataset`` or ``DatasetDict`` with the canonical columns.
+
+    Each modality is processed when both the dataset has its column and the processor has its part, so a
+    text-audio processor ignores a ``visual`` column and an audio-visual processor works on data without
+    text. Output rows hold unpadded model inputs (``input_ids`` ..., ``dependency_heads``,
+    ``audio_features [Ta, Da]`` + mask, ``visual_features [Tv, Dv]`` + mask), ``labels`` (from
+    ``label_column``; pass ``"label_class"`` for classification or ``None`` for unlabelled data), and
+    ``keep_columns``; ``MMFusionDataCollator`` pads them per batch.
+
+    ``Dataset.map`` fingerprints the processor with the rows, so a second call with the same processor and
+    data re-uses the cache files of a dataset loaded from disk instead of processing again.
+    """
+    from datasets import DatasetDict
+
+    if isinstance(dataset, DatasetDict):
+        return DatasetDict(
+            {
+                name: preprocess_dataset(
+                    split,
+                    processor,
+                    label_column=label_column,
+                    text_column=text_column,
+                    audio_column=audio_column,
+                    visual_column=visual_column,
+                    keep_columns=keep_columns,
+                    max_length=max_length,
+                    audio_max_length=audio_max_length,
+                    visual_max_length=visual_max_length,
+                    batch_size=batch_size,
+                    num_proc=num_proc,
+                    load_from_cache_file=load_from_cache_file,
+                )
+                for name, split in dataset.items()
+            }
+        )
+    names = set(dataset.column_names)
+    columns = {
+        "text": text_column if text_column in names and processor.tokenizer is not None else None,
+        "audio": audio_column if audio_column in names and processor.audio_feature_extractor is not None else None,
+        "visual": visual_column if visual_column in names and processor.visual_feature_extractor is not None else None,
+    }
+    if not any(columns.values()):
+        raise ValueError(
+            f"nothing to process: the dataset has columns {sorted(names)} and the processor handles "
+            f"{[m for m, part in (('text', processor.tokenizer), ('audio', processor.audio_feature_extractor), ('visual', processor.visual_feature_extractor)) if part is not None]}"
+        )
+    if label_column is not None and label_column not in names:
+        raise ValueError(f"label_column {label_column!r} is not a column of the dataset (columns: {sorted(names)})")
+    keep_columns = [c for c in keep_columns if c in names and c != label_column]
+    return dataset.map(
+        _process_batch,
+        batched=True,
+        batch_size=batch_size,
+        num_proc=num_proc,
+        remove_columns=[c for c in dataset.column_names if c not in keep_columns],
+        features=_output_features(dataset, processor, columns, label_column, keep_columns),
+        load_from_cache_file=load_from_cache_file,
+        fn_kwargs={
+            "processor": processor,
+            "text_column": columns["text"],
+            "audio_column": columns["audio"],
+            "visual_column": columns["visual"],
+            "label_column": label_column,
+            "max_length": max_length,
+            "audio_max_length": audio_max_length,
+            "visual_max_length": visual_max_length,
+        },
+        desc="Processing multimodal rows",
+    )

@@ -1,0 +1,144 @@
+"""The canonical dataset schema and the atomic writer every converter uses.
+
+Columns: ``id`` (string), ``text`` (string), ``audio`` (``Array2D((None, Da), float32)``), ``visual``
+(``Array2D((None, Dv), float32)``), ``label`` (float32 score), optional ``label_class`` (int64) and
+optional extra float32 label columns (CH-SIMS' per-modality labels). Modalities a source lacks are absent
+columns.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "validation", "test")
+SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "validation", "validation": "validation",
+                 "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
+FILE_FORMATS = ("arrow", "parquet")
+
+
+def normalize_split(name: str) -> str:
+    """``valid`` / ``dev`` / ``val`` -> ``validation`` etc.; raises ``ValueError`` for unknown names."""
+    key = str(name).strip().lower()
+    if key not in SPLIT_ALIASES:
+        raise ValueError(f"unknown split name {name!r}; expected one of {sorted(SPLIT_ALIASES)}")
+    return SPLIT_ALIASES[key]
+
+
+def canonical_features(
+    *,
+    text: bool = False,
+    audio_dim: int | None = None,
+    visual_dim: int | None = None,
+    label_class: bool = False,
+    extra_labels: tuple[str, ...] = (),
+):
+    """``datasets.Features`` of the canonical schema for the modalities present."""
+    from datasets import Array2D, Features, Value
+
+    spec = {"id": Value("string")}
+    if text:
+        spec["text"] = Value("string")
+    if audio_dim is not None:
+        spec["audio"] = Array2D(shape=(None, int(audio_dim)), dtype="float32")
+    if visual_dim is not None:
+        spec["visual"] = Array2D(shape=(None, int(visual_dim)), dtype="float32")
+    spec["label"] = Value("float32")
+    if label_class:
+        spec["label_class"] = Value("int64")
+    for name in extra_labels:
+        spec[name] = Value("float32")
+    return Features(spec)
+
+
+def check_row(row: dict, features, where: str) -> None:
+    """Raise a ``ValueError`` naming the row when a frame array does not fit the schema."""
+    for modality in ("audio", "visual"):
+        if modality in features:
+            width = features[modality].shape[1]
+            frames = row[modality]
+            if frames.ndim != 2 or frames.shape[1] != width:
+                raise ValueError(f"{where}: `{modality}` must have shape [frames, {width}], got {list(frames.shape)}")
+    if "text" in features and not isinstance(row["text"], str):
+        raise ValueError(f"{where}: `text` must be a string, got {type(row['text']).__name__}")
+    if not np.isfinite(row["label"]):
+        raise ValueError(f"{where}: `label` is not a finite number ({row['label']})")
+
+
+def build_dataset_dict(splits: dict[str, Callable[[], Iterator[dict]]], features, work_dir: str | os.PathLike):
+    """``DatasetDict`` from one row generator per split, written incrementally under ``work_dir``.
+
+    Rows stream through Arrow files (``Dataset.from_generator``), so large splits never exist as one
+    Python list; ``work_dir`` is a scratch directory the caller deletes.
+    """
+    from datasets import Dataset, DatasetDict
+
+    out = {}
+    for name, rows in splits.items():
+        out[name] = Dataset.from_generator(
+            rows,
+            features=features,
+            cache_dir=os.fspath(work_dir),
+            # The scratch cache is fresh, so a random fingerprint avoids hashing the source arrays.
+            fingerprint=uuid.uuid4().hex,
+            split=name,
+        )
+    return DatasetDict(out)
+
+
+def write_dataset_dict(dataset_dict, output_dir: str | os.PathLike, file_format: str = "arrow", overwrite: bool = False) -> Path:
+    """Write ``dataset_dict`` to ``output_dir`` atomically: into a sibling temporary directory first, then
+    renamed into place, so a failure never leaves a partial dataset behind.
+
+    ``"arrow"`` is ``save_to_disk`` (reload with ``datasets.load_from_disk``); ``"parquet"`` writes
+    ``data/<split>-00000-of-00001.parquet`` (reload with ``datasets.load_dataset(output_dir)``, the layout
+    the Hub uses). Features, ``Array2D`` frames included, survive both.
+    """
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"file_format must be one of {FILE_FORMATS}, got {file_format!r}")
+    output = Path(output_dir).resolve()
+    if output.exists() and not overwrite:
+        raise ValueError(f"output directory {output} exists; pass overwrite=True (--overwrite) to replace it")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        # mkdtemp creates the directory private (0700); the result should have the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)
+        if file_format == "arrow":
+            dataset_dict.save_to_disk(staging)
+        else:
+            (staging / "data").mkdir()
+            for split, ds in dataset_dict.items():
+                ds.to_parquet(staging / "data" / f"{split}-00000-of-00001.parquet")
+        if output.exists():
+            retired = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(output, retired)
+            os.replace(staging, output)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output
+
+
+def load_converted(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None):
+    """Load a converter's output, whichever of the two formats it was written in.
+
+    ``cache_dir`` is where ``load_dataset`` prepares Parquet output (the ``datasets`` cache by default).
+    """
+    from datasets import load_dataset, load_from_disk
+
+    path = Path(path)
+    if (path / "dataset_dict.json").exists():
+        return load_from_disk(os.fspath(path))
+    return load_dataset(os.fspath(path), cache_dir=None if cache_dir is None else os.fspath(cache_dir))

@@ -1,0 +1,293 @@
+"""Evaluation: metrics on a split plus the robustness protocol (``hf-mmfusion evaluate``).
+
+Robustness follows the papers' protocol: zero-mean Gaussian noise of several strengths added to the input
+features of every active modality, and each modality dropped in turn (the model sees it as missing). Noise
+strength ``sigma`` is relative to each modality's feature scale: the noise added to a modality has standard
+deviation ``sigma`` times the root-mean-square of its clean features over real (unpadded) positions, so
+``sigma = 1`` means a signal-to-noise ratio of 1 for text embeddings and acoustic/visual frames alike.
+Text noise goes onto the word embeddings (``inputs_embeds``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .loading import (
+    MODALITY_COLUMNS,
+    check_dataset_modalities,
+    dataset_modalities,
+    encode_dataset,
+    make_collator,
+)
+
+TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "dependency_heads", "inputs_embeds")
+DEFAULT_NOISE = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+def load_pretrained(name_or_path: str, trust_remote_code: bool = False, revision: str | None = None):
+    """(model in eval mode, processor) from a saved directory or a Hub id, through the Auto classes."""
+    from transformers import AutoModelForSequenceClassification, AutoProcessor
+
+    import hf_mmfusion  # noqa: F401  (registers the Auto classes)
+
+    kwargs = {"trust_remote_code": trust_remote_code, "revision": revision}
+    model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+    processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
+    return model.eval(), processor
+
+
+def is_regression(model) -> bool:
+    return model.config.num_labels == 1 or getattr(model.config, "problem_type", None) == "regression"
+
+
+def _rms(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    real = values if mask is None else values[mask.bool()]
+    if real.numel() == 0:
+        return values.new_tensor(0.0)
+    return real.float().pow(2).mean().sqrt()
+
+
+def perturb_batch(
+    batch: dict,
+    model,
+    noise: float = 0.0,
+    drop: Sequence[str] = (),
+    generator: torch.Generator | None = None,
+) -> dict:
+    """A copy of a model-input batch with relative Gaussian noise and the ``drop`` modalities removed."""
+    batch = dict(batch)
+    for modality in drop:
+        if modality not in MODALITY_COLUMNS:
+            raise ValueError(f"drop: unknown modality {modality!r}; choose among {MODALITY_COLUMNS}")
+        keys = TEXT_KEYS if modality == "text" else (f"{modality}_features", f"{modality}_attention_mask")
+        for key in keys:
+            batch.pop(key, None)
+    if noise <= 0:
+        return batch
+    for modality in ("audio", "visual"):
+        key = f"{modality}_features"
+        if key in batch:
+            x, mask = batch[key], batch.get(f"{modality}_attention_mask")
+            eps = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            if mask is not None:
+                eps = eps * mask[..., None].to(x.dtype)
+            batch[key] = x + noise * _rms(x, mask) * eps
+    if "input_ids" in batch:
+        embeddings = model.get_input_embeddings()
+        with torch.no_grad():
+            embeds = embeddings(batch.pop("input_ids"))
+        mask = batch.get("attention_mask")
+        eps = torch.randn(embeds.shape, generator=generator, dtype=embeds.dtype)
+        if mask is not None:
+            eps = eps * mask[..., None].to(embeds.dtype)
+        batch["inputs_embeds"] = embeds + noise * _rms(embeds, mask) * eps
+    return batch
+
+
+def predict_dataset(
+    model,
+    encoded,
+    collator,
+    batch_size: int = 32,
+    noise: float = 0.0,
+    drop: Sequence[str] = (),
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "evaluating",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(predictions, labels) over an encoded split; scores for regression, logits for classification."""
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(encoded, batch_size=batch_size, shuffle=False, collate_fn=collator)
+    preds, labels = [], []
+    device = next(model.parameters()).device
+    model.eval()
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        if "labels" in batch:
+            labels.append(batch.pop("labels").numpy())
+        batch = perturb_batch(batch, model, noise=noise, drop=drop, generator=generator)
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with torch.no_grad():
+            logits = model(**batch).logits
+        preds.append(logits.float().cpu().numpy())
+    out = np.concatenate(preds)
+    return (out.reshape(-1) if is_regression(model) else out), (np.concatenate(labels) if labels else None)
+
+
+def score(model, predictions: np.ndarray, labels: np.ndarray, binning: str = "mosi") -> dict[str, float]:
+    from .metrics import load_metric
+
+    if is_regression(model):
+        return load_metric("msa", keep_in_memory=True).compute(predictions=predictions, references=labels, binning=binning)
+    return load_metric("classification", keep_in_memory=True).compute(
+        predictions=predictions.argmax(-1), references=labels
+    )
+
+
+def robustness_rows(
+    model,
+    encoded,
+    collator,
+    noise_levels: Iterable[float] = DEFAULT_NOISE,
+    drop_modalities: bool = True,
+    batch_size: int = 32,
+    seed: int = 0,
+    binning: str = "mosi",
+    progress: bool = True,
+) -> list[dict]:
+    """One row per condition: clean / each noise strength / each dropped modality, with all metrics."""
+    conditions = [(float(s), ()) for s in noise_levels]
+    if 0.0 not in [s for s, _ in conditions]:
+        conditions.insert(0, (0.0, ()))
+    if drop_modalities and len(model.config.modalities) > 1:
+        conditions += [(0.0, (m,)) for m in model.config.modalities]
+    rows = []
+    for sigma, drop in conditions:
+        name = f"drop {drop[0]}" if drop else ("clean" if sigma == 0 else f"noise {sigma:g}")
+        preds, labels = predict_dataset(
+            model, encoded, collator, batch_size, noise=sigma, drop=drop, seed=seed, progress=progress, desc=name
+        )
+        if labels is None:
+            raise ValueError("the evaluation split has no labels; pass --label_column")
+        rows.append({"condition": name, "noise": sigma, "dropped": drop[0] if drop else "", **score(model, preds, labels, binning)})
+    return rows
+
+
+def format_table(rows: list[dict], metrics: Sequence[str] | None = None) -> str:
+    """A Markdown table of the rows (metrics as fractions, 4 decimals)."""
+    if not rows:
+        return ""
+    metrics = list(metrics or [k for k in rows[0] if k not in ("condition", "noise", "dropped")])
+    lines = ["| condition | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for row in rows:
+        values = ["nan" if math.isnan(row[m]) else f"{row[m]:.4f}" for m in metrics]
+        lines.append(f"| {row['condition']} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def plot_robustness(rows: list[dict], path: str | Path, metrics: Sequence[str] = ("mae", "acc2_has0"), title: str = "") -> Path:
+    """PNG of each metric versus noise strength (dropped-modality points drawn as horizontal markers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in metrics if m in rows[0]] or [k for k in rows[0] if k not in ("condition", "noise", "dropped")][:2]
+    noise_rows = sorted((r for r in rows if not r["dropped"]), key=lambda r: r["noise"])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        ax.plot([r["noise"] for r in noise_rows], [r[metric] for r in noise_rows], marker="o", label="Gaussian noise")
+        for r in rows:
+            if r["dropped"]:
+                ax.axhline(r[metric], linestyle="--", linewidth=0.8, color="gray")
+                ax.annotate(f"drop {r['dropped']}", (noise_rows[-1]["noise"], r[metric]), fontsize=7, ha="right", va="bottom")
+        ax.set_xlabel("noise strength sigma (relative to feature RMS)")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_rows(rows: list[dict], output_dir: str | Path, stem: str = "robustness") -> dict[str, Path]:
+    """``<stem>.csv``, ``<stem>.json`` and ``<stem>.md`` in ``output_dir``."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": output_dir / f"{stem}.csv", "json": output_dir / f"{stem}.json", "md": output_dir / f"{stem}.md"}
+    with paths["csv"].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    paths["json"].write_text(json.dumps([{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows], indent=2))
+    paths["md"].write_text(format_table(rows) + "\n")
+    return paths
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("model", help="saved model directory or Hub id (with its processor)")
+    parser.add_argument("--dataset", default="synthetic", help="'synthetic', a save_to_disk directory or a Hub dataset id")
+    parser.add_argument("--dataset_config", default=None)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--label_column", default=None, help="defaults to 'label' (regression) or 'label_class'")
+    parser.add_argument("--max_text_length", type=int, default=64)
+    parser.add_argument("--max_samples", type=int, default=None)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--noise", type=float, nargs="*", default=list(DEFAULT_NOISE), help="noise strengths (relative)")
+    parser.add_argument("--no_drop", action="store_true", help="skip the dropped-modality conditions")
+    parser.add_argument("--binning", default="mosi", choices=("mosi", "mosei", "sims"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output_dir", default=None, help="where robustness.{csv,json,md,png} go (default: <model>/eval)")
+    parser.add_argument("--synthetic_sizes", type=int, nargs=3, default=[512, 128, 128])
+    parser.add_argument("--synthetic_audio_dim", type=int, default=16)
+    parser.add_argument("--synthetic_visual_dim", type=int, default=12)
+    parser.add_argument("--synthetic_seed", type=int, default=0)
+    parser.add_argument("--trust_remote_code", action="store_true")
+    parser.add_argument("--no_progress", action="store_true")
+    return parser
+
+
+def run_evaluate(args: argparse.Namespace) -> list[dict]:
+    from .loading import load_any_dataset
+
+    model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code)
+    raw = load_any_dataset(
+        args.dataset,
+        config_name=args.dataset_config,
+        synthetic_sizes=args.synthetic_sizes,
+        audio_dim=args.synthetic_audio_dim,
+        visual_dim=args.synthetic_visual_dim,
+        seed=args.synthetic_seed,
+    )
+    if args.split not in raw:
+        raise ValueError(f"dataset {args.dataset!r} has no split {args.split!r}; it has {list(raw)}")
+    split = raw[args.split]
+    if args.max_samples:
+        split = split.select(range(min(args.max_samples, len(split))))
+    modalities = list(model.config.modalities)
+    check_dataset_modalities(modalities, dataset_modalities(split), args.dataset)
+    label_column = args.label_column or ("label" if is_regression(model) else "label_class")
+    encoded = encode_dataset(split, processor, modalities, label_column, args.max_text_length)
+    rows = robustness_rows(
+        model,
+        encoded,
+        make_collator(processor),
+        noise_levels=args.noise or [0.0],
+        drop_modalities=not args.no_drop,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        binning=args.binning,
+        progress=not args.no_progress,
+    )
+    output_dir = Path(args.output_dir) if args.output_dir else Path(args.model) / "eval" if Path(args.model).is_dir() else Path("eval")
+    write_rows(rows, output_dir)
+    regression = is_regression(model)
+    plot_robustness(
+        rows,
+        output_dir / "robustness.png",
+        metrics=("mae", "acc2_has0") if regression else ("accuracy", "f1_macro"),
+        title=f"{model.config.model_type.upper()} on {args.dataset} ({args.split})",
+    )
+    print(format_table(rows))
+    print(f"wrote {output_dir}/robustness.{{csv,json,md,png}}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_evaluate_arguments(argparse.ArgumentParser(prog="hf-mmfusion evaluate", description=__doc__))
+    run_evaluate(parser.parse_args(argv))
+    return 0

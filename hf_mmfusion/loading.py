@@ -1,0 +1,140 @@
+"""Datasets for the workflows: where they come from, which modalities they carry, how they are encoded."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+MODALITY_COLUMNS = ("text", "audio", "visual")
+
+
+def load_any_dataset(
+    name: str,
+    config_name: str | None = None,
+    synthetic_sizes: Sequence[int] = (512, 128, 128),
+    audio_dim: int = 16,
+    visual_dim: int = 12,
+    seed: int = 0,
+    modalities: Sequence[str] = MODALITY_COLUMNS,
+    **synthetic_kwargs,
+):
+    """A ``DatasetDict`` from ``"synthetic"``, a local directory (``save_to_disk`` or a converter's Parquet
+    output), or a Hub dataset id. ``synthetic_kwargs`` (``text_words``, ``audio_frames``, ``visual_frames``
+    ranges) shape the synthetic data."""
+    import datasets
+
+    if name == "synthetic":
+        from .data.synthetic import make_synthetic_dataset
+
+        return make_synthetic_dataset(
+            tuple(synthetic_sizes),
+            modalities=modalities,
+            audio_dim=audio_dim,
+            visual_dim=visual_dim,
+            seed=seed,
+            **{k: tuple(v) for k, v in synthetic_kwargs.items() if v is not None},
+        )
+    path = Path(name)
+    if path.is_dir():
+        from .data.schema import load_converted
+
+        loaded = load_converted(path)
+        if isinstance(loaded, datasets.Dataset):
+            raise ValueError(
+                f"{name} holds a single Dataset; save a DatasetDict with train/validation/test splits instead"
+            )
+        return loaded
+    if path.exists():
+        raise ValueError(f"dataset {name!r} is a file; pass a DatasetDict directory (save_to_disk) or a Hub id")
+    return datasets.load_dataset(name, config_name)
+
+
+def dataset_modalities(dataset) -> list[str]:
+    """The modality columns a split carries, in canonical order."""
+    return [m for m in MODALITY_COLUMNS if m in dataset.column_names]
+
+
+def check_dataset_modalities(model_modalities: Sequence[str], available: Sequence[str], dataset_name: str = "") -> None:
+    """A model may use a subset of the data's modalities, never one the data lacks."""
+    missing = [m for m in model_modalities if m not in available]
+    if not model_modalities:
+        raise ValueError("modalities must name at least one of 'text', 'audio', 'visual'")
+    if missing:
+        raise ValueError(
+            f"the model is configured with modalities {list(model_modalities)}, but dataset "
+            f"{dataset_name!r} has no column for {missing} (its modality columns: {list(available)}). "
+            f"Train with --modalities {' '.join(m for m in model_modalities if m in available) or '<one of the columns>'}."
+        )
+
+
+def dataset_frame_dims(dataset) -> tuple[int | None, int | None]:
+    """Frame widths of the ``audio`` / ``visual`` columns (from the ``Array2D`` feature or the first row)."""
+    dims = []
+    for modality in ("audio", "visual"):
+        if modality not in dataset.column_names:
+            dims.append(None)
+            continue
+        feature = dataset.features[modality]
+        shape = getattr(feature, "shape", None)
+        if shape is not None and shape[-1] is not None:
+            dims.append(int(shape[-1]))
+            continue
+        import numpy as np
+
+        first = np.asarray(dataset[0][modality], dtype="float32")
+        if first.ndim != 2:
+            raise ValueError(f"column {modality!r} must hold [frames, features] arrays, got shape {list(first.shape)}")
+        dims.append(int(first.shape[1]))
+    return dims[0], dims[1]
+
+
+def is_regression_label(dataset, label_column: str) -> bool:
+    """Float labels mean regression; integer or ``ClassLabel`` labels mean classification."""
+    from datasets import ClassLabel, Value
+
+    if label_column not in dataset.column_names:
+        raise ValueError(f"label_column {label_column!r} is not a column of the dataset ({dataset.column_names})")
+    feature = dataset.features[label_column]
+    if isinstance(feature, ClassLabel):
+        return False
+    if isinstance(feature, Value):
+        return feature.dtype.startswith("float")
+    raise ValueError(f"label_column {label_column!r} must hold one number per row, got feature {feature}")
+
+
+def num_classes(dataset, label_column: str) -> int:
+    from datasets import ClassLabel
+
+    feature = dataset.features[label_column]
+    if isinstance(feature, ClassLabel):
+        return feature.num_classes
+    return int(max(dataset[label_column])) + 1
+
+
+def fit_feature_normalization(processor, train_split) -> None:
+    """Standardise acoustic/visual frames with statistics of the training split (stored in the processor)."""
+    for modality in ("audio", "visual"):
+        extractor = getattr(processor, f"{modality}_feature_extractor", None)
+        if extractor is not None and modality in train_split.column_names:
+            extractor.fit_normalization(train_split.with_format("numpy")[modality])
+
+
+def encode_dataset(split, processor, modalities: Sequence[str], label_column: str | None, max_length: int | None):
+    """Processor outputs for each row (unpadded), restricted to ``modalities``; ``labels`` from ``label_column``."""
+    from .data.preprocess import preprocess_dataset
+
+    dropped = [m for m in MODALITY_COLUMNS if m in split.column_names and m not in modalities]
+    if dropped:
+        split = split.remove_columns(dropped)
+    return preprocess_dataset(split, processor, label_column=label_column, max_length=max_length)
+
+
+def make_collator(processor):
+    from .data.collator import MMFusionDataCollator
+
+    return MMFusionDataCollator(processor)
+
+
+def is_hub_id(name: str) -> bool:
+    return "/" in name and not os.path.exists(name)

@@ -1,0 +1,853 @@
+"""CLCR: Cross-Level Co-Representation for multimodal learning.
+
+Pipeline (shapes for batch B, modality m with T_m positions, width d, shared rank r, L levels):
+
+1. Semantic hierarchy: text level taps of the text encoder, three-stage TCN levels for audio/visual;
+   each (m, level) gets ``LN(Linear(h) + g * PE + e)`` -> ``X[B, T_m, d]``.
+2. IntraCED per level: an orthogonal ``Q_m`` splits ``X = S + P`` (first r columns shared); a token
+   budget ``w[B, T_m]`` (capped-simplex projection of ``sigmoid(kappa (||c_s|| / sqrt(r) - tau))``)
+   gates how much each token takes from a cross-modal attention over the other modalities' shared
+   tokens; the update stays inside span(U_m).
+3. InterCAD: per-(level, modality) summaries, anchors, level weights ``alpha[B, L]``, modality
+   selection ``beta[B, M]`` and private gates ``c[B, M]`` -> representation ``z = [h_s; h_p]`` ``[B, 2d]``.
+4. Regularisers: whitened cross-correlations within levels (intra) and across levels (inter), plus
+   the level-selection mass on incompatible anchors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrizations, parametrize
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .configuration_clcr import CLCRConfig
+from .configuration_common import MODALITIES
+from .inputs import prepare_inputs
+from .masking import masked_mean, masked_softmax, segment_pool
+from .modeling_common import TextPretrainedMixin, init_common_weights
+from .positional import ScaledSinusoidalEncoding
+from .simplex import project_capped_simplex
+from .tcn import ThreeStageTCN
+from .text_backbone import TextLevelEncoder, default_level_layers
+from .whitening import whitened_xcorr_sq, whitened_xcorr_sq_pairs
+
+_PARTICIPATION_EPS = 1e-6
+
+
+def level_permutation(level_mix: str, num_levels: int, modality: str) -> list[int]:
+    """Which backbone level feeds fused level ``l`` of ``modality`` (the paper's level-mix ablations).
+
+    ``"full"``: a derangement (no level at its own depth), shifted by 1 or 2 depending on the modality so
+    that modalities disagree. ``"partial"``: the modality keeps level ``index % L`` and rotates the others.
+    """
+    levels = list(range(num_levels))
+    if level_mix == "none":
+        return levels
+    index = MODALITIES.index(modality)
+    if level_mix == "full":
+        shift = 1 + index % (num_levels - 1)
+        return [(level + shift) % num_levels for level in levels]
+    keep = index % num_levels
+    others = [level for level in levels if level != keep]
+    perm = list(levels)
+    for src, dst in zip(others, others[1:] + others[:1]):
+        perm[src] = dst
+    return perm
+
+
+def _inverse_softplus(value: float) -> float:
+    return value + math.log(-math.expm1(-value))
+
+
+def _eager_exchange_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """Plain softmax attention; ``query[B, H, Tq, Dh]``, bool ``attention_mask[B, 1, Tq, Tk]`` -> ``[B, Tq, H, Dh]``."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    probs = F.dropout(torch.softmax(scores, dim=-1), p=dropout, training=module.training)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
+
+
+class CLCROrthogonalBank(nn.Module):
+    """``num`` orthogonal ``dim x dim`` matrices ``weight[num, dim, dim]`` (Q^T Q = I).
+
+    The Cayley map is used because it costs a fraction of the matrix exponential per step at the same
+    orthogonality. ``parametrizations.orthogonal`` with ``use_trivialization=False`` keeps a single raw parameter
+    (``parametrizations.weight.original``), which builds on the meta device and round-trips through
+    ``save_pretrained`` / ``from_pretrained``.
+    """
+
+    def __init__(self, num: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num, dim, dim))
+        parametrizations.orthogonal(self, "weight", orthogonal_map="cayley", use_trivialization=False)
+
+    def matrices(self) -> torch.Tensor:
+        """``Q[num, dim, dim]``, evaluated once per call; half-precision banks are mapped in float32
+        because the linear solve of the Cayley map has no half-precision CPU kernel."""
+        original = self.parametrizations.weight.original
+        if original.dtype in (torch.float16, torch.bfloat16):
+            return self.parametrizations.weight[0](original.float()).to(original.dtype)
+        return self.weight
+
+
+class CLCRGroupedLayerNorm(nn.Module):
+    """One LayerNorm per group, applied at once: ``x[B, *groups, d] -> [B, *groups, d]``."""
+
+    def __init__(self, groups: tuple[int, ...], dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(*groups, dim))
+        self.bias = nn.Parameter(torch.zeros(*groups, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.weight + self.bias
+
+
+class CLCRLevelProjection(nn.Module):
+    """``X = LN(Linear(h) + g * PE + e)`` for one (modality, level); padding zeroed.
+
+    Shapes: ``h[B, T, D_in], mask[B, T] -> [B, T, d]``.
+    """
+
+    def __init__(self, input_dim: int, dim: int):
+        super().__init__()
+        self.proj = nn.Linear(input_dim, dim)
+        self.position = ScaledSinusoidalEncoding(dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.position(self.proj(hidden)))
+        return x * mask.unsqueeze(-1).to(x.dtype)
+
+
+class CLCRCrossModalExchange(nn.Module):
+    """Multi-head attention from one modality's shared tokens to the other modalities' shared tokens.
+
+    Shapes: ``query[B, Tq, d], source[B, Ts, d], source_mask[B, Ts] -> [B, Tq, d]``. Samples without any
+    valid source token get a zero update.
+    """
+
+    def __init__(self, config: CLCRConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.exchange_heads
+        self.head_dim = config.hidden_size // config.exchange_heads
+        self.scaling = self.head_dim**-0.5
+        self.dropout = config.attention_dropout
+        self.is_causal = False
+        d = config.hidden_size
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (nn.Linear(d, d) for _ in range(4))
+
+    def forward(self, query: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
+        batch, tq, d = query.shape
+        ts = source.shape[1]
+        has_source = source_mask.any(1)                                        # [B]
+        # Rows without any source attend everywhere (finite output) and are zeroed below.
+        key_mask = source_mask | ~has_source.unsqueeze(1)
+        attn_mask = key_mask[:, None, None, :].expand(batch, 1, tq, ts)
+        q = self.q_proj(query).view(batch, tq, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(source).view(batch, ts, self.num_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(source).view(batch, ts, self.num_heads, self.head_dim).transpose(1, 2)
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, _eager_exchange_attention)
+        out, _ = attention(
+            self, q, k, v, attn_mask, dropout=self.dropout if self.training else 0.0, scaling=self.scaling, is_causal=False
+        )
+        out = self.o_proj(out.reshape(batch, tq, d))                           # [B, Tq, d]
+        return out * has_source[:, None, None].to(out.dtype)
+
+
+class CLCRIntraLevel(GradientCheckpointingLayer):
+    """IntraCED for one level: shared/private split, token budget, budgeted cross-modal exchange.
+
+    ``forward(*x, *mask)`` with ``x[m]: [B, T_m, d]`` and ``mask[m]: [B, T_m]`` for the M modalities returns
+    a flat tuple of six groups of M tensors: updated shared tokens ``S~[B, T_m, d]``, private tokens
+    ``P[B, T_m, d]``, shared coordinates ``c~_s[B, T_m, r]``, private coordinates ``c_p[B, T_m, d - r]``,
+    token weights ``w[B, T_m]`` and participation ratios ``[B]``. Without IntraCED (ablation) the split is
+    the identity: ``S~`` is the exchanged full feature, ``P`` and ``c_p`` the level's own features.
+    """
+
+    def __init__(self, config: CLCRConfig):
+        super().__init__()
+        self.num_modalities = len(config.modalities)
+        self.shared_dim = config.shared_dim
+        self.use_intra_ced = config.use_intra_ced
+        self.use_budget_projection = config.use_budget_projection
+        self.project_update = config.project_update_to_shared and config.use_intra_ced
+        self.budget_min_tokens = float(config.budget_min_tokens)
+        if self.use_intra_ced:
+            self.bank = CLCROrthogonalBank(self.num_modalities, config.hidden_size)
+            # Slope kappa = softplus(budget_kappa) > 0; budget fraction = sigmoid(budget_fraction).
+            self.budget_kappa = nn.Parameter(torch.empty(self.num_modalities))
+            self.budget_tau = nn.Parameter(torch.empty(self.num_modalities))
+            self.budget_fraction = nn.Parameter(torch.empty(self.num_modalities))
+        self.exchange = (
+            nn.ModuleList(CLCRCrossModalExchange(config) for _ in range(self.num_modalities))
+            if self.num_modalities > 1
+            else None
+        )
+
+    def _budget(self, coords: torch.Tensor, mask: torch.Tensor, m: int) -> torch.Tensor:
+        strength = torch.linalg.vector_norm(coords, dim=-1) / math.sqrt(self.shared_dim)    # [B, T]
+        maskf = mask.to(coords.dtype)
+        activation = torch.sigmoid(F.softplus(self.budget_kappa[m]) * (strength - self.budget_tau[m])) * maskf
+        if not self.use_budget_projection:
+            return activation
+        n_valid = maskf.sum(1)                                                              # [B]
+        k = self.budget_min_tokens + torch.sigmoid(self.budget_fraction[m]) * (n_valid - self.budget_min_tokens).clamp_min(0)
+        return project_capped_simplex(activation, mask, k)
+
+    def forward(self, *streams: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        M, r = self.num_modalities, self.shared_dim
+        xs, masks = streams[:M], [mask.bool() for mask in streams[M:]]
+        if self.use_intra_ced:
+            q = self.bank.matrices()                               # [M, d, d], computed once per forward
+            bases_u = q[..., :r]                                   # [M, d, r]
+            coords = [xs[m] @ q[m] for m in range(M)]              # [B, T_m, d] = [c_s | c_p]
+            coords_s = [c[..., :r] for c in coords]                # [B, T_m, r]
+            coords_p = [c[..., r:] for c in coords]                # [B, T_m, d - r]
+            shared = [coords_s[m] @ bases_u[m].T for m in range(M)]
+            # X = S + P exactly because Q is orthogonal; the subtraction saves a matmul.
+            private = [xs[m] - shared[m] for m in range(M)]
+            weights = [self._budget(coords_s[m], masks[m], m) for m in range(M)]
+        else:
+            shared, private, coords_s, coords_p = list(xs), list(xs), list(xs), list(xs)
+            weights = [mask.to(xs[0].dtype) for mask in masks]
+
+        updated, updated_coords = [], []
+        for m in range(M):
+            if self.exchange is None:
+                updated.append(shared[m])
+                updated_coords.append(coords_s[m])
+                continue
+            # Every target reads the pre-update shared tokens of the others (parallel exchange).
+            source = torch.cat([shared[j] for j in range(M) if j != m], dim=1)            # [B, sum T, d]
+            source_mask = torch.cat([masks[j] for j in range(M) if j != m], dim=1)
+            delta = self.exchange[m](shared[m], source, source_mask)                        # [B, T_m, d]
+            gate = weights[m].unsqueeze(-1)
+            if self.project_update:
+                # S~ = S + w (O U) U^T, computed in shared coordinates: c~_s = c_s + w (O U).
+                new_coords = coords_s[m] + gate * (delta @ bases_u[m])                      # [B, T_m, r]
+                updated_coords.append(new_coords)
+                updated.append(new_coords @ bases_u[m].T)
+            else:
+                updated.append(shared[m] + gate * delta)
+                updated_coords.append(updated[m] @ bases_u[m] if self.use_intra_ced else updated[m])
+        participation = [
+            ((weights[m] > _PARTICIPATION_EPS) & masks[m]).sum(1).to(xs[0].dtype) / masks[m].sum(1).clamp_min(1)
+            for m in range(M)
+        ]
+        return (*updated, *private, *updated_coords, *coords_p, *weights, *participation)
+
+
+class CLCRInterCAD(nn.Module):
+    """Inter-level co-aggregation: summaries, anchors, level weights, modality selection, private gates.
+
+    ``forward(shared_means[B, L, M, d], private_means[B, L, M, d], present[B, M])`` returns a dict with
+    ``alpha[B, L]``, ``anchors[B, L, d]`` (or None), ``shared[B, M, d]`` and ``private[B, M, d]`` (level-mixed
+    summaries), ``beta[B, M]``, ``gates[B, M]``, ``h_s[B, d]``, ``h_p[B, d]``. Absent modalities get zero
+    summaries, zero selection weight and a zero gate.
+    """
+
+    def __init__(self, config: CLCRConfig):
+        super().__init__()
+        d, L, M = config.hidden_size, config.effective_num_levels, len(config.modalities)
+        self.num_levels = L
+        self.use_inter_cad = config.use_inter_cad
+        self.shared_norm = CLCRGroupedLayerNorm((L, M), d)
+        self.private_norm = CLCRGroupedLayerNorm((L, M), d)
+        if self.use_inter_cad:
+            hidden = config.level_mlp_hidden or d
+            self.anchor_norm = nn.LayerNorm(d)
+            self.level_mlp = (
+                nn.Sequential(nn.Linear(L * d, hidden), nn.GELU(), nn.Linear(hidden, L)) if L > 1 else None
+            )
+            self.select_query = nn.Linear(d, d)
+            self.select_key = nn.Linear(d, d)
+            self.gate_weight = nn.Parameter(torch.empty(M, d))
+            self.gate_bias = nn.Parameter(torch.empty(M))
+
+    def forward(self, shared_means: torch.Tensor, private_means: torch.Tensor, present: torch.Tensor) -> dict:
+        presentf = present.to(shared_means.dtype)                                   # [B, M]
+        s_bar = self.shared_norm(shared_means) * presentf[:, None, :, None]         # [B, L, M, d]
+        p_bar = self.private_norm(private_means) * presentf[:, None, :, None]
+        batch, d = s_bar.shape[0], s_bar.shape[-1]
+        count = presentf.sum(1).clamp_min(1.0)                                      # [B]
+        anchors = None
+        if self.use_inter_cad:
+            anchors = self.anchor_norm(s_bar.sum(2) / count[:, None, None])        # [B, L, d]
+            if self.level_mlp is not None:
+                alpha = torch.softmax(self.level_mlp(anchors.flatten(1)), dim=-1)   # [B, L]
+            else:
+                alpha = anchors.new_ones(batch, 1)
+        else:
+            alpha = s_bar.new_full((batch, self.num_levels), 1.0 / self.num_levels)
+        shared = torch.einsum("bl,blmd->bmd", alpha, s_bar)                         # [B, M, d]
+        private = torch.einsum("bl,blmd->bmd", alpha, p_bar)
+        if self.use_inter_cad:
+            context = shared.sum(1) / count[:, None]                               # [B, d]
+            scores = torch.einsum("bd,bmd->bm", self.select_query(context), self.select_key(shared)) / math.sqrt(d)
+            beta = masked_softmax(scores, present, dim=-1)                          # [B, M]
+            gates = torch.sigmoid(torch.einsum("bmd,md->bm", private, self.gate_weight) + self.gate_bias) * presentf
+        else:
+            beta = masked_softmax(torch.zeros_like(presentf), present, dim=-1)
+            gates = presentf
+        h_s = torch.einsum("bm,bmd->bd", beta, shared)
+        h_p = torch.einsum("bm,bmd->bd", gates, private)
+        return {
+            "alpha": alpha, "anchors": anchors, "shared": shared, "private": private,
+            "beta": beta, "gates": gates, "h_s": h_s, "h_p": h_p,
+        }
+
+
+def _mean(terms: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    return torch.stack(terms).mean() if terms else like.new_zeros(())
+
+
+def clcr_regularizers(
+    config: CLCRConfig,
+    levels: list[dict],
+    masks: list[torch.Tensor],
+    alpha: torch.Tensor,
+    anchors: torch.Tensor | None,
+    intra: bool = True,
+    inter: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Intra-level loss (Eq. 7) and the three inter-level terms (Eq. 12): ``(intra, pp, sp, sel)``.
+
+    Rows [G]: within a modality the valid tokens (all levels share positions), across modalities
+    ``intra_pair_segments`` relative-time segments per sample. Terms with fewer than two paired rows
+    (absent modalities) are left out of their means. ``delta = 1 - cos(anchor_l, anchor_l')`` is detached so
+    the selection term cannot be lowered by collapsing the anchors onto each other.
+    """
+    eps, num_levels, num_mod = float(config.whiten_eps), len(levels), len(masks)
+    like = alpha.new_zeros(())
+    delta = None
+    if anchors is not None and num_levels > 1:
+        unit = F.normalize(anchors.detach(), dim=-1)
+        delta = 1.0 - unit @ unit.transpose(1, 2)                                    # [B, L, L]
+    pair_weight = delta.mean(0) if (delta is not None and config.inter_incompat_weight_all_terms) else None
+
+    # Within-modality terms share their rows: whiten each level's coordinates once per modality.
+    # Block index: shared coordinates of level l -> l, private coordinates of level l -> L + l.
+    leak = [[] for _ in range(num_levels)]
+    pp_terms, sp_terms = [], []
+    for m, mask in enumerate(masks):
+        if int(mask.sum()) < 2:
+            continue
+        blocks = [level["coords_s"][m][mask] for level in levels] + [level["coords_p"][m][mask] for level in levels]
+        pairs, kinds = [], []
+        if intra:
+            pairs += [(num_levels + lv, lv) for lv in range(num_levels)]
+            kinds += [("leak", lv, lv) for lv in range(num_levels)]
+        if inter:
+            for l1 in range(num_levels):
+                for l2 in range(num_levels):
+                    if l1 < l2:
+                        pairs.append((num_levels + l1, num_levels + l2))
+                        kinds.append(("pp", l1, l2))
+                    if l1 != l2:
+                        pairs.append((l1, num_levels + l2))
+                        kinds.append(("sp", l1, l2))
+        if not pairs:
+            continue
+        values = whitened_xcorr_sq_pairs(blocks, pairs, eps_rel=eps)
+        for value, (kind, l1, l2) in zip(values, kinds):
+            if kind == "leak":
+                leak[l1].append(value)
+                continue
+            if pair_weight is not None:
+                value = value * pair_weight[l1, l2]
+            (pp_terms if kind == "pp" else sp_terms).append(value)
+
+    intra_value = like
+    if intra:
+        per_level = []
+        for lv, level in enumerate(levels):
+            pooled = [segment_pool(level["coords_p"][m], masks[m], config.intra_pair_segments) for m in range(num_mod)]
+            cross = []
+            for m in range(num_mod):
+                for m2 in range(m + 1, num_mod):
+                    valid = (pooled[m][1] & pooled[m2][1]).reshape(-1)                 # [B * K]
+                    if int(valid.sum()) >= 2:
+                        x = pooled[m][0].flatten(0, 1)[valid]
+                        y = pooled[m2][0].flatten(0, 1)[valid]
+                        cross.append(whitened_xcorr_sq(x, y, eps_rel=eps))
+            per_level.append(_mean(cross, like) + config.intra_gamma * _mean(leak[lv], like))
+        intra_value = _mean(per_level, like)
+
+    selection = like
+    if inter and delta is not None:
+        off_diagonal = 1.0 - torch.eye(num_levels, dtype=alpha.dtype, device=alpha.device)
+        selection = (alpha.unsqueeze(2) * alpha.unsqueeze(1) * delta * off_diagonal).sum((1, 2)).mean()
+    return intra_value, _mean(pp_terms, like), _mean(sp_terms, like), selection
+
+
+@dataclass
+class CLCRModelOutput(ModelOutput):
+    r"""
+    Output of [`CLCRModel`].
+
+    Args:
+        pooler_output (`torch.FloatTensor` of shape `(batch_size, 2 * hidden_size)`):
+            The fused representation `z = [h_s; h_p]` the task head reads.
+        shared_summary (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+            `h_s`, the modality-selected shared summary.
+        private_summary (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+            `h_p`, the gated sum of private summaries.
+        modality_shared_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`):
+            Level-mixed shared summary of each modality (zeros for an absent modality).
+        modality_private_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`):
+            Level-mixed private summary of each modality.
+        level_weights (`torch.FloatTensor` of shape `(batch_size, num_levels)`):
+            InterCAD level weights `alpha` (rows sum to 1; one column without the hierarchy).
+        modality_weights (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
+            Modality selection weights `beta` (rows sum to 1 over present modalities, 0 for absent ones).
+        private_gates (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
+            Sigmoid confidence gates `c` of the private summaries (0 for absent modalities).
+        participation_ratios (`torch.FloatTensor` of shape `(batch_size, num_modalities, num_levels)`):
+            Fraction of a modality's valid tokens with a non-zero budget weight, per level.
+        intra_loss, inter_loss (`torch.FloatTensor` scalars, *optional*):
+            Intra-level loss (Eq. 7) and weighted inter-level loss (Eq. 12), when regularisers were computed.
+        inter_pp_loss, inter_sp_loss, inter_sel_loss (`torch.FloatTensor` scalars, *optional*):
+            The three unweighted inter-level terms.
+        token_weights (`tuple(torch.FloatTensor)`, *optional*):
+            With `output_token_weights=True`: per modality `w` of shape `(batch_size, num_levels, length_m)`.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            With `output_hidden_states=True` and text input: every hidden state of the text encoder (embeddings
+            first), as transformers' text models return them. `output_hidden_states` may also be a list of
+            indices; the other entries are then `None`.
+        level_hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            With `output_hidden_states`: per level the semantic-hierarchy features entering IntraCED, all
+            modalities concatenated along time in config order, `(batch_size, sum of lengths, hidden_size)`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*):
+            With `output_attentions=True` and text input: the text encoder's self-attention maps (needs the
+            eager attention implementation).
+    """
+
+    pooler_output: torch.FloatTensor | None = None
+    shared_summary: torch.FloatTensor | None = None
+    private_summary: torch.FloatTensor | None = None
+    modality_shared_summaries: torch.FloatTensor | None = None
+    modality_private_summaries: torch.FloatTensor | None = None
+    level_weights: torch.FloatTensor | None = None
+    modality_weights: torch.FloatTensor | None = None
+    private_gates: torch.FloatTensor | None = None
+    participation_ratios: torch.FloatTensor | None = None
+    intra_loss: torch.FloatTensor | None = None
+    inter_loss: torch.FloatTensor | None = None
+    inter_pp_loss: torch.FloatTensor | None = None
+    inter_sp_loss: torch.FloatTensor | None = None
+    inter_sel_loss: torch.FloatTensor | None = None
+    token_weights: tuple[torch.FloatTensor, ...] | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    level_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class CLCRSequenceClassifierOutput(ModelOutput):
+    r"""
+    Output of [`CLCRForSequenceClassification`].
+
+    Args:
+        loss (`torch.FloatTensor` scalar, *optional*, returned when `labels` is provided):
+            Total objective (Eq. 13): `task_loss + lambda_intra * intra_loss + lambda_inter * inter_loss`.
+        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+            Regression scores (`num_labels=1`) or classification logits.
+        task_loss (`torch.FloatTensor` scalar, *optional*):
+            MSE (regression), cross-entropy (single-label) or binary cross-entropy (multi-label).
+        intra_loss, inter_loss, inter_pp_loss, inter_sp_loss, inter_sel_loss (`torch.FloatTensor`, *optional*):
+            The regulariser values, as in [`CLCRModelOutput`].
+        pooler_output, level_weights, modality_weights, private_gates, participation_ratios, token_weights,
+        hidden_states, level_hidden_states, attentions:
+            As in [`CLCRModelOutput`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    task_loss: torch.FloatTensor | None = None
+    intra_loss: torch.FloatTensor | None = None
+    inter_loss: torch.FloatTensor | None = None
+    inter_pp_loss: torch.FloatTensor | None = None
+    inter_sp_loss: torch.FloatTensor | None = None
+    inter_sel_loss: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    level_weights: torch.FloatTensor | None = None
+    modality_weights: torch.FloatTensor | None = None
+    private_gates: torch.FloatTensor | None = None
+    participation_ratios: torch.FloatTensor | None = None
+    token_weights: tuple[torch.FloatTensor, ...] | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    level_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class CLCRPreTrainedModel(TextPretrainedMixin, PreTrainedModel):
+    config_class = CLCRConfig
+    config: CLCRConfig
+    base_model_prefix = "clcr"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    # Trainer must not rescale the loss as if forward consumed its loss kwargs.
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, parametrize.ParametrizationList):
+            # The raw generator of an orthogonal bank (``parametrizations.weight.original``); it lives on
+            # this child, not on the bank, and near-zero values give a near-identity Q.
+            init.normal_(module.original, mean=0.0, std=std)
+        elif isinstance(module, CLCRIntraLevel):
+            if module.use_intra_ced:
+                init.constant_(module.budget_kappa, _inverse_softplus(float(self.config.budget_kappa_init)))
+                init.constant_(module.budget_tau, float(self.config.budget_tau_init))
+                fraction = float(self.config.budget_fraction_init)
+                init.constant_(module.budget_fraction, math.log(fraction / (1.0 - fraction)))
+        elif isinstance(module, ScaledSinusoidalEncoding):
+            init.ones_(module.gain)
+            init.zeros_(module.offset)
+        elif isinstance(module, CLCRGroupedLayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, CLCRInterCAD):
+            if module.use_inter_cad:
+                init.normal_(module.gate_weight, mean=0.0, std=std)
+                init.zeros_(module.gate_bias)
+        else:
+            init_common_weights(module, std)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # Saving writes auto_map only for the saved class; both Auto classes must resolve with remote code.
+        auto_map = dict(getattr(self.config, "auto_map", None) or {})
+        auto_map.update(
+            {
+                "AutoConfig": "configuration_clcr.CLCRConfig",
+                "AutoModel": "modeling_clcr.CLCRModel",
+                "AutoModelForSequenceClassification": "modeling_clcr.CLCRForSequenceClassification",
+            }
+        )
+        self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class CLCRModel(CLCRPreTrainedModel):
+    """CLCR without a task head: semantic hierarchy -> IntraCED per level -> InterCAD -> ``z[B, 2d]``."""
+
+    def __init__(self, config: CLCRConfig):
+        super().__init__(config)
+        self.modalities = list(config.modalities)
+        self.num_levels = config.effective_num_levels
+        d = config.hidden_size
+        if "text" in self.modalities:
+            self.main_input_name = "input_ids"
+            self.text_encoder = TextLevelEncoder(config.text_config)
+            layers = config.text_level_layers or default_level_layers(config.text_config.num_hidden_layers, config.num_levels)
+            self.text_level_layers = list(layers) if config.use_hierarchy else [layers[-1]]
+        else:
+            self.main_input_name = f"{self.modalities[0]}_features"
+            self.text_encoder = None
+        self.tcn = nn.ModuleDict(
+            {
+                m: ThreeStageTCN(
+                    getattr(config, f"{m}_input_dim"), d, config.tcn_kernel_size, config.tcn_dilations,
+                    num_stages=config.num_levels, dropout=config.tcn_dropout,
+                )
+                for m in self.modalities
+                if m != "text"
+            }
+        )
+        widths = {"text": config.text_hidden_size, "audio": d, "visual": d}
+        self.level_projections = nn.ModuleDict(
+            {m: nn.ModuleList(CLCRLevelProjection(widths[m], d) for _ in range(self.num_levels)) for m in self.modalities}
+        )
+        self.level_permutations = {
+            m: level_permutation(config.level_mix, self.num_levels, m) for m in self.modalities
+        }
+        self.intra_levels = nn.ModuleList(CLCRIntraLevel(config) for _ in range(self.num_levels))
+        self.inter_cad = CLCRInterCAD(config)
+        self.post_init()
+
+    def _backbone_levels(
+        self, inputs, input_ids, attention_mask, token_type_ids, inputs_embeds, output_attentions
+    ) -> tuple[dict[str, list[torch.Tensor]], dict[str, torch.Tensor], object | None]:
+        """Per modality the backbone outputs of each level (before projection), the bool masks and the text
+        encoder's output (``None`` without text)."""
+        levels, masks, text_out = {}, {}, None
+        batch = inputs.batch_size
+        for m in self.modalities:
+            if m == "text":
+                if inputs.text_present:
+                    ref = input_ids if input_ids is not None else inputs_embeds
+                    mask = (
+                        torch.ones(ref.shape[:2], dtype=torch.bool, device=ref.device)
+                        if attention_mask is None
+                        else attention_mask.bool()
+                    )
+                    text_kwargs = {"attention_mask": mask.long(), "output_hidden_states": True, "return_dict": True}
+                    if output_attentions:
+                        text_kwargs["output_attentions"] = True
+                    if token_type_ids is not None:
+                        text_kwargs["token_type_ids"] = token_type_ids
+                    if inputs_embeds is not None:
+                        text_kwargs["inputs_embeds"] = inputs_embeds
+                    else:
+                        text_kwargs["input_ids"] = input_ids
+                    text_out = self.text_encoder.model(**text_kwargs)
+                    taps = [text_out.hidden_states[i] for i in self.text_level_layers]
+                else:
+                    # A configured text stream absent from the batch: one fully masked slot.
+                    ref = next(iter(inputs.features.values()))
+                    mask = torch.zeros(batch, 1, dtype=torch.bool, device=ref.device)
+                    taps = [ref.new_zeros(batch, 1, self.config.text_hidden_size)] * len(self.text_level_layers)
+            else:
+                mask = inputs.masks[m]
+                taps = self.tcn[m](inputs.features[m], mask)
+                taps = taps if self.config.use_hierarchy else taps[-1:]
+            levels[m] = [taps[i] for i in self.level_permutations[m]]
+            masks[m] = mask
+        return levels, masks, text_out
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        audio_features: torch.FloatTensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        visual_features: torch.FloatTensor | None = None,
+        visual_attention_mask: torch.Tensor | None = None,
+        dependency_heads: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | list[int] | None = None,
+        output_token_weights: bool | None = None,
+        compute_regularizers: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> CLCRModelOutput | tuple:
+        r"""
+        Args:
+            input_ids, attention_mask, token_type_ids (`torch.Tensor` of shape `(batch_size, tokens)`, *optional*):
+                Text input; `inputs_embeds` `(batch_size, tokens, text_hidden)` may replace `input_ids`.
+            audio_features (`torch.FloatTensor` of shape `(batch_size, frames, audio_input_dim)`, *optional*):
+                Acoustic frames; `audio_attention_mask` `(batch_size, frames)` marks real frames with 1.
+            visual_features (`torch.FloatTensor` of shape `(batch_size, frames, visual_input_dim)`, *optional*):
+                Visual frames; `visual_attention_mask` `(batch_size, frames)` marks real frames with 1.
+            dependency_heads (`torch.LongTensor`, *optional*):
+                Accepted (and validated) so that one processor output feeds every model; CLCR does not use it.
+            output_token_weights (`bool`, *optional*):
+                Return the budget weights of every token.
+            compute_regularizers (`bool`, *optional*):
+                Compute the intra/inter-level losses; defaults to `self.training`.
+
+        A configured modality missing from the call is treated as fully masked. Returns a
+        [`CLCRModelOutput`] (or its tuple without `None` entries when `return_dict=False`).
+        """
+        config = self.config
+        return_dict = return_dict if return_dict is not None else config.return_dict
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
+        output_attentions = output_attentions if output_attentions is not None else config.output_attentions
+        compute_regularizers = self.training if compute_regularizers is None else compute_regularizers
+        inputs = prepare_inputs(
+            config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            inputs_embeds=inputs_embeds, audio_features=audio_features, audio_attention_mask=audio_attention_mask,
+            visual_features=visual_features, visual_attention_mask=visual_attention_mask,
+            dependency_heads=dependency_heads,
+        )
+        backbone, mask_map, text_out = self._backbone_levels(
+            inputs, input_ids, attention_mask, token_type_ids, inputs_embeds, output_attentions
+        )
+        masks = [mask_map[m] for m in self.modalities]
+        M = len(self.modalities)
+
+        lengths = [mask.shape[1] for mask in masks]
+        levels, level_inputs = [], []
+        for level_index, intra in enumerate(self.intra_levels):
+            # One [B, sum T_m, d] tensor per level, split back into views, so the reported hidden states lie
+            # on the computation graph.
+            joint = torch.cat(
+                [self.level_projections[m][level_index](backbone[m][level_index], mask_map[m]) for m in self.modalities],
+                dim=1,
+            )
+            level_inputs.append(joint)
+            out = intra(*joint.split(lengths, dim=1), *masks)
+            group = [list(out[i * M : (i + 1) * M]) for i in range(6)]
+            levels.append(
+                dict(zip(("shared", "private", "coords_s", "coords_p", "weights", "participation"), group))
+            )
+
+        shared_means = torch.stack(
+            [torch.stack([masked_mean(lv["shared"][m], masks[m]) for m in range(M)], 1) for lv in levels], 1
+        )                                                                           # [B, L, M, d]
+        private_means = torch.stack(
+            [torch.stack([masked_mean(lv["private"][m], masks[m]) for m in range(M)], 1) for lv in levels], 1
+        )
+        present = torch.stack([mask.any(1) for mask in masks], 1)                  # [B, M]
+        fused = self.inter_cad(shared_means, private_means, present)
+        pooled = torch.cat([fused["h_s"], fused["h_p"]], dim=-1)                    # [B, 2d]
+        participation = torch.stack(
+            [torch.stack(lv["participation"], 1) for lv in levels], 2
+        )                                                                           # [B, M, L]
+
+        intra_loss = inter_loss = pp = sp = sel = None
+        if compute_regularizers:
+            intra_loss, pp, sp, sel = clcr_regularizers(
+                config, levels, masks, fused["alpha"], fused["anchors"],
+                intra=config.use_intra_regularizer and config.use_intra_ced, inter=config.use_inter_regularizer,
+            )
+            lam = config.inter_lambdas
+            inter_loss = lam[0] * pp + lam[1] * sp + lam[2] * sel
+
+        token_weights = None
+        if output_token_weights:
+            token_weights = tuple(torch.stack([lv["weights"][m] for lv in levels], 1) for m in range(M))
+        hidden_states = None
+        if text_out is not None and output_hidden_states:
+            hidden_states = tuple(text_out.hidden_states)
+            if isinstance(output_hidden_states, (list, tuple)):
+                chosen = {int(i) % len(hidden_states) for i in output_hidden_states}
+                hidden_states = tuple(h if i in chosen else None for i, h in enumerate(hidden_states))
+        output = CLCRModelOutput(
+            pooler_output=pooled,
+            shared_summary=fused["h_s"],
+            private_summary=fused["h_p"],
+            modality_shared_summaries=fused["shared"],
+            modality_private_summaries=fused["private"],
+            level_weights=fused["alpha"],
+            modality_weights=fused["beta"],
+            private_gates=fused["gates"],
+            participation_ratios=participation,
+            intra_loss=intra_loss,
+            inter_loss=inter_loss,
+            inter_pp_loss=pp,
+            inter_sp_loss=sp,
+            inter_sel_loss=sel,
+            token_weights=token_weights,
+            hidden_states=hidden_states,
+            level_hidden_states=tuple(level_inputs) if output_hidden_states else None,
+            attentions=text_out.attentions if (text_out is not None and output_attentions) else None,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class CLCRForSequenceClassification(CLCRPreTrainedModel):
+    """CLCR with a two-layer head on ``z``: regression (MSE) or classification (CE / BCE), plus Eq. 13."""
+
+    def __init__(self, config: CLCRConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.clcr = CLCRModel(config)
+        d = config.hidden_size
+        hidden = config.head_hidden or d
+        self.classifier = nn.Sequential(
+            nn.Linear(2 * d, hidden), nn.GELU(), nn.Dropout(config.classifier_dropout), nn.Linear(hidden, config.num_labels)
+        )
+        self.main_input_name = self.clcr.main_input_name
+        self.post_init()
+
+    def _task_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        if config.problem_type is None:
+            if self.num_labels == 1:
+                config.problem_type = "regression"
+            elif self.num_labels > 1 and labels.dtype in (torch.long, torch.int):
+                config.problem_type = "single_label_classification"
+            else:
+                config.problem_type = "multi_label_classification"
+        if config.problem_type == "regression":
+            if self.num_labels == 1:
+                return F.mse_loss(logits.view(-1), labels.view(-1).to(logits.dtype))
+            return F.mse_loss(logits, labels.to(logits.dtype))
+        if config.problem_type == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        audio_features: torch.FloatTensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        visual_features: torch.FloatTensor | None = None,
+        visual_attention_mask: torch.Tensor | None = None,
+        dependency_heads: torch.LongTensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | list[int] | None = None,
+        output_token_weights: bool | None = None,
+        compute_regularizers: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> CLCRSequenceClassifierOutput | tuple:
+        r"""
+        Args:
+            labels (`torch.Tensor` of shape `(batch_size,)`, *optional*):
+                Float scores for regression (`num_labels=1`), class indices for classification, or
+                `(batch_size, num_labels)` multi-hot floats for `problem_type="multi_label_classification"`.
+            compute_regularizers (`bool`, *optional*):
+                Defaults to `True` in training mode or when `labels` are given, so the returned `loss` is
+                always the full objective of Eq. 13.
+
+        Other arguments as in [`CLCRModel.forward`].
+        """
+        config = self.config
+        return_dict = return_dict if return_dict is not None else config.return_dict
+        if compute_regularizers is None:
+            compute_regularizers = self.training or labels is not None
+        base = self.clcr(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            inputs_embeds=inputs_embeds, audio_features=audio_features, audio_attention_mask=audio_attention_mask,
+            visual_features=visual_features, visual_attention_mask=visual_attention_mask,
+            dependency_heads=dependency_heads, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            output_token_weights=output_token_weights, compute_regularizers=compute_regularizers, return_dict=True,
+        )
+        logits = self.classifier(base.pooler_output)                               # [B, num_labels]
+        loss = task_loss = None
+        if labels is not None:
+            task_loss = self._task_loss(logits, labels)
+            loss = task_loss
+            if base.intra_loss is not None:
+                loss = loss + config.lambda_intra * base.intra_loss + config.lambda_inter * base.inter_loss
+        output = CLCRSequenceClassifierOutput(
+            loss=loss,
+            logits=logits,
+            task_loss=task_loss,
+            intra_loss=base.intra_loss,
+            inter_loss=base.inter_loss,
+            inter_pp_loss=base.inter_pp_loss,
+            inter_sp_loss=base.inter_sp_loss,
+            inter_sel_loss=base.inter_sel_loss,
+            pooler_output=base.pooler_output,
+            level_weights=base.level_weights,
+            modality_weights=base.modality_weights,
+            private_gates=base.private_gates,
+            participation_ratios=base.participation_ratios,
+            token_weights=base.token_weights,
+            hidden_states=base.hidden_states,
+            level_hidden_states=base.level_hidden_states,
+            attentions=base.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+CLCRModel.register_for_auto_class("AutoModel")
+CLCRForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+
+__all__ = [
+    "CLCRForSequenceClassification",
+    "CLCRModel",
+    "CLCRModelOutput",
+    "CLCRPreTrainedModel",
+    "CLCRSequenceClassifierOutput",
+]

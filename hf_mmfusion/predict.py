@@ -1,0 +1,194 @@
+"""Prediction on new inputs with a saved or Hub model and its processor (``hf-mmfusion predict``).
+
+An input record has any of ``text`` (a string), ``audio`` and ``visual``: a ``.npy`` file of
+``[frames, features]`` frame features, a ``.wav`` recording (audio only; the processor's acoustic feature
+extractor turns it into frames), or an array. Records come from flags (``--text``, ``--audio``,
+``--visual``, aligned by position) or from a JSONL / CSV file with those columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .evaluation import is_regression, load_pretrained
+from .loading import MODALITY_COLUMNS
+
+FRAME_MODALITIES = ("audio", "visual")
+
+
+def load_frames(value, modality: str, base_dir: Path | None = None):
+    """An ``audio``/``visual`` value -> array (``.npy``), a ``.wav`` path (audio) or the array itself."""
+    if isinstance(value, (str, Path)):
+        path = Path(value)
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        if not path.is_file():
+            raise ValueError(f"`{modality}`: file {str(path)!r} does not exist")
+        if path.suffix == ".npy":
+            frames = np.load(path, allow_pickle=False)
+            if frames.ndim != 2:
+                raise ValueError(f"`{modality}`: {path.name} must hold [frames, features], got shape {list(frames.shape)}")
+            return frames.astype(np.float32)
+        if path.suffix.lower() == ".wav":
+            if modality != "audio":
+                raise ValueError(f"`{modality}`: a .wav recording can only be the audio input")
+            return str(path)
+        raise ValueError(f"`{modality}`: expected a .npy frame file or a .wav recording, got {path.name!r}")
+    frames = np.asarray(value, dtype=np.float32)
+    if frames.ndim != 2:
+        raise ValueError(f"`{modality}` must be [frames, features], got shape {list(frames.shape)}")
+    return frames
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, str) and value == "")
+
+
+def encode_records(processor, records: Sequence[dict], modalities: Sequence[str], max_length: int = 128, base_dir=None):
+    """Model inputs (padded tensors) for a list of records; every record must give the same modalities."""
+    given = {m: [_present(r.get(m)) for r in records] for m in MODALITY_COLUMNS}
+    kwargs = {}
+    for modality in MODALITY_COLUMNS:
+        flags = given[modality]
+        if not any(flags):
+            continue
+        if not all(flags):
+            missing = [i for i, f in enumerate(flags) if not f]
+            raise ValueError(f"`{modality}` is given for some records but missing for records {missing[:10]} of the batch")
+        if modality not in modalities:
+            raise ValueError(f"`{modality}` was given but the model uses only {list(modalities)}")
+        values = [r[modality] for r in records]
+        kwargs[modality] = values if modality == "text" else [load_frames(v, modality, base_dir) for v in values]
+    if not kwargs:
+        raise ValueError(f"each record needs at least one of {list(modalities)}")
+    return processor(**kwargs, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+
+
+def postprocess(model, logits: torch.Tensor) -> list[dict]:
+    """Scores (regression) or the top class with its probability and all probabilities (classification)."""
+    if is_regression(model):
+        scores = logits.reshape(-1).tolist()
+        return [{"score": s, "polarity": "positive" if s > 0 else "negative" if s < 0 else "neutral"} for s in scores]
+    probs = logits.softmax(-1)
+    labels = model.config.id2label
+    out = []
+    for row in probs:
+        best = int(row.argmax())
+        out.append(
+            {"label": labels.get(best, str(best)), "score": float(row[best]), "probabilities": [float(p) for p in row]}
+        )
+    return out
+
+
+def predict_records(
+    model,
+    processor,
+    records: Sequence[dict],
+    batch_size: int = 16,
+    max_length: int = 128,
+    progress: bool = True,
+    base_dir=None,
+) -> list[dict]:
+    """Predictions for records, ``batch_size`` at a time, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    modalities = list(model.config.modalities)
+    device = next(model.parameters()).device
+    results = []
+    for start in tqdm(range(0, len(records), batch_size), desc="predicting", disable=not progress):
+        chunk = records[start : start + batch_size]
+        inputs = encode_records(processor, chunk, modalities, max_length, base_dir)
+        with torch.no_grad():
+            logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
+        for offset, pred in enumerate(postprocess(model, logits)):
+            results.append({"id": str(chunk[offset].get("id", start + offset)), **pred})
+    return results
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """Records from a ``.jsonl`` (one object per line) or ``.csv`` file with text/audio/visual columns."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        with path.open() as f:
+            return [json.loads(line) for line in f if line.strip()]
+    if path.suffix == ".csv":
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f))
+    raise ValueError(f"--inputs must be a .jsonl or .csv file, got {path.name!r}")
+
+
+def records_from_flags(texts, audios, visuals) -> list[dict]:
+    columns = {"text": texts or [], "audio": audios or [], "visual": visuals or []}
+    lengths = {k: len(v) for k, v in columns.items() if v}
+    if not lengths:
+        return []
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"--text/--audio/--visual must be given the same number of times, got {lengths}")
+    n = next(iter(lengths.values()))
+    return [{"id": str(i), **{k: v[i] for k, v in columns.items() if v}} for i in range(n)]
+
+
+def write_predictions(results: list[dict], output: str | Path | None) -> None:
+    """JSONL or CSV by the file suffix; without a file, one JSON line per record on stdout."""
+    if output is None:
+        for row in results:
+            print(json.dumps(row))
+        return
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix == ".jsonl":
+        output.write_text("".join(json.dumps(r) + "\n" for r in results))
+    elif output.suffix == ".csv":
+        fields = [k for k in results[0] if k != "probabilities"] if results else ["id"]
+        with output.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(results)
+    else:
+        raise ValueError(f"--output must end in .jsonl or .csv, got {output.name!r}")
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("model", help="saved model directory or Hub id (with its processor)")
+    parser.add_argument("--text", action="append", help="a transcript (repeat for several records)")
+    parser.add_argument("--audio", action="append", help="a .npy frame file or a .wav recording (repeatable)")
+    parser.add_argument("--visual", action="append", help="a .npy frame file (repeatable)")
+    parser.add_argument("--inputs", help="a .jsonl or .csv file of records (paths relative to the file)")
+    parser.add_argument("--output", help="write predictions to a .csv or .jsonl file instead of stdout")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--max_text_length", type=int, default=128)
+    parser.add_argument("--trust_remote_code", action="store_true")
+    parser.add_argument("--no_progress", action="store_true")
+    return parser
+
+
+def run_predict(args: argparse.Namespace) -> list[dict]:
+    records = records_from_flags(args.text, args.audio, args.visual)
+    base_dir = None
+    if args.inputs:
+        records += read_records(args.inputs)
+        base_dir = Path(args.inputs).resolve().parent
+    if not records:
+        raise ValueError("nothing to predict: pass --text/--audio/--visual or --inputs")
+    model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code)
+    results = predict_records(
+        model, processor, records, args.batch_size, args.max_text_length, progress=not args.no_progress, base_dir=base_dir
+    )
+    write_predictions(results, args.output)
+    if args.output:
+        print(f"wrote {len(results)} predictions to {args.output}", file=sys.stderr)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_predict_arguments(argparse.ArgumentParser(prog="hf-mmfusion predict", description=__doc__))
+    run_predict(parser.parse_args(argv))
+    return 0

@@ -1,0 +1,577 @@
+"""Training CLCR and SSU with ``transformers.Trainer``: ``hf-mmfusion train`` and ``examples/train.py``.
+
+Every ``TrainingArguments`` option is a command-line flag (``HfArgumentParser``), next to the model and
+data arguments below. The same script runs under ``python``, ``torchrun --nproc_per_node N`` and
+``accelerate launch``; on CPU with several processes the gloo backend is chosen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from .loading import (
+    check_dataset_modalities,
+    dataset_frame_dims,
+    dataset_modalities,
+    fit_feature_normalization,
+    is_regression_label,
+    load_any_dataset,
+    num_classes,
+)
+
+logger = logging.getLogger(__name__)
+
+MODEL_TYPES = ("clcr", "ssu")
+LOSS_SUFFIX = "_loss"
+
+
+@dataclass
+class ModelArguments:
+    """Which fusion model to build, and from what."""
+
+    model_type: str = field(default="clcr", metadata={"help": "Fusion model to train.", "choices": MODEL_TYPES})
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Continue from a saved CLCR/SSU checkpoint (directory or Hub id) with its processor."},
+    )
+    text_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Pretrained text encoder and tokenizer for fresh training (Hub id or local directory, "
+            "e.g. bert-base-uncased). Without it a tiny random BERT over the synthetic vocabulary is used."
+        },
+    )
+    modalities: list[str] | None = field(
+        default=None,
+        metadata={"help": "Active modalities (text audio visual). Defaults to the dataset's modality columns."},
+    )
+    hidden_size: int = field(default=64, metadata={"help": "Fusion width d."})
+    tiny_text_layers: int = field(default=2, metadata={"help": "Layers of the tiny random text encoder."})
+    tiny_text_hidden_size: int = field(default=32, metadata={"help": "Width of the tiny random text encoder."})
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Extra model config fields as JSON or comma-separated key=value pairs, e.g. "
+            "'lambda_intra=0.2,use_budget_projection=false' (every ablation switch of the papers)."
+        },
+    )
+    spacy_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "SSU: spaCy pipeline for the dependency text graph (e.g. en_core_web_sm). Without it the "
+            "text graph is the token chain (config text_graph='chain')."
+        },
+    )
+    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters on the text encoder's attention."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
+
+    def __post_init__(self):
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {self.model_type!r}")
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from and how it is cut."""
+
+    dataset: str = field(
+        default="synthetic",
+        metadata={
+            "help": "'synthetic' (built-in data with a known cross-modal signal), a directory written by "
+            "DatasetDict.save_to_disk, or a Hub dataset id (e.g. org/cmu-mosei)."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    train_split: str = field(default="train")
+    eval_split: str = field(default="validation")
+    test_split: str | None = field(default="test", metadata={"help": "Evaluated after training; '' to skip."})
+    label_column: str = field(
+        default="label", metadata={"help": "Float scores train a regressor, integer classes a classifier."}
+    )
+    max_text_length: int = field(default=64, metadata={"help": "Token truncation length."})
+    max_train_samples: int | None = field(default=None)
+    max_eval_samples: int | None = field(default=None)
+    synthetic_sizes: list[int] = field(
+        default_factory=lambda: [512, 128, 128], metadata={"help": "Synthetic train/validation/test sizes."}
+    )
+    synthetic_audio_dim: int = field(default=16)
+    synthetic_visual_dim: int = field(default=12)
+    synthetic_seed: int = field(default=0)
+    synthetic_modalities: list[str] = field(
+        default_factory=lambda: ["text", "audio", "visual"], metadata={"help": "Modality columns of the synthetic data."}
+    )
+    synthetic_text_words: list[int] = field(default_factory=lambda: [5, 14], metadata={"help": "Words per sentence (min max)."})
+    synthetic_audio_frames: list[int] = field(default_factory=lambda: [10, 40], metadata={"help": "Audio frames (min max)."})
+    synthetic_visual_frames: list[int] = field(default_factory=lambda: [8, 30], metadata={"help": "Visual frames (min max)."})
+
+    def synthetic_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``load_any_dataset`` for the synthetic data."""
+        return {
+            "synthetic_sizes": self.synthetic_sizes,
+            "audio_dim": self.synthetic_audio_dim,
+            "visual_dim": self.synthetic_visual_dim,
+            "seed": self.synthetic_seed,
+            "modalities": self.synthetic_modalities,
+            "text_words": self.synthetic_text_words,
+            "audio_frames": self.synthetic_audio_frames,
+            "visual_frames": self.synthetic_visual_frames,
+        }
+
+
+def parse_overrides(text: str | None) -> dict[str, Any]:
+    """``'a=1,b=true,c=[1,2]'`` or a JSON object -> dict (values parsed as JSON where they can be)."""
+    if not text:
+        return {}
+    text = text.strip()
+    if text.startswith("{"):
+        return json.loads(text)
+    out: dict[str, Any] = {}
+    for item in _split_top_level(text):
+        if "=" not in item:
+            raise ValueError(f"config_overrides: expected key=value, got {item!r}")
+        key, value = (s.strip() for s in item.split("=", 1))
+        lowered = value.lower()
+        if lowered in ("true", "false", "null", "none"):
+            out[key] = {"true": True, "false": False}.get(lowered)
+            continue
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "[{("
+        depth -= char in "]})"
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return [p for p in (s.strip() for s in parts) if p]
+
+
+def tiny_text_config(vocab_size: int, hidden_size: int = 32, num_layers: int = 2, max_positions: int = 512):
+    """A small random BERT for fast runs and tests (heads of width 16)."""
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=max(1, hidden_size // 16),
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=max_positions,
+    )
+
+
+def model_classes(model_type: str):
+    """(config class, sequence-classification class) of a model type."""
+    import hf_mmfusion
+
+    if model_type == "clcr":
+        return hf_mmfusion.CLCRConfig, hf_mmfusion.CLCRForSequenceClassification
+    if model_type == "ssu":
+        return hf_mmfusion.SSUConfig, hf_mmfusion.SSUForSequenceClassification
+    raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
+
+
+def build_tokenizer(model_args: ModelArguments, max_length: int):
+    from hf_mmfusion.data.synthetic import build_synthetic_tokenizer
+
+    if model_args.text_model:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(model_args.text_model)
+    return build_synthetic_tokenizer(model_max_length=max(max_length, 128))
+
+
+def build_processor(model_args: ModelArguments, modalities, audio_dim, visual_dim, max_length: int):
+    """A fresh ``MMFusionProcessor`` for the active modalities (SSU gets a parser when asked)."""
+    from hf_mmfusion import AcousticFeatureExtractor, DependencyParser, MMFusionProcessor
+
+    kwargs = {}
+    if "text" in modalities:
+        kwargs["tokenizer"] = build_tokenizer(model_args, max_length)
+    if "audio" in modalities:
+        kwargs["audio_feature_extractor"] = AcousticFeatureExtractor(feature_size=audio_dim)
+    if "visual" in modalities:
+        from hf_mmfusion import VisualFeatureExtractor
+
+        kwargs["visual_feature_extractor"] = VisualFeatureExtractor(feature_size=visual_dim)
+    if model_args.model_type == "ssu" and model_args.spacy_model and "text" in modalities:
+        kwargs["parser"] = DependencyParser(spacy_model=model_args.spacy_model)
+    return MMFusionProcessor(**kwargs)
+
+
+def build_model(model_args: ModelArguments, modalities, audio_dim, visual_dim, num_labels: int, tokenizer=None):
+    """A fresh CLCR/SSU model for the data's modalities and frame widths."""
+    config_cls, model_cls = model_classes(model_args.model_type)
+    kwargs: dict[str, Any] = {
+        "modalities": list(modalities),
+        "audio_input_dim": audio_dim or 1,
+        "visual_input_dim": visual_dim or 1,
+        "hidden_size": model_args.hidden_size,
+        "num_labels": num_labels,
+    }
+    if num_labels == 1:
+        kwargs["problem_type"] = "regression"
+    if model_args.model_type == "clcr":
+        # The paper's split is d/2 shared dimensions; keep it when only the width changes.
+        kwargs["shared_dim"] = max(1, model_args.hidden_size // 2)
+    if model_args.model_type == "ssu" and "text" in modalities and not model_args.spacy_model:
+        kwargs["text_graph"] = "chain"
+    kwargs.update(parse_overrides(model_args.config_overrides))
+    if "text" in modalities and model_args.text_model:
+        return model_cls.from_text_pretrained(model_args.text_model, **kwargs)
+    if "text" in modalities:
+        vocab = len(tokenizer) if tokenizer is not None else 30522
+        kwargs.setdefault(
+            "text_config",
+            tiny_text_config(vocab, model_args.tiny_text_hidden_size, model_args.tiny_text_layers).to_dict(),
+        )
+    return model_cls(config_cls(**kwargs))
+
+
+def text_attention_linear_names(model) -> list[str]:
+    """Qualified names of the ``nn.Linear`` layers inside the text encoder's attention blocks."""
+    prefix = next((name for name, _ in model.named_modules() if name.split(".")[-1] == "text_encoder"), None)
+    if prefix is None:
+        raise ValueError("LoRA targets the text encoder, but this model has none (no 'text' modality)")
+    return [
+        name
+        for name, module in model.named_modules()
+        if name.startswith(prefix + ".") and isinstance(module, torch.nn.Linear) and ("attention" in name or "attn" in name)
+    ]
+
+
+def fusion_module_names(model) -> list[str]:
+    """Modules outside the text encoder: they train fully next to the LoRA adapters.
+
+    PEFT cannot copy ``ModuleDict`` / ``ModuleList`` containers, so they are replaced by their children.
+    """
+    base_prefix = model.base_model_prefix
+
+    def expand(name: str, module: torch.nn.Module) -> list[str]:
+        if isinstance(module, (torch.nn.ModuleDict, torch.nn.ModuleList)):
+            return [n for child_name, child in module.named_children() for n in expand(f"{name}.{child_name}", child)]
+        return [name]
+
+    names = []
+    for name, child in model.named_children():
+        if name != base_prefix:
+            names.extend(expand(name, child))
+    base = getattr(model, base_prefix)
+    for name, child in base.named_children():
+        if name != "text_encoder":
+            names.extend(expand(f"{base_prefix}.{name}", child))
+    return names
+
+
+def apply_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.05):
+    """Wrap ``model`` in a ``PeftModel``: LoRA on the text encoder's attention linears only.
+
+    The fusion layers and the head stay fully trainable and are stored in the adapter checkpoint
+    (``modules_to_save``), so an adapter plus the pretrained text encoder restores the whole model.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=text_attention_linear_names(model),
+        modules_to_save=fusion_module_names(model),
+    )
+    return get_peft_model(model, config)
+
+
+def make_compute_metrics(num_labels: int):
+    """``compute_metrics`` for ``Trainer``: the ``msa`` module for regression, else ``classification``."""
+    from .metrics import load_metric
+
+    regression = num_labels == 1
+    metric = load_metric("msa" if regression else "classification", keep_in_memory=True)
+
+    def compute_metrics(eval_pred):
+        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        labels = eval_pred.label_ids
+        preds = np.asarray(logits).reshape(-1) if regression else np.asarray(logits).argmax(-1)
+        return metric.compute(predictions=preds, references=np.asarray(labels).reshape(-1))
+
+    return compute_metrics
+
+
+def logits_only(logits, labels):
+    """Keep only the logits of a model output tuple, so evaluation does not gather analysis tensors."""
+    return logits[0] if isinstance(logits, (tuple, list)) else logits
+
+
+class MMFusionTrainer(Trainer):
+    """``Trainer`` that logs every loss term of the model outputs (``*_loss`` fields) separately.
+
+    Terms are averaged over the micro-batches since the last log and over processes, exactly like the
+    total ``loss`` Trainer logs; evaluation logs them with the metric prefix (``eval_task_loss``).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._term_sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
+        self._term_counts: dict[str, int] = {"train": 0, "eval": 0}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        phase = "train" if model.training else "eval"
+        sums = self._term_sums[phase]
+        if isinstance(outputs, dict):
+            for key, value in outputs.items():
+                if key.endswith(LOSS_SUFFIX) and torch.is_tensor(value) and value.numel() == 1:
+                    sums[key] = sums.get(key, 0.0) + value.detach().float().reshape(())
+            self._term_counts[phase] += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def _gathered_terms(self, phase: str) -> dict[str, float]:
+        sums, count = self._term_sums[phase], self._term_counts[phase]
+        self._term_sums[phase], self._term_counts[phase] = {}, 0
+        if not sums or not count:
+            return {}
+        keys = sorted(sums)
+        stacked = torch.stack([sums[k] for k in keys]).to(self.args.device) / count
+        if self.args.world_size > 1:
+            stacked = self.accelerator.gather(stacked[None]).mean(0)
+        return {k: float(v) for k, v in zip(keys, stacked.tolist())}
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            logs.update(self._gathered_terms("train"))
+        else:
+            prefix = next((k[: -len("_loss")] for k in logs if k.endswith("_loss") and k.count("_") == 1), None)
+            if prefix is not None:
+                logs.update({f"{prefix}_{k}": v for k, v in self._gathered_terms("eval").items()})
+        super().log(logs, start_time)
+
+    def evaluate(self, *args, **kwargs):
+        self._term_sums["eval"], self._term_counts["eval"] = {}, 0
+        return super().evaluate(*args, **kwargs)
+
+
+@dataclass
+class TrainingOutcome:
+    trainer: MMFusionTrainer
+    model: Any
+    processor: Any
+    metrics: dict[str, float]
+    output_dir: Path
+
+
+def training_argument_defaults(world_size: int | None = None) -> dict[str, Any]:
+    """Defaults that differ from ``TrainingArguments``'s own: per-epoch eval/save, best MAE kept."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
+    defaults = {
+        "output_dir": "outputs/hf-mmfusion",
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "logging_strategy": "steps",
+        "logging_steps": 10,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "mae",
+        "save_total_limit": 2,
+        "learning_rate": 1e-3,
+        "per_device_train_batch_size": 16,
+        "per_device_eval_batch_size": 32,
+        "num_train_epochs": 10.0,
+        "weight_decay": 0.01,
+        "remove_unused_columns": False,
+        "report_to": "none",
+        "label_names": ["labels"],
+    }
+    if world_size > 1:
+        # Ablation switches can leave parameters without gradient; DDP must tolerate that.
+        defaults["ddp_find_unused_parameters"] = True
+        if not torch.cuda.is_available():
+            defaults["ddp_backend"] = "gloo"
+    return defaults
+
+
+def build_parser() -> HfArgumentParser:
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    parser.set_defaults(**training_argument_defaults())
+    return parser
+
+
+def parse_train_args(argv: list[str] | None = None):
+    """(ModelArguments, DataArguments, TrainingArguments) from flags, or from one .json/.yaml file."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        path = Path(argv[0]).resolve()
+        values = json.loads(path.read_text()) if path.suffix == ".json" else None
+        if values is None:
+            return parser.parse_yaml_file(str(path))
+        merged = {**training_argument_defaults(), **values}
+        return parser.parse_dict(merged)
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def _fix_metric_direction(training_args: TrainingArguments, regression: bool) -> None:
+    metric = (training_args.metric_for_best_model or "").removeprefix("eval_")
+    if not regression and metric == "mae":
+        # Classification has no MAE; accuracy is the natural selection metric there.
+        training_args.metric_for_best_model = metric = "accuracy"
+    if metric in ("mae", "loss") or metric.endswith(LOSS_SUFFIX):
+        training_args.greater_is_better = False
+    elif metric:
+        training_args.greater_is_better = True
+
+
+def _resume_path(training_args: TrainingArguments) -> str | bool | None:
+    resume = training_args.resume_from_checkpoint
+    if resume in (None, "", "False", "false"):
+        return None
+    if resume in ("True", "true", "latest", True):
+        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if last is None:
+            raise ValueError(f"resume_from_checkpoint=latest, but {training_args.output_dir} holds no checkpoint-* folder")
+        return last
+    return resume
+
+
+def run_training(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> TrainingOutcome:
+    """Build data, processor and model; train; evaluate; save model + processor + card + metrics."""
+    from .hub import build_model_card
+    from .loading import encode_dataset, make_collator
+
+    set_seed(training_args.seed)
+    raw = load_any_dataset(data_args.dataset, config_name=data_args.dataset_config, **data_args.synthetic_kwargs())
+    for split in (data_args.train_split, data_args.eval_split):
+        if split and split not in raw:
+            raise ValueError(f"dataset {data_args.dataset!r} has no split {split!r}; it has {list(raw)}")
+    train_raw = raw[data_args.train_split]
+    available = dataset_modalities(train_raw)
+    audio_dim, visual_dim = dataset_frame_dims(train_raw)
+    regression = is_regression_label(train_raw, data_args.label_column)
+    num_labels = 1 if regression else num_classes(train_raw, data_args.label_column)
+
+    if model_args.model_name_or_path:
+        from transformers import AutoModelForSequenceClassification, AutoProcessor
+
+        import hf_mmfusion  # noqa: F401  (registers the Auto classes)
+
+        model = AutoModelForSequenceClassification.from_pretrained(model_args.model_name_or_path)
+        processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
+        modalities = list(model.config.modalities)
+        check_dataset_modalities(modalities, available, data_args.dataset)
+    else:
+        modalities = list(model_args.modalities or available)
+        check_dataset_modalities(modalities, available, data_args.dataset)
+        processor = build_processor(model_args, modalities, audio_dim, visual_dim, data_args.max_text_length)
+        fit_feature_normalization(processor, train_raw)
+        model = build_model(
+            model_args, modalities, audio_dim, visual_dim, num_labels, tokenizer=getattr(processor, "tokenizer", None)
+        )
+    if model_args.lora:
+        model = apply_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout)
+
+    def subset(split_name: str | None, limit: int | None):
+        if not split_name or split_name not in raw:
+            return None
+        split = raw[split_name]
+        return split.select(range(min(limit, len(split)))) if limit else split
+
+    splits = {
+        "train": subset(data_args.train_split, data_args.max_train_samples),
+        "eval": subset(data_args.eval_split, data_args.max_eval_samples),
+        "test": subset(data_args.test_split, data_args.max_eval_samples),
+    }
+    with training_args.main_process_first(desc="preprocessing"):
+        encoded = {
+            name: encode_dataset(split, processor, modalities, data_args.label_column, data_args.max_text_length)
+            for name, split in splits.items()
+            if split is not None
+        }
+
+    if encoded.get("eval") is None:
+        training_args.eval_strategy = "no"
+        training_args.load_best_model_at_end = False
+    _fix_metric_direction(training_args, regression)
+    trainer = MMFusionTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=encoded["train"],
+        eval_dataset=encoded.get("eval"),
+        data_collator=make_collator(processor),
+        compute_metrics=make_compute_metrics(num_labels),
+        preprocess_logits_for_metrics=logits_only,
+    )
+    train_result = trainer.train(resume_from_checkpoint=_resume_path(training_args))
+    metrics = {f"train_{k}" if not k.startswith("train_") else k: v for k, v in train_result.metrics.items()}
+    if encoded.get("eval") is not None:
+        metrics.update(trainer.evaluate(metric_key_prefix="eval"))
+    test_metrics = {}
+    if encoded.get("test") is not None:
+        test_metrics = trainer.evaluate(encoded["test"], metric_key_prefix="test")
+        metrics.update(test_metrics)
+
+    output_dir = Path(training_args.output_dir)
+    final_model = trainer.model
+    if trainer.is_world_process_zero():
+        if model_args.lora:
+            final_model.save_pretrained(output_dir / "adapter")
+            final_model = final_model.merge_and_unload()
+        final_model.save_pretrained(output_dir)
+        processor.save_pretrained(output_dir)
+        card_metrics = {k.removeprefix("test_"): v for k, v in test_metrics.items() if _is_quality_metric(k)}
+        build_model_card(
+            final_model,
+            card_metrics,
+            dataset_name=data_args.dataset,
+            dataset_id=data_args.dataset if "/" in data_args.dataset and not os.path.isdir(data_args.dataset) else None,
+            eval_split=data_args.test_split or "test",
+            training_args=training_args,
+            repo_id=None,
+        ).save(output_dir / "README.md")
+        (output_dir / "all_results.json").write_text(json.dumps(_jsonable(metrics), indent=2))
+        trainer.save_state()
+    trainer.accelerator.wait_for_everyone()
+    return TrainingOutcome(trainer=trainer, model=final_model, processor=processor, metrics=metrics, output_dir=output_dir)
+
+
+def _is_quality_metric(key: str) -> bool:
+    return not any(s in key for s in ("runtime", "per_second", "epoch", "_loss")) and key != "test_loss"
+
+
+def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    model_args, data_args, training_args = parse_train_args(argv)
+    outcome = run_training(model_args, data_args, training_args)
+    if outcome.trainer.is_world_process_zero():
+        shown = {k: round(v, 4) for k, v in outcome.metrics.items() if isinstance(v, float) and _is_quality_metric(k)}
+        print(json.dumps(shown, indent=2))
+        print(f"saved model, processor and card to {outcome.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""``hf-mmfusion``: evaluate (robustness table and plot), predict, push, train flags, and a reduced demo."""
+
+import csv
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from huggingface_hub import HfApi  # noqa: E402
+from workflow_helpers import tiny_checkpoint, tiny_dataset  # noqa: E402
+
+from hf_mmfusion.cli import main  # noqa: E402
+from hf_mmfusion.evaluation import perturb_batch, predict_dataset, robustness_rows, score  # noqa: E402
+from hf_mmfusion.loading import encode_dataset, make_collator  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clcr")
+    model, processor = tiny_checkpoint(path, "clcr")
+    return path, model, processor
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "tiny"
+    tiny_dataset().save_to_disk(str(path))
+    return path
+
+
+def test_usage_and_unknown_command(capsys):
+    assert main([]) == 2 and "commands:" in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    assert main(["frobnicate"]) == 2 and "unknown command" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    # Model/data options next to every TrainingArguments flag.
+    for flag in ("--model_type", "--lora", "--dataset", "--gradient_accumulation_steps", "--ddp_backend"):
+        assert flag in help_text
+
+
+def test_perturb_batch_noise_is_relative_masked_and_seeded(checkpoint):
+    _, model, processor = checkpoint
+    rows = tiny_dataset()["test"].with_format("numpy")[:4]
+    batch = dict(processor(text=list(rows["text"]), audio=list(rows["audio"]), visual=list(rows["visual"]),
+                           return_tensors="pt"))
+    noisy = perturb_batch(batch, model, noise=0.5, generator=torch.Generator().manual_seed(1))
+    again = perturb_batch(batch, model, noise=0.5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(noisy["audio_features"], again["audio_features"])
+    mask = batch["audio_attention_mask"].bool()
+    delta = noisy["audio_features"] - batch["audio_features"]
+    assert torch.equal(delta[~mask], torch.zeros_like(delta[~mask]))  # padding untouched
+    rms = batch["audio_features"][mask].pow(2).mean().sqrt()
+    assert float(delta[mask].std() / rms) == pytest.approx(0.5, rel=0.25)
+    # Text noise goes onto the word embeddings.
+    assert "input_ids" not in noisy and noisy["inputs_embeds"].shape[:2] == batch["input_ids"].shape
+    dropped = perturb_batch(batch, model, drop=("text", "visual"))
+    assert set(dropped) == {"audio_features", "audio_attention_mask"}
+    with pytest.raises(ValueError, match="unknown modality"):
+        perturb_batch(batch, model, drop=("smell",))
+
+
+def test_evaluate_command_writes_table_csv_json_and_plot(checkpoint, data_dir, tmp_path, capsys):
+    path, model, processor = checkpoint
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(path), "--dataset", str(data_dir), "--split", "test", "--noise", "0", "0.5", "3",
+                 "--output_dir", str(out), "--no_progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| condition | mae |" in printed
+    rows = json.loads((out / "robustness.json").read_text())
+    assert [r["condition"] for r in rows] == ["clean", "noise 0.5", "noise 3", "drop text", "drop audio", "drop visual"]
+    with (out / "robustness.csv").open() as f:
+        assert [r["condition"] for r in csv.DictReader(f)] == [r["condition"] for r in rows]
+    assert (out / "robustness.png").read_bytes()[:8] == PNG_MAGIC
+    assert "| noise 3 |" in (out / "robustness.md").read_text()
+    # The clean row is the plain metric of the model's predictions; noise and drops change them.
+    encoded = encode_dataset(tiny_dataset()["test"], processor, model.config.modalities, "label", 64)
+    preds, labels = predict_dataset(model, encoded, make_collator(processor), progress=False)
+    assert rows[0]["mae"] == pytest.approx(score(model, preds, labels)["mae"], rel=1e-6)
+    noisy, _ = predict_dataset(model, encoded, make_collator(processor), noise=3.0, progress=False)
+    assert not np.allclose(noisy, preds)
+    again = robustness_rows(model, encoded, make_collator(processor), noise_levels=(0, 0.5, 3), seed=0, progress=False)
+    assert [r["mae"] for r in again] == pytest.approx([r["mae"] for r in rows])
+
+
+def test_predict_command_with_text_npy_wav_and_record_files(checkpoint, tmp_path, capsys):
+    import scipy.io.wavfile
+
+    path, model, processor = checkpoint
+    rows = tiny_dataset()["test"].with_format("numpy")[:2]
+    for i in range(2):
+        np.save(tmp_path / f"a{i}.npy", rows["audio"][i])
+        np.save(tmp_path / f"v{i}.npy", rows["visual"][i])
+    wav = (np.sin(np.linspace(0, 400, 8000)) * 0.3).astype(np.float32)
+    scipy.io.wavfile.write(tmp_path / "clip.wav", 16000, wav)
+
+    assert main(["predict", str(path), "--text", str(rows["text"][0]), "--audio", str(tmp_path / "a0.npy"),
+                 "--visual", str(tmp_path / "v0.npy"), "--text", str(rows["text"][1]), "--audio",
+                 str(tmp_path / "a1.npy"), "--visual", str(tmp_path / "v1.npy"), "--no_progress"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    with torch.no_grad():
+        expected = model(**processor(text=list(rows["text"]), audio=list(rows["audio"]), visual=list(rows["visual"]),
+                                     return_tensors="pt")).logits.view(-1)
+    assert [p["score"] for p in printed] == pytest.approx(expected.tolist(), abs=1e-5)
+
+    records = tmp_path / "inputs.jsonl"
+    records.write_text(
+        json.dumps({"id": "wav", "text": "a great film", "audio": "clip.wav", "visual": "v0.npy"}) + "\n"
+        + json.dumps({"id": "npy", "text": str(rows["text"][1]), "audio": "a1.npy", "visual": "v1.npy"}) + "\n"
+    )
+    for suffix in ("csv", "jsonl"):
+        target = tmp_path / f"scores.{suffix}"
+        assert main(["predict", str(path), "--inputs", str(records), "--output", str(target), "--batch_size", "1",
+                     "--no_progress"]) == 0
+    with (tmp_path / "scores.csv").open() as f:
+        table = list(csv.DictReader(f))
+    lines = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in table] == ["wav", "npy"] == [r["id"] for r in lines]
+    assert float(table[1]["score"]) == pytest.approx(expected[1].item(), abs=1e-5)
+    wav_frames = processor.audio_feature_extractor(str(tmp_path / "clip.wav"))["audio_features"]
+    assert wav_frames.shape[-1] == processor.audio_feature_extractor.feature_size  # the WAV became frames
+    assert np.isfinite(lines[0]["score"])
+
+    with pytest.raises(ValueError, match="same number of times"):
+        main(["predict", str(path), "--text", "one", "--text", "two", "--audio", str(tmp_path / "a0.npy")])
+    records.write_text(json.dumps({"text": "x", "audio": "a0.npy"}) + "\n" + json.dumps({"text": "y"}) + "\n")
+    with pytest.raises(ValueError, match=r"`audio` is given for some records"):
+        main(["predict", str(path), "--inputs", str(records), "--no_progress"])
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="expected a .npy frame file or a .wav"):
+        main(["predict", str(path), "--text", "x", "--visual", str(tmp_path / "notes.txt")])
+
+
+def test_push_command_renders_the_card_from_a_metrics_file(checkpoint, tmp_path, monkeypatch):
+    path, _, _ = checkpoint
+    uploaded = {}
+
+    def create_commit(api, repo_id, operations, **kwargs):
+        uploaded.update({op.path_in_repo: open(op.path_or_fileobj, "rb").read() for op in operations})
+        uploaded["__repo__"] = repo_id
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda api, *a, **k: None)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    metrics = tmp_path / "all_results.json"
+    metrics.write_text(json.dumps({"test_mae": 0.6543, "test_acc2_has0": 0.8, "test_runtime": 3.0, "eval_mae": 0.5}))
+    assert main(["push", str(path), "org/clcr-tiny", "--metrics_file", str(metrics), "--dataset_id", "org/data"]) == 0
+    card = uploaded["README.md"].decode()
+    assert uploaded["__repo__"] == "org/clcr-tiny" and "modeling_clcr.py" in uploaded
+    assert "value: 0.6543" in card and "runtime" not in card and "org/data" in card
+
+
+def test_reduced_demo_runs_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--output_dir", str(out), "--sizes", "16", "8", "8", "--epochs", "1", "--hidden_size", "16",
+                 "--batch_size", "8", "--noise", "0", "1", "--audio_frames", "4", "8", "--visual_frames", "3", "6",
+                 "--no_progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| CLCR |" in printed and "| SSU |" in printed and "total time" in printed
+    results = json.loads((out / "demo_results.json").read_text())
+    assert results["clcr"]["head_model"] == "CLCRForSequenceClassification"
+    assert results["ssu"]["base_model"] == "SSUModel" and results["ssu"]["processor"] == "MMFusionProcessor"
+    for model_type in ("clcr", "ssu"):
+        assert (out / model_type / "eval" / "robustness.png").read_bytes()[:8] == PNG_MAGIC
+        card = (out / model_type / "README.md").read_text()
+        assert "model-index" in card and "| noise 1 |" in card
+        assert {"mae_drop_text", "mae_noise1", "acc2_has0"} <= set(results[model_type])

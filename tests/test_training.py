@@ -1,0 +1,213 @@
+"""Training workflow: loss terms in the logs, best checkpoint, resume, modalities, SSU, LoRA, torchrun."""
+
+import json
+import os
+import shutil
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+from workflow_helpers import (  # noqa: E402
+    AUDIO_DIM,
+    TINY_OVERRIDES,
+    VISUAL_DIM,
+    run_python,
+    tiny_dataset,
+    tiny_train_argv,
+)
+
+from hf_mmfusion.training import parse_overrides, parse_train_args, run_training  # noqa: E402
+
+
+def train(argv):
+    return run_training(*parse_train_args(argv))
+
+
+def training_logs(outcome):
+    return [h for h in outcome.trainer.state.log_history if "loss" in h and "train_runtime" not in h]
+
+
+def weights(path):
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_parse_overrides():
+    assert parse_overrides("a=1,b=true,c=[1,2],d=none,e=text") == {"a": 1, "b": True, "c": [1, 2], "d": None, "e": "text"}
+    assert parse_overrides('{"lambda_intra": 0.5}') == {"lambda_intra": 0.5}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_overrides("lambda_intra")
+
+
+def test_clcr_logs_every_loss_term_keeps_best_checkpoint_and_reloads(tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoProcessor
+
+    import hf_mmfusion  # noqa: F401
+    from hf_mmfusion.evaluation import predict_dataset, score
+    from hf_mmfusion.loading import encode_dataset, make_collator
+
+    outcome = train(tiny_train_argv("clcr", tmp_path, "--num_train_epochs", "3", "--seed", "3"))
+    config = outcome.model.config
+    logs = training_logs(outcome)
+    assert len(logs) == 12  # 16 samples / batch 4 x 3 epochs, logged every step
+    for log in logs:
+        for term in ("task_loss", "intra_loss", "inter_loss", "inter_pp_loss", "inter_sp_loss", "inter_sel_loss"):
+            assert np.isfinite(log[term]), term
+        # One micro-batch per log: the logged total is exactly Eq. 13 of the logged terms.
+        total = log["task_loss"] + config.lambda_intra * log["intra_loss"] + config.lambda_inter * log["inter_loss"]
+        assert log["loss"] == pytest.approx(total, rel=1e-5, abs=1e-6)
+    evals = [h for h in outcome.trainer.state.log_history if "eval_mae" in h]
+    assert len(evals) == 4 and all("eval_task_loss" in h and "eval_acc2_has0" in h for h in evals)
+    # The checkpoint with the lowest validation MAE is the one kept and saved at the end.
+    per_epoch = evals[:3]
+    best = min(per_epoch, key=lambda h: h["eval_mae"])
+    state = outcome.trainer.state
+    assert state.best_metric == pytest.approx(best["eval_mae"])
+    assert state.best_model_checkpoint.endswith(f"checkpoint-{best['step']}")
+    assert evals[-1]["eval_mae"] == pytest.approx(best["eval_mae"], rel=1e-5)
+    final, kept = weights(tmp_path), weights(tmp_path / f"checkpoint-{best['step']}")
+    assert final.keys() == kept.keys() and all(torch.equal(final[k], kept[k]) for k in final)
+
+    results = json.loads((tmp_path / "all_results.json").read_text())
+    card = (tmp_path / "README.md").read_text()
+    assert "model-index" in card and "test_mae" in results
+    # Reloading through the Auto classes reproduces the test metrics of the run.
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    test = encode_dataset(tiny_dataset()["test"], processor, config.modalities, "label", 64)
+    preds, labels = predict_dataset(model, test, make_collator(processor), progress=False)
+    assert score(model, preds, labels)["mae"] == pytest.approx(results["test_mae"], rel=1e-5)
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
+    argv = tiny_train_argv(
+        "clcr", tmp_path, "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2",
+        "--eval_strategy", "no", "--load_best_model_at_end", "false", "--test_split", "", "--save_total_limit", "3",
+    )
+    full = train(argv)
+    reference = weights(tmp_path / "checkpoint-4")
+    reference_logs = {h["step"]: h["loss"] for h in training_logs(full)}
+    # Interrupt after step 2: only checkpoint-2 survives.
+    shutil.rmtree(tmp_path / "checkpoint-4")
+    (tmp_path / "model.safetensors").unlink()
+    resumed = train([*argv, "--resume_from_checkpoint", "latest"])
+    assert resumed.trainer.state.global_step == 4
+    # The history holds steps 1-2 from the checkpoint and steps 3-4 trained after resuming.
+    assert [h["step"] for h in training_logs(resumed)] == [1, 2, 3, 4]
+    for log in training_logs(resumed):
+        assert log["loss"] == pytest.approx(reference_logs[log["step"]], rel=1e-5)
+    after = weights(tmp_path)
+    assert all(torch.allclose(after[k], reference[k], atol=1e-6) for k in reference)
+
+
+def test_dataset_modalities_decide_and_disagreement_is_an_error(tmp_path):
+    bimodal = ("audio", "visual")
+    with pytest.raises(ValueError, match=r"no column for \['text'\]"):
+        train(tiny_train_argv("clcr", tmp_path, "--modalities", "text", "audio", modalities=bimodal))
+    outcome = train(tiny_train_argv("clcr", tmp_path, "--num_train_epochs", "1", modalities=bimodal, sizes=(8, 4, 4)))
+    assert outcome.model.config.modalities == ["audio", "visual"]
+    assert outcome.model.config.text_config is None
+    assert np.isfinite(outcome.metrics["test_mae"])
+
+
+def test_ssu_trains_with_chain_text_graph_and_logs_its_terms(tmp_path):
+    outcome = train(tiny_train_argv("ssu", tmp_path, "--num_train_epochs", "1", sizes=(8, 4, 4)))
+    assert outcome.model.config.text_graph == "chain"
+    logs = training_logs(outcome)
+    assert logs and all(
+        np.isfinite(log[k]) for log in logs for k in ("task_loss", "sup_loss", "self_loss", "align_loss")
+    )
+
+
+def test_lora_trains_adapters_only_on_text_attention_and_merges(tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, BertModel
+
+    from hf_mmfusion.data.synthetic import build_synthetic_tokenizer, synthetic_model_batch
+    from hf_mmfusion.training import (
+        ModelArguments,
+        build_model,
+        text_attention_linear_names,
+        tiny_text_config,
+    )
+
+    text_dir = tmp_path / "text"
+    tokenizer = build_synthetic_tokenizer()
+    torch.manual_seed(0)
+    BertModel(tiny_text_config(len(tokenizer)), add_pooling_layer=False).save_pretrained(text_dir)
+    tokenizer.save_pretrained(text_dir)
+    pretrained = load_file(str(text_dir / "model.safetensors"))
+    out = tmp_path / "run"
+    outcome = train(
+        tiny_train_argv("clcr", out, "--text_model", str(text_dir), "--lora", "--lora_r", "4", "--num_train_epochs", "1")
+    )
+    merged = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert not any("lora" in name for name, _ in merged.named_modules())
+    # The frozen text weights outside the attention layers are exactly the pretrained ones.
+    text_state = merged.base_model.text_encoder.model.state_dict()
+    attention = {n.split("text_encoder.model.")[1] + ".weight" for n in text_attention_linear_names(merged)}
+    assert len(attention) == 8  # query, key, value, output of 2 layers
+    for name, value in pretrained.items():
+        if name in text_state and name not in attention:
+            assert torch.equal(text_state[name], value), name
+    assert any(not torch.equal(text_state[n], pretrained[n]) for n in attention)  # merged LoRA deltas
+
+    # The adapter checkpoint plus the pretrained text encoder restore the trained model.
+    # (Its fusion layers start from a fresh initialisation; the adapter carries the trained ones.)
+    model_args = ModelArguments(model_type="clcr", text_model=str(text_dir), hidden_size=16,
+                                config_overrides=TINY_OVERRIDES["clcr"])
+    base = build_model(model_args, ["text", "audio", "visual"], AUDIO_DIM, VISUAL_DIM, 1)
+    adapted = PeftModel.from_pretrained(base, out / "adapter").eval()
+    batch = synthetic_model_batch(tiny_dataset()["test"][:4], tokenizer)
+    batch.pop("labels")
+    with torch.no_grad():
+        expected = merged(**batch).logits
+        torch.testing.assert_close(adapted(**batch).logits, expected, atol=1e-5, rtol=1e-4)
+        remerged = adapted.merge_and_unload()
+        torch.testing.assert_close(remerged(**batch).logits, expected, atol=1e-5, rtol=1e-4)
+    assert outcome.metrics["train_loss"] > 0
+
+
+def test_torchrun_two_processes_log_the_single_process_loss(tmp_path):
+    # No regularisers (they depend on batch statistics) and no dropout: the mean loss over the two
+    # per-process halves of the batch equals the single-process loss on the whole batch.
+    overrides = TINY_OVERRIDES["clcr"] + ",lambda_intra=0,lambda_inter=0"
+    data_dir = tmp_path / "data"
+    tiny_dataset(sizes=(4, 4, 4)).save_to_disk(str(data_dir))
+
+    def argv(out, batch):
+        flags = tiny_train_argv("clcr", out, "--num_train_epochs", "1", "--per_device_train_batch_size", str(batch),
+                                "--eval_strategy", "no", "--load_best_model_at_end", "false", "--save_strategy", "no",
+                                "--test_split", "", "--seed", "7")
+        flags[flags.index("--config_overrides") + 1] = overrides
+        flags[flags.index("--dataset") + 1] = str(data_dir)
+        return flags
+
+    dist = run_python(
+        ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m", "hf_mmfusion.training",
+         *argv(tmp_path / "dist", 2)],
+        env_extra={"TOKENIZERS_PARALLELISM": "false"},
+    )
+    assert dist.returncode == 0, dist.stderr[-3000:]
+    single = train(argv(tmp_path / "single", 4))
+    state = json.loads((tmp_path / "dist" / "trainer_state.json").read_text())
+    dist_logs = [h for h in state["log_history"] if "loss" in h]
+    # 4 samples, 2 processes x batch 2: one optimisation step (one process alone would take two).
+    assert state["global_step"] == 1 and len(dist_logs) == 1
+    single_log = training_logs(single)[0]
+    assert single.trainer.state.global_step == 1
+    assert dist_logs[0]["loss"] == pytest.approx(single_log["loss"], rel=1e-4)
+    assert dist_logs[0]["task_loss"] == pytest.approx(single_log["task_loss"], rel=1e-4)
+    # The model saved by rank 0 reloads and predicts.
+    from transformers import AutoModelForSequenceClassification, AutoProcessor
+
+    from hf_mmfusion.predict import predict_records
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "dist").eval()
+    processor = AutoProcessor.from_pretrained(tmp_path / "dist")
+    rows = tiny_dataset(sizes=(4, 4, 4))["test"].with_format("numpy")
+    records = [{"text": r["text"], "audio": r["audio"], "visual": r["visual"]} for r in rows]
+    scores = [r["score"] for r in predict_records(model, processor, records, batch_size=2, progress=False)]
+    assert len(scores) == 4 and np.isfinite(scores).all()
