@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .alignment import batch_heads_from_offsets
+
 try:
     import torch
 except ImportError:  # pragma: no cover - torch is a hard dependency of the package
@@ -59,59 +61,6 @@ def _like(result: np.ndarray, reference: Any):
     return result.tolist()
 
 
-class _WordIndex:
-    """Character spans of a Doc's non-whitespace tokens, sorted, for piece -> word lookup."""
-
-    def __init__(self, doc):
-        words = [tok for tok in doc if not tok.is_space]
-        self.token_ids = np.array([tok.i for tok in words], dtype=np.int64)
-        self.starts = np.array([tok.idx for tok in words], dtype=np.int64)
-        self.ends = self.starts + np.array([len(tok.text) for tok in words], dtype=np.int64)
-        # Position among non-space words of each Doc token (-1 for whitespace tokens).
-        self.position = np.full(len(doc), -1, dtype=np.int64)
-        self.position[self.token_ids] = np.arange(len(words))
-        self.head_position = np.array(
-            [self.position[tok.head.i] if tok.head.i != tok.i else -1 for tok in words], dtype=np.int64
-        )
-        self.is_root = np.array([tok.head.i == tok.i for tok in words], dtype=bool)
-
-    def words_of(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        """Word position of each piece span ``[s, e)`` (``-1`` when it covers no word)."""
-        if len(self.starts) == 0:
-            return np.full(starts.shape, -1, dtype=np.int64)
-        k = np.searchsorted(self.starts, starts, side="right") - 1
-        k_safe = np.clip(k, 0, len(self.starts) - 1)
-        inside = (k >= 0) & (starts < self.ends[k_safe])
-        # A piece starting in a gap (e.g. a leading space folded into it) belongs to the next word it overlaps.
-        nxt = np.clip(k + 1, 0, len(self.starts) - 1)
-        overlaps_next = (k + 1 < len(self.starts)) & (self.starts[nxt] < ends)
-        return np.where(inside, k_safe, np.where(overlaps_next, nxt, -1))
-
-
-def _heads_for_row(index: _WordIndex, offsets: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """Heads ``[T]`` of one tokenised row; ``usable`` marks real, non-special pieces."""
-    T = offsets.shape[0]
-    heads = np.full(T, -1, dtype=np.int64)
-    starts, ends = offsets[:, 0], offsets[:, 1]
-    usable = usable & (starts < ends)
-    word = np.full(T, -1, dtype=np.int64)
-    word[usable] = index.words_of(starts[usable], ends[usable])
-    pieces = np.nonzero(word >= 0)[0]
-    if len(pieces) == 0:
-        return heads
-    w = word[pieces]
-    first_sub = np.full(len(index.starts), -1, dtype=np.int64)
-    # `pieces` is ascending, so each word's first occurrence is its first sub-token.
-    words, first = np.unique(w, return_index=True)
-    first_sub[words] = pieces[first]
-    is_first = first_sub[w] == pieces
-    head_word = index.head_position[w]
-    head_piece = np.where(head_word >= 0, first_sub[np.clip(head_word, 0, None)], -1)
-    head_piece = np.where(index.is_root[w], -1, head_piece)
-    heads[pieces] = np.where(is_first, head_piece, first_sub[w])
-    return heads
-
-
 def heads_from_offsets(
     docs: Sequence[Any],
     offset_mapping: Any,
@@ -135,46 +84,14 @@ def heads_from_offsets(
         ``ndarray`` or lists): the index of each piece's head piece, ``-1`` where none.
     """
     docs = list(docs)
-    ragged = _is_ragged(offset_mapping)
-    rows = [np.asarray(_to_numpy(r)).reshape(-1, 2) for r in offset_mapping] if ragged else None
-    if not ragged:
-        offsets = _to_numpy(offset_mapping)
-        if offsets.ndim != 3 or offsets.shape[-1] != 2:
-            raise ValueError(f"`offset_mapping` must have shape [batch, tokens, 2], got {list(offsets.shape)}")
-        rows = list(offsets)
-    mapping = list(range(len(rows))) if sample_mapping is None else [int(i) for i in _to_numpy(sample_mapping)]
-    if len(mapping) != len(rows):
-        raise ValueError(f"`sample_mapping` has {len(mapping)} entries for {len(rows)} tokenised rows")
-    if sample_mapping is None and len(docs) != len(rows):
-        raise ValueError(f"got {len(docs)} docs for a batch of {len(rows)} tokenised rows")
-    if mapping and not 0 <= max(mapping) < len(docs):
-        raise ValueError(f"`sample_mapping` refers to doc {max(mapping)} but only {len(docs)} docs were given")
-
-    def row_values(value, b, T, default):
-        if value is None:
-            return np.full(T, default, dtype=bool)
-        row = np.asarray(_to_numpy(value[b]), dtype=bool).reshape(-1)
-        if row.shape[0] != T:
-            raise ValueError(f"mask row {b} has {row.shape[0]} entries, expected {T} (the offsets' length)")
-        return row
-
-    indexes: dict[int, _WordIndex] = {}
-    out = []
-    for b, row in enumerate(rows):
-        d = mapping[b]
-        doc = docs[d]
+    for i, doc in enumerate(docs):
         if not _is_doc(doc):
-            raise ValueError(f"docs[{d}] must be a parsed spacy Doc, got {type(doc).__name__}")
-        if d not in indexes:
-            _check_parsed(doc, d)
-            indexes[d] = _WordIndex(doc)
-        T = row.shape[0]
-        usable = ~row_values(special_tokens_mask, b, T, False) & row_values(attention_mask, b, T, True)
-        out.append(_heads_for_row(indexes[d], row, usable))
-    if ragged:
-        return [h.tolist() for h in out]
-    result = np.stack(out) if out else np.zeros((0, 0), dtype=np.int64)
-    return _like(result, offset_mapping)
+            raise ValueError(f"docs[{i}] must be a parsed spacy Doc, got {type(doc).__name__}")
+    # The whole batch is aligned in flat array operations (see alignment.py).
+    return batch_heads_from_offsets(
+        docs, offset_mapping, special_tokens_mask=special_tokens_mask, attention_mask=attention_mask,
+        sample_mapping=sample_mapping,
+    )
 
 
 def chain_heads(attention_mask: Any = None, special_tokens_mask: Any = None, offset_mapping: Any = None):
