@@ -17,8 +17,8 @@ Pipeline (shapes for batch B, width d):
    ||z_fuse - z_ori||^2.
 
 Every graph is built for the whole batch with tensor operations: dense boolean adjacency ``[B, T, T]`` ->
-``nonzero`` -> node ids ``offset + b * N + i``. Padded slots stay in the node tensor with only the GAT's
-self loop and never reach a readout.
+``nonzero`` -> node ids ``b * N + slot_m + i`` in one node tensor shared by every view. Padded slots stay
+in the node tensor with only the GAT's self loop and never reach a readout.
 """
 
 from __future__ import annotations
