@@ -113,8 +113,16 @@ def test_dataset_modalities_decide_and_disagreement_is_an_error(tmp_path):
 
 
 def test_ssu_trains_with_chain_text_graph_and_logs_its_terms(tmp_path):
-    outcome = train(tiny_train_argv("ssu", tmp_path, "--num_train_epochs", "1", sizes=(8, 4, 4)))
+    outcome = train(tiny_train_argv("ssu", tmp_path, "--num_train_epochs", "1", "--text_learning_rate", "1e-4",
+                                    sizes=(8, 4, 4)))
     assert outcome.model.config.text_graph == "chain"
+    # The text encoder has its own learning rate; every other parameter keeps --learning_rate.
+    text_ids = {id(p) for n, p in outcome.model.named_parameters() if "text_encoder." in n}
+    rates = {
+        ("text" if id(p) in text_ids else "fusion", g["initial_lr"]) for g in outcome.trainer.optimizer.param_groups
+        for p in g["params"]
+    }
+    assert rates == {("text", 1e-4), ("fusion", 1e-3)}
     logs = training_logs(outcome)
     assert logs and all(
         np.isfinite(log[k]) for log in logs for k in ("task_loss", "sup_loss", "self_loss", "align_loss")
