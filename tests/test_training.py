@@ -178,6 +178,14 @@ def test_lora_trains_adapters_only_on_text_attention_and_merges(tmp_path):
     assert outcome.metrics["train_loss"] > 0
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_torchrun_two_processes_log_the_single_process_loss(tmp_path):
     # No regularisers (they depend on batch statistics) and no dropout: the mean loss over the two
     # per-process halves of the batch equals the single-process loss on the whole batch.
@@ -194,7 +202,8 @@ def test_torchrun_two_processes_log_the_single_process_loss(tmp_path):
         return flags
 
     dist = run_python(
-        ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m", "hf_mmfusion.training",
+        ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m",
+         "hf_mmfusion.training",
          *argv(tmp_path / "dist", 2)],
         env_extra={"TOKENIZERS_PARALLELISM": "false"},
     )
