@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from huggingface_hub import HfApi  # noqa: E402
-from workflow_helpers import tiny_checkpoint, tiny_dataset  # noqa: E402
+from workflow_helpers import one_torch_thread, tiny_checkpoint, tiny_dataset  # noqa: E402, F401
 
 from hf_mmfusion.cli import main  # noqa: E402
 from hf_mmfusion.evaluation import perturb_batch, predict_dataset, robustness_rows, score  # noqa: E402

@@ -10,10 +10,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
-from workflow_helpers import (  # noqa: E402
+from workflow_helpers import (
     AUDIO_DIM,
     TINY_OVERRIDES,
     VISUAL_DIM,
+    one_torch_thread,  # noqa: F401  (autouse fixture)
     run_python,
     tiny_dataset,
     tiny_train_argv,
@@ -48,10 +49,10 @@ def test_clcr_logs_every_loss_term_keeps_best_checkpoint_and_reloads(tmp_path):
     from hf_mmfusion.evaluation import predict_dataset, score
     from hf_mmfusion.loading import encode_dataset, make_collator
 
-    outcome = train(tiny_train_argv("clcr", tmp_path, "--num_train_epochs", "3", "--seed", "3"))
+    outcome = train(tiny_train_argv("clcr", tmp_path, "--num_train_epochs", "3", "--seed", "3", sizes=(8, 8, 8)))
     config = outcome.model.config
     logs = training_logs(outcome)
-    assert len(logs) == 12  # 16 samples / batch 4 x 3 epochs, logged every step
+    assert len(logs) == 6  # 8 samples / batch 4 x 3 epochs, logged every step
     for log in logs:
         for term in ("task_loss", "intra_loss", "inter_loss", "inter_pp_loss", "inter_sp_loss", "inter_sel_loss"):
             assert np.isfinite(log[term]), term
@@ -76,7 +77,7 @@ def test_clcr_logs_every_loss_term_keeps_best_checkpoint_and_reloads(tmp_path):
     # Reloading through the Auto classes reproduces the test metrics of the run.
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     processor = AutoProcessor.from_pretrained(tmp_path)
-    test = encode_dataset(tiny_dataset()["test"], processor, config.modalities, "label", 64)
+    test = encode_dataset(tiny_dataset(sizes=(8, 8, 8))["test"], processor, config.modalities, "label", 64)
     preds, labels = predict_dataset(model, test, make_collator(processor), progress=False)
     assert score(model, preds, labels)["mae"] == pytest.approx(results["test_mae"], rel=1e-5)
 
