@@ -117,7 +117,13 @@ def fit_feature_normalization(processor, train_split) -> None:
     for modality in ("audio", "visual"):
         extractor = getattr(processor, f"{modality}_feature_extractor", None)
         if extractor is not None and modality in train_split.column_names:
-            extractor.fit_normalization(train_split.with_format("numpy")[modality])
+            extractor.fit_normalization(_iter_frames(train_split, modality))
+
+
+def _iter_frames(split, column: str, batch_size: int = 256):
+    # Streams the frames batch by batch: a MOSEI-sized split does not fit in memory at once.
+    for batch in split.select_columns([column]).with_format("numpy").iter(batch_size=batch_size):
+        yield from batch[column]
 
 
 def encode_dataset(split, processor, modalities: Sequence[str], label_column: str | None, max_length: int | None):

@@ -74,6 +74,13 @@ class ModelArguments:
             "text graph is the token chain (config text_graph='chain')."
         },
     )
+    text_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the text encoder (default: --learning_rate). Randomly initialised fusion "
+            "layers usually want a step about 10x larger than a (pre)trained text encoder."
+        },
+    )
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters on the text encoder's attention."})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
@@ -332,10 +339,29 @@ class MMFusionTrainer(Trainer):
     total ``loss`` Trainer logs; evaluation logs them with the metric prefix (``eval_task_loss``).
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, text_learning_rate: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.text_learning_rate = text_learning_rate
         self._term_sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
         self._term_counts: dict[str, int] = {"train": 0, "eval": 0}
+
+    def create_optimizer(self, model=None):
+        """Trainer's optimizer, with the text encoder's parameters moved to their own learning rate."""
+        optimizer = super().create_optimizer(model)
+        if self.text_learning_rate is None:
+            return optimizer
+        opt_model = self.model if model is None else model
+        text_ids = {id(p) for n, p in opt_model.named_parameters() if "text_encoder." in n}
+        moved = []
+        for group in optimizer.param_groups:
+            text = [p for p in group["params"] if id(p) in text_ids]
+            if text:
+                group["params"] = [p for p in group["params"] if id(p) not in text_ids]
+                moved.append({**{k: v for k, v in group.items() if k != "params"}, "params": text})
+        for group in moved:
+            group["lr"] = group["initial_lr"] = self.text_learning_rate
+            optimizer.add_param_group(group)
+        return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
@@ -520,6 +546,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
         data_collator=make_collator(processor),
         compute_metrics=make_compute_metrics(num_labels),
         preprocess_logits_for_metrics=logits_only,
+        text_learning_rate=model_args.text_learning_rate,
     )
     train_result = trainer.train(resume_from_checkpoint=_resume_path(training_args))
     metrics = {f"train_{k}" if not k.startswith("train_") else k: v for k, v in train_result.metrics.items()}

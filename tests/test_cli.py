@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from huggingface_hub import HfApi  # noqa: E402
-from workflow_helpers import tiny_checkpoint, tiny_dataset  # noqa: E402
+from workflow_helpers import one_torch_thread, tiny_checkpoint, tiny_dataset  # noqa: E402, F401
 
 from hf_mmfusion.cli import main  # noqa: E402
 from hf_mmfusion.evaluation import perturb_batch, predict_dataset, robustness_rows, score  # noqa: E402
@@ -157,12 +157,16 @@ def test_push_command_renders_the_card_from_a_metrics_file(checkpoint, tmp_path,
 
 
 def test_reduced_demo_runs_end_to_end(tmp_path, capsys):
+    # The trimodal variant: exercises the text encoder and SSU's chain text graph (the full demo is bimodal).
     out = tmp_path / "demo"
-    assert main(["demo", "--output_dir", str(out), "--sizes", "16", "8", "8", "--epochs", "1", "--hidden_size", "16",
+    threads = torch.get_num_threads()
+    assert main(["demo", "--output_dir", str(out), "--modalities", "text", "audio", "visual",
+                 "--sizes", "16", "8", "8", "--epochs", "1", "--hidden_size", "16",
                  "--batch_size", "8", "--noise", "0", "1", "--audio_frames", "4", "8", "--visual_frames", "3", "6",
                  "--no_progress"]) == 0
     printed = capsys.readouterr().out
     assert "| CLCR |" in printed and "| SSU |" in printed and "total time" in printed
+    assert torch.get_num_threads() == threads  # the demo restores the caller's thread count
     results = json.loads((out / "demo_results.json").read_text())
     assert results["clcr"]["head_model"] == "CLCRForSequenceClassification"
     assert results["ssu"]["base_model"] == "SSUModel" and results["ssu"]["processor"] == "MMFusionProcessor"

@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from huggingface_hub import HfApi, ModelCard  # noqa: E402
-from workflow_helpers import run_python, tiny_checkpoint, tiny_dataset  # noqa: E402
+from workflow_helpers import one_torch_thread, run_python, tiny_checkpoint, tiny_dataset  # noqa: E402, F401
 
 from hf_mmfusion.hub import build_model_card, push_to_hub, stage_checkpoint  # noqa: E402
 

@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import pipeline  # noqa: E402
 from transformers.pipelines import PIPELINE_REGISTRY  # noqa: E402
-from workflow_helpers import tiny_checkpoint, tiny_dataset  # noqa: E402
+from workflow_helpers import one_torch_thread, tiny_checkpoint, tiny_dataset  # noqa: E402, F401
 
 import hf_mmfusion  # noqa: E402, F401
 

