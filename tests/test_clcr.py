@@ -13,6 +13,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from isolation import without_package  # noqa: E402
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig  # noqa: E402
 
 from hf_mmfusion import CLCRConfig, CLCRForSequenceClassification, CLCRModel  # noqa: E402
@@ -520,14 +521,7 @@ def test_trust_remote_code_loads_without_the_package(tmp_path):
     checkpoint = tmp_path / "elsewhere" / "clcr-checkpoint"
     shutil.copytree(tmp_path / "saved", checkpoint)
     torch.save(batch, tmp_path / "batch.pt")
-    script = f"""
-import sys
-sys.path = [p for p in sys.path if p not in ("", ".") and not p.startswith({str(REPO_ROOT)!r})]
-try:
-    import hf_mmfusion
-    raise SystemExit("hf_mmfusion must not be importable here")
-except ImportError:
-    pass
+    script = without_package(f"""
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification
 batch = torch.load({str(tmp_path / "batch.pt")!r})
@@ -536,7 +530,7 @@ base = AutoModel.from_pretrained({str(checkpoint)!r}, trust_remote_code=True).ev
 assert "transformers_modules" in type(head).__module__, type(head).__module__
 with torch.no_grad():
     torch.save({{"logits": head(**batch).logits, "pooled": base(**batch).pooler_output}}, {str(tmp_path / "out.pt")!r})
-"""
+""")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["HF_HOME"] = str(tmp_path / "hf_home")
     env["HF_HUB_OFFLINE"] = "1"

@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 import torch
+from isolation import without_package
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig
 
 from hf_mmfusion import SSUConfig, SSUForSequenceClassification, SSUModel
@@ -531,15 +532,8 @@ def test_trust_remote_code_without_the_package(model, tmp_path):
     shutil.copytree(saved, elsewhere)
     torch.save(batch, tmp_path / "batch.pt")
     torch.save({"logits": model(**batch).logits, "z_fuse": model.ssu(**batch).z_fuse}, tmp_path / "expected.pt")
-    script = textwrap.dedent(
+    script = without_package(textwrap.dedent(
         f"""
-        import sys
-        sys.path = [p for p in sys.path if p and "wt-" not in p and not p.endswith("/work/main")]
-        try:
-            import hf_mmfusion  # noqa: F401
-            raise SystemExit("hf_mmfusion must not be importable here")
-        except ImportError:
-            pass
         import torch
         from transformers import AutoModel, AutoModelForSequenceClassification
         batch = torch.load({str(tmp_path / "batch.pt")!r})
@@ -551,7 +545,7 @@ def test_trust_remote_code_without_the_package(model, tmp_path):
         torch.testing.assert_close(base(**batch).z_fuse, expected["z_fuse"], rtol=1e-5, atol=1e-8)
         print("remote-ok", type(head).__name__, type(base).__name__)
         """
-    )
+    ))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,

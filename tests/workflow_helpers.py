@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from isolation import without_package
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,6 +87,10 @@ def run_python(code_or_args: list[str], env_extra: dict | None = None, with_pack
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
     if with_package:
         env["PYTHONPATH"] = str(REPO_ROOT)
+    else:
+        flag, script, *rest = code_or_args
+        assert flag == "-c", "only inline scripts can be run without the package"
+        code_or_args = [flag, without_package(script), *rest]
     env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, *code_or_args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
