@@ -118,10 +118,40 @@ def reload_and_check(path: Path, settings: DemoSettings, expected: dict[str, flo
     return {"base_model": type(base).__name__, "head_model": type(model).__name__, "processor": type(processor).__name__}
 
 
+def _stage_progress(stages, model_type: str):
+    """A Trainer callback that shows the step and the latest loss on the demo's single progress bar."""
+    from transformers import TrainerCallback
+
+    class StageProgress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                stages.set_postfix_str(f"training {model_type}: step {state.global_step}/{state.max_steps}, "
+                                       f"loss {float(logs['loss']):.3f}")
+
+    return StageProgress()
+
+
 def run_demo(settings: DemoSettings) -> dict[str, dict]:
     """Train, evaluate, save, reload each model; returns {model_type: summary}."""
+    import datasets
     from tqdm.auto import tqdm
+    from transformers.utils import logging as hf_logging
 
+    # One progress bar for the whole job: the Trainer's bar, its log lines, the per-map bars of `datasets`
+    # and the load reports of the reloads (a base model from a head checkpoint) would bury it.
+    datasets.disable_progress_bars()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        return _run_demo(settings, tqdm)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+        datasets.enable_progress_bars()
+
+
+def _run_demo(settings: DemoSettings, tqdm) -> dict[str, dict]:
     from .evaluation import plot_robustness, robustness_rows, write_rows
     from .hub import build_model_card
     from .loading import encode_dataset, make_collator
@@ -142,6 +172,8 @@ def run_demo(settings: DemoSettings) -> dict[str, dict]:
             ),
             _data_args(settings),
             _training_args(settings, model_type),
+            callbacks=[_stage_progress(stages, model_type)] if settings.progress else None,
+            console_logs=False,
         )
         train_seconds = time.perf_counter() - start
         stages.update()

@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import (
+    HfArgumentParser,
+    PrinterCallback,
+    ProgressCallback,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.trainer_utils import get_last_checkpoint
 
 from .loading import (
@@ -480,8 +487,18 @@ def _resume_path(training_args: TrainingArguments) -> str | bool | None:
     return resume
 
 
-def run_training(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> TrainingOutcome:
-    """Build data, processor and model; train; evaluate; save model + processor + card + metrics."""
+def run_training(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    callbacks: list | None = None,
+    console_logs: bool = True,
+) -> TrainingOutcome:
+    """Build data, processor and model; train; evaluate; save model + processor + card + metrics.
+
+    ``callbacks`` are added to the ``Trainer``'s; ``console_logs=False`` removes its own progress bar and
+    printed log lines (for callers that show progress their own way).
+    """
     from .hub import build_model_card
     from .loading import encode_dataset, make_collator
 
@@ -547,7 +564,11 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
         compute_metrics=make_compute_metrics(num_labels),
         preprocess_logits_for_metrics=logits_only,
         text_learning_rate=model_args.text_learning_rate,
+        callbacks=callbacks,
     )
+    if not console_logs:
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)
     train_result = trainer.train(resume_from_checkpoint=_resume_path(training_args))
     metrics = {f"train_{k}" if not k.startswith("train_") else k: v for k, v in train_result.metrics.items()}
     if encoded.get("eval") is not None:
