@@ -35,8 +35,8 @@ class TextOnlyRegressor(nn.Module):
         self.head = nn.Linear(text_config.hidden_size, 1)
 
     def forward(self, input_ids, attention_mask, labels, **_):
-        (last,), _ = self.encoder(input_ids, attention_mask)
-        score = self.head(masked_mean(last, attention_mask.bool())).squeeze(-1)
+        mask, out = self.encoder(input_ids, attention_mask, output_hidden_states=False)
+        score = self.head(masked_mean(out.last_hidden_state, mask)).squeeze(-1)
         return nn.functional.mse_loss(score, labels)
 
 

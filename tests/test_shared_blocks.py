@@ -214,6 +214,12 @@ def test_text_level_taps():
     config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
     encoder = TextLevelEncoder(config).eval()
     ids = torch.randint(1, 99, (2, 5))
-    taps, hidden = encoder(ids, torch.ones(2, 5, dtype=torch.long), layers=[1, 2])
-    assert len(hidden) == 3 and len(taps) == 2
-    torch.testing.assert_close(taps[1], hidden[2])
+    mask, out = encoder(ids, torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]))
+    assert mask.dtype == torch.bool and mask.sum().item() == 8
+    assert len(out.hidden_states) == 3
+    torch.testing.assert_close(out.hidden_states[2], out.last_hidden_state)
+    # Without a mask every token is real; embeddings in place of ids give the same states.
+    mask, from_ids = encoder(ids)
+    assert bool(mask.all())
+    _, from_embeds = encoder(inputs_embeds=encoder.get_input_embeddings()(ids))
+    torch.testing.assert_close(from_embeds.last_hidden_state, from_ids.last_hidden_state)

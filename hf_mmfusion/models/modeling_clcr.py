@@ -587,22 +587,9 @@ class CLCRModel(CLCRPreTrainedModel):
         for m in self.modalities:
             if m == "text":
                 if inputs.text_present:
-                    ref = input_ids if input_ids is not None else inputs_embeds
-                    mask = (
-                        torch.ones(ref.shape[:2], dtype=torch.bool, device=ref.device)
-                        if attention_mask is None
-                        else attention_mask.bool()
+                    mask, text_out = self.text_encoder(
+                        input_ids, attention_mask, token_type_ids, inputs_embeds, output_attentions=output_attentions
                     )
-                    text_kwargs = {"attention_mask": mask.long(), "output_hidden_states": True, "return_dict": True}
-                    if output_attentions:
-                        text_kwargs["output_attentions"] = True
-                    if token_type_ids is not None:
-                        text_kwargs["token_type_ids"] = token_type_ids
-                    if inputs_embeds is not None:
-                        text_kwargs["inputs_embeds"] = inputs_embeds
-                    else:
-                        text_kwargs["input_ids"] = input_ids
-                    text_out = self.text_encoder.model(**text_kwargs)
                     taps = [text_out.hidden_states[i] for i in self.text_level_layers]
                 else:
                     # A configured text stream absent from the batch: one fully masked slot.

@@ -515,18 +515,10 @@ class SSUModel(SSUPreTrainedModel):
     # -- stage 1: unimodal states ----------------------------------------------------------------
     def _encode_text(self, input_ids, attention_mask, token_type_ids, inputs_embeds, output_attentions,
                      output_hidden_states):
-        text = input_ids if input_ids is not None else inputs_embeds
-        mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device) if attention_mask is None else attention_mask.bool()
-        kwargs = {"attention_mask": mask.long(), "return_dict": True, "output_hidden_states": output_hidden_states}
-        if output_attentions:
-            kwargs["output_attentions"] = True
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        if inputs_embeds is not None:
-            kwargs["inputs_embeds"] = inputs_embeds
-        else:
-            kwargs["input_ids"] = input_ids
-        out = self.text_encoder.model(**kwargs)
+        mask, out = self.text_encoder(
+            input_ids, attention_mask, token_type_ids, inputs_embeds,
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+        )
         states = self.norms["text"](self.projections["text"](out.last_hidden_state))
         return zero_padding(states, mask), mask, out
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from transformers import AutoModel
+from transformers.modeling_outputs import BaseModelOutput
 
 
 def default_level_layers(num_layers: int, num_levels: int = 3) -> list[int]:
@@ -20,7 +21,8 @@ class TextLevelEncoder(nn.Module):
     ``hidden_states[i]`` is the output of layer ``i`` (0 = embeddings). No weights are downloaded here:
     pretrained weights arrive through ``from_text_pretrained`` or ``from_pretrained``.
 
-    Shapes: ``input_ids[B, T] -> (list of [B, T, H] per requested layer, all hidden states)``.
+    Shapes: ``input_ids[B, T] -> (mask[B, T], output)`` with ``output.hidden_states`` a tuple of
+    ``num_layers + 1`` tensors ``[B, T, H]``.
     """
 
     def __init__(self, text_config):
@@ -43,23 +45,35 @@ class TextLevelEncoder(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        layers: Sequence[int] | None = None,
-    ) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]:
-        kwargs = {"attention_mask": attention_mask, "output_hidden_states": True, "return_dict": True}
+        output_hidden_states: bool | list[int] | None = True,
+        output_attentions: bool | None = False,
+    ) -> tuple[torch.Tensor, BaseModelOutput]:
+        """Run the encoder on ids or embeddings.
+
+        Returns the token mask (``[B, T]`` bool, all real without ``attention_mask``) and the encoder's output,
+        whose ``hidden_states`` (when requested) are the level taps. ``output_hidden_states`` is handed to the
+        encoder as is (``None`` for its config's default, a list of layers to capture only those).
+        """
+        text = input_ids if input_ids is not None else inputs_embeds
+        if attention_mask is None:
+            mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
+        else:
+            mask = attention_mask.bool()
+        kwargs = {"attention_mask": mask.long(), "output_hidden_states": output_hidden_states, "return_dict": True}
+        # Passed only when asked: not every encoder accepts every argument.
+        if output_attentions:
+            kwargs["output_attentions"] = True
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
         if inputs_embeds is not None:
             kwargs["inputs_embeds"] = inputs_embeds
         else:
             kwargs["input_ids"] = input_ids
-        out = self.model(**kwargs)
-        hidden = out.hidden_states
-        layers = [len(hidden) - 1] if layers is None else list(layers)
-        return [hidden[i] for i in layers], hidden
+        return mask, self.model(**kwargs)
 
 
 def check_level_layers(layers: Sequence[int], num_layers: int) -> list[int]:
