@@ -396,6 +396,26 @@ def test_batch_alignment_edge_cases():
         batch_heads_from_offsets([doc, doc], enc["offset_mapping"])
 
 
+def test_processor_heads_for_overflowing_windows_padded_or_not():
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
+
+    vocab = Vocab()
+    long_doc = Doc(vocab, words=["the", "plot", "was", "unbelievably", "bad"], heads=[1, 2, 2, 4, 2],
+                   deps=["det", "nsubj", "ROOT", "advmod", "acomp"])
+    short = Doc(vocab, words=["good", "movie"], heads=[1, 1], deps=["amod", "ROOT"])
+    processor = MMFusionProcessor(build_synthetic_tokenizer(), parser="en_core_web_sm")
+    kwargs = dict(max_length=6, truncation=True, return_overflowing_tokens=True, stride=1)
+    # [CLS] the plot was un [SEP] | [CLS] un ##bel ##iev ##ably [SEP] | [CLS] ##ably bad [SEP] | [CLS] good movie [SEP]
+    expected = [[-1, 2, 3, -1, -1, -1], [-1, -1, 1, 1, 1, -1], [-1, 2, -1, -1], [-1, 2, -1, -1]]
+    ragged = processor(text=[long_doc, short], padding=False, **kwargs)
+    assert ragged["dependency_heads"] == expected
+    assert list(ragged["overflow_to_sample_mapping"]) == [0, 0, 0, 1]
+    padded = processor(text=[long_doc, short], return_tensors="pt", **kwargs)
+    assert padded["dependency_heads"].tolist() == [row + [-1] * (6 - len(row)) for row in expected]
+    assert padded["input_ids"].shape == (4, 6) and padded["overflow_to_sample_mapping"].tolist() == [0, 0, 0, 1]
+
+
 def test_batch_alignment_matches_dependency_parser(shared_data):
     dependency_parser = pytest.importorskip("hf_mmfusion.processing.dependency_parser")
     from hf_mmfusion.processing.alignment import batch_heads_from_offsets

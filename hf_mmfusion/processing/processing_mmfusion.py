@@ -17,7 +17,7 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import PaddingStrategy, hf_api
 
-from .alignment import batch_heads_from_offsets
+from .alignment import batch_heads_from_offsets, rows_to_array
 from .feature_extraction_mmfusion import AcousticFeatureExtractor, VisualFeatureExtractor
 
 TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -159,26 +159,32 @@ class MMFusionProcessor(ProcessorMixin):
         keep = [n for n in TEXT_INPUT_NAMES if n in self.tokenizer.model_input_names]
         if self.parser is not None:
             keep.append("dependency_heads")
+        # Asked-for overflow windows need their row -> sample map, as from the tokenizer itself.
+        keep.append("overflow_to_sample_mapping")
         return {name: encoding[name] for name in keep if name in encoding}
 
     def _encode_with_heads(self, items: list, kwargs: dict):
         """Parse (``parser.parse``: strings through ``nlp.pipe``, Docs as they are), tokenise, align.
 
         The tokenizer reads the caller's strings (spaCy keeps the text verbatim). Special and padding
-        pieces are recognised by their empty offsets, so no special-tokens mask is requested. Padded
-        outputs become arrays with one ``np.asarray`` per key: transformers' own tensor conversion walks
-        nested lists in Python, which for the offsets costs more than the alignment.
+        pieces are recognised by their empty offsets, so no special-tokens mask is requested. The offsets
+        come straight from the fast tokenizer's ``encodings`` and padded outputs become arrays through one
+        flat ``np.fromiter`` per key: asking transformers for ``return_offsets_mapping`` and converting its
+        nested lists costs more than parsing-free alignment itself.
         """
         docs = self.parser.parse(items)
         strings = [item if isinstance(item, str) else doc.text for item, doc in zip(items, docs)]
         padded = kwargs.get("padding") not in (False, None, "do_not_pad", PaddingStrategy.DO_NOT_PAD)
-        encoding = self.tokenizer(strings, return_offsets_mapping=True, **kwargs)
+        kwargs = {k: v for k, v in kwargs.items() if k != "return_offsets_mapping"}
+        encoding = self.tokenizer(strings, **kwargs)
+        offsets = [e.offsets for e in encoding.encodings]
         if padded:
             for key in list(encoding.keys()):
-                encoding[key] = np.asarray(encoding[key], dtype=np.int64)
+                encoding[key] = rows_to_array(encoding[key])
+            offsets = rows_to_array(offsets, trailing=2)
         encoding["dependency_heads"] = batch_heads_from_offsets(
             docs,
-            encoding.pop("offset_mapping"),
+            offsets,
             attention_mask=encoding.get("attention_mask"),
             sample_mapping=encoding.get("overflow_to_sample_mapping"),
         )
