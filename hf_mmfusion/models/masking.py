@@ -26,9 +26,10 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int = 1) -> torch.Tens
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Softmax of ``scores`` over ``dim`` restricted to ``mask`` (broadcastable); all-masked rows give zeros."""
     mask = mask.bool()
+    # A finite fill (not -inf) keeps all-masked rows finite (uniform); the product with the mask then
+    # zeroes them, and in every other row the filled entries already underflow to exactly 0.
     filled = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    probs = torch.softmax(filled, dim=dim)
-    return torch.where(mask.any(dim=dim, keepdim=True), probs, torch.zeros_like(probs)) * mask
+    return torch.softmax(filled, dim=dim) * mask
 
 
 def segment_pool(x: torch.Tensor, mask: torch.Tensor, num_segments: int) -> tuple[torch.Tensor, torch.Tensor]:

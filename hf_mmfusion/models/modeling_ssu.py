@@ -575,7 +575,8 @@ class SSUModel(SSUPreTrainedModel):
                 values[m] = None                                                   # every text arc weighs 1
             else:
                 adjacency[m], values[m] = self.graph_builders[m](x, mask, guide, guide_mask, pairs=pairs[m])
-            scores = torch.bmm(nodes[m], anchor_query.unsqueeze(-1)).squeeze(-1)  # [B, T_m]
+            # A row-wise dot product; bmm with a single output column is several times slower on CPU.
+            scores = torch.linalg.vecdot(nodes[m], anchor_query.unsqueeze(1))     # [B, T_m]
             anchor_weights[m] = masked_softmax(scores, mask, dim=-1)             # Eq. 7
         return self._assemble(nodes, masks, pairs, adjacency, values, anchor_weights, z_anchor, augment)
 
