@@ -1,7 +1,7 @@
 """Publish a trained checkpoint to the Hub in one commit: weights, config, the model code (so that
 `trust_remote_code=True` works without this package), the processor and a model card with the test metrics.
 
-    python examples/push.py runs/clcr org/clcr-mosei --metrics_file runs/clcr/all_results.json \
+    python examples/push_to_hub.py runs/clcr org/clcr-mosei --metrics_file runs/clcr/all_results.json \
         --dataset_id org/cmu-mosei --dataset_name CMU-MOSEI
 
 The same from Python:
