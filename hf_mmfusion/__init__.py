@@ -6,6 +6,7 @@ transformers Auto classes.
 
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
+from .cpu_memory import retain_freed_memory
 from .data.collator import MMFusionDataCollator
 from .metrics import load_metric
 from .models.configuration_clcr import CLCRConfig
@@ -42,4 +43,5 @@ __all__ = [
     "SSUModel",
     "SSUPreTrainedModel",
     "load_metric",
+    "retain_freed_memory",
 ]

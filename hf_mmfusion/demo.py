@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cpu_memory import retain_freed_memory
+
 # Dropout off and a larger step than the papers' recipes: the demo must learn in a few epochs on CPU.
 DEMO_OVERRIDES = {
     "clcr": "tcn_dropout=0,attention_dropout=0,classifier_dropout=0,exchange_heads=2,tcn_dilations=[1,2,4],intra_pair_segments=4",
@@ -254,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no_progress", action="store_true")
     args = parser.parse_args(argv)
     import torch
+
+    retain_freed_memory()
 
     # The models are small: a second intra-op thread gains little and loses a lot on a busy machine.
     previous_threads = torch.get_num_threads()

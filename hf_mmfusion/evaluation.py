@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cpu_memory import retain_freed_memory
 from .loading import (
     MODALITY_COLUMNS,
     check_dataset_modalities,
@@ -289,5 +290,7 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = add_evaluate_arguments(argparse.ArgumentParser(prog="hf-mmfusion evaluate", description=__doc__))
-    run_evaluate(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    retain_freed_memory()
+    run_evaluate(args)
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cpu_memory import retain_freed_memory
 from .evaluation import is_regression, load_pretrained
 from .loading import MODALITY_COLUMNS
 
@@ -190,5 +191,7 @@ def run_predict(args: argparse.Namespace) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = add_predict_arguments(argparse.ArgumentParser(prog="hf-mmfusion predict", description=__doc__))
-    run_predict(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    retain_freed_memory()
+    run_predict(args)
     return 0

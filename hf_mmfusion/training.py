@@ -28,6 +28,7 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+from .cpu_memory import retain_freed_memory
 from .loading import (
     check_dataset_modalities,
     dataset_frame_dims,
@@ -613,6 +614,7 @@ def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     model_args, data_args, training_args = parse_train_args(argv)
+    retain_freed_memory()
     outcome = run_training(model_args, data_args, training_args)
     if outcome.trainer.is_world_process_zero():
         shown = {k: round(v, 4) for k, v in outcome.metrics.items() if isinstance(v, float) and _is_quality_metric(k)}

@@ -175,3 +175,21 @@ def test_reduced_demo_runs_end_to_end(tmp_path, capsys):
         card = (out / model_type / "README.md").read_text()
         assert "model-index" in card and "| noise 1 |" in card
         assert {"mae_drop_text", "mae_noise1", "acc2_has0"} <= set(results[model_type])
+
+
+def test_retain_freed_memory_is_switched_by_the_environment(monkeypatch):
+    import platform
+
+    from hf_mmfusion import retain_freed_memory
+
+    monkeypatch.setenv("HF_MMFUSION_RETAIN_FREED_MEMORY", "0")
+    assert retain_freed_memory() is False
+    monkeypatch.delenv("HF_MMFUSION_RETAIN_FREED_MEMORY")
+    if not (os.uname().sysname == "Linux" and platform.libc_ver()[0] == "glibc"):
+        pytest.skip("mallopt thresholds are a glibc feature")
+    assert retain_freed_memory() is True
+    # Freed blocks now stay in the process: a large tensor allocated again reuses them and still works.
+    for _ in range(2):
+        block = torch.ones(64 << 20, dtype=torch.uint8)
+        assert int(block.sum()) == 64 << 20
+        del block
