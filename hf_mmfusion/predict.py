@@ -2,7 +2,8 @@
 
 An input record has any of ``text`` (a string), ``audio`` and ``visual``: a ``.npy`` file of
 ``[frames, features]`` frame features, a ``.wav`` recording (audio only; the processor's acoustic feature
-extractor turns it into frames), or an array. Records come from flags (``--text``, ``--audio``,
+extractor turns it into frames), a video file (visual only; decoded by the visual feature extractor), or
+an array. Records come from flags (``--text``, ``--audio``,
 ``--visual``, aligned by position) or from a JSONL / CSV file with those columns.
 """
 
@@ -21,6 +22,7 @@ import torch
 from .cpu_memory import retain_freed_memory
 from .evaluation import is_regression, load_pretrained
 from .loading import MODALITY_COLUMNS
+from .processing.feature_extraction_mmfusion import VIDEO_SUFFIXES
 
 FRAME_MODALITIES = ("audio", "visual")
 
@@ -42,7 +44,13 @@ def load_frames(value, modality: str, base_dir: Path | None = None):
             if modality != "audio":
                 raise ValueError(f"`{modality}`: a .wav recording can only be the audio input")
             return str(path)
-        raise ValueError(f"`{modality}`: expected a .npy frame file or a .wav recording, got {path.name!r}")
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            if modality != "visual":
+                raise ValueError(f"`{modality}`: a video file can only be the visual input")
+            return str(path)                                     # the visual extractor decodes it
+        raise ValueError(
+            f"`{modality}`: expected a .npy frame file, a .wav recording (audio) or a video file (visual), got {path.name!r}"
+        )
     frames = np.asarray(value, dtype=np.float32)
     if frames.ndim != 2:
         raise ValueError(f"`{modality}` must be [frames, features], got shape {list(frames.shape)}")
@@ -161,7 +169,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("model", help="saved model directory or Hub id (with its processor)")
     parser.add_argument("--text", action="append", help="a transcript (repeat for several records)")
     parser.add_argument("--audio", action="append", help="a .npy frame file or a .wav recording (repeatable)")
-    parser.add_argument("--visual", action="append", help="a .npy frame file (repeatable)")
+    parser.add_argument("--visual", action="append", help="a .npy frame file or a video file (repeatable)")
     parser.add_argument("--inputs", help="a .jsonl or .csv file of records (paths relative to the file)")
     parser.add_argument("--output", help="write predictions to a .csv or .jsonl file instead of stdout")
     parser.add_argument("--batch_size", type=int, default=16)

@@ -193,3 +193,15 @@ def test_retain_freed_memory_is_switched_by_the_environment(monkeypatch):
         block = torch.ones(64 << 20, dtype=torch.uint8)
         assert int(block.sum()) == 64 << 20
         del block
+
+
+def test_predict_inputs_route_video_files_to_the_visual_extractor(tmp_path):
+    from hf_mmfusion.predict import load_frames
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"placeholder: only the routing is checked here")
+    assert load_frames(str(clip), "visual") == str(clip)
+    with pytest.raises(ValueError, match="video file can only be the visual input"):
+        load_frames(str(clip), "audio")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_frames(str(tmp_path / "missing.mp4"), "visual")

@@ -319,3 +319,20 @@ def test_manifest_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="x.npy"):
         convert("manifest", path, "-o", tmp_path / "o", "--visual-column", "visual")
     assert not (tmp_path / "o").exists()
+
+
+def test_manifest_with_a_real_video_and_a_corrupt_one(shared_data, tmp_path):
+    pytest.importorskip("av")
+    video = shared_data / MOSI / "raw" / "Oz06ZWiO20M_6.mp4"
+    path = tmp_path / "m.csv"
+    path.write_text(f"id,text,label,visual\nv1,fine,0.5,{video}\n")
+    out = convert("manifest", path, "-o", tmp_path / "out", "--visual-column", "visual", "--video-fps", "10",
+                  "--video-grid-size", "2")
+    row = load_converted(out)["train"].with_format("numpy")[0]
+    # 7.5 s of video at 10 frames a second, 3 colours x 2 x 2 cells.
+    assert row["visual"].shape == (75, 12) and 0.0 <= row["visual"].min() and row["visual"].max() <= 1.0
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
+    path.write_text(f"id,text,label,visual\nv1,fine,0.5,{video}\nv2,broken,1,bad.mp4\n")
+    with pytest.raises(ValueError, match="row 2 .*bad.mp4"):
+        convert("manifest", path, "-o", tmp_path / "out2", "--visual-column", "visual")
+    assert not (tmp_path / "out2").exists() and not _leftovers(tmp_path)

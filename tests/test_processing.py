@@ -1,5 +1,6 @@
 import json
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -491,3 +492,73 @@ def test_saved_processor_loads_with_remote_code_without_the_package(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("en_core_web_sm")
     assert np.array_equal(np.load(tmp_path / "out.npy"), expected)
+
+
+def _write_video(path, pixels, fps):
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = pixels.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        for frame in pixels:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _red_then_blue(frames=20, height=24, width=32):
+    """Left half red for the first half of the clip, blue after; right half black."""
+    pixels = np.zeros((frames, height, width, 3), dtype=np.uint8)
+    pixels[: frames // 2, :, : width // 2] = [255, 0, 0]
+    pixels[frames // 2 :, :, : width // 2] = [0, 0, 255]
+    return pixels
+
+
+def test_video_becomes_grid_colour_frames_at_the_sampling_rate(tmp_path):
+    extractor = VisualFeatureExtractor(feature_size=48, sampling_rate=5, video_grid_size=4)
+    pixels = _red_then_blue()
+    # Pixels: 20 frames at 10 fps are 2 s, so 10 frames at 5 fps, each the frame on screen at k / 5 s.
+    exact = extractor(pixels, video_fps=10, return_tensors="np")
+    assert exact["visual_features"].shape == (1, 10, 48) and exact["visual_attention_mask"].sum() == 10
+    grid = exact["visual_features"][0].reshape(10, 4, 4, 3)                    # [frames, rows, cols, rgb]
+    assert np.array_equal(grid[:5, :, :2], np.broadcast_to([1.0, 0.0, 0.0], (5, 4, 2, 3)))
+    assert np.array_equal(grid[5:, :, :2], np.broadcast_to([0.0, 0.0, 1.0], (5, 4, 2, 3)))
+    assert not grid[:, :, 2:].any()
+    # The same clip as an MP4 file: lossy, so close rather than equal; frame times come from the stream.
+    _write_video(tmp_path / "clip.mp4", pixels, fps=10)
+    decoded = extractor([str(tmp_path / "clip.mp4"), tmp_path / "clip.mp4"], return_tensors="np")["visual_features"]
+    assert decoded.shape == (2, 10, 48)
+    assert np.abs(decoded[0] - exact["visual_features"][0]).max() < 0.1
+    # The grid size is part of the saved configuration.
+    extractor.save_pretrained(tmp_path / "fe")
+    reloaded = AutoFeatureExtractor.from_pretrained(tmp_path / "fe")
+    assert reloaded.video_grid_size == 4 and np.array_equal(reloaded(pixels, video_fps=10)["visual_features"],
+                                                             exact["visual_features"])
+
+
+def test_video_errors_name_the_problem(tmp_path, monkeypatch):
+    pixels = _red_then_blue()
+    with pytest.raises(ValueError, match="3 \\* video_grid_size\\*\\*2 = 48 wide.*feature_size=35"):
+        VisualFeatureExtractor()(pixels, video_fps=10)
+    extractor = VisualFeatureExtractor(feature_size=12, video_grid_size=2)
+    with pytest.raises(ValueError, match="video_fps"):
+        extractor(pixels)
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
+    with pytest.raises(ValueError, match="cannot decode video file .*broken.mp4"):
+        extractor([str(tmp_path / "broken.mp4")])
+    with pytest.raises(ValueError, match="is not a video file"):
+        extractor([str(tmp_path / "notes.txt")])
+    monkeypatch.setitem(sys.modules, "av", None)
+    with pytest.raises(ImportError, match="pip install av"):
+        extractor([str(tmp_path / "broken.mp4")])
+
+
+def test_real_mosi_video_segment(shared_data):
+    pytest.importorskip("av")
+    extractor = VisualFeatureExtractor(feature_size=48, sampling_rate=10)
+    frames = extractor.video_to_frames(shared_data / "cmu_mosi" / "raw" / "Oz06ZWiO20M_6.mp4")
+    # 225 frames at 30 fps are 7.5 s: 75 frames at 10 a second.
+    assert frames.shape == (75, 48) and frames.dtype == np.float32
+    assert frames.min() >= 0.0 and frames.max() <= 1.0
+    assert frames.std(axis=0).max() > 0.005                                      # the picture changes over time

@@ -73,9 +73,12 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     manifest.add_argument("--default-split", default="train", help="split of rows when the manifest has no split column")
     manifest.add_argument("--label-class-column", help="integer class column, stored as label_class")
     manifest.add_argument("--audio-column", help="column of .npy / .wav paths")
-    manifest.add_argument("--visual-column", help="column of .npy paths")
+    manifest.add_argument("--visual-column", help="column of .npy / video file paths")
     manifest.add_argument("--audio-feature-size", type=int, default=80, help="mel bins / MFCCs for .wav audio")
     manifest.add_argument("--raw-audio-features", choices=("log_mel", "mfcc"), default="log_mel")
+    manifest.add_argument("--video-grid-size", type=int, default=4,
+                          help="video files: mean colours of a G x G grid per frame (3 * G^2 features)")
+    manifest.add_argument("--video-fps", type=int, default=10, help="video files: frames sampled per second")
     return parser
 
 
@@ -124,6 +127,13 @@ def read_source(args: argparse.Namespace) -> dict[str, list[dict]]:
             from ..processing.feature_extraction_mmfusion import AcousticFeatureExtractor
 
             extractor = AcousticFeatureExtractor(feature_size=args.audio_feature_size, raw_features=args.raw_audio_features)
+        visual_extractor = None
+        if args.visual_column:
+            from ..processing.feature_extraction_mmfusion import VisualFeatureExtractor
+
+            visual_extractor = VisualFeatureExtractor(
+                feature_size=3 * args.video_grid_size**2, sampling_rate=args.video_fps, video_grid_size=args.video_grid_size
+            )
         return read_manifest(
             args.inputs[0],
             id_column=args.id_column,
@@ -135,6 +145,7 @@ def read_source(args: argparse.Namespace) -> dict[str, list[dict]]:
             audio_column=args.audio_column,
             visual_column=args.visual_column,
             audio_extractor=extractor,
+            visual_extractor=visual_extractor,
         )
     if args.source == "npz":
         from .manifest import read_utterance_npz

@@ -1,8 +1,9 @@
 """Readers for people's own data: a CSV / JSON manifest, and per-segment feature archives (``.npz``).
 
 A manifest has one row per sample: an id, a transcript, a label, optionally a split and paths to the
-sample's frame features (``.npy`` ``[frames, dim]``) or raw audio (``.wav``, turned into log-mel or MFCC
-frames by ``AcousticFeatureExtractor``). Relative paths are resolved against the manifest's folder.
+sample's frame features (``.npy`` ``[frames, dim]``), raw audio (``.wav``, turned into log-mel or MFCC
+frames by ``AcousticFeatureExtractor``) or raw video (``.mp4``, ``.avi``, ...: grid-colour frames from
+``VisualFeatureExtractor``). Relative paths are resolved against the manifest's folder.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..processing.feature_extraction_mmfusion import VIDEO_SUFFIXES
 from .schema import normalize_split
 
 
@@ -51,6 +53,10 @@ def _load_frames(value, base: Path, where: str, extractor) -> np.ndarray:
     try:
         if suffix == ".npy":
             frames = np.load(path, allow_pickle=False)  # pickled .npy files could run code
+        elif suffix in VIDEO_SUFFIXES:
+            if extractor is None or not hasattr(extractor, "video_to_frames"):
+                raise ValueError(f"{where}: {path} is a video; a visual extractor is needed to frame it")
+            frames = extractor.video_to_frames(path, where=where)
         elif suffix == ".wav":
             if extractor is None:
                 raise ValueError(f"{where}: {path} is a waveform; an acoustic extractor is needed to frame it")
@@ -59,7 +65,7 @@ def _load_frames(value, base: Path, where: str, extractor) -> np.ndarray:
             rate, wav = wavfile.read(path)
             frames = extractor.waveform_to_frames(wav, rate)
         else:
-            raise ValueError(f"{where}: feature files must be .npy or .wav, got {path.name}")
+            raise ValueError(f"{where}: feature files must be .npy, .wav or a video ({', '.join(VIDEO_SUFFIXES)}), got {path.name}")
     except (OSError, EOFError) as err:
         raise ValueError(f"{where}: cannot read {path} ({type(err).__name__}: {err})") from err
     except ValueError as err:
@@ -86,13 +92,15 @@ def read_manifest(
     audio_column: str | None = None,
     visual_column: str | None = None,
     audio_extractor=None,
+    visual_extractor=None,
 ) -> dict[str, list[dict]]:
     """Rows per split from a CSV / TSV / JSON / JSON-Lines manifest.
 
     ``text_columns`` are tried in order and the first non-empty one is the transcript (e.g.
     ``("text_lower", "text_upper")``); give ``()`` for data without text. Without ``split_column`` in the
     manifest every row goes to ``default_split``. ``audio_column`` / ``visual_column`` name columns with
-    paths to ``.npy`` frame files (``.wav`` for audio, framed by ``audio_extractor``).
+    paths to ``.npy`` frame files (``.wav`` for audio, framed by ``audio_extractor``; video files for
+    visual, framed by ``visual_extractor``).
     """
     path = Path(path)
     records = _read_records(path)
@@ -129,7 +137,7 @@ def read_manifest(
             row["text"] = text
         if label_class_column:
             row["label_class"] = int(record[label_class_column])
-        for modality, column, extractor in (("audio", audio_column, audio_extractor), ("visual", visual_column, None)):
+        for modality, column, extractor in (("audio", audio_column, audio_extractor), ("visual", visual_column, visual_extractor)):
             if column:
                 if not _present(record[column]):
                     raise ValueError(f"{where}: `{column}` has no feature file path")

@@ -14,9 +14,11 @@ resampled to ``sampling_rate`` (polyphase filtering, ``scipy.signal.resample_pol
 MFCC frames with a 25 ms Hann window every 10 ms, that is ``frames_per_second = 100`` frames a second;
 a waveform of ``n`` samples gives ``1 + n // hop_length`` frames (the window is centred on each frame time).
 
-Visual raw media (video files) are not decoded here: decoding MP4 needs a video library (PyAV, ffmpeg,
-OpenCV) this package does not depend on, so the visual extractor expects frame features computed by a
-face or video model beforehand.
+``VisualFeatureExtractor`` reads raw video too (a video file, decoded with PyAV: the ``video`` extra, or
+``[frames, H, W, 3]`` pixels): frames are sampled at ``sampling_rate`` per second and each becomes the mean
+colour of every cell of a ``video_grid_size`` x ``video_grid_size`` grid, in [0, 1] (``feature_size`` must
+then be ``3 * video_grid_size**2``). This descriptor needs no pretrained face or vision model; models trained
+on Facet / OpenFace features need those features instead.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import PaddingStrategy
 
 NON_FINITE_POLICIES = ("zero", "clip", "error")
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
 RAW_AUDIO_FEATURES = ("log_mel", "mfcc")
 
 
@@ -357,14 +360,120 @@ class VisualFeatureExtractor(_FrameFeatureExtractor):
         padding_value, return_attention_mask, non_finite, do_normalize, feature_mean, feature_std,
         normalization_eps: see the shared options above.
 
-    Raw video is not decoded (no video decoding library is a dependency): compute frame features first.
+        video_grid_size (`int`, *optional*, defaults to 4):
+            Raw video (a file path, or ``[frames, H, W, 3]`` pixels with ``video_fps=``) is sampled at
+            ``sampling_rate`` frames a second and each frame becomes the mean RGB colour of the cells of a
+            ``video_grid_size`` x ``video_grid_size`` grid, in [0, 1]: ``feature_size`` must be
+            ``3 * video_grid_size**2`` (48 for 4) to read video. Files are decoded with PyAV
+            (``pip install av``, or the package's ``video`` extra).
     """
 
     modality = "visual"
     model_input_names = ["visual_features", "visual_attention_mask"]
 
-    def __init__(self, feature_size: int = 35, sampling_rate: int = 30, **kwargs):
+    def __init__(self, feature_size: int = 35, sampling_rate: int = 30, video_grid_size: int = 4, **kwargs):
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, **kwargs)
+        if int(video_grid_size) < 1:
+            raise ValueError(f"video_grid_size must be at least 1, got {video_grid_size}")
+        self.video_grid_size = int(video_grid_size)
+
+    def _check_video_width(self, where: str) -> None:
+        width = 3 * self.video_grid_size**2
+        if self.feature_size != width:
+            raise ValueError(
+                f"`{where}` is raw video, whose frames are 3 * video_grid_size**2 = {width} wide, but this extractor "
+                f"has feature_size={self.feature_size}; build it with feature_size={width} (or pass frame features)"
+            )
+
+    def _grid_colours(self, pixels: np.ndarray, where: str) -> np.ndarray:
+        """``pixels[N, H, W, 3]`` (uint8, or floats in [0, 1]) -> mean colour per grid cell ``[N, 3 g^2]``."""
+        g = self.video_grid_size
+        n, height, width = pixels.shape[:3]
+        if height < g or width < g:
+            raise ValueError(f"`{where}`: frames of {height} x {width} pixels are smaller than the {g} x {g} grid")
+        scale = 255.0 if np.issubdtype(pixels.dtype, np.integer) else 1.0
+        rows = np.linspace(0, height, g + 1).astype(int)
+        cols = np.linspace(0, width, g + 1).astype(int)
+        sums = np.add.reduceat(np.add.reduceat(pixels.astype(np.float64), rows[:-1], axis=1), cols[:-1], axis=2)
+        areas = np.diff(rows)[:, None] * np.diff(cols)[None, :]                     # [g, g]
+        return (sums / (areas[None, :, :, None] * scale)).reshape(n, 3 * g * g).astype(np.float32)
+
+    def _sample_times(self, times: np.ndarray, duration: float) -> np.ndarray:
+        """Index of the frame shown at each sampling time ``k / sampling_rate`` (at least one frame)."""
+        count = max(1, int(np.floor(duration * self.sampling_rate + 1e-6)))
+        targets = np.arange(count) / float(self.sampling_rate)
+        return np.clip(np.searchsorted(times, targets + 1e-9, side="right") - 1, 0, len(times) - 1)
+
+    def video_to_frames(self, video, video_fps: float | None = None, where: str = "visual") -> np.ndarray:
+        """Raw video -> ``[frames, 3 * video_grid_size**2]`` float32 at ``sampling_rate`` frames a second.
+
+        ``video`` is a path to a video file (decoded with PyAV, frame times from the stream) or pixels
+        ``[frames, H, W, 3]`` (RGB, uint8 or floats in [0, 1]) shown at ``video_fps`` frames a second. A clip
+        of ``s`` seconds gives ``floor(s * sampling_rate)`` frames (at least one): the frame on screen at
+        each sampling time.
+        """
+        self._check_video_width(where)
+        if isinstance(video, (str, os.PathLike)):
+            colours, times, duration = self._decode_video(os.fspath(video), where)
+        else:
+            pixels = _to_numpy(video)
+            if pixels.ndim != 4 or pixels.shape[-1] != 3 or pixels.shape[0] == 0:
+                raise ValueError(f"`{where}` pixels must have shape [frames, height, width, 3], got {list(pixels.shape)}")
+            if not np.issubdtype(pixels.dtype, np.integer) and not np.isfinite(pixels).all():
+                raise ValueError(f"`{where}` pixels contain NaN or infinite values")
+            if video_fps is None or float(video_fps) <= 0:
+                raise ValueError(f"`{where}` is raw pixels: pass video_fps= (frames per second, > 0)")
+            colours = self._grid_colours(pixels, where)
+            times = np.arange(len(pixels)) / float(video_fps)
+            duration = len(pixels) / float(video_fps)
+        return colours[self._sample_times(times, duration)]
+
+    def _decode_video(self, path: str, where: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """Decode a file frame by frame (only the grid colours are kept): colours, frame times, duration."""
+        try:
+            import av
+        except ImportError as err:
+            raise ImportError(
+                f"reading the video file {path!r} needs PyAV: `pip install av` (or `pip install hf_mmfusion[video]`)"
+            ) from err
+        if not os.path.isfile(path):
+            raise ValueError(f"`{where}`: video file {path!r} does not exist")
+        colours, times = [], []
+        try:
+            with av.open(path) as container:
+                if not container.streams.video:
+                    raise ValueError(f"`{where}`: {path!r} has no video stream")
+                stream = container.streams.video[0]
+                for frame in container.decode(stream):
+                    colours.append(self._grid_colours(frame.to_ndarray(format="rgb24")[None], where)[0])
+                    times.append(float(frame.time) if frame.time is not None else len(times) / float(stream.average_rate or 1))
+                rate = float(stream.average_rate) if stream.average_rate else None
+        except av.error.FFmpegError as err:
+            raise ValueError(f"`{where}`: cannot decode video file {path!r} ({err})") from err
+        if not colours:
+            raise ValueError(f"`{where}`: video file {path!r} has no decodable frame")
+        times = np.asarray(times, dtype=np.float64) - times[0]
+        step = 1.0 / rate if rate else (float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / self.sampling_rate)
+        return np.stack(colours), times, float(times[-1] + step)
+
+    def _frames_from_input(self, sample, index: int, video_fps: float | None = None, **kwargs) -> np.ndarray:
+        if isinstance(sample, (str, os.PathLike)):
+            if os.fspath(sample).lower().endswith(VIDEO_SUFFIXES):
+                return self._clean(self.video_to_frames(sample, where=f"visual[{index}]"), index)
+            raise ValueError(
+                f"`visual[{index}]`: {os.fspath(sample)!r} is not a video file ({', '.join(VIDEO_SUFFIXES)}); "
+                "pass frame features as arrays"
+            )
+        if _is_tensor_like(sample) and len(sample.shape) == 4:
+            return self._clean(self.video_to_frames(sample, video_fps, where=f"visual[{index}]"), index)
+        return self._as_frames(sample, index)
+
+    def _split_batch(self, inputs) -> list:
+        if isinstance(inputs, (str, os.PathLike)):
+            return [inputs]
+        if _is_tensor_like(inputs) and not isinstance(inputs, (list, tuple)) and len(inputs.shape) == 4:
+            return [inputs]                                                       # one clip of pixels
+        return super()._split_batch(inputs)
 
 
 class AcousticFeatureExtractor(_FrameFeatureExtractor):

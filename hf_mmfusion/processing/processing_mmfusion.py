@@ -197,6 +197,7 @@ class MMFusionProcessor(ProcessorMixin):
         visual=None,
         *,
         sampling_rate: int | None = None,
+        video_fps: float | None = None,
         padding: bool | str | PaddingStrategy = True,
         truncation: bool = True,
         max_length: int | None = None,
@@ -212,7 +213,9 @@ class MMFusionProcessor(ProcessorMixin):
             text: a string, a spaCy ``Doc`` (parsed already: its own tree is used), or a list of them.
             audio: ``[frames, Da]`` acoustic features, ``[batch, frames, Da]`` or a list of per-sample
                 arrays; with ``sampling_rate`` the inputs are waveforms instead (paths to ``.wav`` work too).
-            visual: ``[frames, Dv]``, ``[batch, frames, Dv]`` or a list of per-sample arrays.
+            visual: ``[frames, Dv]``, ``[batch, frames, Dv]`` or a list of per-sample arrays; raw video as
+                paths to video files or ``[frames, H, W, 3]`` pixels (with ``video_fps``), see
+                ``VisualFeatureExtractor``.
             padding: ``True``/``"longest"`` (per modality), ``"max_length"`` (text to ``max_length``, frames
                 to ``audio_max_length`` / ``visual_max_length``) or ``False`` (ragged lists, one row per
                 sample, for ``Dataset.map``; pad later with :meth:`pad` or ``MMFusionDataCollator``).
@@ -245,7 +248,7 @@ class MMFusionProcessor(ProcessorMixin):
                 PaddingStrategy.MAX_LENGTH
             ) and limit is None:
                 raise ValueError(f"padding='max_length' needs {modality}_max_length for `{modality}`")
-            extra = {"sampling_rate": sampling_rate} if modality == "audio" else {}
+            extra = {"sampling_rate": sampling_rate} if modality == "audio" else {"video_fps": video_fps}
             out = extractor(
                 inputs,
                 padding=padding,
