@@ -134,7 +134,7 @@ def test_predict_command_with_text_npy_wav_and_record_files(checkpoint, tmp_path
     with pytest.raises(ValueError, match=r"`audio` is given for some records"):
         main(["predict", str(path), "--inputs", str(records), "--no_progress"])
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(ValueError, match="expected a .npy frame file or a .wav"):
+    with pytest.raises(ValueError, match="expected a .npy frame file, a .wav recording \\(audio\\) or a video file"):
         main(["predict", str(path), "--text", "x", "--visual", str(tmp_path / "notes.txt")])
 
 
