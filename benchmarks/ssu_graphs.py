@@ -117,6 +117,13 @@ def training_step(model: SSUForSequenceClassification, inputs: dict, repeats: in
     return timed(step, repeats, warmup=1)
 
 
+def model_and_inputs(text: BertConfig, args) -> tuple[SSUForSequenceClassification, dict]:
+    """A freshly initialised SSU (regression head) over ``text`` and one random batch for it."""
+    cfg = SSUConfig(text_config=text.to_dict(), hidden_size=args.hidden_size, graph_proj_dim=args.hidden_size,
+                    audio_input_dim=74, visual_input_dim=35, num_labels=1)
+    return SSUForSequenceClassification(cfg), make_inputs(cfg, args.batch_size, args.length)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -140,10 +147,7 @@ def main() -> None:
     first = True
     step_rows = []
     for name, text in encoders.items():
-        cfg = SSUConfig(text_config=text.to_dict(), hidden_size=args.hidden_size, graph_proj_dim=args.hidden_size,
-                        audio_input_dim=74, visual_input_dim=35, num_labels=1)
-        model = SSUForSequenceClassification(cfg)
-        inputs = make_inputs(cfg, args.batch_size, args.length)
+        model, inputs = model_and_inputs(text, args)
         if first:
             rows, edges = graph_construction(model, inputs, args.repeats)
             print(f"{'graph construction per batch':<36}{'median s':>10}{'best s':>10}")
@@ -162,10 +166,7 @@ def main() -> None:
     if retain_freed_memory():
         print(f"\n{'... with retain_freed_memory()':<36}{'median s':>22}{'best s':>10}{'speed-up':>10}")
         for (name, text), (_, _, before, _) in zip(encoders.items(), step_rows):
-            cfg = SSUConfig(text_config=text.to_dict(), hidden_size=args.hidden_size, graph_proj_dim=args.hidden_size,
-                            audio_input_dim=74, visual_input_dim=35, num_labels=1)
-            model = SSUForSequenceClassification(cfg)
-            median, best = training_step(model, make_inputs(cfg, args.batch_size, args.length), args.step_repeats)
+            median, best = training_step(*model_and_inputs(text, args), args.step_repeats)
             print(f"{name:<36}{median:>22.3f}{best:>10.3f}{before / median:>9.2f}x")
 
 

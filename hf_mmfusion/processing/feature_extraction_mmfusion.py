@@ -444,17 +444,17 @@ class VisualFeatureExtractor(_FrameFeatureExtractor):
                 if not container.streams.video:
                     raise ValueError(f"`{where}`: {path!r} has no video stream")
                 stream = container.streams.video[0]
+                # A stream without a rate is timed as if it ran at the sampling rate.
+                rate = float(stream.average_rate) if stream.average_rate else float(self.sampling_rate)
                 for frame in container.decode(stream):
                     colours.append(self._grid_colours(frame.to_ndarray(format="rgb24")[None], where)[0])
-                    times.append(float(frame.time) if frame.time is not None else len(times) / float(stream.average_rate or 1))
-                rate = float(stream.average_rate) if stream.average_rate else None
+                    times.append(len(times) / rate if frame.time is None else float(frame.time))
         except av.error.FFmpegError as err:
             raise ValueError(f"`{where}`: cannot decode video file {path!r} ({err})") from err
         if not colours:
             raise ValueError(f"`{where}`: video file {path!r} has no decodable frame")
         times = np.asarray(times, dtype=np.float64) - times[0]
-        step = 1.0 / rate if rate else (float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / self.sampling_rate)
-        return np.stack(colours), times, float(times[-1] + step)
+        return np.stack(colours), times, float(times[-1] + 1.0 / rate)
 
     def _frames_from_input(self, sample, index: int, video_fps: float | None = None, **kwargs) -> np.ndarray:
         if isinstance(sample, (str, os.PathLike)):
