@@ -180,19 +180,49 @@ def test_pruned_edges_are_exactly_those_under_tau(model):
         torch.testing.assert_close(graphs.edge_values["audio"][b], a0[b] * expected)
 
 
+@pytest.mark.parametrize("graph_proj_dim", [16, 8])
+def test_base_adjacency_equals_the_masked_reference(graph_proj_dim):
+    """The fused computation (masks as additive biases, scale inside the product) equals Eq. 3-4 written
+    plainly, including a sample without text, one with a single frame, and a low-rank projection."""
+    from hf_mmfusion.models.masking import masked_softmax
+    from hf_mmfusion.models.modeling_ssu import SSUTextGuidedGraph
+
+    torch.manual_seed(0)
+    builder = SSUTextGuidedGraph(tiny_config(graph_proj_dim=graph_proj_dim))
+    with torch.no_grad():
+        builder.position_bias.normal_()
+        builder.scale_raw.fill_(1.5)
+    B, Tm, Tg, d = 4, 7, 5, 16
+    mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1] + [0] * 6, [1] * 6 + [0]]).bool()
+    guide_mask = torch.tensor([[1] * 5, [1] * 3 + [0] * 2, [1] * 2 + [0] * 3, [0] * 5]).bool()
+    x = torch.randn(B, Tm, d) * mask[..., None]
+    guide = torch.randn(B, Tg, d) * guide_mask[..., None]
+
+    rows = torch.nn.functional.normalize(masked_softmax(builder.scores(x, guide), guide_mask[:, None, :]), dim=-1)
+    sim = torch.nn.functional.softplus(builder.scale_raw) * rows @ rows.mT + builder.distance_bias(Tm, x.device)
+    probs = masked_softmax(sim, pair_mask(mask))
+    expected = 0.5 * (probs + probs.mT)
+
+    a0 = builder.base_adjacency(x, mask, guide, guide_mask)
+    torch.testing.assert_close(a0, expected)
+    assert torch.equal(a0 != 0, expected != 0)                                   # exact zeros off the real pairs
+    assert (a0[2] == 0).all()                                                   # one frame: no pair at all
+
+
 def test_threshold_straight_through_and_degenerate_sigma():
     torch.manual_seed(0)
-    a0 = torch.rand(2, 5, 5, requires_grad=True)
     pairs = pair_mask(torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]).bool())
+    a0 = (torch.rand(2, 5, 5) * pairs).requires_grad_()                          # zero off the real pairs
     lam = torch.tensor(0.3, requires_grad=True)
     edges, values = adaptive_threshold(a0, pairs, lam, 0.1)
     torch.testing.assert_close(values.detach(), a0.detach() * edges)
     values.sum().backward()
     assert lam.grad is not None and lam.grad.abs() > 0
     # A constant matrix (sigma = 0): every real pair passes and gradients stay finite.
-    flat = torch.full((1, 4, 4), 0.25, requires_grad=True)
+    all_pairs = pair_mask(torch.ones(1, 4, dtype=torch.bool))
+    flat = (torch.full((1, 4, 4), 0.25) * all_pairs).requires_grad_()
     lam2 = torch.tensor(0.5, requires_grad=True)
-    edges, values = adaptive_threshold(flat, pair_mask(torch.ones(1, 4, dtype=torch.bool)), lam2, 0.1)
+    edges, values = adaptive_threshold(flat, all_pairs, lam2, 0.1)
     assert edges.sum() == 12
     values.sum().backward()
     assert torch.isfinite(flat.grad).all() and torch.isfinite(lam2.grad)

@@ -32,6 +32,15 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> t
     return torch.softmax(filled, dim=dim) * mask
 
 
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``0`` where ``mask`` is true, a large finite negative number elsewhere, to add to scores before a softmax.
+
+    A quarter of the dtype's lowest value, so that two such terms still add up to a finite number and a row
+    with no real position stays finite (uniform) instead of becoming NaN.
+    """
+    return (~mask.bool()).to(dtype) * (torch.finfo(dtype).min / 4)
+
+
 def segment_pool(x: torch.Tensor, mask: torch.Tensor, num_segments: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked average pooling of ``x[B, T, D]`` into ``num_segments`` relative-time segments.
 

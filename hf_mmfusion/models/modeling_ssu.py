@@ -37,7 +37,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_ssu import SSUConfig
 from .inputs import prepare_inputs
-from .masking import masked_mean, masked_softmax, segment_pool, zero_padding
+from .masking import additive_mask, masked_mean, masked_softmax, segment_pool, zero_padding
 from .modeling_common import TextPretrainedMixin, init_common_weights
 from .text_backbone import TextLevelEncoder
 
@@ -46,11 +46,16 @@ from .text_backbone import TextLevelEncoder
 # ---------------------------------------------------------------------------------------------------
 
 
-def pair_mask(mask: torch.Tensor) -> torch.Tensor:
-    """Off-diagonal pairs of real nodes: ``mask[B, T] -> [B, T, T]``."""
-    T = mask.shape[1]
-    eye = torch.eye(T, dtype=torch.bool, device=mask.device)
-    return mask[:, :, None] & mask[:, None, :] & ~eye
+def pair_mask(mask: torch.Tensor, dtype: torch.dtype = torch.bool) -> torch.Tensor:
+    """Off-diagonal pairs of real nodes: ``mask[B, T] -> [B, T, T]`` as bool, or as 0 / 1 in a float ``dtype``.
+
+    Built by multiplication: on CPU, logical operations on bool tensors are several times slower than
+    arithmetic on numbers, and these masks are the size of every adjacency matrix.
+    """
+    m = mask.to(torch.uint8 if dtype == torch.bool else dtype)
+    pairs = m[:, :, None] * m[:, None, :]
+    pairs.diagonal(dim1=1, dim2=2).zero_()
+    return pairs.bool() if dtype == torch.bool else pairs
 
 
 def chain_heads_from_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -72,13 +77,15 @@ def heads_adjacency(
     """
     B, T = heads.shape
     has_head = (heads >= 0) & (heads < T) & mask
-    adj = torch.zeros(B, T, T, dtype=torch.bool, device=heads.device)
-    # adj[b, i, head(i)]: the head sends to its dependent. Row i gets exactly one write, so writing False
+    # Counted in floats (see pair_mask), made bool at the end.
+    dtype = pairs.dtype if pairs is not None and pairs.is_floating_point() else torch.float32
+    adj = torch.zeros(B, T, T, dtype=dtype, device=heads.device)
+    # adj[b, i, head(i)]: the head sends to its dependent. Row i gets exactly one write, so writing 0
     # for headless rows cannot erase an arc.
-    adj.scatter_(2, heads.clamp(0, T - 1).unsqueeze(-1), has_head.unsqueeze(-1))
+    adj.scatter_(2, heads.clamp(0, T - 1).unsqueeze(-1), has_head.to(dtype).unsqueeze(-1))
     if not directed:
-        adj = adj | adj.transpose(1, 2)
-    return adj & (pair_mask(mask) if pairs is None else pairs)
+        adj = adj + adj.transpose(1, 2)
+    return (adj * (pair_mask(mask, dtype) if pairs is None else pairs.to(dtype))).bool()
 
 
 def adaptive_threshold(
@@ -86,21 +93,25 @@ def adaptive_threshold(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 5 with a straight-through mask.
 
+    ``a0[B, T, T]`` must be zero outside ``pairs`` (as ``SSUTextGuidedGraph.base_adjacency`` returns it);
+    ``pairs`` is bool or 0 / 1 in ``a0``'s dtype (faster, see ``pair_mask``).
     ``tau_b = mu_b + lam * sigma_b`` over the real off-diagonal pairs of sample b (population std).
     Returns ``edges`` (bool ``[B, T, T]``, ``a0 >= tau`` on real pairs) and the kept values ``a0 * M``
     whose forward value is ``a0`` on edges and 0 elsewhere while the gradient of ``M`` is that of
     ``sigmoid((a0 - tau) / (soft_temp * sigma))`` (the only path by which lam learns).
     """
-    pf = pairs.to(a0.dtype)
-    count = pf.sum((1, 2)).clamp_min(1.0)                                       # [B]
-    mu = (a0 * pf).sum((1, 2)) / count
-    centred = (a0 - mu[:, None, None]) * pf
-    var = centred.square().sum((1, 2)) / count
-    # sqrt has an infinite slope at 0: a constant graph (sigma = 0) gets a zero-gradient sigma instead.
-    sigma = torch.where(var > 0, var.clamp_min(1e-20).sqrt(), torch.zeros_like(var))
-    tau = (mu + lam * sigma)[:, None, None]
-    edges = (a0 >= tau) & pairs
-    hard = edges.to(a0.dtype)
+    pairs = pairs.to(a0.dtype)
+    count = pairs.sum((1, 2)).clamp_min(1.0)                                    # [B]
+    mu = a0.sum((1, 2)) / count
+    mu3 = mu[:, None, None]
+    # A vector norm has a zero (not NaN) gradient at 0, so a constant graph (sigma = 0) stays finite.
+    sigma = torch.linalg.vector_norm((a0 - mu3) * pairs, dim=(1, 2)) / count.sqrt()
+    tau = mu3 + lam * sigma[:, None, None]
+    with torch.no_grad():
+        # 1 where a0 >= tau on a real pair, else 0, in arithmetic (see pair_mask): sign(a0 - tau) + 1 is
+        # 0, 1 or 2 exactly when a0 <, = or > tau.
+        hard = torch.sign(a0 - tau).add_(1).clamp_max_(1).mul_(pairs)
+    edges = hard.bool()
     if torch.is_grad_enabled() and (lam.requires_grad or a0.requires_grad):
         soft = torch.sigmoid((a0 - tau) / (soft_temp * sigma[:, None, None] + 1e-6))
         hard = hard + soft - soft.detach()
@@ -177,12 +188,14 @@ def polarity_classes(scores: torch.Tensor, num_classes: int) -> torch.Tensor:
     raise ValueError(f"sup_num_classes must be 2, 3 or 7, got {num_classes}")
 
 
-def edges_from_adjacency(adj: torch.Tensor, weight: torch.Tensor | None, nodes_per_sample: int, slot: int, dtype=None):
+def edges_from_adjacency(
+    adj: torch.Tensor, weight: torch.Tensor | None, nodes_per_sample: int, slot: int, dtype=None, scale=None
+):
     """Edge list of a batch of dense graphs: ``adj[b, i, j]`` -> edge ``node(b, j) -> node(b, i)``.
 
     Node ``(b, i)`` has the global id ``b * nodes_per_sample + slot + i``. Returns ``(source[E], target[E],
-    weight[E])``; ``weight=None`` gives ones. One flat ``nonzero`` and integer arithmetic on it avoid
-    materialising index triples or broadcast id tables.
+    weight[E])``; ``weight=None`` gives ones, and ``scale[B]`` (optional) multiplies the weights of sample b.
+    One flat ``nonzero`` and integer arithmetic on it avoid materialising index triples or broadcast id tables.
     """
     B, T, _ = adj.shape
     k = adj.reshape(-1).nonzero().squeeze(1)                                     # b*T*T + i*T + j
@@ -194,6 +207,8 @@ def edges_from_adjacency(adj: torch.Tensor, weight: torch.Tensor | None, nodes_p
         w = torch.ones(k.shape, device=adj.device, dtype=dtype or torch.get_default_dtype())
     else:
         w = weight.reshape(-1)[k]
+        if scale is not None:
+            w = w * scale[b]
     return src, dst, w
 
 
@@ -259,10 +274,8 @@ class SSUTextGuidedGraph(nn.Module):
         return self.position_bias[dist]                                           # [T, T]
 
     def base_adjacency(self, x, mask, guide, guide_mask, pairs=None) -> torch.Tensor:
-        """Symmetric pre-threshold matrix A0 (Eq. 3-4) ``[B, Tm, Tm]``, zero on padding and the diagonal."""
+        """Symmetric pre-threshold matrix A0 (Eq. 3-4) ``[B, Tm, Tm]``, exactly zero on padding and the diagonal."""
         Tm = x.shape[1]
-        pairs = pair_mask(mask) if pairs is None else pairs
-        scores = self.scores(x, guide)
         bias = self.distance_bias(Tm, x.device)
         if self.similarity == "literal_aligned":
             if guide.shape[1] != Tm:
@@ -270,21 +283,40 @@ class SSUTextGuidedGraph(nn.Module):
                     'graph_similarity="literal_aligned" needs word-aligned inputs (as many frames as text tokens); '
                     f'got {Tm} frames and {guide.shape[1]} tokens. Use graph_similarity="attention_rows".'
                 )
-            probs = masked_softmax(scores + bias, pairs, dim=-1)
-        else:
-            rows = F.normalize(masked_softmax(scores, guide_mask[:, None, :], dim=-1), dim=-1)  # R, unit rows
-            sim = F.softplus(self.scale_raw) * (rows @ rows.transpose(1, 2)) + bias             # [B, Tm, Tm]
-            # Self-similarity is always maximal; leaving it out keeps each row a distribution over neighbours.
-            probs = masked_softmax(sim, pairs, dim=-1)
-        return 0.5 * (probs + probs.transpose(1, 2))                              # Eq. 4
+            probs = masked_softmax(self.scores(x, guide) + bias, pair_mask(mask) if pairs is None else pairs, dim=-1)
+            return 0.5 * (probs + probs.transpose(1, 2))                          # Eq. 4
+        # R: each frame's attention over the real text tokens. A sample without any attends to its zeroed
+        # padding instead: identical uniform rows, so every similarity is the same constant and the row
+        # softmax below sees the bias alone.
+        guide_mask = guide_mask | ~guide_mask.any(1, keepdim=True)
+        rows = torch.softmax(self.scores(x, guide, guide_mask), dim=-1)           # [B, Tm, Tg]
+        # Unit rows scaled by sqrt(s), so one product gives s * cos(R_i, R_j) with the bias added in the GEMM.
+        # Softmax rows are never zero, so the norm needs no guard.
+        rows = rows * (F.softplus(self.scale_raw).sqrt() / torch.linalg.vector_norm(rows, dim=-1, keepdim=True))
+        # Padded columns and the diagonal (self-similarity is always maximal; leaving it out keeps each row a
+        # distribution over neighbours) get a large negative bias, so the softmax gives them exactly 0.
+        off_diagonal = ~torch.eye(Tm, dtype=torch.bool, device=x.device)
+        bias = (bias + additive_mask(off_diagonal, bias.dtype)) + additive_mask(mask, bias.dtype)[:, None, :]
+        sim = torch.baddbmm(bias, rows, rows.transpose(1, 2))                     # [B, Tm, Tm]
+        # Padded rows are zeroed, and so are the rows of a sample with fewer than two real nodes (no pair).
+        keep = mask & (mask.sum(1, keepdim=True) > 1)
+        probs = torch.softmax(sim, dim=-1) * (0.5 * keep.to(sim.dtype)).unsqueeze(-1)
+        return probs + probs.transpose(1, 2)                                      # Eq. 4, 0.5 folded in above
 
-    def scores(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        """Eq. 3 without B_pos: ``(x W_Q)(g W_K)^T / sqrt(d')`` -> ``[B, Tm, Tg]``."""
+    def scores(self, x: torch.Tensor, guide: torch.Tensor, guide_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Eq. 3 without B_pos: ``(x W_Q)(g W_K)^T / sqrt(d')`` -> ``[B, Tm, Tg]``.
+
+        With ``guide_mask``, padded guide tokens get a large negative score (added inside the batched product).
+        """
         dp, d = self.query.weight.shape
         if dp >= d:
             # x (W_Q^T W_K) g^T: one d x d product instead of projecting both sequences to d' >= d.
-            return x @ (self.query.weight.T @ self.key.weight / math.sqrt(dp)) @ guide.transpose(1, 2)
-        return self.query(x) @ self.key(guide).transpose(1, 2) / math.sqrt(dp)
+            query, key = x @ (self.query.weight.T @ self.key.weight / math.sqrt(dp)), guide
+        else:
+            query, key = self.query(x) / math.sqrt(dp), self.key(guide)
+        if guide_mask is None:
+            return query @ key.transpose(1, 2)
+        return torch.baddbmm(additive_mask(guide_mask, query.dtype)[:, None, :], query, key.transpose(1, 2))
 
     def forward(self, x, mask, guide, guide_mask, pairs=None):
         pairs = pair_mask(mask) if pairs is None else pairs
@@ -568,7 +600,7 @@ class SSUModel(SSUPreTrainedModel):
         pairs, adjacency, values, anchor_weights = {}, {}, {}, {}
         for m in self.modalities:
             x, mask = states[m], masks[m]
-            pairs[m] = pair_mask(mask)
+            pairs[m] = pair_mask(mask, x.dtype)
             if m == "text":
                 heads = chain_heads_from_mask(mask) if cfg.text_graph == "chain" else dependency_heads
                 adjacency[m] = heads_adjacency(heads, mask, directed=cfg.text_graph_directed, pairs=pairs[m])
@@ -583,6 +615,7 @@ class SSUModel(SSUPreTrainedModel):
     def _assemble(self, nodes, masks, pairs, adjacency, values, anchor_weights, z_anchor, augment) -> SSUGraphs:
         cfg = self.config
         B, d = z_anchor.shape
+        dtype = z_anchor.dtype
         lengths = {m: nodes[m].shape[1] for m in self.modalities}
         slots, start = {}, 0
         for m in self.modalities:
@@ -593,80 +626,99 @@ class SSUModel(SSUPreTrainedModel):
         if anchor_slots:
             parts.append(z_anchor[:, None, :].expand(B, len(anchor_slots), d))
         x = torch.cat(parts, dim=1).reshape(B * per_sample, d)                  # [B * N, d], one copy
-        base = torch.arange(B, device=z_anchor.device) * per_sample               # first node id per sample
 
-        ori, aug, fuse = ([], [], []), ([], [], []), ([], [], [])   # (sources, targets, weights)
-
-        def add(edges, src, dst, w, both_ways=False):
-            edges[0].append(src)
-            edges[1].append(dst)
-            edges[2].append(w)
-            if both_ways:
-                add(edges, dst, src, w)
-
-        fusion_anchor = next(iter(anchor_slots.values()), None)
+        # (source, target, weight) chunks. The modality graphs and the fusion graph share the intra-modality
+        # edges, so both are slices of one buffer: [own-anchor edges | intra edges | fusion-only edges].
+        own, intra, fusion_only, aug = [], [], [], []
+        counts = {m: masks[m].sum(1).to(dtype) for m in self.modalities}         # real nodes per sample
         for m in self.modalities:
-            count = masks[m].sum(1).to(z_anchor.dtype)                           # real nodes per sample
             # Weights are rescaled by the sample's node count so a uniform graph weighs about 1, like text arcs.
-            weight = None if values[m] is None else values[m] * count[:, None, None]
-            src, dst, w = edges_from_adjacency(adjacency[m], weight, per_sample, slots[m], z_anchor.dtype)
-            add(ori, src, dst, w)
-            add(fuse, src, dst, w)
+            intra.append(edges_from_adjacency(adjacency[m], values[m], per_sample, slots[m], dtype, counts[m]))
             if augment:
+                weight = None if values[m] is None else values[m] * counts[m][:, None, None]
                 aug_adj, aug_w = augment_adjacency(
-                    adjacency[m], weight, pairs[m], float(cfg.aug_edge_drop), float(cfg.aug_edge_add),
+                    adjacency[m], weight, pairs[m].bool(), float(cfg.aug_edge_drop), float(cfg.aug_edge_add),
                     symmetric=not (m == "text" and cfg.text_graph_directed),
                 )
-                add(aug, *edges_from_adjacency(aug_adj, aug_w, per_sample, slots[m], z_anchor.dtype))
-            if anchor_slots:
-                k, b, node = mask_nodes(masks[m], per_sample, slots[m])
-                w = anchor_weights[m].reshape(-1)[k] * count[b]
-                own_anchor = b * per_sample + anchor_slots[m]
-                add(ori, node, own_anchor, w, both_ways=True)
-                if augment:
-                    add(aug, node, own_anchor, w, both_ways=True)
-                add(fuse, node, own_anchor + (fusion_anchor - anchor_slots[m]), w, both_ways=True)
+                aug.append(edges_from_adjacency(aug_adj, aug_w, per_sample, slots[m], dtype))
+        if anchor_slots:
+            node, anchor, w = self._anchor_edges(anchor_weights, masks, counts, slots, anchor_slots, per_sample)
+            own += [(node, anchor, w), (anchor, node, w)]
+            if augment:
+                aug += own
+            # In the fusion graph every modality's nodes link to the sample's first anchor slot instead.
+            fusion_anchor = anchor - anchor % per_sample + next(iter(anchor_slots.values()))
+            fusion_only += [(node, fusion_anchor, w), (fusion_anchor, node, w)]
+        fusion_only += self._cross_modal_edges(anchor_weights, masks, slots, per_sample)
 
-        self._cross_modal_edges(anchor_weights, masks, slots, base, lambda s, t, w: add(fuse, s, t, w, True))
-
-        def pack(edges):
-            total = sum(e.numel() for e in edges[0])
-            edge_index = torch.empty(2, total, dtype=torch.long, device=z_anchor.device)
-            torch.cat(edges[0], out=edge_index[0])
-            torch.cat(edges[1], out=edge_index[1])
-            return edge_index, torch.cat([w.to(z_anchor.dtype) for w in edges[2]]).unsqueeze(-1)
-
-        modality_edge_index, modality_edge_attr = pack(ori)
-        fusion_edge_index, fusion_edge_attr = pack(fuse)
-        augmented_edge_index, augmented_edge_attr = pack(aug) if augment else (None, None)
+        edge_index, edge_attr = self._pack(own + intra + fusion_only, dtype, z_anchor.device)
+        n_own, n_intra = (sum(chunk[0].numel() for chunk in chunks) for chunks in (own, intra))
+        augmented_edge_index, augmented_edge_attr = self._pack(aug, dtype, z_anchor.device) if augment else (None, None)
         return SSUGraphs(
-            x=x, modality_edge_index=modality_edge_index, modality_edge_attr=modality_edge_attr,
-            fusion_edge_index=fusion_edge_index, fusion_edge_attr=fusion_edge_attr,
+            x=x, modality_edge_index=edge_index[:, :n_own + n_intra], modality_edge_attr=edge_attr[:n_own + n_intra],
+            fusion_edge_index=edge_index[:, n_own:], fusion_edge_attr=edge_attr[n_own:],
             augmented_edge_index=augmented_edge_index, augmented_edge_attr=augmented_edge_attr,
             lengths=lengths, slots=slots, anchor_slots=anchor_slots, nodes_per_sample=per_sample, masks=masks,
             adjacency=adjacency, edge_values=values, anchor_weights=anchor_weights,
         )
 
-    def _cross_modal_edges(self, anchor_weights, masks, slots, base, add_both_ways) -> None:
-        """Fusion edges (iii): the top-k anchor-affine nodes of every two modalities, fully linked both ways."""
-        k_cfg = int(self.config.fusion_topk)
-        if k_cfg == 0 or len(self.modalities) < 2:
-            return
-        top = {}
-        for m in self.modalities:
-            beta, mask = anchor_weights[m], masks[m]
+    @staticmethod
+    def _pack(chunks, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(source, target, weight) chunks -> ``edge_index [2, E]`` and ``edge_attr [E, 1]``, one copy each."""
+        total = sum(chunk[0].numel() for chunk in chunks)
+        edge_index = torch.empty(2, total, dtype=torch.long, device=device)
+        if chunks:
+            torch.cat([chunk[0] for chunk in chunks], out=edge_index[0])
+            torch.cat([chunk[1] for chunk in chunks], out=edge_index[1])
+            edge_attr = torch.cat([chunk[2].to(dtype) for chunk in chunks])
+        else:
+            edge_attr = torch.empty(0, dtype=dtype, device=device)
+        return edge_index, edge_attr.unsqueeze(-1)
+
+    @staticmethod
+    def _anchor_edges(anchor_weights, masks, counts, slots, anchor_slots, per_sample):
+        """Every real node and its modality's anchor slot (Eq. 7): ``(node ids, anchor ids, weights)``, each ``[E]``.
+
+        The modalities' slots are consecutive, so their masks side by side index the node slots directly.
+        Weights ``beta_i * n_m`` (n_m real nodes of the sample's modality m) average 1, like text arcs.
+        """
+        mask = torch.cat([masks[m] for m in slots], dim=1)                       # [B, sum T_m]
+        beta = torch.cat([anchor_weights[m] for m in slots], dim=1)
+        scale = torch.cat([counts[m][:, None].expand_as(masks[m]) for m in slots], dim=1)
+        anchor_of_slot = torch.cat([torch.full((masks[m].shape[1],), anchor_slots[m], device=mask.device) for m in slots])
+        k, b, node = mask_nodes(mask, per_sample, 0)
+        slot = node - b * per_sample
+        return node, b * per_sample + anchor_of_slot[slot], beta.reshape(-1)[k] * scale.reshape(-1)[k]
+
+    def _cross_modal_edges(self, anchor_weights, masks, slots, per_sample) -> list:
+        """Fusion edges (iii): the top-k anchor-affine nodes of every two modalities, fully linked both ways.
+
+        Returns ``[(source, target, weight), (target, source, weight)]`` (empty without two modalities or k).
+        A link weighs the mean of its ends' ``beta / max beta``.
+        """
+        k_cfg, M = int(self.config.fusion_topk), len(self.modalities)
+        if k_cfg == 0 or M < 2:
+            return []
+        ref = anchor_weights[self.modalities[0]]
+        B = ref.shape[0]
+        ids = torch.zeros(B, M, k_cfg, dtype=torch.long, device=ref.device)
+        weights = ref.new_zeros(B, M, k_cfg)
+        valid = torch.zeros(B, M, k_cfg, dtype=torch.bool, device=ref.device)
+        first_node = torch.arange(B, device=ref.device)[:, None] * per_sample
+        for j, m in enumerate(self.modalities):
+            beta = anchor_weights[m]
             k = min(k_cfg, beta.shape[1])
-            idx = beta.masked_fill(~mask, -1.0).topk(k, dim=1).indices           # [B, k]
-            scaled = beta / beta.amax(1, keepdim=True).clamp_min(1e-12)          # beta-hat in (0, 1]
-            top[m] = (idx, mask.gather(1, idx), scaled)
-        for a_pos, ma in enumerate(self.modalities):
-            for mb in self.modalities[a_pos + 1:]:
-                ia, sa, ba = top[ma]
-                ib, sb, bb = top[mb]
-                b, p, q = (sa[:, :, None] & sb[:, None, :]).nonzero(as_tuple=True)
-                na, nb = ia[b, p], ib[b, q]
-                w = 0.5 * (ba[b, na] + bb[b, nb])
-                add_both_ways(base[b] + slots[ma] + na, base[b] + slots[mb] + nb, w)
+            top, idx = beta.masked_fill(~masks[m], -1.0).topk(k, dim=1)          # [B, k], -1 on padding
+            ids[:, j, :k] = first_node + slots[m] + idx
+            weights[:, j, :k] = top / beta.amax(1, keepdim=True).clamp_min(1e-12)
+            valid[:, j, :k] = top >= 0
+        a, b = torch.triu_indices(M, M, 1, device=ref.device)                    # every pair of modalities
+        linked = valid[:, a, :, None] & valid[:, b, None, :]                     # [B, pairs, k, k]
+        keep = linked.reshape(-1).nonzero().squeeze(1)
+        src = ids[:, a, :, None].expand(linked.shape).reshape(-1)[keep]
+        dst = ids[:, b, None, :].expand(linked.shape).reshape(-1)[keep]
+        w = (0.5 * (weights[:, a, :, None] + weights[:, b, None, :])).reshape(-1)[keep]
+        return [(src, dst, w), (dst, src, w)]
 
     # -- stage 3: GATs and readouts --------------------------------------------------------------
     def _readout(self, h: torch.Tensor, graphs: SSUGraphs) -> torch.Tensor:
