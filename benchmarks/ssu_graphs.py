@@ -144,30 +144,36 @@ def main() -> None:
 
     print(f"SSU on CPU, {args.threads} threads, batch {args.batch_size}, {args.length} tokens / audio / visual "
           f"frames, width {args.hidden_size}, torch {torch.__version__}\n")
-    first = True
-    step_rows = []
-    for name, text in encoders.items():
-        model, inputs = model_and_inputs(text, args)
-        if first:
-            rows, edges = graph_construction(model, inputs, args.repeats)
-            print(f"{'graph construction per batch':<36}{'median s':>10}{'best s':>10}")
-            for label, median, best in rows:
-                print(f"{label:<36}{median:>10.4f}{best:>10.4f}")
-            print("edges per batch: " + ", ".join(f"{k} {v:,}" for k, v in edges.items()) + "\n")
-            first = False
-        median, best = training_step(model, inputs, args.step_repeats)
-        params = sum(p.numel() for p in model.parameters())
-        step_rows.append((name, params, median, best))
-    print(f"{'training step (fwd + bwd + AdamW)':<36}{'params':>12}{'median s':>10}{'best s':>10}")
-    for name, params, median, best in step_rows:
-        print(f"{name:<36}{params / 1e6:>11.1f}M{median:>10.3f}{best:>10.3f}")
-    # The same steps once glibc keeps freed blocks (what the hf-mmfusion commands do on start-up). Measured
+    models = {name: model_and_inputs(text, args) for name, text in encoders.items()}
+    first_model, first_inputs = next(iter(models.values()))
+    graph_rows, edges = graph_construction(first_model, first_inputs, args.repeats)
+    step_rows = [(name, sum(p.numel() for p in model.parameters()), *training_step(model, inputs, args.step_repeats))
+                 for name, (model, inputs) in models.items()]
+    # The same again once glibc keeps freed blocks (what the hf-mmfusion commands do on start-up). Measured
     # second because the setting cannot be undone in a running process.
-    if retain_freed_memory():
-        print(f"\n{'... with retain_freed_memory()':<36}{'median s':>22}{'best s':>10}{'speed-up':>10}")
-        for (name, text), (_, _, before, _) in zip(encoders.items(), step_rows):
-            median, best = training_step(*model_and_inputs(text, args), args.step_repeats)
-            print(f"{name:<36}{median:>22.3f}{best:>10.3f}{before / median:>9.2f}x")
+    retained = retain_freed_memory()
+    if retained:
+        retained_graph_rows, _ = graph_construction(first_model, first_inputs, args.repeats)
+        retained_steps = [training_step(*model_and_inputs(text, args), args.step_repeats) for text in encoders.values()]
+
+    head = f"{'graph construction per batch':<36}{'median s':>10}{'best s':>10}"
+    print(head + (f"{'retained: median s':>22}{'best s':>10}" if retained else ""))
+    for k, (label, median, best) in enumerate(graph_rows):
+        line = f"{label:<36}{median:>10.4f}{best:>10.4f}"
+        if retained:
+            line += f"{retained_graph_rows[k][1]:>22.4f}{retained_graph_rows[k][2]:>10.4f}"
+        print(line)
+    print("edges per batch: " + ", ".join(f"{k} {v:,}" for k, v in edges.items()) + "\n")
+    head = f"{'training step (fwd + bwd + AdamW)':<36}{'params':>12}{'median s':>10}{'best s':>10}"
+    print(head + (f"{'retained: median s':>22}{'best s':>10}{'speed-up':>10}" if retained else ""))
+    for k, (name, params, median, best) in enumerate(step_rows):
+        line = f"{name:<36}{params / 1e6:>11.1f}M{median:>10.3f}{best:>10.3f}"
+        if retained:
+            r_median, r_best = retained_steps[k]
+            line += f"{r_median:>22.3f}{r_best:>10.3f}{median / r_median:>9.2f}x"
+        print(line)
+    if retained:
+        print("\n'retained': after hf_mmfusion.retain_freed_memory(), which the hf-mmfusion commands call on start-up.")
 
 
 if __name__ == "__main__":

@@ -195,7 +195,8 @@ def edges_from_adjacency(
 
     Node ``(b, i)`` has the global id ``b * nodes_per_sample + slot + i``. Returns ``(source[E], target[E],
     weight[E])``; ``weight=None`` gives ones, and ``scale[B]`` (optional) multiplies the weights of sample b.
-    One flat ``nonzero`` and integer arithmetic on it avoid materialising index triples or broadcast id tables.
+    One flat ``nonzero`` and integer arithmetic on it avoid materialising index triples or broadcast id tables;
+    gathers use ``index_select``, about twice as fast as indexing with a tensor on CPU.
     """
     B, T, _ = adj.shape
     k = adj.reshape(-1).nonzero().squeeze(1)                                     # b*T*T + i*T + j
@@ -206,9 +207,9 @@ def edges_from_adjacency(
     if weight is None:
         w = torch.ones(k.shape, device=adj.device, dtype=dtype or torch.get_default_dtype())
     else:
-        w = weight.reshape(-1)[k]
+        w = weight.reshape(-1).index_select(0, k)
         if scale is not None:
-            w = w * scale[b]
+            w = w * scale.index_select(0, b)
     return src, dst, w
 
 
@@ -688,7 +689,8 @@ class SSUModel(SSUPreTrainedModel):
         anchor_of_slot = torch.cat([torch.full((masks[m].shape[1],), anchor_slots[m], device=mask.device) for m in slots])
         k, b, node = mask_nodes(mask, per_sample, 0)
         slot = node - b * per_sample
-        return node, b * per_sample + anchor_of_slot[slot], beta.reshape(-1)[k] * scale.reshape(-1)[k]
+        anchor = b * per_sample + anchor_of_slot.index_select(0, slot)
+        return node, anchor, beta.reshape(-1).index_select(0, k) * scale.reshape(-1).index_select(0, k)
 
     def _cross_modal_edges(self, anchor_weights, masks, slots, per_sample) -> list:
         """Fusion edges (iii): the top-k anchor-affine nodes of every two modalities, fully linked both ways.
@@ -715,9 +717,9 @@ class SSUModel(SSUPreTrainedModel):
         a, b = torch.triu_indices(M, M, 1, device=ref.device)                    # every pair of modalities
         linked = valid[:, a, :, None] & valid[:, b, None, :]                     # [B, pairs, k, k]
         keep = linked.reshape(-1).nonzero().squeeze(1)
-        src = ids[:, a, :, None].expand(linked.shape).reshape(-1)[keep]
-        dst = ids[:, b, None, :].expand(linked.shape).reshape(-1)[keep]
-        w = (0.5 * (weights[:, a, :, None] + weights[:, b, None, :])).reshape(-1)[keep]
+        src = ids[:, a, :, None].expand(linked.shape).reshape(-1).index_select(0, keep)
+        dst = ids[:, b, None, :].expand(linked.shape).reshape(-1).index_select(0, keep)
+        w = (0.5 * (weights[:, a, :, None] + weights[:, b, None, :])).reshape(-1).index_select(0, keep)
         return [(src, dst, w), (dst, src, w)]
 
     # -- stage 3: GATs and readouts --------------------------------------------------------------
