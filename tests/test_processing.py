@@ -115,6 +115,38 @@ def test_non_finite_policies():
         AcousticFeatureExtractor(feature_size=2, non_finite="error")(x)
 
 
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+@pytest.mark.parametrize("non_finite", ["zero", "clip"])
+def test_batched_cleaning_and_normalisation_equal_the_per_sample_result(padding_side, non_finite):
+    """Cleaning and normalisation happen inside the padding loop; each sample must come out as if it had been
+    cleaned, normalised and padded on its own, whatever the padding side, and unpadded rows likewise."""
+    samples = _frames([5, 3, 0, 6, 2], 3, seed=4)
+    samples[0][1, 2] = -np.inf
+    samples[1][0, 0] = np.nan
+    samples[3][4, 1] = np.inf
+    samples[4][:, 0] = np.float32(3e38)                                        # finite, but the sum overflows
+    fe = AcousticFeatureExtractor(feature_size=3, non_finite=non_finite, padding_side=padding_side, padding_value=-7.0)
+    fe.fit_normalization(samples)
+    out = fe(samples, return_tensors="np")
+    unpadded = fe(samples, padding=False)["audio_features"]
+    for i, sample in enumerate(samples):
+        expected = fe._normalize(fe._clean(sample, i))
+        row, mask = out["audio_features"][i], out["audio_attention_mask"][i].astype(bool)
+        np.testing.assert_allclose(row[mask], expected, rtol=1e-6)
+        positions, n = np.arange(row.shape[0]), len(sample)
+        assert np.array_equal(mask, positions >= row.shape[0] - n if padding_side == "left" else positions < n)
+        assert np.all(row[~mask] == -7.0)
+        np.testing.assert_allclose(unpadded[i], expected, rtol=1e-6)
+    assert np.isfinite(out["audio_features"]).all()
+    assert np.array_equal(fe._clean(samples[4], 4), samples[4])                # kept as it is
+    # Frames that truncation drops are never inspected.
+    strict = AcousticFeatureExtractor(feature_size=3, non_finite="error")
+    kept = strict(samples[3], max_length=4, truncation=True, return_tensors="np")["audio_features"]
+    assert kept.shape == (1, 4, 3)
+    with pytest.raises(ValueError, match=r"audio\[0\].*frame 4, dimension 1"):
+        strict(samples[3], return_tensors="np")
+
+
 def test_normalization_statistics_fitted_stored_and_applied(tmp_path):
     train = _frames([4, 7, 1, 12], 3, seed=3)
     train = [t * np.array([1.0, 10.0, 0.0], dtype=np.float32) + np.array([5.0, -2.0, 3.0], dtype=np.float32) for t in train]

@@ -40,6 +40,17 @@ def rows_to_array(rows: list, trailing: int | None = None) -> np.ndarray:
     return np.fromiter(flat, dtype=np.int64, count=int(np.prod(shape))).reshape(shape)
 
 
+def encodings_offsets(encodings: list) -> np.ndarray:
+    """Character offsets ``[B, T, 2]`` int64 of equal-length fast-tokenizer ``Encoding``s, in one flat pass.
+
+    Streaming every row's ``offsets`` into ``np.fromiter`` costs little more than fetching them, about half of
+    collecting the lists first (as ``return_offsets_mapping`` does) and converting those.
+    """
+    width = len(encodings[0].offsets) if encodings else 0
+    flat = chain.from_iterable(chain.from_iterable(e.offsets for e in encodings))
+    return np.fromiter(flat, dtype=np.int64, count=len(encodings) * width * 2).reshape(len(encodings), width, 2)
+
+
 def _pad_rows(rows: list, fill, width: int | None = None, trailing: tuple = ()) -> np.ndarray:
     width = max((len(r) for r in rows), default=0) if width is None else width
     out = np.full((len(rows), width, *trailing), fill, dtype=np.int64)
@@ -49,7 +60,7 @@ def _pad_rows(rows: list, fill, width: int | None = None, trailing: tuple = ()) 
     return out
 
 
-def _word_table(docs: list) -> dict[str, np.ndarray]:
+def _word_table(docs: list, check_parsed: bool = True) -> dict[str, np.ndarray]:
     """Concatenated non-space words of ``docs``: doc index, start, end, global head word, root flag."""
     from spacy.attrs import HEAD, IDX, IS_SPACE, LENGTH
 
@@ -57,7 +68,7 @@ def _word_table(docs: list) -> dict[str, np.ndarray]:
     for d, doc in enumerate(docs):
         if len(doc) == 0:
             continue
-        if not doc.has_annotation("DEP"):
+        if check_parsed and not doc.has_annotation("DEP"):
             raise ValueError(
                 f"docs[{d}] has no dependency parse; use a spaCy pipeline with a parser or build the Doc "
                 "with `heads=` and `deps=`"
@@ -93,13 +104,15 @@ def batch_heads_from_offsets(
     special_tokens_mask=None,
     attention_mask=None,
     sample_mapping=None,
+    check_parsed: bool = True,
 ):
     """``dependency_heads`` ``[B, T]`` for parsed ``docs`` and a fast tokenizer's ``offset_mapping``.
 
     Args and return container as ``dependency_parser.heads_from_offsets``: offsets ``[B, T, 2]`` (tensor,
     array or per-row lists, possibly ragged), optional ``special_tokens_mask`` / ``attention_mask``
     ``[B, T]`` and ``sample_mapping`` ``[B]`` (row -> doc, for overflowing tokens). Lists in, lists out;
-    a tensor in, a ``LongTensor`` out.
+    a tensor in, a ``LongTensor`` out. ``check_parsed=False`` skips the check that every non-empty doc has
+    a parse, for callers that made it already.
     """
     docs = list(docs)
     reference = offset_mapping
@@ -134,7 +147,7 @@ def batch_heads_from_offsets(
     starts, ends = offsets[..., 0], offsets[..., 1]
     usable &= starts < ends
 
-    words = _word_table(docs)
+    words = _word_table(docs, check_parsed)
     heads = np.full((B, T), -1, dtype=np.int64)
     W = words["start"].shape[0]
     rows_idx, cols = np.nonzero(usable)  # row-major, so pieces of a row come in ascending order

@@ -32,6 +32,7 @@ DEFAULT_SPACY_MODEL = "en_core_web_sm"
 
 
 def _is_doc(obj: Any) -> bool:
+    """A spaCy ``Doc``, recognised by its interface so that spaCy is imported only where it is used."""
     return obj.__class__.__name__ == "Doc" and hasattr(obj, "vocab") and hasattr(obj, "text")
 
 

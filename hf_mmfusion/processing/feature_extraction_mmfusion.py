@@ -23,6 +23,7 @@ on Facet / OpenFace features need those features instead.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,13 @@ RAW_AUDIO_FEATURES = ("log_mel", "mfcc")
 
 def _is_tensor_like(x) -> bool:
     return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def _surely_finite(frames: np.ndarray) -> bool:
+    """True when every value is finite, decided by one BLAS dot product (several times faster than a sum);
+    False also when the sum of squares merely overflows, so callers confirm with ``np.isfinite``."""
+    flat = frames.reshape(-1)
+    return math.isfinite(np.vdot(flat, flat))  # vdot, unlike dot, does not warn when the sum overflows
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -133,10 +141,8 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
     # ---------------------------------------------------------------- cleaning
     def _clean(self, frames: np.ndarray, index: int) -> np.ndarray:
         """``frames[T, D]`` float32 with the non-finite policy applied."""
-        # A sum is finite only if every term is (a huge finite sum may overflow; the exact check decides).
-        with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(frames.sum()):
-                return frames
+        if _surely_finite(frames):
+            return frames
         finite = np.isfinite(frames)
         if finite.all():
             return frames
@@ -158,14 +164,16 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         out = np.where(np.isneginf(out), lo[None, :], out)
         return np.nan_to_num(out, nan=0.0).astype(np.float32)
 
+    def _is_plain_frames(self, frames) -> bool:
+        """Already a float32 ``[T, D]`` ndarray: the common case, used as it is."""
+        return type(frames) is np.ndarray and frames.dtype == np.float32 and frames.ndim == 2 and (
+            frames.shape[1] == self.feature_size
+        )
+
     def _as_frames(self, frames, index: int) -> np.ndarray:
-        if (
-            type(frames) is np.ndarray
-            and frames.dtype == np.float32
-            and frames.ndim == 2
-            and frames.shape[1] == self.feature_size
-        ):
-            return self._clean(frames, index)  # the common case, without conversions
+        """``frames`` as a validated float32 ``[T, D]`` array; non-finite values are dealt with when padding."""
+        if self._is_plain_frames(frames):
+            return frames
         arr = _to_numpy(frames)
         if arr.dtype == object:
             arr = np.asarray(arr.tolist())
@@ -178,7 +186,7 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
             )
         if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
             raise ValueError(f"`{self.modality}[{index}]` must hold numbers, got dtype {arr.dtype}")
-        return self._clean(arr.astype(np.float32, copy=False), index)
+        return arr.astype(np.float32, copy=False)
 
     # ---------------------------------------------------------------- normalisation
     def fit_normalization(self, samples: Iterable) -> _FrameFeatureExtractor:
@@ -193,7 +201,7 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         mean = np.zeros(self.feature_size, dtype=np.float64)
         m2 = np.zeros(self.feature_size, dtype=np.float64)
         for i, sample in enumerate(samples):
-            frames = self._as_frames(sample, i).astype(np.float64)
+            frames = self._clean(self._as_frames(sample, i), i).astype(np.float64)
             n = frames.shape[0]
             if n == 0:
                 continue
@@ -211,11 +219,15 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         self.do_normalize = True
         return self
 
+    def _normalization_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        mean = np.asarray(self.feature_mean, dtype=np.float32)
+        std = np.maximum(np.asarray(self.feature_std, dtype=np.float32), np.float32(self.normalization_eps))
+        return mean, std
+
     def _normalize(self, frames: np.ndarray) -> np.ndarray:
         if not self.do_normalize:
             return frames
-        mean = np.asarray(self.feature_mean, dtype=np.float32)
-        std = np.maximum(np.asarray(self.feature_std, dtype=np.float32), np.float32(self.normalization_eps))
+        mean, std = self._normalization_arrays()
         return (frames - mean) / std
 
     # ---------------------------------------------------------------- batching
@@ -288,7 +300,15 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
             frames.append(arr)
         return self._pad_frames(frames, padding, max_length, truncation, pad_to_multiple_of, return_attention_mask, return_tensors)
 
-    def _pad_frames(self, frames, padding, max_length, truncation, pad_to_multiple_of, return_attention_mask, return_tensors):
+    def _pad_frames(
+        self, frames, padding, max_length, truncation, pad_to_multiple_of, return_attention_mask, return_tensors,
+        prepare: bool = False,
+    ):
+        """Truncate and pad ``frames`` (float32 ``[T_i, D]`` arrays) into a ``BatchFeature``.
+
+        With ``prepare`` (raw inputs, not rows processed before), each sample also gets the non-finite policy
+        and the normalisation; values that truncation drops are never looked at.
+        """
         if truncation:
             if max_length is None:
                 raise ValueError(f"truncation of `{self.modality}` needs a max_length")
@@ -296,6 +316,8 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         lengths = np.array([f.shape[0] for f in frames], dtype=np.int64)
         strategy = self._get_padding_strategies(padding=padding, max_length=max_length)
         if strategy == PaddingStrategy.DO_NOT_PAD:
+            if prepare:
+                frames = [self._normalize(self._clean(f, i)) for i, f in enumerate(frames)]
             out = {self.features_name: frames}
             if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:
                 out[self.mask_name] = [np.ones(n, dtype=np.int64) for n in lengths]
@@ -313,11 +335,18 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         shape = (len(frames), target, self.feature_size)
         batch = np.zeros(shape, np.float32) if self.padding_value == 0 else np.full(shape, self.padding_value, np.float32)
         left = self.padding_side == "left"
+        normalize = prepare and self.do_normalize
+        if normalize:
+            mean, std = self._normalization_arrays()
         for i, f in enumerate(frames):
-            if left:
-                batch[i, target - f.shape[0] :] = f
-            else:
-                batch[i, : f.shape[0]] = f
+            real = batch[i, target - f.shape[0] :] if left else batch[i, : f.shape[0]]
+            real[...] = f
+            # Checked after the copy, while the sample is in cache.
+            if prepare and not _surely_finite(real):
+                real[...] = self._clean(f, i)
+            if normalize:
+                real -= mean
+                real /= std
         positions = np.arange(target)[None, :]
         mask = (positions >= target - lengths[:, None]) if left else (positions < lengths[:, None])
         mask = mask.astype(np.int64)
@@ -342,9 +371,12 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         Returns a ``BatchFeature`` with ``{modality}_features`` (``[B, T, D]`` float32 when padded, else a
         list of ``[T_i, D]`` arrays) and ``{modality}_attention_mask`` (``[B, T]``, 1 = real frame).
         """
-        frames = [self._frames_from_input(s, i, **kwargs) for i, s in enumerate(self._split_batch(inputs))]
-        frames = [self._normalize(f) for f in frames]
-        return self._pad_frames(frames, padding, max_length, truncation, pad_to_multiple_of, return_attention_mask, return_tensors)
+        samples = self._split_batch(inputs)
+        if any(v is not None for v in kwargs.values()) or not all(self._is_plain_frames(s) for s in samples):
+            samples = [self._frames_from_input(s, i, **kwargs) for i, s in enumerate(samples)]
+        return self._pad_frames(
+            samples, padding, max_length, truncation, pad_to_multiple_of, return_attention_mask, return_tensors, prepare=True
+        )
 
 
 class VisualFeatureExtractor(_FrameFeatureExtractor):
@@ -459,13 +491,13 @@ class VisualFeatureExtractor(_FrameFeatureExtractor):
     def _frames_from_input(self, sample, index: int, video_fps: float | None = None, **kwargs) -> np.ndarray:
         if isinstance(sample, (str, os.PathLike)):
             if os.fspath(sample).lower().endswith(VIDEO_SUFFIXES):
-                return self._clean(self.video_to_frames(sample, where=f"visual[{index}]"), index)
+                return self.video_to_frames(sample, where=f"visual[{index}]")
             raise ValueError(
                 f"`visual[{index}]`: {os.fspath(sample)!r} is not a video file ({', '.join(VIDEO_SUFFIXES)}); "
                 "pass frame features as arrays"
             )
         if _is_tensor_like(sample) and len(sample.shape) == 4:
-            return self._clean(self.video_to_frames(sample, video_fps, where=f"visual[{index}]"), index)
+            return self.video_to_frames(sample, video_fps, where=f"visual[{index}]")
         return self._as_frames(sample, index)
 
     def _split_batch(self, inputs) -> list:
@@ -624,9 +656,9 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
                 rate, wav = wavfile.read(os.fspath(sample))
             except (ValueError, OSError) as err:
                 raise ValueError(f"`audio[{index}]`: cannot read WAV file {sample!r}: {err}") from err
-            return self._clean(self.waveform_to_frames(wav, rate), index)
+            return self.waveform_to_frames(wav, rate)
         if sampling_rate is not None:
-            return self._clean(self.waveform_to_frames(sample, sampling_rate), index)
+            return self.waveform_to_frames(sample, sampling_rate)
         return self._as_frames(sample, index)
 
     def _split_batch(self, inputs) -> list:

@@ -17,16 +17,12 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import PaddingStrategy, hf_api
 
-from .alignment import batch_heads_from_offsets, rows_to_array
+from .alignment import batch_heads_from_offsets, encodings_offsets, rows_to_array
+from .dependency_parser import DependencyParser, _is_doc
 from .feature_extraction_mmfusion import AcousticFeatureExtractor, VisualFeatureExtractor
 
 TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 PROCESSOR_CONFIG_NAME = "processor_config.json"
-
-
-def _is_doc(item) -> bool:
-    """A spaCy ``Doc`` (checked by its interface so spaCy is imported only where it is used)."""
-    return hasattr(item, "vocab") and hasattr(item, "text") and hasattr(item, "to_array")
 
 
 def pad_heads(heads: list, length: int, padding_side: str = "right") -> np.ndarray:
@@ -93,8 +89,6 @@ class MMFusionProcessor(ProcessorMixin):
         if isinstance(parser, (str, os.PathLike)):
             parser = {"spacy_model": os.fspath(parser)}
         if isinstance(parser, dict):
-            from .dependency_parser import DependencyParser
-
             return DependencyParser(**parser)
         # Checked after the string case: `str` has an `encode` method too.
         if parser is None or hasattr(parser, "encode") or hasattr(parser, "parse"):
@@ -177,16 +171,19 @@ class MMFusionProcessor(ProcessorMixin):
         padded = kwargs.get("padding") not in (False, None, "do_not_pad", PaddingStrategy.DO_NOT_PAD)
         kwargs = {k: v for k, v in kwargs.items() if k != "return_offsets_mapping"}
         encoding = self.tokenizer(strings, **kwargs)
-        offsets = [e.offsets for e in encoding.encodings]
         if padded:
             for key in list(encoding.keys()):
                 encoding[key] = rows_to_array(encoding[key])
-            offsets = rows_to_array(offsets, trailing=2)
+            offsets = encodings_offsets(encoding.encodings)
+        else:
+            offsets = [e.offsets for e in encoding.encodings]
         encoding["dependency_heads"] = batch_heads_from_offsets(
             docs,
             offsets,
             attention_mask=encoding.get("attention_mask"),
             sample_mapping=encoding.get("overflow_to_sample_mapping"),
+            # DependencyParser.parse has checked every doc; another parser object may not have.
+            check_parsed=not isinstance(self.parser, DependencyParser),
         )
         return encoding
 
