@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=50, help="tokens, audio frames and visual frames per sample")
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=30, help="timed runs per graph-construction row")
     parser.add_argument("--step-repeats", type=int, default=3)
     parser.add_argument("--bert-base", action="store_true", help="also time a step with a 12-layer, 768-wide encoder")
     args = parser.parse_args()
