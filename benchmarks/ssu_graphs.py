@@ -84,9 +84,9 @@ def graph_construction(model: SSUForSequenceClassification, inputs: dict, repeat
     masks, heads = captured["masks"], captured["heads"]
     rows = []
     base.eval()
-    with torch.no_grad():
+    with torch.inference_mode():                                                 # as predict / evaluate run
         nodes, z_anchor = base.enhance_nodes(states, masks)
-        rows.append(("structure, eval (no grad)",) + timed(
+        rows.append(("structure, eval (inference mode)",) + timed(
             lambda: base.graph_structure(states, nodes, masks, z_anchor, heads), repeats))
         rows.append(("+ node enhancement, eval",) + timed(lambda: base.construct_graphs(states, masks, heads), repeats))
     base.train()

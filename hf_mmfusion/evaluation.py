@@ -118,7 +118,7 @@ def predict_dataset(
             labels.append(batch.pop("labels").numpy())
         batch = perturb_batch(batch, model, noise=noise, drop=drop, generator=generator)
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        with torch.no_grad():
+        with torch.inference_mode():
             logits = model(**batch).logits
         preds.append(logits.float().cpu().numpy())
     out = np.concatenate(preds)

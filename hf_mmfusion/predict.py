@@ -115,7 +115,7 @@ def predict_records(
     for start in tqdm(range(0, len(records), batch_size), desc="predicting", disable=not progress):
         chunk = records[start : start + batch_size]
         inputs = encode_records(processor, chunk, modalities, max_length, base_dir)
-        with torch.no_grad():
+        with torch.inference_mode():
             logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
         for offset, pred in enumerate(postprocess(model, logits)):
             results.append({"id": str(chunk[offset].get("id", start + offset)), **pred})
