@@ -26,18 +26,16 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def rows_to_array(rows: list, trailing: int | None = None) -> np.ndarray:
-    """Equal-length rows of ints (or of ``trailing``-tuples of ints) -> int64 ``[B, T(, trailing)]``.
+def rows_to_array(rows: list) -> np.ndarray:
+    """Equal-length rows of ints -> int64 ``[B, T]``.
 
-    One flat ``np.fromiter`` over the chained rows: ``np.asarray`` inspects every nested list and tuple,
-    which for a batch of offset pairs costs several times more.
+    One flat ``np.fromiter`` over the chained rows: ``np.asarray`` inspects every nested list, which for a
+    tokenised batch costs several times more.
     """
     if not isinstance(rows, list) or (rows and not isinstance(rows[0], (list, tuple))):
         return np.asarray(rows, dtype=np.int64)                                  # flat already, e.g. a mapping
     width = len(rows[0]) if rows else 0
-    flat = chain.from_iterable(rows) if trailing is None else chain.from_iterable(chain.from_iterable(rows))
-    shape = (len(rows), width) if trailing is None else (len(rows), width, trailing)
-    return np.fromiter(flat, dtype=np.int64, count=int(np.prod(shape))).reshape(shape)
+    return np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=len(rows) * width).reshape(len(rows), width)
 
 
 def encodings_offsets(encodings: list) -> np.ndarray:

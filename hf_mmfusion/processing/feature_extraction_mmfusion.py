@@ -372,6 +372,8 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         list of ``[T_i, D]`` arrays) and ``{modality}_attention_mask`` (``[B, T]``, 1 = real frame).
         """
         samples = self._split_batch(inputs)
+        # Waveforms (sampling_rate), pixels (video_fps), paths and anything not yet float32 [T, D] go through
+        # the per-sample extraction; ready frames are padded as they are.
         if any(v is not None for v in kwargs.values()) or not all(self._is_plain_frames(s) for s in samples):
             samples = [self._frames_from_input(s, i, **kwargs) for i, s in enumerate(samples)]
         return self._pad_frames(
