@@ -19,6 +19,7 @@ from hf_mmfusion.models.modeling_ssu import (
     adaptive_threshold,
     augment_adjacency,
     chain_heads_from_mask,
+    head_arcs,
     heads_adjacency,
     info_nce,
     pair_mask,
@@ -306,6 +307,30 @@ def test_chain_and_directed_text_graphs():
     directed = heads_adjacency(torch.tensor([[-1, 0, 0, 1]]), torch.ones(1, 4, dtype=torch.bool), directed=True)
     # adj[b, i, j] means j sends to i: head -> dependent.
     assert directed[0].nonzero().tolist() == [[1, 0], [2, 0], [3, 1]]
+
+
+@pytest.mark.parametrize("directed", [False, True])
+def test_head_arcs_are_each_link_once(directed):
+    """Arcs straight from head indices equal the dense rule (token i and its head, both real, no self loop,
+    undirected arcs both ways) with every link listed once, also where two tokens are each other's head."""
+    torch.manual_seed(0)
+    B, T = 64, 9
+    mask = torch.rand(B, T) < 0.8
+    heads = torch.randint(-1, T, (B, T))
+    heads[:, 3], heads[:, 4] = 4, 3                                              # mutual heads in every row
+    heads[:, 5] = 5                                                               # a token headed by itself
+    b, i, j = head_arcs(heads, mask, directed=directed)
+    expected = torch.zeros(B, T, T, dtype=torch.bool)
+    for bb in range(B):
+        for ii, h in enumerate(heads[bb].tolist()):
+            if h >= 0 and h != ii and mask[bb, ii] and mask[bb, h]:
+                expected[bb, ii, h] = True
+                if not directed:
+                    expected[bb, h, ii] = True
+    listed = torch.zeros(B, T, T, dtype=torch.long).index_put_((b, i, j), torch.ones_like(b), accumulate=True)
+    assert torch.equal(listed, expected.long())                                  # every link, each exactly once
+    assert torch.equal(heads_adjacency(heads, mask, directed=directed), expected)
+    assert (mask[:, 3] & mask[:, 4]).any()                                       # the mutual case did occur
 
 
 def test_augmented_view_drop_and_add_rates():

@@ -16,8 +16,9 @@ Pipeline (shapes for batch B, width d):
 6. Losses (Eq. 11): task loss + lambda_sup CE(z_ori) + lambda_self InfoNCE(z_ori, z_aug) + lambda_align
    ||z_fuse - z_ori||^2.
 
-Every graph is built for the whole batch with tensor operations: dense boolean adjacency ``[B, T, T]`` ->
-``nonzero`` -> node ids ``b * N + slot_m + i`` in one node tensor shared by every view. Padded slots stay
+Every graph is built for the whole batch with tensor operations: arcs ``(sample, target, source)`` (from a
+dense ``[B, T, T]`` graph through ``nonzero``, or straight from the text's head indices) -> node ids
+``b * N + slot_m + i`` in one node tensor shared by every view. Padded slots stay
 in the node tensor with only the GAT's self loop and never reach a readout.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -67,25 +69,36 @@ def chain_heads_from_mask(mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, prev, torch.full_like(prev, -1))
 
 
-def heads_adjacency(
-    heads: torch.Tensor, mask: torch.Tensor, directed: bool = False, pairs: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Text adjacency from head indices: ``adj[b, i, j]`` = j sends to i. ``heads[B, T]`` -> bool ``[B, T, T]``.
+def head_arcs(heads: torch.Tensor, mask: torch.Tensor, directed: bool = False) -> tuple[torch.Tensor, ...]:
+    """Arcs of a batch of head-index trees: ``heads[B, T]`` -> ``(sample, target, source)``, each ``[E]`` long.
 
-    An arc links token i and its head; undirected arcs go both ways. Arcs touching padding, pointing
-    outside the row or onto the token itself are dropped (the GAT adds self loops).
+    Token i and its head ``h = heads[b, i]`` are linked when both are real, h lies in the row and h != i
+    (the GAT adds self loops): h sends to i, and for an undirected graph i also sends to h. Two tokens that
+    are each other's head are linked once. Computed from the ``[B, T]`` heads, never a dense ``[B, T, T]`` matrix.
     """
     B, T = heads.shape
-    has_head = (heads >= 0) & (heads < T) & mask
-    # Counted in floats (see pair_mask), made bool at the end.
-    dtype = pairs.dtype if pairs is not None and pairs.is_floating_point() else torch.float32
-    adj = torch.zeros(B, T, T, dtype=dtype, device=heads.device)
-    # adj[b, i, head(i)]: the head sends to its dependent. Row i gets exactly one write, so writing 0
-    # for headless rows cannot erase an arc.
-    adj.scatter_(2, heads.clamp(0, T - 1).unsqueeze(-1), has_head.to(dtype).unsqueeze(-1))
+    pos = torch.arange(T, device=heads.device)
+    head = heads.clamp(0, T - 1)
+    linked = (heads >= 0) & (heads < T) & (head != pos) & mask & mask.gather(1, head)
     if not directed:
-        adj = adj + adj.transpose(1, 2)
-    return (adj * (pair_mask(mask, dtype) if pairs is None else pairs.to(dtype))).bool()
+        linked &= ~((heads.gather(1, head) == pos) & (pos > head))              # the later token's arc is the duplicate
+    b, i = linked.nonzero().unbind(1)
+    j = head.reshape(-1).index_select(0, b * T + i)
+    if directed:
+        return b, i, j
+    return torch.cat([b, b]), torch.cat([i, j]), torch.cat([j, i])
+
+
+def adjacency_from_arcs(arcs: tuple[torch.Tensor, ...], batch: int, length: int) -> torch.Tensor:
+    """Dense bool ``[B, T, T]`` from ``(sample, target, source)`` arcs: ``adj[b, i, j]`` = j sends to i."""
+    adj = torch.zeros(batch, length, length, dtype=torch.bool, device=arcs[0].device)
+    adj[arcs] = True
+    return adj
+
+
+def heads_adjacency(heads: torch.Tensor, mask: torch.Tensor, directed: bool = False) -> torch.Tensor:
+    """Text adjacency from head indices (see ``head_arcs``): ``heads[B, T]`` -> bool ``[B, T, T]``, j sends to i."""
+    return adjacency_from_arcs(head_arcs(heads, mask, directed), *heads.shape)
 
 
 def adaptive_threshold(
@@ -188,23 +201,29 @@ def polarity_classes(scores: torch.Tensor, num_classes: int) -> torch.Tensor:
     raise ValueError(f"sup_num_classes must be 2, 3 or 7, got {num_classes}")
 
 
-def edges_from_adjacency(
-    adj: torch.Tensor, weight: torch.Tensor | None, nodes_per_sample: int, slot: int, dtype=None, scale=None
+def edges_from_arcs(
+    arcs: tuple[torch.Tensor, ...], weight: torch.Tensor | None, nodes_per_sample: int, slot: int, dtype=None, scale=None
 ):
-    """Edge list of a batch of dense graphs: ``adj[b, i, j]`` -> edge ``node(b, j) -> node(b, i)``.
+    """Edge list of ``(sample b, target i, source j)`` arcs: edge ``node(b, j) -> node(b, i)``.
 
     Node ``(b, i)`` has the global id ``b * nodes_per_sample + slot + i``. Returns ``(source[E], target[E],
-    weight[E])``; ``weight=None`` gives ones, and ``scale[B]`` (optional) multiplies the weights of sample b.
-    Weights are gathered with ``index_select``, about twice as fast as indexing with a tensor on CPU.
+    weight[E])``: ``weight[b, i, j]`` of a dense ``[B, T, T]`` weight matrix, ones for ``weight=None``, and
+    ``scale[B]`` (optional) multiplies the weights of sample b. Gathers use ``index_select``, about twice as
+    fast as indexing with a tensor on CPU.
     """
-    B, T, _ = adj.shape
-    b, i, j = adj.nonzero().unbind(1)
+    b, i, j = arcs
     first = b * nodes_per_sample + slot
     src, dst = first + j, first + i
     if weight is None:
-        return src, dst, torch.ones(b.shape, device=adj.device, dtype=dtype or torch.get_default_dtype())
+        return src, dst, torch.ones(b.shape, device=b.device, dtype=dtype or torch.get_default_dtype())
+    T = weight.shape[-1]
     w = weight.reshape(-1).index_select(0, (b * T + i) * T + j)
     return src, dst, w if scale is None else w * scale.index_select(0, b)
+
+
+def edges_from_adjacency(adj: torch.Tensor, weight: torch.Tensor | None, nodes_per_sample: int, slot: int, **kwargs):
+    """``edges_from_arcs`` of a batch of dense graphs ``adj[B, T, T]`` (``adj[b, i, j]``: j sends to i)."""
+    return edges_from_arcs(adj.nonzero().unbind(1), weight, nodes_per_sample, slot, **kwargs)
 
 
 def mask_nodes(mask: torch.Tensor, nodes_per_sample: int, slot: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -314,7 +333,7 @@ class SSUTextGuidedGraph(nn.Module):
         return torch.baddbmm(additive_mask(guide_mask, query.dtype)[:, None, :], query, key.transpose(1, 2))
 
     def forward(self, x, mask, guide, guide_mask, pairs=None):
-        pairs = pair_mask(mask) if pairs is None else pairs
+        pairs = pair_mask(mask, x.dtype) if pairs is None else pairs
         a0 = self.base_adjacency(x, mask, guide, guide_mask, pairs)
         return adaptive_threshold(a0, pairs, self.threshold_lambda, self.soft_temp)
 
@@ -354,6 +373,11 @@ class SSUGraphs:
     ``lengths[m]`` of them, padded ones included), then one anchor slot per modality (``anchor_slots[m]``)
     when the anchor is on. Node id = ``b * nodes_per_sample + slot``; ``x`` is ``[B * nodes_per_sample, d]``.
 
+    ``arcs[m]``: modality m's intra-modality edges as ``(sample, target, source)`` positions (source sends to
+    target); ``adjacency[m]``: the same as a dense bool ``[B, T_m, T_m]`` for the audio / visual graphs, which are
+    built densely (``dense_adjacency(m)`` gives any modality's); ``edge_values[m]``: their weights A^m (None for
+    text, whose arcs weigh 1).
+
     ``modality_*``: the per-modality graphs (modality m's nodes linked to its own anchor slot);
     ``augmented_*``: the same with perturbed intra-modality edges (training, else ``None``); ``fusion_*``: the
     fusion graph (every modality linked to the first anchor slot, plus cross-modal edges). ``edge_index`` is
@@ -372,6 +396,7 @@ class SSUGraphs:
     anchor_slots: dict[str, int]
     nodes_per_sample: int
     masks: dict[str, torch.Tensor]
+    arcs: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     adjacency: dict[str, torch.Tensor]
     edge_values: dict[str, torch.Tensor | None]
     anchor_weights: dict[str, torch.Tensor]
@@ -379,6 +404,22 @@ class SSUGraphs:
     @property
     def fusion_anchor_slot(self) -> int | None:
         return next(iter(self.anchor_slots.values()), None)
+
+    def dense_adjacency(self, modality: str) -> torch.Tensor:
+        """Modality m's graph as a dense bool ``[B, T_m, T_m]`` (``adj[b, i, j]``: j sends to i)."""
+        if modality in self.adjacency:
+            return self.adjacency[modality]
+        return adjacency_from_arcs(self.arcs[modality], *self.masks[modality].shape)
+
+
+class _NodeLayout(NamedTuple):
+    """Node tensor ``x [B * per_sample, d]`` and where each modality's slots and anchor slot sit in a sample."""
+
+    x: torch.Tensor
+    lengths: dict[str, int]
+    slots: dict[str, int]
+    anchor_slots: dict[str, int]
+    per_sample: int
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -591,51 +632,62 @@ class SSUModel(SSUPreTrainedModel):
         cfg = self.config
         guide_name = "text" if "text" in states else self.modalities[0]
         guide, guide_mask = states[guide_name], masks[guide_name]
-        anchor_query = self.anchor_projection(z_anchor)                          # z_a^T W_a, [B, d]
-        pairs, adjacency, values, anchor_weights = {}, {}, {}, {}
+        layout = self._node_layout(nodes, z_anchor)
+        B, d = z_anchor.shape
+        # Eq. 7 scores z_a^T W_a H_i of every node in one [1, d] x [d, N] product per sample; a product with a
+        # single output column, or a row-wise dot product, makes several passes over the node tensor instead.
+        query = self.anchor_projection(z_anchor).unsqueeze(1)                   # [B, 1, d]
+        scores = torch.bmm(query, layout.x.view(B, -1, d).transpose(1, 2)).squeeze(1)   # [B, N]
+        arcs, adjacency, values, anchor_weights = {}, {}, {}, {}
         for m in self.modalities:
-            x, mask = states[m], masks[m]
-            pairs[m] = pair_mask(mask, x.dtype)
+            mask = masks[m]
             if m == "text":
                 heads = chain_heads_from_mask(mask) if cfg.text_graph == "chain" else dependency_heads
-                adjacency[m] = heads_adjacency(heads, mask, directed=cfg.text_graph_directed, pairs=pairs[m])
+                arcs[m] = head_arcs(heads, mask, directed=cfg.text_graph_directed)
                 values[m] = None                                                   # every text arc weighs 1
             else:
-                adjacency[m], values[m] = self.graph_builders[m](x, mask, guide, guide_mask, pairs=pairs[m])
-            # A row-wise dot product; bmm with a single output column is several times slower on CPU.
-            scores = torch.linalg.vecdot(nodes[m], anchor_query.unsqueeze(1))     # [B, T_m]
-            anchor_weights[m] = masked_softmax(scores, mask, dim=-1)             # Eq. 7
-        return self._assemble(nodes, masks, pairs, adjacency, values, anchor_weights, z_anchor, augment)
+                adjacency[m], values[m] = self.graph_builders[m](states[m], mask, guide, guide_mask)
+                arcs[m] = adjacency[m].nonzero().unbind(1)
+            slot = layout.slots[m]
+            anchor_weights[m] = masked_softmax(scores[:, slot:slot + layout.lengths[m]], mask, dim=-1)   # Eq. 7
+        return self._assemble(layout, masks, arcs, adjacency, values, anchor_weights, augment)
 
-    def _assemble(self, nodes, masks, pairs, adjacency, values, anchor_weights, z_anchor, augment) -> SSUGraphs:
-        cfg = self.config
+    def _node_layout(self, nodes, z_anchor) -> _NodeLayout:
+        """Node slots of each sample (modalities in config order, then one anchor slot per modality) and the
+        node tensor ``x [B * nodes_per_sample, d]`` in that order, written in one copy."""
         B, d = z_anchor.shape
-        dtype = z_anchor.dtype
         lengths = {m: nodes[m].shape[1] for m in self.modalities}
         slots, start = {}, 0
         for m in self.modalities:
             slots[m], start = start, start + lengths[m]
-        anchor_slots = {m: start + k for k, m in enumerate(self.modalities)} if cfg.use_anchor else {}
+        anchor_slots = {m: start + k for k, m in enumerate(self.modalities)} if self.config.use_anchor else {}
         per_sample = start + len(anchor_slots)
         parts = [nodes[m] for m in self.modalities]
         if anchor_slots:
             parts.append(z_anchor[:, None, :].expand(B, len(anchor_slots), d))
-        x = torch.cat(parts, dim=1).reshape(B * per_sample, d)                  # [B * N, d], one copy
+        x = torch.cat(parts, dim=1).reshape(B * per_sample, d)
+        return _NodeLayout(x, lengths, slots, anchor_slots, per_sample)
 
+    def _assemble(self, layout, masks, arcs, adjacency, values, anchor_weights, augment) -> SSUGraphs:
+        cfg = self.config
+        x, slots, anchor_slots, per_sample = layout.x, layout.slots, layout.anchor_slots, layout.per_sample
+        dtype, device = x.dtype, x.device
         # (source, target, weight) chunks. The modality graphs and the fusion graph share the intra-modality
         # edges, so both are slices of one buffer: [own-anchor edges | intra edges | fusion-only edges].
         own, intra, fusion_only, aug = [], [], [], []
         counts = {m: masks[m].sum(1).to(dtype) for m in self.modalities}         # real nodes per sample
         for m in self.modalities:
             # Weights are rescaled by the sample's node count so a uniform graph weighs about 1, like text arcs.
-            intra.append(edges_from_adjacency(adjacency[m], values[m], per_sample, slots[m], dtype, counts[m]))
+            intra.append(edges_from_arcs(arcs[m], values[m], per_sample, slots[m], dtype, counts[m]))
             if augment:
+                mask = masks[m]
+                dense = adjacency[m] if m in adjacency else adjacency_from_arcs(arcs[m], *mask.shape)
                 weight = None if values[m] is None else values[m] * counts[m][:, None, None]
                 aug_adj, aug_w = augment_adjacency(
-                    adjacency[m], weight, pairs[m].bool(), float(cfg.aug_edge_drop), float(cfg.aug_edge_add),
+                    dense, weight, pair_mask(mask), float(cfg.aug_edge_drop), float(cfg.aug_edge_add),
                     symmetric=not (m == "text" and cfg.text_graph_directed),
                 )
-                aug.append(edges_from_adjacency(aug_adj, aug_w, per_sample, slots[m], dtype))
+                aug.append(edges_from_adjacency(aug_adj, aug_w, per_sample, slots[m], dtype=dtype))
         if anchor_slots:
             node, anchor, w = self._anchor_edges(anchor_weights, masks, counts, slots, anchor_slots, per_sample)
             own += [(node, anchor, w), (anchor, node, w)]
@@ -646,15 +698,15 @@ class SSUModel(SSUPreTrainedModel):
             fusion_only += [(node, fusion_anchor, w), (fusion_anchor, node, w)]
         fusion_only += self._cross_modal_edges(anchor_weights, masks, slots, per_sample)
 
-        edge_index, edge_attr = self._pack(own + intra + fusion_only, dtype, z_anchor.device)
+        edge_index, edge_attr = self._pack(own + intra + fusion_only, dtype, device)
         n_own, n_intra = (sum(chunk[0].numel() for chunk in chunks) for chunks in (own, intra))
-        augmented_edge_index, augmented_edge_attr = self._pack(aug, dtype, z_anchor.device) if augment else (None, None)
+        augmented_edge_index, augmented_edge_attr = self._pack(aug, dtype, device) if augment else (None, None)
         return SSUGraphs(
             x=x, modality_edge_index=edge_index[:, :n_own + n_intra], modality_edge_attr=edge_attr[:n_own + n_intra],
             fusion_edge_index=edge_index[:, n_own:], fusion_edge_attr=edge_attr[n_own:],
             augmented_edge_index=augmented_edge_index, augmented_edge_attr=augmented_edge_attr,
-            lengths=lengths, slots=slots, anchor_slots=anchor_slots, nodes_per_sample=per_sample, masks=masks,
-            adjacency=adjacency, edge_values=values, anchor_weights=anchor_weights,
+            lengths=layout.lengths, slots=slots, anchor_slots=anchor_slots, nodes_per_sample=per_sample, masks=masks,
+            arcs=arcs, adjacency=adjacency, edge_values=values, anchor_weights=anchor_weights,
         )
 
     @staticmethod
@@ -692,28 +744,27 @@ class SSUModel(SSUPreTrainedModel):
         Returns ``[(source, target, weight), (target, source, weight)]`` (empty without two modalities or k).
         A link weighs the mean of its ends' ``beta / max beta``.
         """
-        k_cfg, M = int(self.config.fusion_topk), len(self.modalities)
-        if k_cfg == 0 or M < 2:
+        k, M = int(self.config.fusion_topk), len(self.modalities)
+        if k == 0 or M < 2:
             return []
         ref = anchor_weights[self.modalities[0]]
-        B = ref.shape[0]
-        ids = torch.zeros(B, M, k_cfg, dtype=torch.long, device=ref.device)
-        weights = ref.new_zeros(B, M, k_cfg)
-        valid = torch.zeros(B, M, k_cfg, dtype=torch.bool, device=ref.device)
-        first_node = torch.arange(B, device=ref.device)[:, None] * per_sample
+        B, device = ref.shape[0], ref.device
+        # Every modality's weights side by side, -1 on padding, so one top-k serves all of them.
+        beta = ref.new_full((B, M, max(masks[m].shape[1] for m in self.modalities)), -1.0)
         for j, m in enumerate(self.modalities):
-            beta = anchor_weights[m]
-            k = min(k_cfg, beta.shape[1])
-            top, idx = beta.masked_fill(~masks[m], -1.0).topk(k, dim=1)          # [B, k], -1 on padding
-            ids[:, j, :k] = first_node + slots[m] + idx
-            weights[:, j, :k] = top / beta.amax(1, keepdim=True).clamp_min(1e-12)
-            valid[:, j, :k] = top >= 0
-        a, b = torch.triu_indices(M, M, 1, device=ref.device)                    # every pair of modalities
-        linked = valid[:, a, :, None] & valid[:, b, None, :]                     # [B, pairs, k, k]
+            beta[:, j, :masks[m].shape[1]] = anchor_weights[m].masked_fill(~masks[m], -1.0)
+        top, idx = beta.topk(min(k, beta.shape[2]), dim=2)                        # [B, M, k]
+        first = torch.arange(B, device=device)[:, None] * per_sample + torch.tensor(list(slots.values()), device=device)
+        ids = idx + first[:, :, None]
+        weights = top / beta.amax(2, keepdim=True).clamp_min(1e-12)
+        valid = top >= 0
+        a, b = torch.triu_indices(M, M, 1, device=device)                        # every pair of modalities
+        linked = valid.index_select(1, a)[..., None] & valid.index_select(1, b)[:, :, None, :]   # [B, pairs, k, k]
         keep = linked.reshape(-1).nonzero().squeeze(1)
-        src = ids[:, a, :, None].expand(linked.shape).reshape(-1).index_select(0, keep)
-        dst = ids[:, b, None, :].expand(linked.shape).reshape(-1).index_select(0, keep)
-        w = (0.5 * (weights[:, a, :, None] + weights[:, b, None, :])).reshape(-1).index_select(0, keep)
+        src = ids.index_select(1, a)[..., None].expand(linked.shape).reshape(-1).index_select(0, keep)
+        dst = ids.index_select(1, b)[:, :, None, :].expand(linked.shape).reshape(-1).index_select(0, keep)
+        w = (0.5 * (weights.index_select(1, a)[..., None] + weights.index_select(1, b)[:, :, None, :])).reshape(-1)
+        w = w.index_select(0, keep)
         return [(src, dst, w), (dst, src, w)]
 
     # -- stage 3: GATs and readouts --------------------------------------------------------------
@@ -831,7 +882,7 @@ class SSUModel(SSUPreTrainedModel):
         for m in self.modalities:
             out[f"anchor_weights_{m}"] = graphs.anchor_weights[m]
             if m == "text":
-                out["text_adjacency"] = graphs.adjacency[m].to(out.z_ori.dtype)
+                out["text_adjacency"] = graphs.dense_adjacency(m).to(out.z_ori.dtype)
             else:
                 out[f"adjacency_{m}"] = graphs.edge_values[m]
         if self.graph_modalities:
