@@ -210,6 +210,24 @@ def test_base_adjacency_equals_the_masked_reference(graph_proj_dim):
     assert (a0[2] == 0).all()                                                   # one frame: no pair at all
 
 
+@pytest.mark.parametrize("graph_proj_dim", [16, 8])
+@pytest.mark.parametrize("frames, tokens", [(7, 5), (5, 7), (6, 6)])
+def test_scores_equal_the_projected_product(graph_proj_dim, frames, tokens):
+    """Eq. 3 scores (x W_Q)(g W_K)^T / sqrt(d'), whichever side the fused d x d product is applied to."""
+    from hf_mmfusion.models.modeling_ssu import SSUTextGuidedGraph
+
+    torch.manual_seed(0)
+    builder = SSUTextGuidedGraph(tiny_config(graph_proj_dim=graph_proj_dim))
+    x, guide = torch.randn(3, frames, 16), torch.randn(3, tokens, 16)
+    expected = builder.query(x) @ builder.key(guide).mT / graph_proj_dim ** 0.5
+    torch.testing.assert_close(builder.scores(x, guide), expected)
+    guide_mask = torch.rand(3, tokens) > 0.3
+    masked = builder.scores(x, guide, guide_mask)
+    torch.testing.assert_close(masked[guide_mask[:, None, :].expand_as(masked)],
+                               expected[guide_mask[:, None, :].expand_as(expected)])
+    assert (masked[~guide_mask[:, None, :].expand_as(masked)] < -1e6).all()
+
+
 def test_threshold_straight_through_and_degenerate_sigma():
     torch.manual_seed(0)
     pairs = pair_mask(torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]).bool())

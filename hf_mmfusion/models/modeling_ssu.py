@@ -324,8 +324,10 @@ class SSUTextGuidedGraph(nn.Module):
         """
         dp, d = self.query.weight.shape
         if dp >= d:
-            # x (W_Q^T W_K) g^T: one d x d product instead of projecting both sequences to d' >= d.
-            query, key = x @ (self.query.weight.T @ self.key.weight / math.sqrt(dp)), guide
+            # x (W_Q^T W_K) g^T: one d x d product instead of projecting both sequences to d' >= d, applied to
+            # the shorter sequence (pooled frames often outnumber the text tokens).
+            fused = self.query.weight.T @ self.key.weight / math.sqrt(dp)      # [d, d]
+            query, key = (x, guide @ fused.T) if guide.shape[1] < x.shape[1] else (x @ fused, guide)
         else:
             query, key = self.query(x) / math.sqrt(dp), self.key(guide)
         if guide_mask is None:
