@@ -96,6 +96,13 @@ def adjacency_from_arcs(arcs: tuple[torch.Tensor, ...], batch: int, length: int)
     return adj
 
 
+def dense_graph(modality: str, arcs: dict, adjacency: dict, mask: torch.Tensor) -> torch.Tensor:
+    """A modality's graph as dense bool ``[B, T, T]``: its dense adjacency when built densely, else from its arcs."""
+    if modality in adjacency:
+        return adjacency[modality]
+    return adjacency_from_arcs(arcs[modality], *mask.shape)
+
+
 def heads_adjacency(heads: torch.Tensor, mask: torch.Tensor, directed: bool = False) -> torch.Tensor:
     """Text adjacency from head indices (see ``head_arcs``): ``heads[B, T]`` -> bool ``[B, T, T]``, j sends to i."""
     return adjacency_from_arcs(head_arcs(heads, mask, directed), *heads.shape)
@@ -409,9 +416,7 @@ class SSUGraphs:
 
     def dense_adjacency(self, modality: str) -> torch.Tensor:
         """Modality m's graph as a dense bool ``[B, T_m, T_m]`` (``adj[b, i, j]``: j sends to i)."""
-        if modality in self.adjacency:
-            return self.adjacency[modality]
-        return adjacency_from_arcs(self.arcs[modality], *self.masks[modality].shape)
+        return dense_graph(modality, self.arcs, self.adjacency, self.masks[modality])
 
 
 class _NodeLayout(NamedTuple):
@@ -682,11 +687,9 @@ class SSUModel(SSUPreTrainedModel):
             # Weights are rescaled by the sample's node count so a uniform graph weighs about 1, like text arcs.
             intra.append(edges_from_arcs(arcs[m], values[m], per_sample, slots[m], dtype, counts[m]))
             if augment:
-                mask = masks[m]
-                dense = adjacency[m] if m in adjacency else adjacency_from_arcs(arcs[m], *mask.shape)
                 weight = None if values[m] is None else values[m] * counts[m][:, None, None]
                 aug_adj, aug_w = augment_adjacency(
-                    dense, weight, pair_mask(mask), float(cfg.aug_edge_drop), float(cfg.aug_edge_add),
+                    dense_graph(m, arcs, adjacency, masks[m]), weight, pair_mask(masks[m]), float(cfg.aug_edge_drop), float(cfg.aug_edge_add),
                     symmetric=not (m == "text" and cfg.text_graph_directed),
                 )
                 aug.append(edges_from_adjacency(aug_adj, aug_w, per_sample, slots[m], dtype=dtype))
