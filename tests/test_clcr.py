@@ -71,12 +71,25 @@ def without_labels(batch):
 # ---------------------------------------------------------------- configuration
 
 
+def test_width_defaults_follow_hidden_size():
+    config = CLCRConfig(hidden_size=32, modalities=["audio", "visual"], audio_input_dim=4, visual_input_dim=3)
+    assert config.shared_dim == 16 and config.private_dim == 16
+    assert CLCRConfig(hidden_size=32, shared_dim=8).shared_dim == 8
+    reloaded = CLCRConfig.from_dict(config.to_dict())
+    assert reloaded.shared_dim == 16
+
+
 def test_config_defaults_follow_the_spec():
     config = CLCRConfig()
     assert config.model_type == "clcr"
     assert (config.hidden_size, config.shared_dim, config.num_levels) == (128, 64, 3)
     assert config.tcn_dilations == [1, 2, 4, 8, 16, 32] and config.tcn_kernel_size == 3
-    assert (config.budget_kappa_init, config.budget_tau_init, config.budget_fraction_init) == (4.0, 1.0, 0.5)
+    assert (config.budget_kappa_init, config.budget_tau_init, config.budget_fraction_init) == (4.0, 0.0, 0.35)
+    assert (config.budget_strength, config.level_selection_loss, config.whiten_null_correction) == (
+        "relative", "centered", True
+    )
+    # The literal readings stay one switch away; tau follows the strength it thresholds.
+    assert CLCRConfig(budget_strength="absolute").budget_tau_init == 1.0
     assert (config.lambda_intra, config.intra_gamma, config.whiten_eps, config.intra_pair_segments) == (0.1, 1.0, 0.1, 8)
     assert config.lambda_inter == 0.1 and config.inter_lambdas == [1.0, 1.0, 1.0]
     assert config.text_config.model_type == "bert" and config.text_config.num_hidden_layers == 12
@@ -247,7 +260,7 @@ def test_exchange_update_stays_in_shared_subspace_and_private_stream_is_local():
     xs = [torch.randn(2, t, 16) for t in (4, 6, 5)]
     masks = [torch.ones(2, t, dtype=torch.bool) for t in (4, 6, 5)]
     out = level(*xs, *masks)
-    updated, private, coords_s = out[0:3], out[3:6], out[6:9]
+    updated, private, coords_s = out.shared, out.private, out.shared_coords
     q = level.bank.weight.detach()
     for m in range(3):
         u, v = q[m, :, :8], q[m, :, 8:]
@@ -257,8 +270,8 @@ def test_exchange_update_stays_in_shared_subspace_and_private_stream_is_local():
     # Changing another modality changes the shared stream (exchange) but never the private one.
     xs2 = [xs[0], xs[1] + torch.randn_like(xs[1]), xs[2]]
     out2 = level(*xs2, *masks)
-    torch.testing.assert_close(out2[3], out[3])
-    assert (out2[0] - out[0]).abs().max() > 1e-4
+    torch.testing.assert_close(out2.private[0], out.private[0])
+    assert (out2.shared[0] - out.shared[0]).abs().max() > 1e-4
 
 
 def test_budget_binds_and_sparsifies_participation():
@@ -326,8 +339,8 @@ def test_missing_modality_equals_fully_masked():
 
 
 def test_every_parameter_receives_a_finite_nonzero_gradient():
-    # A lower threshold makes the budget bind at initialisation so the budget fraction gets gradient too.
-    config = tiny_config(budget_tau_init=0.5, tcn_dropout=0.0, attention_dropout=0.0, classifier_dropout=0.0)
+    # The default budget binds at initialisation, so the budget fraction gets gradient too.
+    config = tiny_config(tcn_dropout=0.0, attention_dropout=0.0, classifier_dropout=0.0)
     model = build(config).train()
     model(**make_batch()).loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]

@@ -174,11 +174,14 @@ def test_pruned_edges_are_exactly_those_under_tau(model):
     lam = builder.threshold_lambda.item()
     for b in range(4):
         vals = a0[b][pairs[b]]
-        tau = vals.mean() + lam * vals.std(unbiased=False)
-        expected = (a0[b] >= tau) & pairs[b]
+        mu, sigma = vals.mean(), vals.std(unbiased=False)
+        tau = mu + lam * sigma
+        temp = 0.1 * torch.maximum(sigma, mu / 100)
+        # The default "band" relaxation keeps pairs down to three temperatures below tau, faded by the soft mask.
+        expected = (a0[b] >= tau - 3 * temp) & pairs[b]
         assert torch.equal(graphs.adjacency["audio"][b], expected)
         assert 0 < expected.sum() < pairs[b].sum()                                  # something pruned, something kept
-        torch.testing.assert_close(graphs.edge_values["audio"][b], a0[b] * expected)
+        torch.testing.assert_close(graphs.edge_values["audio"][b], a0[b] * expected * torch.sigmoid((a0[b] - tau) / temp))
 
 
 @pytest.mark.parametrize("graph_proj_dim", [16, 8])
@@ -233,7 +236,7 @@ def test_threshold_straight_through_and_degenerate_sigma():
     pairs = pair_mask(torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]).bool())
     a0 = (torch.rand(2, 5, 5) * pairs).requires_grad_()                          # zero off the real pairs
     lam = torch.tensor(0.3, requires_grad=True)
-    edges, values = adaptive_threshold(a0, pairs, lam, 0.1)
+    edges, values = adaptive_threshold(a0, pairs, lam, 0.1, "straight_through")
     torch.testing.assert_close(values.detach(), a0.detach() * edges)
     values.sum().backward()
     assert lam.grad is not None and lam.grad.abs() > 0
@@ -241,10 +244,41 @@ def test_threshold_straight_through_and_degenerate_sigma():
     all_pairs = pair_mask(torch.ones(1, 4, dtype=torch.bool))
     flat = (torch.full((1, 4, 4), 0.25) * all_pairs).requires_grad_()
     lam2 = torch.tensor(0.5, requires_grad=True)
-    edges, values = adaptive_threshold(flat, all_pairs, lam2, 0.1)
+    edges, values = adaptive_threshold(flat, all_pairs, lam2, 0.1, "straight_through")
     assert edges.sum() == 12
     values.sum().backward()
     assert torch.isfinite(flat.grad).all() and torch.isfinite(lam2.grad)
+
+
+@pytest.mark.parametrize("relaxation", ["band", "straight_through"])
+def test_threshold_gradient_stays_bounded_on_near_constant_graphs(relaxation):
+    # sigma ~ 5e-8: an absolute 1e-6 floor on the soft-mask temperature gave |dA| ~ 1e5 here.
+    pairs = pair_mask(torch.ones(1, 6, dtype=torch.bool))
+    a0 = ((0.2 + 1e-7 * torch.randn(1, 6, 6, generator=torch.Generator().manual_seed(0))) * pairs).requires_grad_()
+    lam = torch.tensor(0.5, requires_grad=True)
+    _, values = adaptive_threshold(a0, pairs, lam, 0.1, relaxation)
+    values.sum().backward()
+    assert a0.grad.abs().max() < 1e3 and lam.grad.abs() < 1e3
+
+
+def test_band_relaxation_gives_lambda_gradient_from_both_sides_of_tau():
+    torch.manual_seed(0)
+    pairs = pair_mask(torch.ones(1, 8, dtype=torch.bool))
+    a0 = torch.rand(1, 8, 8) * pairs
+    a0 = 0.5 * (a0 + a0.mT)
+    lam = torch.tensor(0.5, requires_grad=True)
+    edges, values = adaptive_threshold(a0, pairs, lam, 0.5, "band")
+    vals = a0[pairs]
+    tau = vals.mean() + 0.5 * vals.std(unbiased=False)
+    below = edges & (a0 < tau)
+    assert below.any()                                          # the band keeps pairs just under tau ...
+    (values * below).sum().backward()                           # ... and they alone reach lambda
+    assert lam.grad < 0                                         # raising tau fades them further
+    lam.grad = None
+    st_edges, st_values = adaptive_threshold(a0, pairs, lam, 0.5, "straight_through")
+    assert not (st_edges & below).any()                         # the hard mask drops them from the graph,
+    (st_values * st_edges * below).sum().backward()             # so through the GAT they reach nothing
+    assert lam.grad == 0
 
 
 def test_anchor_links_every_real_node_of_every_modality(model):

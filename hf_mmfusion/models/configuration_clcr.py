@@ -9,6 +9,8 @@ from huggingface_hub.dataclasses import strict
 from .configuration_common import MMFusionConfig
 
 LEVEL_MIXES = ("none", "full", "partial")
+BUDGET_STRENGTHS = ("relative", "absolute")
+LEVEL_SELECTION_LOSSES = ("centered", "literal")
 
 
 @strict
@@ -25,9 +27,9 @@ class CLCRConfig(MMFusionConfig):
     or, for `problem_type="multi_label_classification"`, binary cross-entropy), it takes:
 
     Args:
-        shared_dim (`int`, *optional*, defaults to 64):
-            Rank `r` of the shared subspace, `1 <= r < hidden_size`. The private subspace has
-            `hidden_size - r` dimensions; together they span the fusion width exactly.
+        shared_dim (`int`, *optional*):
+            Rank `r` of the shared subspace, `1 <= r < hidden_size`; defaults to `hidden_size // 2`. The
+            private subspace has `hidden_size - r` dimensions; together they span the fusion width exactly.
         num_levels (`int`, *optional*, defaults to 3):
             Number of semantic levels (shallow, mid, deep in the paper).
         text_level_layers (`list[int]`, *optional*):
@@ -44,13 +46,31 @@ class CLCRConfig(MMFusionConfig):
             Attention heads of the shared-subspace cross-modal exchange; must divide `hidden_size`.
         attention_dropout (`float`, *optional*, defaults to 0.1):
             Dropout on the exchange attention probabilities.
+        position_gain_init (`float`, *optional*, defaults to 0.1):
+            Initial gain `g` of each level's sinusoidal positional encoding. Level features are LayerNormed
+            and projected with a fan-in-scaled initialisation, so they have about unit scale per dimension;
+            a gain of 0.1 keeps the backbone signal, not the position table, in front at initialisation
+            (with `1.0` the table is about as large as the signal). The gain is learned.
+        budget_strength (`str`, *optional*, defaults to `"relative"`):
+            Which shared evidence strength `e` enters the token activation `a = sigmoid(kappa * (e - tau))`.
+            `"absolute"` is the paper's literal reading, `e = ||x_shared|| / sqrt(r)`. Level features are
+            LayerNormed, so that norm is close to 1 for every token: `a` is then almost constant, the
+            projection can only shrink every weight by the same amount and no token is ever left out.
+            `"relative"` (default) standardises `e` over each sample's real tokens (zero mean, unit
+            deviation), so `tau` acts as a threshold in units of the sample's spread and the budget chooses
+            among tokens at any feature scale and any length.
         budget_kappa_init (`float`, *optional*, defaults to 4.0):
             Initial slope `kappa` of the token activation `sigmoid(kappa * (e - tau))` (kept positive by a
             softplus parametrisation).
-        budget_tau_init (`float`, *optional*, defaults to 1.0):
-            Initial threshold `tau` on the shared strength `e = ||x_shared|| / sqrt(r)`.
-        budget_fraction_init (`float`, *optional*, defaults to 0.5):
-            Initial learnable fraction of the valid tokens that the budget `k` allows, in (0, 1).
+        budget_tau_init (`float`, *optional*):
+            Initial threshold `tau` on the strength `e`; defaults to 0 for `"relative"` strengths (the
+            sample's mean strength) and 1 for `"absolute"` ones.
+        budget_fraction_init (`float`, *optional*, defaults to 0.35):
+            Initial learnable fraction of the valid tokens that the budget `k` allows, in (0, 1). The
+            activations average 0.5, so a fraction below 0.5 makes the budget bind from the first step:
+            with the default slope about two thirds of the tokens take part at initialisation (the paper's
+            sensitivity study finds its best near a participation of 0.68), and the budget parameters get
+            gradients from the start.
         budget_min_tokens (`float`, *optional*, defaults to 1.0):
             Smallest budget `k_min`; `k = k_min + fraction * (n_valid - k_min)`.
         use_budget_projection (`bool`, *optional*, defaults to `True`):
@@ -65,6 +85,13 @@ class CLCRConfig(MMFusionConfig):
             Weight of the intra-level loss in the total objective.
         whiten_eps (`float`, *optional*, defaults to 0.1):
             Relative diagonal loading of the covariances in the whitened cross-correlation.
+        whiten_null_correction (`bool`, *optional*, defaults to `True`):
+            Subtract from every whitened-correlation term its value under independence, estimated on the same
+            rows with one side shifted by half the rows, which pairs different samples (detached; it costs one
+            extra product, since the shift leaves both covariances unchanged). With `N` paired rows against `p` dimensions the raw statistic sits
+            near `p / N` even for independent data (0.54 at 64 rows and 64 dimensions), so at small batches it
+            cannot tell dependence from chance. The corrected value is about 0 for independent data at every
+            batch size and keeps the raw statistic's gradient. `False` gives the uncorrected statistic.
         intra_pair_segments (`int`, *optional*, defaults to 8):
             Relative-time segments each modality's private coordinates are pooled into to pair rows across
             modalities of different lengths (cross-modal private term).
@@ -73,6 +100,22 @@ class CLCRConfig(MMFusionConfig):
             across levels, and level-selection mass on incompatible anchors.
         lambda_inter (`float`, *optional*, defaults to 0.1):
             Weight of the inter-level loss in the total objective.
+        level_selection_loss (`str`, *optional*, defaults to `"centered"`):
+            Form of the level-selection term of the inter-level loss, `sum_{l != l'} alpha_l alpha_l' delta_ll'`.
+            `"literal"`: with the paper's incompatibility `delta = 1 - cos >= 0` every mixture costs more than a
+            one-hot `alpha`, so the term pushes every sample onto a single level and removes the hierarchy it
+            is meant to stabilise (mean largest level weight 1.0 after a short training). `"centered"`
+            (default) measures incompatibility against the sample's mean over level pairs,
+            `delta_ll' - mean(delta)`: mixing levels that are more compatible than average lowers the loss,
+            mixing less compatible ones raises it, and a one-hot `alpha` (or anchors that are all equally far
+            apart) costs 0. It still moves mass away from incompatible pairs, as the paper intends, without
+            rewarding the collapse.
+        renormalize_level_mixture (`bool`, *optional*, defaults to `True`):
+            LayerNorm (without parameters) each modality's level-mixed shared and private summaries (Eq. 9).
+            The level summaries are LayerNormed and nearly orthogonal to each other, so their `alpha` mixture
+            has norm `sqrt(sum alpha^2)` times theirs: the head's gradient then favours a one-hot `alpha` for
+            its larger signal alone, whatever the levels contain. Renormalising keeps every mixture at the
+            same scale. `False` is the paper's plain weighted sum.
         inter_incompat_weight_all_terms (`bool`, *optional*, defaults to `False`):
             Also weight each level pair of the first two inter-level terms by the anchors' incompatibility
             `1 - cos`. Needs `use_inter_cad`.
@@ -114,7 +157,7 @@ class CLCRConfig(MMFusionConfig):
 
     model_type = "clcr"
 
-    shared_dim: int = 64
+    shared_dim: int | None = None
     num_levels: int = 3
     text_level_layers: list[int] | tuple[int, ...] | None = None
     tcn_kernel_size: int = 3
@@ -122,18 +165,23 @@ class CLCRConfig(MMFusionConfig):
     tcn_dropout: float | int = 0.1
     exchange_heads: int = 4
     attention_dropout: float | int = 0.1
+    position_gain_init: float | int = 0.1
+    budget_strength: str = "relative"
     budget_kappa_init: float | int = 4.0
-    budget_tau_init: float | int = 1.0
-    budget_fraction_init: float | int = 0.5
+    budget_tau_init: float | int | None = None
+    budget_fraction_init: float | int = 0.35
     budget_min_tokens: float | int = 1.0
     use_budget_projection: bool = True
     project_update_to_shared: bool = True
     intra_gamma: float | int = 1.0
     lambda_intra: float | int = 0.1
     whiten_eps: float | int = 0.1
+    whiten_null_correction: bool = True
     intra_pair_segments: int = 8
     inter_lambdas: list[float | int] | tuple[float | int, ...] = (1.0, 1.0, 1.0)
     lambda_inter: float | int = 0.1
+    level_selection_loss: str = "centered"
+    renormalize_level_mixture: bool = True
     inter_incompat_weight_all_terms: bool = False
     level_mlp_hidden: int | None = None
     head_hidden: int | None = None
@@ -147,6 +195,10 @@ class CLCRConfig(MMFusionConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        if self.shared_dim is None:
+            self.shared_dim = max(1, self.hidden_size // 2)
+        if self.budget_tau_init is None:
+            self.budget_tau_init = 0.0 if self.budget_strength == "relative" else 1.0
         self.tcn_dilations = [int(v) for v in self.tcn_dilations]
         self.inter_lambdas = [float(v) for v in self.inter_lambdas]
         if self.text_level_layers is not None:
@@ -177,7 +229,7 @@ class CLCRConfig(MMFusionConfig):
 
         for name in ("hidden_size", "num_levels", "tcn_kernel_size", "exchange_heads", "budget_kappa_init", "whiten_eps"):
             positive(name)
-        for name in ("intra_gamma", "lambda_intra", "lambda_inter", "budget_min_tokens"):
+        for name in ("intra_gamma", "lambda_intra", "lambda_inter", "budget_min_tokens", "position_gain_init"):
             non_negative(name)
         for name in ("tcn_dropout", "attention_dropout", "classifier_dropout"):
             probability(name)
@@ -206,6 +258,12 @@ class CLCRConfig(MMFusionConfig):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or None (= hidden_size), got {value}")
+        if self.budget_strength not in BUDGET_STRENGTHS:
+            raise ValueError(f"budget_strength must be one of {BUDGET_STRENGTHS}, got {self.budget_strength!r}")
+        if self.level_selection_loss not in LEVEL_SELECTION_LOSSES:
+            raise ValueError(
+                f"level_selection_loss must be one of {LEVEL_SELECTION_LOSSES}, got {self.level_selection_loss!r}"
+            )
         if self.level_mix not in LEVEL_MIXES:
             raise ValueError(f"level_mix must be one of {LEVEL_MIXES}, got {self.level_mix!r}")
         if self.level_mix != "none" and not self.use_hierarchy:

@@ -11,6 +11,7 @@ TEXT_GRAPHS = ("dependency", "chain")
 HEAD_INPUTS = ("fuse", "ori", "concat")
 REG_LOSSES = ("l1", "mse")
 SUP_NUM_CLASSES = (2, 3, 7)
+THRESHOLD_RELAXATIONS = ("band", "straight_through")
 
 
 @strict
@@ -43,7 +44,15 @@ class SSUConfig(MMFusionConfig):
         threshold_lambda_init (`float`, *optional*, defaults to 0.5):
             Initial `lambda` of the adaptive threshold `tau = mu + lambda * sigma` (Eq. 5), learnable per modality.
         threshold_soft_temp (`float`, *optional*, defaults to 0.1):
-            Temperature (times sigma) of the sigmoid that carries gradients to `lambda` (the forward mask is hard).
+            Temperature (times sigma, floored at a hundredth of the mean edge value) of the soft mask
+            `sigmoid((A - tau) / t)` through which `lambda` learns.
+        threshold_relaxation (`str`, *optional*, defaults to `"band"`):
+            How Eq. 5's hard mask `A >= tau`, which gives `lambda` no gradient, is relaxed. `"straight_through"`:
+            the hard mask forward with the soft mask's gradient; `lambda` then only hears from edges that are
+            already kept, never from the pairs just below the threshold that it decides about. `"band"`
+            (default): pairs down to three temperatures below `tau` stay in the graph and every edge weighs
+            `A * sigmoid((A - tau) / t)` forward and backward, so both sides of the threshold carry `lambda`'s
+            gradient and an edge fades out (to 5% of its value) rather than vanishing at `tau`.
         graph_max_nodes (`int`, *optional*, defaults to 128):
             Audio / visual sequences longer than this are average-pooled by relative time into this many
             segments before graph building. `None` turns the cap off.
@@ -60,7 +69,8 @@ class SSUConfig(MMFusionConfig):
             Dropout on GAT attention coefficients and between GAT layers.
         use_anchor (`bool`, *optional*, defaults to `True`):
             Add the semantic anchor node (mean text state) and its edges to every graph. `False` is the paper's
-            "w/o semantic anchor" ablation; the fusion graph still picks its cross-modal pairs by anchor affinity.
+            "w/o semantic anchor" ablation: no anchor node, no anchor edges and no `W_a`; the fusion graph then
+            picks its cross-modal pairs by each node's affinity to the other modalities' mean state instead.
         fusion_topk (`int`, *optional*, defaults to 8):
             Nodes per modality (highest anchor affinity) that are cross-linked between modalities in the fusion
             graph. 0 disables cross-modal edges.
@@ -108,6 +118,7 @@ class SSUConfig(MMFusionConfig):
     pos_bias_max_distance: int = 32
     threshold_lambda_init: float | int = 0.5
     threshold_soft_temp: float | int = 0.1
+    threshold_relaxation: str = "band"
     graph_max_nodes: int | None = 128
     text_graph: str = "dependency"
     text_graph_directed: bool = False
@@ -134,6 +145,7 @@ class SSUConfig(MMFusionConfig):
         self._check_choice("text_graph", TEXT_GRAPHS)
         self._check_choice("head_input", HEAD_INPUTS)
         self._check_choice("reg_loss", REG_LOSSES)
+        self._check_choice("threshold_relaxation", THRESHOLD_RELAXATIONS)
         self._check_choice("sup_num_classes", SUP_NUM_CLASSES)
         for name in ("hidden_size", "graph_proj_dim", "cross_attn_heads", "gat_layers", "gat_heads"):
             if int(getattr(self, name)) < 1:

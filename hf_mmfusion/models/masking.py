@@ -59,6 +59,29 @@ def segment_pool(x: torch.Tensor, mask: torch.Tensor, num_segments: int) -> tupl
     return pooled, counts > 0
 
 
+def cap_length(x: torch.Tensor, mask: torch.Tensor, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shorten ``x[B, T, D]`` to at most ``max_length`` slots, sample by sample -> ``(x[B, L, D], mask[B, L])``.
+
+    A sample with ``n <= max_length`` real frames keeps them unchanged, in order, in its first ``n`` slots; a
+    longer one is average-pooled by relative time into ``max_length`` segments (frame of rank r goes to
+    segment ``floor(max_length * r / n)``). So a sample's result never depends on how far the batch pads it:
+    pooling the whole padded length (``segment_pool``) would spread 6 real frames over segments
+    [0, 1, 2, 4, 5, 6] of 8. ``L = min(T, max_length)``.
+    """
+    mask = mask.bool()
+    T = x.shape[1]
+    if T <= max_length:
+        return x, mask
+    n = mask.sum(1, keepdim=True)                                  # [B, 1]
+    slots = n.clamp(1, max_length)                                 # segments of each sample
+    rank = torch.cumsum(mask.long(), dim=1) - 1                    # position among real frames
+    seg = ((rank * slots) // n.clamp_min(1)).clamp(0, max_length - 1).masked_fill(~mask, 0)     # [B, T]
+    onehot = F.one_hot(seg, max_length).to(x.dtype) * mask.unsqueeze(-1).to(x.dtype)            # [B, T, L]
+    counts = onehot.sum(1)                                         # [B, L]
+    pooled = torch.einsum("btk,btd->bkd", onehot, x) / counts.clamp_min(1.0).unsqueeze(-1)
+    return pooled, counts > 0
+
+
 def zero_padding(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Zero the padded positions of ``x[B, T, D]`` so they cannot leak through convolutions or sums."""
     return x * mask.unsqueeze(-1).to(x.dtype)

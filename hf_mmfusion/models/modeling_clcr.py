@@ -33,7 +33,7 @@ from .configuration_clcr import CLCRConfig
 from .configuration_common import MODALITIES
 from .inputs import prepare_inputs
 from .masking import masked_mean, masked_softmax, segment_pool
-from .modeling_common import TextPretrainedMixin, init_common_weights
+from .modeling_common import SignalLinear, TextPretrainedMixin, init_common_weights
 from .positional import ScaledSinusoidalEncoding
 from .simplex import project_capped_simplex
 from .tcn import ThreeStageTCN
@@ -113,19 +113,24 @@ class CLCRGroupedLayerNorm(nn.Module):
 
 
 class CLCRLevelProjection(nn.Module):
-    """``X = LN(Linear(h) + g * PE + e)`` for one (modality, level); padding zeroed.
+    """``X = LN(Linear(LN_in(h)) + g * PE + e)`` for one (modality, level); padding zeroed.
+
+    The input LayerNorm gives every backbone (text layers, TCN stages of any input scale) unit-scale features,
+    so with the fan-in-scaled projection (``SignalLinear``) and a small initial gain ``g`` the level starts
+    as its backbone signal, not as its positional table (with a std-0.02 projection it was ~98% table).
 
     Shapes: ``h[B, T, D_in], mask[B, T] -> [B, T, d]``.
     """
 
     def __init__(self, input_dim: int, dim: int):
         super().__init__()
-        self.proj = nn.Linear(input_dim, dim)
+        self.input_norm = nn.LayerNorm(input_dim)
+        self.proj = SignalLinear(input_dim, dim)
         self.position = ScaledSinusoidalEncoding(dim)
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.norm(self.position(self.proj(hidden)))
+        x = self.norm(self.position(self.proj(self.input_norm(hidden))))
         return x * mask.unsqueeze(-1).to(x.dtype)
 
 
@@ -145,7 +150,7 @@ class CLCRCrossModalExchange(nn.Module):
         self.dropout = config.attention_dropout
         self.is_causal = False
         d = config.hidden_size
-        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (nn.Linear(d, d) for _ in range(4))
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (SignalLinear(d, d) for _ in range(4))
 
     def forward(self, query: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
         batch, tq, d = query.shape
@@ -165,14 +170,41 @@ class CLCRCrossModalExchange(nn.Module):
         return out * has_source[:, None, None].to(out.dtype)
 
 
+@dataclass
+class CLCRLevelOutput(ModelOutput):
+    r"""
+    IntraCED outputs of one level; every field is a tuple with one tensor per modality (config order).
+
+    Args:
+        shared (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m, hidden_size)`):
+            Updated shared tokens `S~` (Eq. 4).
+        private (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m, hidden_size)`):
+            Private tokens `P` (Eq. 2); never touched by the exchange.
+        shared_coords (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m, shared_dim)`):
+            Coordinates `c~_s = S~ U` of the updated shared tokens in the shared basis.
+        private_coords (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m, hidden_size - shared_dim)`):
+            Coordinates `c_p = X V` in the private basis.
+        token_weights (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m)`):
+            Budget weights `w` (Eq. 3), 0 on padding.
+        participation (`tuple(torch.FloatTensor)`, each of shape `(batch_size,)`):
+            Fraction of the real tokens with a non-zero weight.
+    """
+
+    shared: tuple[torch.FloatTensor, ...] | None = None
+    private: tuple[torch.FloatTensor, ...] | None = None
+    shared_coords: tuple[torch.FloatTensor, ...] | None = None
+    private_coords: tuple[torch.FloatTensor, ...] | None = None
+    token_weights: tuple[torch.FloatTensor, ...] | None = None
+    participation: tuple[torch.FloatTensor, ...] | None = None
+
+
 class CLCRIntraLevel(GradientCheckpointingLayer):
     """IntraCED for one level: shared/private split, token budget, budgeted cross-modal exchange.
 
-    ``forward(*x, *mask)`` with ``x[m]: [B, T_m, d]`` and ``mask[m]: [B, T_m]`` for the M modalities returns
-    a flat tuple of six groups of M tensors: updated shared tokens ``S~[B, T_m, d]``, private tokens
-    ``P[B, T_m, d]``, shared coordinates ``c~_s[B, T_m, r]``, private coordinates ``c_p[B, T_m, d - r]``,
-    token weights ``w[B, T_m]`` and participation ratios ``[B]``. Without IntraCED (ablation) the split is
-    the identity: ``S~`` is the exchanged full feature, ``P`` and ``c_p`` the level's own features.
+    ``forward(*x, *mask)`` with ``x[m]: [B, T_m, d]`` and ``mask[m]: [B, T_m]`` for the M modalities (passed
+    positionally so that gradient checkpointing sees them) returns a [`CLCRLevelOutput`]. Without IntraCED
+    (ablation) the split is the identity: ``S~`` is the exchanged full feature, ``P`` and ``c_p`` the level's
+    own features.
     """
 
     def __init__(self, config: CLCRConfig):
@@ -183,6 +215,7 @@ class CLCRIntraLevel(GradientCheckpointingLayer):
         self.use_budget_projection = config.use_budget_projection
         self.project_update = config.project_update_to_shared and config.use_intra_ced
         self.budget_min_tokens = float(config.budget_min_tokens)
+        self.relative_strength = config.budget_strength == "relative"
         if self.use_intra_ced:
             self.bank = CLCROrthogonalBank(self.num_modalities, config.hidden_size)
             # Slope kappa = softplus(budget_kappa) > 0; budget fraction = sigmoid(budget_fraction).
@@ -196,8 +229,15 @@ class CLCRIntraLevel(GradientCheckpointingLayer):
         )
 
     def _budget(self, coords: torch.Tensor, mask: torch.Tensor, m: int) -> torch.Tensor:
-        strength = torch.linalg.vector_norm(coords, dim=-1) / math.sqrt(self.shared_dim)    # [B, T]
+        """Eq. 3: ``w = Proj_{Delta_k}(sigmoid(kappa (e - tau)))`` from shared coordinates ``[B, T, r]`` -> ``[B, T]``."""
+        strength = torch.linalg.vector_norm(coords, dim=-1) / math.sqrt(self.shared_dim)    # e [B, T]
         maskf = mask.to(coords.dtype)
+        if self.relative_strength:
+            # Standardised over the sample's real tokens (config docstring: budget_strength).
+            count = maskf.sum(1, keepdim=True).clamp_min(1.0)
+            mean = (strength * maskf).sum(1, keepdim=True) / count
+            spread = (((strength - mean) * maskf).square().sum(1, keepdim=True) / count).add(1e-6).sqrt()
+            strength = (strength - mean) / spread
         activation = torch.sigmoid(F.softplus(self.budget_kappa[m]) * (strength - self.budget_tau[m])) * maskf
         if not self.use_budget_projection:
             return activation
@@ -205,7 +245,7 @@ class CLCRIntraLevel(GradientCheckpointingLayer):
         k = self.budget_min_tokens + torch.sigmoid(self.budget_fraction[m]) * (n_valid - self.budget_min_tokens).clamp_min(0)
         return project_capped_simplex(activation, mask, k)
 
-    def forward(self, *streams: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, *streams: torch.Tensor) -> CLCRLevelOutput:
         M, r = self.num_modalities, self.shared_dim
         xs, masks = streams[:M], [mask.bool() for mask in streams[M:]]
         if self.use_intra_ced:
@@ -216,8 +256,8 @@ class CLCRIntraLevel(GradientCheckpointingLayer):
             coords_p = [c[..., r:] for c in coords]                # [B, T_m, d - r]
             shared = [coords_s[m] @ bases_u[m].T for m in range(M)]
             # X = S + P exactly because Q is orthogonal; the subtraction saves a matmul.
-            private = [xs[m] - shared[m] for m in range(M)]
-            weights = [self._budget(coords_s[m], masks[m], m) for m in range(M)]
+            private = [xs[m] - shared[m] for m in range(M)]                                   # Eq. 2
+            weights = [self._budget(coords_s[m], masks[m], m) for m in range(M)]            # Eq. 3
         else:
             shared, private, coords_s, coords_p = list(xs), list(xs), list(xs), list(xs)
             weights = [mask.to(xs[0].dtype) for mask in masks]
@@ -231,7 +271,7 @@ class CLCRIntraLevel(GradientCheckpointingLayer):
             # Every target reads the pre-update shared tokens of the others (parallel exchange).
             source = torch.cat([shared[j] for j in range(M) if j != m], dim=1)            # [B, sum T, d]
             source_mask = torch.cat([masks[j] for j in range(M) if j != m], dim=1)
-            delta = self.exchange[m](shared[m], source, source_mask)                        # [B, T_m, d]
+            delta = self.exchange[m](shared[m], source, source_mask)                        # Eq. 4, [B, T_m, d]
             gate = weights[m].unsqueeze(-1)
             if self.project_update:
                 # S~ = S + w (O U) U^T, computed in shared coordinates: c~_s = c_s + w (O U).
@@ -245,7 +285,10 @@ class CLCRIntraLevel(GradientCheckpointingLayer):
             ((weights[m] > _PARTICIPATION_EPS) & masks[m]).sum(1).to(xs[0].dtype) / masks[m].sum(1).clamp_min(1)
             for m in range(M)
         ]
-        return (*updated, *private, *updated_coords, *coords_p, *weights, *participation)
+        return CLCRLevelOutput(
+            shared=tuple(updated), private=tuple(private), shared_coords=tuple(updated_coords),
+            private_coords=tuple(coords_p), token_weights=tuple(weights), participation=tuple(participation),
+        )
 
 
 class CLCRInterCAD(nn.Module):
@@ -262,6 +305,7 @@ class CLCRInterCAD(nn.Module):
         d, L, M = config.hidden_size, config.effective_num_levels, len(config.modalities)
         self.num_levels = L
         self.use_inter_cad = config.use_inter_cad
+        self.renormalize_mixture = config.renormalize_level_mixture and L > 1
         self.shared_norm = CLCRGroupedLayerNorm((L, M), d)
         self.private_norm = CLCRGroupedLayerNorm((L, M), d)
         if self.use_inter_cad:
@@ -290,8 +334,13 @@ class CLCRInterCAD(nn.Module):
                 alpha = anchors.new_ones(batch, 1)
         else:
             alpha = s_bar.new_full((batch, self.num_levels), 1.0 / self.num_levels)
-        shared = torch.einsum("bl,blmd->bmd", alpha, s_bar)                         # [B, M, d]
+        shared = torch.einsum("bl,blmd->bmd", alpha, s_bar)                         # Eq. 9, [B, M, d]
         private = torch.einsum("bl,blmd->bmd", alpha, p_bar)
+        if self.renormalize_mixture:
+            # Mixing nearly orthogonal unit-scale summaries shrinks them by sqrt(sum alpha^2), so the head
+            # would favour a one-hot alpha for its larger signal alone (config: renormalize_level_mixture).
+            shared = F.layer_norm(shared, (d,)) * presentf[:, :, None]
+            private = F.layer_norm(private, (d,)) * presentf[:, :, None]
         if self.use_inter_cad:
             context = shared.sum(1) / count[:, None]                               # [B, d]
             scores = torch.einsum("bd,bmd->bm", self.select_query(context), self.select_key(shared)) / math.sqrt(d)
@@ -314,7 +363,7 @@ def _mean(terms: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
 
 def clcr_regularizers(
     config: CLCRConfig,
-    levels: list[dict],
+    levels: list[CLCRLevelOutput],
     masks: list[torch.Tensor],
     alpha: torch.Tensor,
     anchors: torch.Tensor | None,
@@ -329,6 +378,7 @@ def clcr_regularizers(
     the selection term cannot be lowered by collapsing the anchors onto each other.
     """
     eps, num_levels, num_mod = float(config.whiten_eps), len(levels), len(masks)
+    null_correction = bool(config.whiten_null_correction)
     like = alpha.new_zeros(())
     delta = None
     if anchors is not None and num_levels > 1:
@@ -343,7 +393,7 @@ def clcr_regularizers(
     for m, mask in enumerate(masks):
         if int(mask.sum()) < 2:
             continue
-        blocks = [level["coords_s"][m][mask] for level in levels] + [level["coords_p"][m][mask] for level in levels]
+        blocks = [level.shared_coords[m][mask] for level in levels] + [level.private_coords[m][mask] for level in levels]
         pairs, kinds = [], []
         if intra:
             pairs += [(num_levels + lv, lv) for lv in range(num_levels)]
@@ -359,7 +409,7 @@ def clcr_regularizers(
                         kinds.append(("sp", l1, l2))
         if not pairs:
             continue
-        values = whitened_xcorr_sq_pairs(blocks, pairs, eps_rel=eps)
+        values = whitened_xcorr_sq_pairs(blocks, pairs, eps_rel=eps, null_correction=null_correction)
         for value, (kind, l1, l2) in zip(values, kinds):
             if kind == "leak":
                 leak[l1].append(value)
@@ -372,7 +422,7 @@ def clcr_regularizers(
     if intra:
         per_level = []
         for lv, level in enumerate(levels):
-            pooled = [segment_pool(level["coords_p"][m], masks[m], config.intra_pair_segments) for m in range(num_mod)]
+            pooled = [segment_pool(level.private_coords[m], masks[m], config.intra_pair_segments) for m in range(num_mod)]
             cross = []
             for m in range(num_mod):
                 for m2 in range(m + 1, num_mod):
@@ -380,14 +430,20 @@ def clcr_regularizers(
                     if int(valid.sum()) >= 2:
                         x = pooled[m][0].flatten(0, 1)[valid]
                         y = pooled[m2][0].flatten(0, 1)[valid]
-                        cross.append(whitened_xcorr_sq(x, y, eps_rel=eps))
+                        cross.append(whitened_xcorr_sq(x, y, eps_rel=eps, null_correction=null_correction))
             per_level.append(_mean(cross, like) + config.intra_gamma * _mean(leak[lv], like))
         intra_value = _mean(per_level, like)
 
     selection = like
     if inter and delta is not None:
         off_diagonal = 1.0 - torch.eye(num_levels, dtype=alpha.dtype, device=alpha.device)
-        selection = (alpha.unsqueeze(2) * alpha.unsqueeze(1) * delta * off_diagonal).sum((1, 2)).mean()
+        incompatibility = delta
+        if config.level_selection_loss == "centered":
+            # Relative to the sample's mean incompatibility (config docstring: level_selection_loss).
+            mean = (delta * off_diagonal).sum((1, 2), keepdim=True) / (num_levels * (num_levels - 1))
+            incompatibility = delta - mean
+        pair_mass = alpha.unsqueeze(2) * alpha.unsqueeze(1) * off_diagonal               # [B, L, L]
+        selection = (pair_mass * incompatibility).sum((1, 2)).mean()                      # Eq. 12, third term
     return intra_value, _mean(pp_terms, like), _mean(sp_terms, like), selection
 
 
@@ -514,7 +570,7 @@ class CLCRPreTrainedModel(TextPretrainedMixin, PreTrainedModel):
                 fraction = float(self.config.budget_fraction_init)
                 init.constant_(module.budget_fraction, math.log(fraction / (1.0 - fraction)))
         elif isinstance(module, ScaledSinusoidalEncoding):
-            init.ones_(module.gain)
+            init.constant_(module.gain, float(self.config.position_gain_init))
             init.zeros_(module.offset)
         elif isinstance(module, CLCRGroupedLayerNorm):
             init.ones_(module.weight)
@@ -666,23 +722,19 @@ class CLCRModel(CLCRPreTrainedModel):
                 dim=1,
             )
             level_inputs.append(joint)
-            out = intra(*joint.split(lengths, dim=1), *masks)
-            group = [list(out[i * M : (i + 1) * M]) for i in range(6)]
-            levels.append(
-                dict(zip(("shared", "private", "coords_s", "coords_p", "weights", "participation"), group))
-            )
+            levels.append(intra(*joint.split(lengths, dim=1), *masks))
 
         shared_means = torch.stack(
-            [torch.stack([masked_mean(lv["shared"][m], masks[m]) for m in range(M)], 1) for lv in levels], 1
+            [torch.stack([masked_mean(lv.shared[m], masks[m]) for m in range(M)], 1) for lv in levels], 1
         )                                                                           # [B, L, M, d]
         private_means = torch.stack(
-            [torch.stack([masked_mean(lv["private"][m], masks[m]) for m in range(M)], 1) for lv in levels], 1
+            [torch.stack([masked_mean(lv.private[m], masks[m]) for m in range(M)], 1) for lv in levels], 1
         )
         present = torch.stack([mask.any(1) for mask in masks], 1)                  # [B, M]
         fused = self.inter_cad(shared_means, private_means, present)
         pooled = torch.cat([fused["h_s"], fused["h_p"]], dim=-1)                    # [B, 2d]
         participation = torch.stack(
-            [torch.stack(lv["participation"], 1) for lv in levels], 2
+            [torch.stack(lv.participation, 1) for lv in levels], 2
         )                                                                           # [B, M, L]
 
         intra_loss = inter_loss = pp = sp = sel = None
@@ -696,7 +748,7 @@ class CLCRModel(CLCRPreTrainedModel):
 
         token_weights = None
         if output_token_weights:
-            token_weights = tuple(torch.stack([lv["weights"][m] for lv in levels], 1) for m in range(M))
+            token_weights = tuple(torch.stack([lv.token_weights[m] for lv in levels], 1) for m in range(M))
         hidden_states = None
         if text_out is not None and output_hidden_states:
             hidden_states = tuple(text_out.hidden_states)
@@ -735,8 +787,11 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
         self.clcr = CLCRModel(config)
         d = config.hidden_size
         hidden = config.head_hidden or d
+        # A unit-gain first layer: the head is where modalities interact (a sentiment that flips with the tone
+        # is a product of two features), and with std-0.02 weights its GELU stays in its linear range, so
+        # those interactions start with almost no gradient.
         self.classifier = nn.Sequential(
-            nn.Linear(2 * d, hidden), nn.GELU(), nn.Dropout(config.classifier_dropout), nn.Linear(hidden, config.num_labels)
+            SignalLinear(2 * d, hidden), nn.GELU(), nn.Dropout(config.classifier_dropout), nn.Linear(hidden, config.num_labels)
         )
         self.main_input_name = self.clcr.main_input_name
         self.post_init()

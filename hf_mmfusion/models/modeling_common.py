@@ -8,8 +8,24 @@ from torch import nn
 from transformers import AutoModel
 
 
+class SignalLinear(nn.Linear):
+    """A linear layer on a fusion model's signal path, initialised with a fan-in scaled normal
+    (std ``in_features**-0.5``, see ``init_common_weights``).
+
+    The usual std of 0.02 shrinks a width-d signal to ``0.02 sqrt(d)`` of its size per layer (0.11 at d = 32,
+    0.23 at d = 128). Where a layer's output competes with a fixed-scale term (a positional table) or
+    decides a softmax (attention scores that build a graph or gate an exchange), that starts the model at a
+    point where the mechanism does nothing and gets almost no gradient. Unit gain keeps the signal's scale.
+    """
+
+
 def init_common_weights(module: nn.Module, std: float) -> bool:
     """Initialise the standard layer types; returns ``True`` when ``module`` was one of them."""
+    if isinstance(module, SignalLinear):
+        nn.init.normal_(module.weight, mean=0.0, std=module.in_features**-0.5)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+        return True
     if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, mean=0.0, std=std)
         if module.bias is not None:

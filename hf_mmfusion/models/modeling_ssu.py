@@ -35,12 +35,13 @@ from torch_geometric.nn import GATConv
 from torch_geometric.nn.dense.linear import Linear as GeometricLinear
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .configuration_ssu import SSUConfig
 from .inputs import prepare_inputs
-from .masking import additive_mask, masked_mean, masked_softmax, segment_pool, zero_padding
-from .modeling_common import TextPretrainedMixin, init_common_weights
+from .masking import additive_mask, cap_length, masked_mean, masked_softmax, zero_padding
+from .modeling_common import SignalLinear, TextPretrainedMixin, init_common_weights
 from .text_backbone import TextLevelEncoder
 
 # ---------------------------------------------------------------------------------------------------
@@ -109,16 +110,20 @@ def heads_adjacency(heads: torch.Tensor, mask: torch.Tensor, directed: bool = Fa
 
 
 def adaptive_threshold(
-    a0: torch.Tensor, pairs: torch.Tensor, lam: torch.Tensor, soft_temp: float
+    a0: torch.Tensor, pairs: torch.Tensor, lam: torch.Tensor, soft_temp: float, relaxation: str = "band"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 5 with a straight-through mask.
+    """Eq. 5: ``tau_b = mu_b + lam * sigma_b`` over the real off-diagonal pairs of sample b (population std).
 
     ``a0[B, T, T]`` must be zero outside ``pairs`` (as ``SSUTextGuidedGraph.base_adjacency`` returns it);
-    ``pairs`` is bool or 0 / 1 in ``a0``'s dtype (faster, see ``pair_mask``).
-    ``tau_b = mu_b + lam * sigma_b`` over the real off-diagonal pairs of sample b (population std).
-    Returns ``edges`` (bool ``[B, T, T]``, ``a0 >= tau`` on real pairs) and the kept values ``a0 * M``
-    whose forward value is ``a0`` on edges and 0 elsewhere while the gradient of ``M`` is that of
-    ``sigmoid((a0 - tau) / (soft_temp * sigma))`` (the only path by which lam learns).
+    ``pairs`` is bool or 0 / 1 in ``a0``'s dtype (faster, see ``pair_mask``). The soft mask is
+    ``s = sigmoid((a0 - tau) / t)`` with ``t = soft_temp * max(sigma, mu / 100)``: the floor keeps the
+    gradient bounded on near-constant graphs (an absolute ``1e-6`` gave ``|dA| ~ 1e5`` at ``sigma ~ 1e-7``).
+
+    ``relaxation="band"``: the edges are the pairs with ``a0 >= tau - 3 t`` and weigh ``a0 * s``, so pairs on
+    both sides of the threshold carry lam's gradient and an edge fades out (to ``0.05 a0``) instead of
+    vanishing at ``tau``. ``"straight_through"``: the paper's hard mask, edges ``a0 >= tau`` weighing ``a0``,
+    with the gradient of ``s`` substituted; lam then only hears from edges that are already kept.
+    Returns ``edges`` (bool ``[B, T, T]``) and the edge values (0 elsewhere).
     """
     pairs = pairs.to(a0.dtype)
     count = pairs.sum((1, 2)).clamp_min(1.0)                                    # [B]
@@ -127,13 +132,17 @@ def adaptive_threshold(
     # A vector norm has a zero (not NaN) gradient at 0, so a constant graph (sigma = 0) stays finite.
     sigma = torch.linalg.vector_norm((a0 - mu3) * pairs, dim=(1, 2)) / count.sqrt()
     tau = mu3 + lam * sigma[:, None, None]
+    temp = (soft_temp * torch.maximum(sigma, 0.01 * mu))[:, None, None] + torch.finfo(a0.dtype).tiny
+    cut = tau - 3.0 * temp if relaxation == "band" else tau
     with torch.no_grad():
-        # 1 where a0 >= tau on a real pair, else 0, in arithmetic (see pair_mask): sign(a0 - tau) + 1 is
-        # 0, 1 or 2 exactly when a0 <, = or > tau.
-        hard = torch.sign(a0 - tau).add_(1).clamp_max_(1).mul_(pairs)
+        # 1 where a0 >= cut on a real pair, else 0, in arithmetic (see pair_mask): sign(a0 - cut) + 1 is
+        # 0, 1 or 2 exactly when a0 <, = or > cut.
+        hard = torch.sign(a0 - cut).add_(1).clamp_max_(1).mul_(pairs)
     edges = hard.bool()
+    if relaxation == "band":
+        return edges, a0 * hard * torch.sigmoid((a0 - tau) / temp)
     if torch.is_grad_enabled() and (lam.requires_grad or a0.requires_grad):
-        soft = torch.sigmoid((a0 - tau) / (soft_temp * sigma[:, None, None] + 1e-6))
+        soft = torch.sigmoid((a0 - tau) / temp)
         hard = hard + soft - soft.detach()
     return edges, a0 * hard
 
@@ -253,8 +262,9 @@ class SSUTextGuidedEnhancement(nn.Module):
     def __init__(self, hidden_size: int, num_heads: int):
         super().__init__()
         self.num_heads = num_heads
-        self.query = nn.Linear(hidden_size, hidden_size)
-        self.key = nn.Linear(hidden_size, hidden_size)
+        # Unit-gain scores, so the enhancement starts from text attention rather than the mean text state.
+        self.query = SignalLinear(hidden_size, hidden_size)
+        self.key = SignalLinear(hidden_size, hidden_size)
         self.value = nn.Linear(hidden_size, hidden_size)
         self.output = nn.Linear(hidden_size, hidden_size)
 
@@ -283,8 +293,12 @@ class SSUTextGuidedGraph(nn.Module):
         d, dp = config.hidden_size, config.graph_proj_dim
         self.similarity = config.graph_similarity
         self.soft_temp = float(config.threshold_soft_temp)
-        self.query = nn.Linear(d, dp, bias=False)                                 # W_Q
-        self.key = nn.Linear(d, dp, bias=False)                                   # W_K
+        self.relaxation = config.threshold_relaxation
+        # Unit-gain W_Q, W_K (SignalLinear): with std-0.02 weights every text-attention row started uniform
+        # (max probability 0.023 against 0.020 over 50 tokens), the graphs were purely positional and W_Q,
+        # W_K got ~1/400 of the GAT's relative gradient.
+        self.query = SignalLinear(d, dp, bias=False)                              # W_Q
+        self.key = SignalLinear(d, dp, bias=False)                                # W_K
         self.position_bias = nn.Parameter(torch.zeros(config.pos_bias_max_distance + 1))   # B_pos by |i - j|
         self.scale_raw = nn.Parameter(torch.zeros(()))                            # s = softplus(scale_raw)
         self.threshold_lambda = nn.Parameter(torch.zeros(()))                     # lambda of Eq. 5
@@ -344,14 +358,15 @@ class SSUTextGuidedGraph(nn.Module):
     def forward(self, x, mask, guide, guide_mask, pairs=None):
         pairs = pair_mask(mask, x.dtype) if pairs is None else pairs
         a0 = self.base_adjacency(x, mask, guide, guide_mask, pairs)
-        return adaptive_threshold(a0, pairs, self.threshold_lambda, self.soft_temp)
+        return adaptive_threshold(a0, pairs, self.threshold_lambda, self.soft_temp, self.relaxation)
 
 
-class SSUGraphEncoder(nn.Module):
+class SSUGraphEncoder(GradientCheckpointingLayer):
     """A GATConv stack with scalar edge weights: ``x[N, d], edge_index[2, E], edge_attr[E, 1] -> [N, d]``.
 
     Layers before the last have ``gat_heads`` concatenated heads (ELU, dropout); the last has one head;
-    the output is ``LayerNorm(x + h)``.
+    the output is ``LayerNorm(x + h)``. Gradient checkpointing recomputes the whole stack (every modality
+    subset has these two encoders, so checkpointing works for all of them).
     """
 
     def __init__(self, config: SSUConfig):
@@ -580,11 +595,14 @@ class SSUModel(SSUPreTrainedModel):
         self.feature_dropout = nn.Dropout(float(config.feature_dropout))
         self.enhancers = nn.ModuleDict({m: SSUTextGuidedEnhancement(d, config.cross_attn_heads) for m in self.graph_modalities})
         self.graph_builders = nn.ModuleDict({m: SSUTextGuidedGraph(config) for m in self.graph_modalities})
-        self.anchor_projection = nn.Linear(d, d, bias=False)                      # W_a of Eq. 7
+        self.anchor_projection = nn.Linear(d, d, bias=False) if config.use_anchor else None   # W_a of Eq. 7
         self.shared_gat = SSUGraphEncoder(config)
         self.fusion_gat = SSUGraphEncoder(config)
-        self.ori_projection = nn.Linear(len(self.modalities) * d, d)
-        self.fuse_projection = nn.Linear(len(self.modalities) * d, d)
+        # Unit-gain readouts and head layer (SignalLinear): modalities interact in these layers, and with
+        # std-0.02 weights the head's ReLU sees a near-linear, near-zero input, so products of modalities
+        # start with almost no gradient.
+        self.ori_projection = SignalLinear(len(self.modalities) * d, d)
+        self.fuse_projection = SignalLinear(len(self.modalities) * d, d)
         self.post_init()
 
     # -- stage 1: unimodal states ----------------------------------------------------------------
@@ -599,8 +617,8 @@ class SSUModel(SSUPreTrainedModel):
 
     def _encode_frames(self, modality, features, mask):
         cap = self.config.graph_max_nodes
-        if cap is not None and features.shape[1] > cap:
-            features, mask = segment_pool(features, mask, cap)                  # [B, cap, D]
+        if cap is not None:
+            features, mask = cap_length(features, mask, cap)                    # [B, min(T, cap), D]
         proj = self.projections[modality]
         states = self.feature_dropout(self.norms[modality](proj(features.to(proj.weight.dtype))))
         return zero_padding(states, mask), mask
@@ -641,10 +659,13 @@ class SSUModel(SSUPreTrainedModel):
         guide, guide_mask = states[guide_name], masks[guide_name]
         layout = self._node_layout(nodes, z_anchor)
         B, d = z_anchor.shape
-        # Eq. 7 scores z_a^T W_a H_i of every node in one [1, d] x [d, N] product per sample; a product with a
-        # single output column, or a row-wise dot product, makes several passes over the node tensor instead.
-        query = self.anchor_projection(z_anchor).unsqueeze(1)                   # [B, 1, d]
-        scores = torch.bmm(query, layout.x.view(B, -1, d).transpose(1, 2)).squeeze(1)   # [B, N]
+        if self.anchor_projection is not None:
+            # Eq. 7 scores z_a^T W_a H_i of every node in one [1, d] x [d, N] product per sample; a product with
+            # a single output column, or a row-wise dot product, makes several passes over the node tensor.
+            query = self.anchor_projection(z_anchor).unsqueeze(1)               # [B, 1, d]
+            scores = torch.bmm(query, layout.x.view(B, -1, d).transpose(1, 2)).squeeze(1)   # [B, N]
+        else:
+            scores = self._anchor_free_scores(nodes, masks, layout)
         arcs, adjacency, values, anchor_weights = {}, {}, {}, {}
         for m in self.modalities:
             mask = masks[m]
@@ -658,6 +679,24 @@ class SSUModel(SSUPreTrainedModel):
             slot = layout.slots[m]
             anchor_weights[m] = masked_softmax(scores[:, slot:slot + layout.lengths[m]], mask, dim=-1)   # Eq. 7
         return self._assemble(layout, masks, arcs, adjacency, values, anchor_weights, augment)
+
+    def _anchor_free_scores(self, nodes, masks, layout) -> torch.Tensor:
+        """Without the anchor (ablation): each node's affinity to the other modalities, ``H_i^m . c^{-m} / sqrt(d)``
+        with ``c^{-m}`` the mean node state of the other modalities -> ``[B, N]`` over the node slots. It ranks
+        the fusion graph's cross-modal candidates with neither ``z_a`` nor ``W_a``."""
+        B, d = nodes[self.modalities[0]].shape[0], layout.x.shape[-1]
+        means = {m: masked_mean(nodes[m], masks[m]) for m in self.modalities}
+        present = {m: masks[m].any(1, keepdim=True).to(layout.x.dtype) for m in self.modalities}
+        scores = layout.x.new_zeros(B, layout.per_sample)
+        for m in self.modalities:
+            others = [j for j in self.modalities if j != m]
+            weight = sum(present[j] for j in others) if others else None
+            if weight is None:
+                continue
+            context = sum(means[j] * present[j] for j in others) / weight.clamp_min(1.0)      # [B, d]
+            slot = layout.slots[m]
+            scores[:, slot:slot + layout.lengths[m]] = torch.einsum("btd,bd->bt", nodes[m], context) / math.sqrt(d)
+        return scores
 
     def _node_layout(self, nodes, z_anchor) -> _NodeLayout:
         """Node slots of each sample (modalities in config order, then one anchor slot per modality) and the
@@ -885,7 +924,8 @@ class SSUModel(SSUPreTrainedModel):
 
     def _attach_graph_outputs(self, out, graphs: SSUGraphs) -> None:
         for m in self.modalities:
-            out[f"anchor_weights_{m}"] = graphs.anchor_weights[m]
+            if self.config.use_anchor:
+                out[f"anchor_weights_{m}"] = graphs.anchor_weights[m]
             if m == "text":
                 out["text_adjacency"] = graphs.dense_adjacency(m).to(out.z_ori.dtype)
             else:
@@ -900,16 +940,19 @@ class SSUClassificationHead(nn.Module):
     def __init__(self, config: SSUConfig, sup_outputs: int):
         super().__init__()
         d = config.hidden_size
-        self.dense = nn.Linear(2 * d if config.head_input == "concat" else d, d)
+        self.dense = SignalLinear(2 * d if config.head_input == "concat" else d, d)
         self.dropout = nn.Dropout(float(config.classifier_dropout))
         self.out_proj = nn.Linear(d, config.num_labels)
-        self.sup_proj = nn.Linear(d, sup_outputs)
+        self.sup_outputs = sup_outputs
+        # Without the supervised term the classifier would get no gradient (and DDP would need
+        # find_unused_parameters), so it only exists with lambda_sup > 0.
+        self.sup_proj = nn.Linear(d, sup_outputs) if config.lambda_sup > 0 else None
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.out_proj(self.dropout(F.relu(self.dense(pooled))))
 
-    def supervised(self, z_ori: torch.Tensor) -> torch.Tensor:
-        return self.sup_proj(z_ori)
+    def supervised(self, z_ori: torch.Tensor) -> torch.Tensor | None:
+        return None if self.sup_proj is None else self.sup_proj(z_ori)
 
 
 class SSUForSequenceClassification(SSUPreTrainedModel):
@@ -953,13 +996,15 @@ class SSUForSequenceClassification(SSUPreTrainedModel):
                 raise ValueError(f"`labels` must have shape [batch] or [batch, {self.num_labels}], got {list(labels.shape)}")
             loss_fn = F.l1_loss if cfg.reg_loss == "l1" else F.mse_loss
             task = loss_fn(logits, target)
-            if sup_logits.shape[-1] != self.num_labels * cfg.sup_num_classes:
+            if self.classifier.sup_outputs != self.num_labels * cfg.sup_num_classes:
                 raise ValueError(
                     "regression labels given to a model built for classification; set problem_type / num_labels "
                     "in the config before creating the model"
                 )
-            classes = polarity_classes(target, cfg.sup_num_classes).view(-1)
-            sup = F.cross_entropy(sup_logits.view(-1, cfg.sup_num_classes), classes)
+            sup = None
+            if sup_logits is not None:
+                classes = polarity_classes(target, cfg.sup_num_classes).view(-1)
+                sup = F.cross_entropy(sup_logits.view(-1, cfg.sup_num_classes), classes)
         elif problem == "single_label_classification":
             target = labels.view(-1).long()
             if target.shape[0] != logits.shape[0] or (target.numel() and (target.min() < 0 or target.max() >= self.num_labels)):
@@ -967,13 +1012,13 @@ class SSUForSequenceClassification(SSUPreTrainedModel):
                     f"`labels` must have shape [batch] with class ids in [0, {self.num_labels - 1}], got {list(labels.shape)}"
                 )
             task = F.cross_entropy(logits, target)
-            sup = F.cross_entropy(sup_logits, target)
+            sup = None if sup_logits is None else F.cross_entropy(sup_logits, target)
         elif problem == "multi_label_classification":
             target = labels.to(logits.dtype)
             if target.shape != logits.shape:
                 raise ValueError(f"`labels` must have shape [batch, {self.num_labels}] for multi-label, got {list(labels.shape)}")
             task = F.binary_cross_entropy_with_logits(logits, target)
-            sup = F.binary_cross_entropy_with_logits(sup_logits, target)
+            sup = None if sup_logits is None else F.binary_cross_entropy_with_logits(sup_logits, target)
         else:
             raise ValueError(f"unknown problem_type {problem!r}")
         self_loss = info_nce(z_ori, z_aug, float(cfg.contrastive_temperature)) if z_aug is not None else None
