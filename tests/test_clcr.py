@@ -612,3 +612,108 @@ def test_learns_a_cross_modal_interaction():
             break
     assert best < 0.25 * constant_mse, (best, float(constant_mse))
     assert ((predictions > 0) == (labels > 0)).float().mean() > 0.9
+
+
+# ---------------------------------------------------------------- mechanisms that must be live
+
+
+@pytest.mark.parametrize("length", [5, 40, 200])
+def test_budget_selects_at_initialisation_for_any_length(length):
+    model = build(tiny_config(tcn_dropout=0.0, attention_dropout=0.0, classifier_dropout=0.0))
+    g = torch.Generator().manual_seed(1)
+    batch = dict(
+        input_ids=torch.randint(1, VOCAB, (4, length), generator=g),
+        audio_features=torch.randn(4, length, AUDIO_DIM, generator=g),
+        visual_features=torch.randn(4, length, VISUAL_DIM, generator=g),
+        labels=torch.randn(4, generator=g),
+    )
+    out = model.train()(**batch, output_token_weights=True)
+    participation = out.participation_ratios
+    assert 0.3 < participation.mean() < 0.9
+    if length >= 40:
+        assert (participation < 1).all()                           # every modality, level and sample selects
+    for w in out.token_weights:                                    # sum w <= k on every row, w in [0, 1]
+        k = 1.0 + 0.35 * (w.shape[-1] - 1.0)
+        assert (w.sum(-1) <= k + 1e-4).all() and w.min() >= 0 and w.max() <= 1
+    out.loss.backward()
+    for level in model.clcr.intra_levels:
+        for name in ("budget_fraction", "budget_tau", "budget_kappa"):
+            assert getattr(level, name).grad.abs().min() > 0, name
+    # Turning the projection off changes the predictions by a measurable share of their spread.
+    model.eval()
+    with torch.no_grad():
+        sparse = model(**without_labels(batch)).logits
+        for level in model.clcr.intra_levels:
+            level.use_budget_projection = False
+        dense = model(**without_labels(batch)).logits
+    assert (sparse - dense).abs().mean() > 0.01 * sparse.std()
+
+
+def test_literal_strength_keeps_every_token_and_relative_strength_selects():
+    g = torch.Generator().manual_seed(2)
+    batch = dict(
+        input_ids=torch.randint(1, VOCAB, (4, 30), generator=g),
+        audio_features=torch.randn(4, 30, AUDIO_DIM, generator=g),
+        visual_features=torch.randn(4, 30, VISUAL_DIM, generator=g),
+    )
+    literal = build(tiny_config(budget_strength="absolute"))(**batch).participation_ratios
+    relative = build(tiny_config())(**batch).participation_ratios
+    # LayerNormed levels give every token a shared norm near 1, so the literal activation is flat and the
+    # projection only shrinks every weight: nobody is left out.
+    assert literal.mean() > 0.95
+    assert relative.mean() < literal.mean() - 0.2
+
+
+def test_level_selection_term_no_longer_rewards_collapse():
+    from hf_mmfusion.models.modeling_clcr import level_selection_term
+
+    # Levels 0 and 1 are compatible (delta 0.2), level 2 is far from both (delta 1.0).
+    delta = torch.tensor([[0.0, 0.2, 1.0], [0.2, 0.0, 1.0], [1.0, 1.0, 0.0]])[None]
+    one_hot = torch.tensor([[1.0, 0.0, 0.0]])
+    compatible_mix = torch.tensor([[0.5, 0.5, 0.0]])
+    incompatible_mix = torch.tensor([[0.5, 0.0, 0.5]])
+    literal = {name: float(level_selection_term(a, delta, centered=False))
+               for name, a in (("one_hot", one_hot), ("compatible", compatible_mix), ("incompatible", incompatible_mix))}
+    assert literal["one_hot"] == 0 < literal["compatible"] < literal["incompatible"]       # collapse is optimal
+    centered = {name: float(level_selection_term(a, delta))
+                for name, a in (("one_hot", one_hot), ("compatible", compatible_mix), ("incompatible", incompatible_mix))}
+    assert centered["compatible"] < centered["one_hot"] == 0 < centered["incompatible"]  # a compatible mixture wins
+    # Equally distant anchors: no pressure at all on alpha.
+    uniform = torch.full((1, 3, 3), 0.7) * (1 - torch.eye(3))
+    assert float(level_selection_term(torch.tensor([[0.2, 0.3, 0.5]]), uniform)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_levels_start_from_the_backbone_signal_and_differ():
+    model = build(tiny_config())
+    g = torch.Generator().manual_seed(3)
+    frames = torch.randn(2, 20, AUDIO_DIM, generator=g)
+    mask = torch.ones(2, 20, dtype=torch.bool)
+    taps = model.clcr.tcn["audio"](frames, mask)
+    levels = []
+    for projection, hidden in zip(model.clcr.level_projections["audio"], taps):
+        signal = projection.proj(projection.input_norm(hidden))
+        table = projection.position(torch.zeros_like(signal))                  # g * PE + e alone
+        assert signal.norm() > 3 * table.norm()                                # ~0.015 with std-0.02 layers
+        levels.append(projection(hidden, mask))
+    cosines = [F.cosine_similarity(levels[i], levels[j], dim=-1).mean() for i in range(3) for j in range(i + 1, 3)]
+    assert max(cosines) < 0.5                                                  # 0.84 when position dominated
+
+
+@pytest.mark.parametrize("form", ["centered", "literal"])
+def test_level_weights_under_the_selection_term(form):
+    """Descending the level-selection term alone: the literal form drives every sample onto one level, the
+    centered form keeps a mixture."""
+    model = build(tiny_config(level_selection_loss=form, tcn_dropout=0.0, attention_dropout=0.0)).train()
+    batch = without_labels(make_batch(batch=3))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(25):
+        loss = model(**batch, compute_regularizers=True).inter_sel_loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        largest = float(model.eval()(**batch).level_weights.max(1).values.mean())
+    if form == "centered":
+        assert largest < 0.9, largest
+    else:
+        assert largest > 0.95, largest

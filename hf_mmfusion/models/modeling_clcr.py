@@ -357,6 +357,21 @@ class CLCRInterCAD(nn.Module):
         }
 
 
+def level_selection_term(alpha: torch.Tensor, delta: torch.Tensor, centered: bool = True) -> torch.Tensor:
+    """Eq. 12's third term, ``mean_b sum_{l != l'} alpha_l alpha_l' delta_ll'``, from ``alpha[B, L]`` and the
+    (detached) anchor incompatibilities ``delta[B, L, L]``.
+
+    ``centered`` measures each pair against the sample's mean incompatibility over level pairs (config:
+    ``level_selection_loss``): with the literal ``delta >= 0`` every mixture costs more than a one-hot alpha.
+    """
+    num_levels = alpha.shape[1]
+    off_diagonal = 1.0 - torch.eye(num_levels, dtype=alpha.dtype, device=alpha.device)
+    if centered:
+        delta = delta - (delta * off_diagonal).sum((1, 2), keepdim=True) / (num_levels * (num_levels - 1))
+    pair_mass = alpha.unsqueeze(2) * alpha.unsqueeze(1) * off_diagonal                    # [B, L, L]
+    return (pair_mass * delta).sum((1, 2)).mean()
+
+
 def _mean(terms: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
     return torch.stack(terms).mean() if terms else like.new_zeros(())
 
@@ -436,14 +451,7 @@ def clcr_regularizers(
 
     selection = like
     if inter and delta is not None:
-        off_diagonal = 1.0 - torch.eye(num_levels, dtype=alpha.dtype, device=alpha.device)
-        incompatibility = delta
-        if config.level_selection_loss == "centered":
-            # Relative to the sample's mean incompatibility (config docstring: level_selection_loss).
-            mean = (delta * off_diagonal).sum((1, 2), keepdim=True) / (num_levels * (num_levels - 1))
-            incompatibility = delta - mean
-        pair_mass = alpha.unsqueeze(2) * alpha.unsqueeze(1) * off_diagonal               # [B, L, L]
-        selection = (pair_mass * incompatibility).sum((1, 2)).mean()                      # Eq. 12, third term
+        selection = level_selection_term(alpha, delta, centered=config.level_selection_loss == "centered")
     return intra_value, _mean(pp_terms, like), _mean(sp_terms, like), selection
 
 
