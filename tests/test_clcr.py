@@ -17,7 +17,7 @@ from isolation import without_package  # noqa: E402
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig  # noqa: E402
 
 from hf_mmfusion import CLCRConfig, CLCRForSequenceClassification, CLCRModel  # noqa: E402
-from hf_mmfusion.models.modeling_clcr import CLCRIntraLevel, level_permutation  # noqa: E402
+from hf_mmfusion.models.modeling_clcr import CLCRIntraLevel, CLCRLevelOutput, level_permutation  # noqa: E402
 
 AUDIO_DIM, VISUAL_DIM, VOCAB = 5, 7, 99
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -259,7 +259,7 @@ def test_exchange_update_stays_in_shared_subspace_and_private_stream_is_local():
         level.budget_fraction.fill_(0.0)
     xs = [torch.randn(2, t, 16) for t in (4, 6, 5)]
     masks = [torch.ones(2, t, dtype=torch.bool) for t in (4, 6, 5)]
-    out = level(*xs, *masks)
+    out = CLCRLevelOutput.unflatten(level(*xs, *masks), 3)
     updated, private, coords_s = out.shared, out.private, out.shared_coords
     q = level.bank.weight.detach()
     for m in range(3):
@@ -269,7 +269,7 @@ def test_exchange_update_stays_in_shared_subspace_and_private_stream_is_local():
         torch.testing.assert_close(coords_s[m], updated[m] @ u, atol=1e-5, rtol=0)
     # Changing another modality changes the shared stream (exchange) but never the private one.
     xs2 = [xs[0], xs[1] + torch.randn_like(xs[1]), xs[2]]
-    out2 = level(*xs2, *masks)
+    out2 = CLCRLevelOutput.unflatten(level(*xs2, *masks), 3)
     torch.testing.assert_close(out2.private[0], out.private[0])
     assert (out2.shared[0] - out.shared[0]).abs().max() > 1e-4
 

@@ -197,12 +197,26 @@ class CLCRLevelOutput(ModelOutput):
     token_weights: tuple[torch.FloatTensor, ...] | None = None
     participation: tuple[torch.FloatTensor, ...] | None = None
 
+    _FIELDS = ("shared", "private", "shared_coords", "private_coords", "token_weights", "participation")
+
+    def flatten(self) -> tuple[torch.Tensor, ...]:
+        """Every field's tensors in one flat tuple: what crosses a gradient-checkpoint boundary, since reentrant
+        checkpointing only tracks tensors returned at the top level."""
+        return tuple(t for name in self._FIELDS for t in getattr(self, name))
+
+    @classmethod
+    def unflatten(cls, flat: tuple[torch.Tensor, ...], num_modalities: int) -> CLCRLevelOutput:
+        """Inverse of ``flatten`` for ``num_modalities`` modalities."""
+        M = num_modalities
+        return cls(**{name: tuple(flat[i * M:(i + 1) * M]) for i, name in enumerate(cls._FIELDS)})
+
 
 class CLCRIntraLevel(GradientCheckpointingLayer):
     """IntraCED for one level: shared/private split, token budget, budgeted cross-modal exchange.
 
     ``forward(*x, *mask)`` with ``x[m]: [B, T_m, d]`` and ``mask[m]: [B, T_m]`` for the M modalities (passed
-    positionally so that gradient checkpointing sees them) returns a [`CLCRLevelOutput`]. Without IntraCED
+    positionally so that gradient checkpointing sees them) returns a [`CLCRLevelOutput`] in its flat form
+    (``CLCRLevelOutput.unflatten(level(...), M)`` names it; reentrant checkpointing needs flat tensors). Without IntraCED
     (ablation) the split is the identity: ``S~`` is the exchanged full feature, ``P`` and ``c_p`` the level's
     own features.
     """
@@ -245,7 +259,7 @@ class CLCRIntraLevel(GradientCheckpointingLayer):
         k = self.budget_min_tokens + torch.sigmoid(self.budget_fraction[m]) * (n_valid - self.budget_min_tokens).clamp_min(0)
         return project_capped_simplex(activation, mask, k)
 
-    def forward(self, *streams: torch.Tensor) -> CLCRLevelOutput:
+    def forward(self, *streams: torch.Tensor) -> tuple[torch.Tensor, ...]:
         M, r = self.num_modalities, self.shared_dim
         xs, masks = streams[:M], [mask.bool() for mask in streams[M:]]
         if self.use_intra_ced:
@@ -288,7 +302,7 @@ class CLCRIntraLevel(GradientCheckpointingLayer):
         return CLCRLevelOutput(
             shared=tuple(updated), private=tuple(private), shared_coords=tuple(updated_coords),
             private_coords=tuple(coords_p), token_weights=tuple(weights), participation=tuple(participation),
-        )
+        ).flatten()
 
 
 class CLCRInterCAD(nn.Module):
@@ -730,7 +744,7 @@ class CLCRModel(CLCRPreTrainedModel):
                 dim=1,
             )
             level_inputs.append(joint)
-            levels.append(intra(*joint.split(lengths, dim=1), *masks))
+            levels.append(CLCRLevelOutput.unflatten(intra(*joint.split(lengths, dim=1), *masks), M))
 
         shared_means = torch.stack(
             [torch.stack([masked_mean(lv.shared[m], masks[m]) for m in range(M)], 1) for lv in levels], 1
