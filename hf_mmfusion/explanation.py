@@ -388,6 +388,8 @@ def explain(
             f"model: explain needs the prediction head ({model_type.upper()}ForSequenceClassification), "
             f"got {type(model).__name__}"
         )
+    if tsne and model_type != "clcr":
+        raise ValueError("tsne: the 2-D map is of CLCR's shared / private summaries; SSU has none")
     model.eval()
     device = next(model.parameters()).device
     modalities = list(model.config.modalities)
@@ -470,8 +472,6 @@ def explain(
             summary["summary_map"] = {"method": method}
             for (n, j, kind), (x, y) in zip(keys, coords.tolist()):
                 samples[n].setdefault("summary_map", {}).setdefault(modalities[j], {})[kind] = [x, y]
-    elif tsne:
-        raise ValueError("--tsne maps CLCR's shared / private summaries; SSU has none")
     explanation = Explanation(
         model_type=model_type, modalities=modalities, regression=regression, level_names=level_names,
         samples=samples, summary=summary, examples=example_set, arrays=arrays,
@@ -845,7 +845,8 @@ th { background: #f5f5f5; } td.text { text-align: left; max-width: 28em; }
 <body>
 <h1>{{ title }}</h1>
 <p>{{ num_samples }} samples, modalities {{ modalities | join(", ") }}, {{ task }}.
-The numbers behind every figure are in <a href="explain.json">explain.json</a>.</p>
+The numbers behind every figure are in <a href="explain.json">explain.json</a>.
+{% if examples %}Drawn one by one: {% for example in examples %}<a href="#sample-{{ example.index }}">{{ example.id }}</a>{% if not loop.last %}, {% endif %}{% endfor %}; then <a href="#samples-table">every sample</a>.{% endif %}</p>
 
 <h2>Over all samples</h2>
 <table id="summary">
@@ -855,13 +856,6 @@ The numbers behind every figure are in <a href="explain.json">explain.json</a>.<
 {% for key, caption in split_figures %}
 <figure><img src="{{ figures[key] }}" alt="{{ caption }}"><figcaption>{{ caption }}</figcaption></figure>
 {% endfor %}
-
-<h2>Samples</h2>
-<table id="samples">
-<tr><th>id</th><th>text</th><th>prediction</th><th>label</th>{% for m in occluded %}<th>change without {{ m }}</th>{% endfor %}</tr>
-{% for row in sample_rows %}<tr><td>{{ row.id }}</td><td class="text">{{ row.text }}</td><td>{{ row.prediction }}</td>
-<td>{{ row.label }}</td>{% for value in row.changes %}<td>{{ value }}</td>{% endfor %}</tr>
-{% endfor %}</table>
 
 {% for example in examples %}
 <h2 id="sample-{{ example.index }}">Sample {{ example.id }}</h2>
@@ -873,6 +867,13 @@ The numbers behind every figure are in <a href="explain.json">explain.json</a>.<
 <figure><img src="{{ figures[key] }}" alt="{{ caption }}"><figcaption>{{ caption }}{% if figures.get(key + "_svg") %} (<a href="{{ figures[key + "_svg"] }}">SVG</a>){% endif %}</figcaption></figure>
 {% endfor %}
 {% endfor %}
+<h2 id="samples-table">All samples</h2>
+<table id="samples">
+<tr><th>id</th>{% if has_text %}<th>text</th>{% endif %}<th>prediction</th><th>label</th>{% for m in occluded %}<th>change without {{ m }}</th>{% endfor %}</tr>
+{% for row in sample_rows %}<tr><td>{{ row.id }}</td>{% if has_text %}<td class="text">{{ row.text }}</td>{% endif %}<td>{{ row.prediction }}</td>
+<td>{{ row.label }}</td>{% for value in row.changes %}<td>{{ value }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+
 <script>
 // A figure that failed to load is named, so a page copied without its images says so.
 window.addEventListener("load", function () {
@@ -957,6 +958,7 @@ def render_html(exp: Explanation, figures: dict[str, str]) -> str:
         title=f"{exp.model_type.upper()} explanation", num_samples=len(exp.samples), modalities=exp.modalities,
         task="regression" if exp.regression else "classification", summary_rows=rows, split_figures=split_figures,
         figures=figures, occluded=occluded, sample_rows=sample_rows, examples=examples,
+        has_text=any(row["text"] for row in sample_rows),
     )
 
 
