@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 
 from .cpu_memory import retain_freed_memory
 from .data.collator import MMFusionDataCollator
+from .explanation import Explanation, explain
 from .metrics import load_metric
 from .models.configuration_clcr import CLCRConfig
 from .models.configuration_ssu import SSUConfig
@@ -38,10 +39,12 @@ __all__ = [
     "CLCRModel",
     "CLCRPreTrainedModel",
     "DependencyParser",
+    "Explanation",
     "SSUConfig",
     "SSUForSequenceClassification",
     "SSUModel",
     "SSUPreTrainedModel",
+    "explain",
     "load_metric",
     "retain_freed_memory",
 ]

@@ -1,4 +1,4 @@
-"""``hf-mmfusion``: train, evaluate, predict, push, convert, demo.
+"""``hf-mmfusion``: train, evaluate, predict, push, convert, explain, demo.
 
 Each subcommand owns its flags (``hf-mmfusion <command> --help``). ``train`` accepts every
 ``TrainingArguments`` option next to the model and data options.
@@ -19,6 +19,7 @@ commands:
   predict    scores for new inputs (text, .npy frame files, .wav recordings) -> stdout, CSV or JSONL
   push       upload a saved checkpoint (weights, code, processor, model card) to the Hub in one commit
   convert    convert MMSA pickles / SDK files / clip folders into a datasets DatasetDict
+  explain    the models' analyses (weights, budgets, graphs, occlusion) as explain.json, figures, index.html
   demo       train CLCR and SSU on the built-in synthetic data, evaluate, save, reload, print a table
 
 run `hf-mmfusion <command> --help` for the options of a command."""
@@ -95,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         from .data.convert import main as convert_main
 
         return convert_main(rest, prog="hf-mmfusion convert")
+    if command == "explain":
+        from .explanation import main as explain_main
+
+        return explain_main(rest)
     if command == "demo":
         from .demo import main as demo_main
 

@@ -1,0 +1,286 @@
+"""``hf_mmfusion.explain`` / ``hf-mmfusion explain``: the report's numbers are the models' outputs."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from workflow_helpers import (
+    one_torch_thread,  # noqa: F401  (autouse fixture)
+    tiny_checkpoint,
+    tiny_dataset,
+    tiny_synthetic_flags,
+)
+
+import hf_mmfusion
+from hf_mmfusion.evaluation import predict_dataset, robustness_rows
+from hf_mmfusion.explanation import fusion_links
+from hf_mmfusion.loading import encode_dataset, make_collator
+
+MODALITIES = ("text", "audio", "visual")
+
+
+def _trained(path, model_type: str, steps: int = 6):
+    """A tiny checkpoint trained a few steps on the synthetic train split, saved to ``path``."""
+    model, processor = tiny_checkpoint(path, model_type)
+    train = encode_dataset(tiny_dataset()["train"], processor, MODALITIES, "label", 32)
+    collator = make_collator(processor)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    model.train()
+    for step in range(steps):
+        rows = [train[(4 * step + i) % len(train)] for i in range(4)]
+        loss = model(**collator(rows)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    model.save_pretrained(path)
+    return model, processor
+
+
+@pytest.fixture(scope="module")
+def clcr(tmp_path_factory):
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("clcr")
+    return (*_trained(path, "clcr"), path)
+
+
+@pytest.fixture(scope="module")
+def ssu(tmp_path_factory):
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("ssu")
+    return (*_trained(path, "ssu"), path)
+
+
+def _test_batch(model, processor):
+    split = tiny_dataset()["test"]
+    encoded = encode_dataset(split, processor, MODALITIES, "label", 128)
+    batch = make_collator(processor)([encoded[i] for i in range(len(encoded))])
+    return split, encoded, batch
+
+
+def test_clcr_report_equals_model_outputs(clcr):
+    model, processor, _ = clcr
+    split, _, batch = _test_batch(model, processor)
+    labels = batch.pop("labels")
+    exp = hf_mmfusion.explain(model, processor, split)
+    with torch.inference_mode():
+        out = model(**batch, output_token_weights=True)
+    assert [s["id"] for s in exp.samples] == list(split["id"])
+    for b, sample in enumerate(exp.samples):
+        assert sample["prediction"] == pytest.approx(float(out.logits[b, 0]), abs=1e-5)
+        assert sample["label"] == pytest.approx(float(labels[b]))
+        np.testing.assert_allclose(sample["level_weights"], out.level_weights[b].numpy(), atol=1e-6)
+        assert sum(sample["level_weights"]) == pytest.approx(1.0, abs=1e-5)
+        assert sum(sample["modality_weights"].values()) == pytest.approx(1.0, abs=1e-5)
+        for j, m in enumerate(MODALITIES):
+            assert sample["modality_weights"][m] == pytest.approx(float(out.modality_weights[b, j]), abs=1e-6)
+            assert sample["private_gates"][m] == pytest.approx(float(out.private_gates[b, j]), abs=1e-6)
+            np.testing.assert_allclose(sample["participation"][m], out.participation_ratios[b, j].numpy(), atol=1e-6)
+            mask = batch["attention_mask" if m == "text" else f"{m}_attention_mask"][b].bool()
+            expected = out.token_weights[j][b][:, mask].numpy()
+            np.testing.assert_allclose(np.array(sample["token_weights"][m]), expected, atol=1e-6)
+            assert sample["lengths"][m] == int(mask.sum())
+        ids = batch["input_ids"][b][batch["attention_mask"][b].bool()].tolist()
+        assert sample["tokens"] == processor.tokenizer.convert_ids_to_tokens(ids)
+        assert sample["tokens"][0] == "[CLS]" and sample["text"] == split[b]["text"]
+    summary = exp.summary
+    np.testing.assert_allclose(summary["level_weights"], out.level_weights.mean(0).numpy(), atol=1e-6)
+    # Every present modality has a shared and a private point on the 2-D map.
+    assert all(set(s["summary_map"]) == set(MODALITIES) for s in exp.samples)
+    assert all(len(s["summary_map"]["audio"]["private"]) == 2 for s in exp.samples)
+
+
+@pytest.mark.parametrize("which", ["clcr", "ssu"])
+def test_occlusion_equals_prediction_with_the_modality_dropped(which, request):
+    model, processor, _ = request.getfixturevalue(which)
+    split, encoded, _ = _test_batch(model, processor)
+    collator = make_collator(processor)
+    # Several batches, padded as the robustness evaluation pads them (SSU's graphs see the padded length).
+    exp = hf_mmfusion.explain(model, processor, split, batch_size=3)
+    clean, _ = predict_dataset(model, encoded, collator, batch_size=3, progress=False)
+    assert [s["prediction"] for s in exp.samples] == pytest.approx(clean.tolist(), abs=1e-5)
+    rows = {r["condition"]: r for r in robustness_rows(model, encoded, collator, noise_levels=[0.0], batch_size=3, progress=False)}
+    for m in MODALITIES:
+        dropped, _ = predict_dataset(model, encoded, collator, batch_size=3, drop=(m,), progress=False)
+        assert [s["occlusion"][m]["score"] for s in exp.samples] == pytest.approx(dropped.tolist(), abs=1e-5)
+        changes = [s["occlusion"][m]["change"] for s in exp.samples]
+        assert changes == pytest.approx((clean - dropped).tolist(), abs=1e-5)
+        assert exp.summary["occlusion"][m]["mean_abs_change"] == pytest.approx(np.abs(clean - dropped).mean(), abs=1e-5)
+        # The averaged score is the robustness protocol's row for the same dropped modality.
+        assert exp.summary["metrics"][f"drop {m}"]["mae"] == pytest.approx(rows[f"drop {m}"]["mae"], abs=1e-5)
+    assert exp.summary["metrics"]["clean"]["mae"] == pytest.approx(rows["clean"]["mae"], abs=1e-5)
+    # A drop that changes nothing would make the test vacuous: at least one modality moves the scores.
+    assert max(exp.summary["occlusion"][m]["mean_abs_change"] for m in MODALITIES) > 1e-4
+
+
+def test_ssu_report_equals_model_outputs(ssu):
+    model, processor, _ = ssu
+    split, _, batch = _test_batch(model, processor)
+    batch.pop("labels")
+    exp = hf_mmfusion.explain(model, processor, split, examples=2)
+    with torch.inference_mode():
+        out = model(**batch, output_graphs=True)
+    lam = out.threshold_lambda.tolist()
+    topk = model.config.fusion_topk
+    for b, sample in enumerate(exp.samples):
+        assert sample["threshold_lambda"] == pytest.approx({"audio": lam[0], "visual": lam[1]}, abs=1e-6)
+        for m in MODALITIES:
+            mask = batch["attention_mask" if m == "text" else f"{m}_attention_mask"][b].bool()
+            beta = out[f"anchor_weights_{m}"][b][mask].numpy()
+            np.testing.assert_allclose(sample["anchor_weights"][m], beta, atol=1e-6)
+            assert sum(sample["anchor_weights"][m]) == pytest.approx(1.0, abs=1e-5)
+            adjacency = (out.text_adjacency if m == "text" else out[f"adjacency_{m}"])[b][mask][:, mask].numpy()
+            n = int(mask.sum())
+            off = adjacency * (1 - np.eye(n))
+            assert sample["graph_density"][m] == pytest.approx((off != 0).sum() / (n * (n - 1)), abs=1e-9)
+            if b < 2:
+                if m == "text":
+                    arcs = {tuple(a) for a in sample["graphs"]["text"]["arcs"]}
+                    assert arcs == {(int(j), int(i)) for i, j in zip(*np.nonzero(adjacency))}
+                else:
+                    np.testing.assert_allclose(sample["graphs"][m]["adjacency"], adjacency, atol=1e-6)
+            else:
+                assert "graphs" not in sample
+        # The strongest fusion link joins the most anchor-affine node of each modality, at weight 1.
+        for pair, links in sample["fusion_links"].items():
+            a, c = pair.split("-")
+            assert links[0][a] == int(np.argmax(sample["anchor_weights"][a]))
+            assert links[0][c] == int(np.argmax(sample["anchor_weights"][c]))
+            assert links[0]["weight"] == pytest.approx(1.0)
+            assert len(links) == min(5, min(topk, sample["lengths"][a]) * min(topk, sample["lengths"][c]))
+            assert [link["weight"] for link in links] == sorted((link["weight"] for link in links), reverse=True)
+
+
+def test_fusion_links_follow_the_top_k_rule():
+    beta = {"text": np.array([0.1, 0.6, 0.3]), "audio": np.array([0.5, 0.25, 0.25])}
+    links = fusion_links(beta, topk=2, limit=10)["text-audio"]
+    # Top-2 text nodes {1, 2}, top-2 audio nodes {0, 1 (first of the tie)}: four links, mean of normalised ends.
+    assert {(link["text"], link["audio"]) for link in links} == {(1, 0), (1, 1), (2, 0), (2, 1)}
+    assert links[0] == {"text": 1, "audio": 0, "weight": 1.0}
+    assert links[-1]["weight"] == pytest.approx(0.5 * (0.3 / 0.6 + 0.25 / 0.5))
+    assert fusion_links(beta, topk=0) == {}
+
+
+def test_records_and_batches_give_the_same_report(clcr):
+    from hf_mmfusion.predict import predict_records
+
+    model, processor, _ = clcr
+    split = tiny_dataset()["test"].select(range(3))
+    records = [{"id": r["id"], "text": r["text"], "audio": np.array(r["audio"]), "visual": np.array(r["visual"]),
+                "label": r["label"]} for r in split]
+    from_records = hf_mmfusion.explain(model, processor, records)
+    expected = predict_records(model, processor, records, progress=False)
+    assert [s["prediction"] for s in from_records.samples] == pytest.approx([r["score"] for r in expected], abs=1e-5)
+    assert [s["id"] for s in from_records.samples] == list(split["id"])
+    batch = dict(processor(text=split["text"], audio=[np.array(a) for a in split["audio"]],
+                           visual=[np.array(v) for v in split["visual"]], padding=True, return_tensors="pt"))
+    from_batch = hf_mmfusion.explain(model, processor, batch)
+    for a, b in zip(from_records.samples, from_batch.samples):
+        np.testing.assert_allclose(a["token_weights"]["text"], b["token_weights"]["text"], atol=1e-6)
+        assert a["occlusion"]["audio"]["score"] == pytest.approx(b["occlusion"]["audio"]["score"], abs=1e-6)
+
+
+def _png_size(path):
+    import matplotlib.image
+
+    image = matplotlib.image.imread(path)
+    return image.shape[1], image.shape[0]
+
+
+def _render_in_chromium(page):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no headless Chromium on this machine (Debian: apt-get install chromium)")
+    result = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+         "--virtual-time-budget=5000", "--dump-dom", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    return result.stdout, console
+
+
+@pytest.mark.parametrize("which", ["clcr", "ssu"])
+def test_report_files_and_page_in_a_headless_browser(which, request, tmp_path):
+    model, processor, _ = request.getfixturevalue(which)
+    out = tmp_path / "report"
+    exp = hf_mmfusion.explain(model, processor, tiny_dataset()["test"], out, examples=1)
+    written = json.loads((out / "explain.json").read_text())
+    assert written["samples"] == json.loads(json.dumps(exp.to_json()["samples"]))
+    assert written["examples"] == [exp.samples[0]["id"]]
+    expected = {"occlusion.png"} | (
+        {"weights.png", "participation.png", "summary_map.png", "tokens_0.png", "tokens_0.svg"}
+        if which == "clcr"
+        else {"text_graph_0.png", "text_graph_0.svg", "modality_graphs_0.png"}
+    )
+    assert expected <= {p.name for p in out.iterdir()}
+    for name in expected:
+        if name.endswith(".png"):
+            width, height = _png_size(out / name)
+            assert width >= 400 and height >= 150, name
+    html = (out / "index.html").read_text()
+    assert all(f'src="{name}"' in html for name in expected if name.endswith(".png"))
+    assert "http://" not in html and "https://" not in html
+    dom, console = _render_in_chromium(out / "index.html")
+    assert 'data-figures-missing="0"' in dom
+    assert not console, console
+    assert dom.count("<tr>") >= len(exp.samples) + 1
+
+
+def test_page_names_a_missing_figure(clcr, tmp_path):
+    model, processor, _ = clcr
+    out = tmp_path / "report"
+    hf_mmfusion.explain(model, processor, tiny_dataset()["test"].select(range(4)), out, examples=1)
+    (out / "occlusion.png").unlink()
+    dom, console = _render_in_chromium(out / "index.html")
+    assert 'data-figures-missing="1"' in dom and "figure not found: occlusion.png" in dom
+    assert not console, console
+
+
+def test_cli_explains_chosen_ids_and_maps_with_tsne(clcr, tmp_path):
+    from hf_mmfusion.cli import main
+
+    _, _, path = clcr
+    ids = list(tiny_dataset()["test"]["id"])
+    chosen = [ids[5], ids[2], ids[7], ids[0]]
+    out = tmp_path / "explain"
+    assert main(["explain", str(path), *tiny_synthetic_flags(), "--split", "test", "--ids", *chosen,
+                 "-o", str(out), "--tsne", "--examples", "1", "--no_svg"]) == 0
+    report = json.loads((out / "explain.json").read_text())
+    assert [s["id"] for s in report["samples"]] == chosen
+    assert report["summary"]["summary_map"]["method"] == "tsne"
+    assert not list(out.glob("*.svg")) and (out / "tokens_0.png").is_file()
+    # Rerunning into the same report directory replaces it.
+    assert main(["explain", str(path), *tiny_synthetic_flags(), "--ids", ids[1], "-o", str(out), "--examples", "0"]) == 0
+    report = json.loads((out / "explain.json").read_text())
+    assert [s["id"] for s in report["samples"]] == [ids[1]] and not (out / "tokens_0.png").exists()
+
+
+def test_bad_input_is_refused_and_nothing_is_written(clcr, ssu, tmp_path):
+    from hf_mmfusion.cli import main
+
+    model, processor, path = clcr
+    split = tiny_dataset()["test"]
+    with pytest.raises(ValueError, match="tsne"):
+        hf_mmfusion.explain(ssu[0], ssu[1], split, tsne=True)
+    with pytest.raises(ValueError, match="--ids"):
+        main(["explain", str(path), *tiny_synthetic_flags(), "--ids", "no-such-id", "-o", str(tmp_path / "a")])
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(ValueError, match="prediction head"):
+        hf_mmfusion.explain(model.base_model, processor, split)
+    with pytest.raises(ValueError, match="examples"):
+        hf_mmfusion.explain(model, processor, split, examples=[0, 99])
+    with pytest.raises(ValueError, match="batch_or_records"):
+        hf_mmfusion.explain(model, processor, "a plain string")
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not an earlier explain report"):
+        hf_mmfusion.explain(model, processor, split, occupied)
+    assert [p.name for p in occupied.iterdir()] == ["notes.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]        # no staging left behind
