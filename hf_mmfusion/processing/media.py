@@ -385,3 +385,30 @@ def sample_pixels(pixels: np.ndarray, video_fps: float, sampling_rate: float) ->
     """``[frames, H, W, 3]`` pixels shown at ``video_fps`` -> the frames at ``sampling_rate``."""
     times = np.arange(len(pixels)) / float(video_fps)
     return pixels[_sample_indices(times, len(pixels) / float(video_fps), sampling_rate)]
+
+
+# ---------------------------------------------------------------------------------------------- speech
+@functools.lru_cache(maxsize=2)
+def load_asr(name_or_path: str, device: str):
+    from transformers import pipeline
+
+    return pipeline("automatic-speech-recognition", model=name_or_path, device=device)
+
+
+def transcribe(
+    waves: Sequence[np.ndarray], sampling_rate: int, name_or_path: str, timestamps: str | bool | None = "word",
+    batch_size: int = 8, device: str | None = None,
+) -> list[dict]:
+    """Transcripts of mono waveforms with a transformers ASR pipeline (Whisper-style models): one
+    ``{"text": str, "chunks": [{"text", "timestamp": (start, end)}, ...]}`` per waveform; ``chunks`` are
+    words with ``timestamps="word"``, segments with ``True``, empty without timestamps."""
+    pipe = load_asr(name_or_path, device or default_device())
+    rate = int(getattr(pipe.feature_extractor, "sampling_rate", sampling_rate))
+    inputs = [{"raw": resample(np.asarray(w, dtype=np.float64), sampling_rate, rate).astype(np.float32),
+               "sampling_rate": rate} for w in waves]
+    kwargs = {"return_timestamps": timestamps} if timestamps else {}
+    outputs = pipe(inputs, batch_size=batch_size, **kwargs)
+    return [
+        {"text": str(out.get("text", "")).strip(), "chunks": [dict(c) for c in out.get("chunks", []) or []]}
+        for out in outputs
+    ]
