@@ -173,6 +173,20 @@ def load_audio_encoder(name_or_path: str, device: str):
     return feature_extractor, model.eval().to(device)
 
 
+def _layer(out, layer: int, name_or_path: str):
+    """Hidden state ``layer``; -1 is the model's final output (after its last norm, which the tuple of
+    hidden states of pre-norm models such as ViT or stable-layer-norm wav2vec2 lacks)."""
+    if layer == -1 and getattr(out, "last_hidden_state", None) is not None:
+        return out.last_hidden_state
+    states = getattr(out, "hidden_states", None) or ()
+    if not -len(states) <= layer < len(states):
+        raise ValueError(
+            f"pretrained_layer={layer} is out of range: {name_or_path!r} has {len(states)} hidden states "
+            "(0 = embeddings, -1 = the final output)"
+        )
+    return states[layer]
+
+
 def _output_lengths(model, lengths: Sequence[int], total_in: int, total_out: int) -> list[int]:
     import torch
 
@@ -211,22 +225,15 @@ def encode_audio(
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = [pieces[k][1] for k in order[start : start + batch_size]]
-            inputs = feature_extractor(chunk, sampling_rate=rate, padding=True, return_tensors="pt")
+            inputs = feature_extractor(chunk, sampling_rate=rate, padding="max_length" if window else True, return_tensors="pt")
             inputs = {k: v.to(device) for k, v in _forward_kwargs(model, dict(inputs)).items()}
-            out = model(**inputs, output_hidden_states=True)
-            try:
-                hidden = out.hidden_states[layer]
-            except IndexError as err:
-                raise ValueError(
-                    f"pretrained_layer={layer} is out of range: {name_or_path!r} has {len(out.hidden_states)} "
-                    "hidden states (0 = embeddings, -1 = last layer)"
-                ) from err
-            hidden = hidden.float().cpu().numpy()
-            total_in = window or max(len(c) for c in chunk)
-            lengths = _output_lengths(model, [len(c) for c in chunk], total_in, hidden.shape[1])
+            out = model(**inputs, output_hidden_states=layer != -1)
+            hidden = _layer(out, layer, name_or_path).float().cpu().numpy()
             if window:
                 # Fixed windows: the frames a window's real samples cover, in proportion.
                 lengths = [min(hidden.shape[1], max(1, math.ceil(hidden.shape[1] * len(c) / window))) for c in chunk]
+            else:
+                lengths = _output_lengths(model, [len(c) for c in chunk], max(len(c) for c in chunk), hidden.shape[1])
             for row, k, n in zip(hidden, order[start : start + batch_size], lengths):
                 outputs[k] = row[:n]
     frames: list[list[np.ndarray]] = [[] for _ in waves]
@@ -277,20 +284,14 @@ def encode_images(
         for start in range(0, len(images), batch_size):
             batch = processor(images=list(images[start : start + batch_size]), return_tensors="pt")
             inputs = {k: v.to(device) for k, v in _forward_kwargs(model, dict(batch)).items()}
-            out = model(**inputs, output_hidden_states=pooling != "pooler")
+            out = model(**inputs, output_hidden_states=pooling != "pooler" and layer != -1)
             if pooling == "pooler":
                 hidden = getattr(out, "pooler_output", None)
                 if hidden is None:
                     raise ValueError(f"{name_or_path!r} has no pooled output; use pretrained_pooling='cls' or 'mean'")
                 hidden = hidden.reshape(hidden.shape[0], -1)
             else:
-                try:
-                    hidden = out.hidden_states[layer]
-                except IndexError as err:
-                    raise ValueError(
-                        f"pretrained_layer={layer} is out of range: {name_or_path!r} has {len(out.hidden_states)} "
-                        "hidden states"
-                    ) from err
+                hidden = _layer(out, layer, name_or_path)
                 if hidden.ndim == 4:                                          # convolutional maps [B, C, H, W]
                     hidden = hidden.mean(dim=(2, 3))
                 else:
