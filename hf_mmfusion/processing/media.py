@@ -242,10 +242,8 @@ def encode_audio(
     return [np.ascontiguousarray(np.concatenate(parts, axis=0), dtype=np.float32) for parts in frames]
 
 
-def encoder_sampling_rate(name_or_path: str) -> int:
-    from transformers import AutoFeatureExtractor
-
-    return int(AutoFeatureExtractor.from_pretrained(name_or_path).sampling_rate)
+def encoder_sampling_rate(name_or_path: str, device: str | None = None) -> int:
+    return int(load_audio_encoder(name_or_path, device or default_device())[0].sampling_rate)
 
 
 # ---------------------------------------------------------------------------------------------- vision
