@@ -217,7 +217,7 @@ def write_predictions(results: list[dict], output: str | Path | None) -> None:
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("model", help="saved model directory or Hub id (with its processor)")
     parser.add_argument("--text", action="append", help="a transcript (repeat for several records)")
-    parser.add_argument("--audio", action="append", help="a .npy frame file or a .wav recording (repeatable)")
+    parser.add_argument("--audio", action="append", help="a .npy frame file, a .wav recording or a video (its audio track; repeatable)")
     parser.add_argument("--visual", action="append", help="a .npy frame file or a video file (repeatable)")
     parser.add_argument(
         "--video", action="append",
