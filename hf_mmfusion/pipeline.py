@@ -2,7 +2,8 @@
 
 Importing ``hf_mmfusion`` registers the task. Each input is a dict with any of ``text`` (string), ``audio``
 (``[frames, Da]`` array, ``.npy`` path or ``.wav`` path) and ``visual`` (``[frames, Dv]`` array or
-``.npy`` path); a list of such dicts gives a list of results.
+``.npy`` path) or ``video`` (a video file: the source of every stream not given otherwise); a list of such
+dicts gives a list of results.
 
 ```python
 import hf_mmfusion
@@ -42,9 +43,11 @@ class MultimodalSentimentPipeline(Pipeline):
             inputs = {"text": inputs}
         if not isinstance(inputs, dict):
             raise ValueError(
-                "multimodal-sentiment inputs must be a dict with any of 'text', 'audio', 'visual' "
+                "multimodal-sentiment inputs must be a dict with any of 'text', 'audio', 'visual', 'video' "
                 f"(or a string of text), got {type(inputs).__name__}"
             )
+        if hasattr(self.processor, "check_model_widths"):
+            self.processor.check_model_widths(self.model.config)
         return dict(encode_records(self.processor, [inputs], list(self.model.config.modalities), max_length))
 
     def _forward(self, model_inputs):

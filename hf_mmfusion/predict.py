@@ -2,8 +2,10 @@
 
 An input record has any of ``text`` (a string), ``audio`` and ``visual``: a ``.npy`` file of
 ``[frames, features]`` frame features, a ``.wav`` recording (audio only; the processor's acoustic feature
-extractor turns it into frames), a video file (visual only; decoded by the visual feature extractor), or
-an array. Records come from flags (``--text``, ``--audio``,
+extractor turns it into frames), a video file (decoded by the feature extractor: frames, or the audio
+track), or an array; and ``video``, a video file that supplies every stream the record does not give
+(audio track, frames, and the transcript when the processor has an ``asr_model``). The processor's frame
+widths are checked against the model's ``audio_input_dim`` / ``visual_input_dim`` first. Records come from flags (``--text``, ``--audio``,
 ``--visual``, aligned by position) or from a JSONL / CSV file with those columns.
 """
 
@@ -45,9 +47,7 @@ def load_frames(value, modality: str, base_dir: Path | None = None):
                 raise ValueError(f"`{modality}`: a .wav recording can only be the audio input")
             return str(path)
         if path.suffix.lower() in VIDEO_SUFFIXES:
-            if modality != "visual":
-                raise ValueError(f"`{modality}`: a video file can only be the visual input")
-            return str(path)                                     # the visual extractor decodes it
+            return str(path)                                     # the extractor decodes its frames / audio track
         raise ValueError(
             f"`{modality}`: expected a .npy frame file, a .wav recording (audio) or a video file (visual), got {path.name!r}"
         )
@@ -61,8 +61,55 @@ def _present(value) -> bool:
     return value is not None and not (isinstance(value, str) and value == "")
 
 
+def video_paths(records: Sequence[dict], base_dir=None) -> list[str] | None:
+    """The records' ``video`` files (resolved against ``base_dir``), or ``None`` when no record has one."""
+    flags = [_present(r.get("video")) for r in records]
+    if not any(flags):
+        return None
+    if not all(flags):
+        missing = [i for i, f in enumerate(flags) if not f]
+        raise ValueError(f"`video` is given for some records but missing for records {missing[:10]} of the batch")
+    paths = []
+    for record in records:
+        path = Path(record["video"])
+        if base_dir is not None and not path.is_absolute():
+            path = Path(base_dir) / path
+        if not path.is_file():
+            raise ValueError(f"`video`: file {str(path)!r} does not exist")
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise ValueError(f"`video`: {path.name!r} is not a video file ({', '.join(VIDEO_SUFFIXES)})")
+        paths.append(str(path))
+    return paths
+
+
 def encode_records(processor, records: Sequence[dict], modalities: Sequence[str], max_length: int = 128, base_dir=None):
-    """Model inputs (padded tensors) for a list of records; every record must give the same modalities."""
+    """Model inputs (padded tensors) for a list of records; every record must give the same modalities.
+
+    A record's ``video`` is the source of every stream it does not give otherwise (its audio track, its
+    frames and, with the processor's ``asr_model``, its transcript)."""
+    videos = video_paths(records, base_dir)
+    if videos is not None:
+        records = [dict(r) for r in records]
+        for modality in ("audio", "visual"):
+            if (
+                modality in modalities
+                and getattr(processor, f"{modality}_feature_extractor", None) is not None
+                and not any(_present(r.get(modality)) for r in records)
+            ):
+                for record, path in zip(records, videos):
+                    record[modality] = path
+        if "text" in modalities and not any(_present(r.get("text")) for r in records):
+            if getattr(processor, "asr_model", None) is None:
+                raise ValueError(
+                    "the model reads text but the records give no `text` and the processor has no asr_model to "
+                    "transcribe the video; pass --text or save the processor with asr_model=..."
+                )
+            transcripts = processor.transcribe(videos)
+            empty = [v for v, t in zip(videos, transcripts) if not t["text"]]
+            if empty:
+                raise ValueError(f"the speech recogniser found no words in {empty[:3]}; pass the transcript with --text")
+            for record, transcript in zip(records, transcripts):
+                record["text"] = transcript["text"]
     given = {m: [_present(r.get(m)) for r in records] for m in MODALITY_COLUMNS}
     kwargs = {}
     for modality in MODALITY_COLUMNS:
@@ -110,6 +157,8 @@ def predict_records(
     from tqdm.auto import tqdm
 
     modalities = list(model.config.modalities)
+    if hasattr(processor, "check_model_widths"):
+        processor.check_model_widths(model.config)
     device = next(model.parameters()).device
     results = []
     for start in tqdm(range(0, len(records), batch_size), desc="predicting", disable=not progress):
@@ -134,13 +183,13 @@ def read_records(path: str | Path) -> list[dict]:
     raise ValueError(f"--inputs must be a .jsonl or .csv file, got {path.name!r}")
 
 
-def records_from_flags(texts, audios, visuals) -> list[dict]:
-    columns = {"text": texts or [], "audio": audios or [], "visual": visuals or []}
+def records_from_flags(texts, audios, visuals, videos=None) -> list[dict]:
+    columns = {"text": texts or [], "audio": audios or [], "visual": visuals or [], "video": videos or []}
     lengths = {k: len(v) for k, v in columns.items() if v}
     if not lengths:
         return []
     if len(set(lengths.values())) > 1:
-        raise ValueError(f"--text/--audio/--visual must be given the same number of times, got {lengths}")
+        raise ValueError(f"--text/--audio/--visual/--video must be given the same number of times, got {lengths}")
     n = next(iter(lengths.values()))
     return [{"id": str(i), **{k: v[i] for k, v in columns.items() if v}} for i in range(n)]
 
@@ -168,8 +217,12 @@ def write_predictions(results: list[dict], output: str | Path | None) -> None:
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("model", help="saved model directory or Hub id (with its processor)")
     parser.add_argument("--text", action="append", help="a transcript (repeat for several records)")
-    parser.add_argument("--audio", action="append", help="a .npy frame file or a .wav recording (repeatable)")
+    parser.add_argument("--audio", action="append", help="a .npy frame file, a .wav recording or a video (its audio track; repeatable)")
     parser.add_argument("--visual", action="append", help="a .npy frame file or a video file (repeatable)")
+    parser.add_argument(
+        "--video", action="append",
+        help="a video file: its audio track, frames and (with the processor's asr_model) transcript (repeatable)",
+    )
     parser.add_argument("--inputs", help="a .jsonl or .csv file of records (paths relative to the file)")
     parser.add_argument("--output", help="write predictions to a .csv or .jsonl file instead of stdout")
     parser.add_argument("--batch_size", type=int, default=16)
@@ -180,13 +233,13 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 def run_predict(args: argparse.Namespace) -> list[dict]:
-    records = records_from_flags(args.text, args.audio, args.visual)
+    records = records_from_flags(args.text, args.audio, args.visual, getattr(args, "video", None))
     base_dir = None
     if args.inputs:
         records += read_records(args.inputs)
         base_dir = Path(args.inputs).resolve().parent
     if not records:
-        raise ValueError("nothing to predict: pass --text/--audio/--visual or --inputs")
+        raise ValueError("nothing to predict: pass --text/--audio/--visual/--video or --inputs")
     model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code)
     results = predict_records(
         model, processor, records, args.batch_size, args.max_text_length, progress=not args.no_progress, base_dir=base_dir

@@ -195,13 +195,17 @@ def test_retain_freed_memory_is_switched_by_the_environment(monkeypatch):
         del block
 
 
-def test_predict_inputs_route_video_files_to_the_visual_extractor(tmp_path):
+def test_predict_inputs_route_video_files_to_the_extractors(tmp_path):
     from hf_mmfusion.predict import load_frames
 
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"placeholder: only the routing is checked here")
     assert load_frames(str(clip), "visual") == str(clip)
-    with pytest.raises(ValueError, match="video file can only be the visual input"):
-        load_frames(str(clip), "audio")
+    # A video's audio track is an audio input, decoded by the acoustic extractor.
+    assert load_frames(str(clip), "audio") == str(clip)
+    recording = tmp_path / "clip.wav"
+    recording.write_bytes(b"placeholder")
+    with pytest.raises(ValueError, match="a .wav recording can only be the audio input"):
+        load_frames(str(recording), "visual")
     with pytest.raises(ValueError, match="does not exist"):
         load_frames(str(tmp_path / "missing.mp4"), "visual")

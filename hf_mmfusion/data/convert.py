@@ -8,7 +8,11 @@ Sources:
   audio / visual / word sequences;
 - ``manifest``: a CSV / TSV / JSON / JSON-Lines manifest of your own data (ids, text, labels, optional
   splits and ``.npy`` / ``.wav`` paths);
-- ``npz``: one feature vector per segment and split (``{split}_{id,label,audio,vision}``).
+- ``npz``: one feature vector per segment and split (``{split}_{id,label,audio,vision}``);
+- ``videos``: a folder of video clips and a labels file: acoustic frames from each clip's audio track
+  (log-mel, openSMILE eGeMAPS / ComParE or any transformers audio encoder), visual frames from its picture
+  (grid colours or any transformers vision encoder, optionally on face crops) and optionally transcripts
+  from a speech recogniser; cached per clip, failed clips reported.
 
 Output: Arrow (``save_to_disk``) or Parquet, written atomically (a failed conversion leaves nothing), and
 optionally pushed to the Hub. Run as ``hf-mmfusion convert ...``, ``python -m hf_mmfusion.data.convert
@@ -35,7 +39,7 @@ from .schema import (
     write_dataset_dict,
 )
 
-SOURCES = ("mmsa", "misa", "sdk", "manifest", "npz")
+SOURCES = ("mmsa", "misa", "sdk", "manifest", "npz", "videos")
 EXTRA_LABELS = ("label_text", "label_audio", "label_visual")
 
 
@@ -79,7 +83,52 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     manifest.add_argument("--video-grid-size", type=int, default=4,
                           help="video files: mean colours of a G x G grid per frame (3 * G^2 features)")
     manifest.add_argument("--video-fps", type=int, default=10, help="video files: frames sampled per second")
+    videos = parser.add_argument_group("videos (CLIPS_DIR as the input)")
+    videos.add_argument("--labels", help="CSV / JSON labels file: id (clip file name), label[, split, text]")
+    videos.add_argument("--audio-features", default="log_mel",
+                        help="log_mel, mfcc, egemaps, compare (openSMILE), none, or an audio encoder's Hub id / directory")
+    videos.add_argument("--audio-layer", type=int, default=-1, help="hidden state of the audio encoder")
+    videos.add_argument("--visual-features", default="grid",
+                        help="grid (mean colours), none, or a vision encoder's Hub id / directory")
+    videos.add_argument("--visual-layer", type=int, default=-1, help="hidden state of the vision encoder")
+    videos.add_argument("--face-crop", action="store_true", help="describe the largest face of each frame (OpenCV)")
+    videos.add_argument("--asr-model", help="speech recogniser for clips without a transcript (Hub id / directory)")
+    videos.add_argument("--cache-dir", help="per-clip feature cache (default: CLIPS_DIR/.hf-mmfusion-cache)")
+    videos.add_argument("--batch-size", type=int, default=8, help="clips per extraction batch")
+    videos.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def video_extractors(args: argparse.Namespace):
+    """The acoustic and visual extractors ``convert videos`` computes features with (``None`` for none)."""
+    from ..processing.feature_extraction_mmfusion import (
+        RAW_AUDIO_FEATURES,
+        AcousticFeatureExtractor,
+        VisualFeatureExtractor,
+    )
+
+    audio = None
+    if args.audio_features != "none":
+        if args.audio_features in RAW_AUDIO_FEATURES and args.audio_features != "pretrained":
+            size = args.audio_feature_size if args.audio_features in ("log_mel", "mfcc") else None
+            audio = AcousticFeatureExtractor(feature_size=size, raw_features=args.audio_features)
+        else:
+            audio = AcousticFeatureExtractor(
+                raw_features="pretrained", pretrained_model_name_or_path=args.audio_features, pretrained_layer=args.audio_layer
+            )
+    visual = None
+    if args.visual_features != "none":
+        common = {"sampling_rate": args.video_fps, "face_crop": args.face_crop}
+        if args.visual_features == "grid":
+            visual = VisualFeatureExtractor(
+                feature_size=3 * args.video_grid_size**2, video_grid_size=args.video_grid_size, **common
+            )
+        else:
+            visual = VisualFeatureExtractor(
+                raw_features="pretrained", pretrained_model_name_or_path=args.visual_features,
+                pretrained_layer=args.visual_layer, **common,
+            )
+    return audio, visual
 
 
 def _split_paths(inputs: list[str]) -> dict[str, str]:
@@ -147,6 +196,29 @@ def read_source(args: argparse.Namespace) -> dict[str, list[dict]]:
             audio_extractor=extractor,
             visual_extractor=visual_extractor,
         )
+    if args.source == "videos":
+        from .videos import read_video_folder
+
+        _single_input(args)
+        if not args.labels:
+            raise ValueError("the videos source needs --labels (a CSV / JSON file with id and label columns)")
+        audio, visual = video_extractors(args)
+        rows, _ = read_video_folder(
+            args.inputs[0],
+            args.labels,
+            audio_extractor=audio,
+            visual_extractor=visual,
+            asr_model=args.asr_model,
+            id_column=args.id_column,
+            label_column=args.label_column,
+            split_column=args.split_column,
+            text_column=args.text_column[0] if args.text_column else "text",
+            default_split=args.default_split,
+            cache_dir=args.cache_dir,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )
+        return rows
     if args.source == "npz":
         from .manifest import read_utterance_npz
 

@@ -14,11 +14,21 @@ resampled to ``sampling_rate`` (polyphase filtering, ``scipy.signal.resample_pol
 MFCC frames with a 25 ms Hann window every 10 ms, that is ``frames_per_second = 100`` frames a second;
 a waveform of ``n`` samples gives ``1 + n // hop_length`` frames (the window is centred on each frame time).
 
+It also computes the descriptors people train on: openSMILE eGeMAPSv02 (25) or ComParE 2016 (65) low-level
+descriptors at 100 frames a second (``raw_features="egemaps"`` / ``"compare"``, the ``audio`` extra), or the
+hidden states of any transformers audio encoder (``raw_features="pretrained"``: wav2vec2, HuBERT, WavLM,
+Whisper's encoder). A path to a video file is an audio input too: its audio track is decoded with PyAV.
+
 ``VisualFeatureExtractor`` reads raw video too (a video file, decoded with PyAV: the ``video`` extra, or
 ``[frames, H, W, 3]`` pixels): frames are sampled at ``sampling_rate`` per second and each becomes the mean
 colour of every cell of a ``video_grid_size`` x ``video_grid_size`` grid, in [0, 1] (``feature_size`` must
-then be ``3 * video_grid_size**2``). This descriptor needs no pretrained face or vision model; models trained
-on Facet / OpenFace features need those features instead.
+then be ``3 * video_grid_size**2``), a descriptor that needs no model; or (``raw_features="pretrained"``) one
+embedding per frame from any transformers vision encoder (CLIP / SigLIP vision towers, DINOv2, ViT). With
+``face_crop=True`` each frame is first cropped to its largest face (OpenCV's Haar cascade, the ``face``
+extra); frames without a face are missing frames: their mask is 0.
+
+The saved config records the kind of features, the encoder, its layer and the width, so a reloaded
+extractor computes the same features.
 """
 
 from __future__ import annotations
@@ -34,9 +44,28 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import PaddingStrategy
 
+from .media import (
+    OPENSMILE_SETS,
+    VISUAL_POOLING,
+    crop_face,
+    encode_audio,
+    encode_images,
+    encoder_sampling_rate,
+    encoder_width,
+    opensmile_frames,
+    read_audio,
+    resample,
+    sample_pixels,
+    sample_video,
+    to_mono,
+)
+
 NON_FINITE_POLICIES = ("zero", "clip", "error")
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
-RAW_AUDIO_FEATURES = ("log_mel", "mfcc")
+RAW_AUDIO_FEATURES = ("log_mel", "mfcc", "egemaps", "compare", "pretrained")
+RAW_VISUAL_FEATURES = ("grid", "pretrained")
+# Widths of the frames each kind gives when the config does not say (the first two are the historic defaults).
+DEFAULT_AUDIO_WIDTH = {"log_mel": 74, "mfcc": 74, **{k: w for k, (_, w) in OPENSMILE_SETS.items()}}
 
 
 def _is_tensor_like(x) -> bool:
@@ -87,6 +116,8 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
     """
 
     modality: str = ""
+    # Whether a frame whose values are all NaN is a missing frame (mask 0) rather than a frame to clean.
+    missing_nan_rows: bool = False
 
     def __init__(
         self,
@@ -164,6 +195,14 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         out = np.where(np.isneginf(out), lo[None, :], out)
         return np.nan_to_num(out, nan=0.0).astype(np.float32)
 
+    def _missing_rows(self, frames: np.ndarray) -> np.ndarray | None:
+        """Boolean ``[T]`` of the missing (all-NaN) frames, or ``None`` when there is none; only called on
+        frames that are not all finite."""
+        if not self.missing_nan_rows or frames.shape[0] == 0:
+            return None
+        rows = np.isnan(frames).all(axis=1)
+        return rows if rows.any() else None
+
     def _is_plain_frames(self, frames) -> bool:
         """Already a float32 ``[T, D]`` ndarray: the common case, used as it is."""
         return type(frames) is np.ndarray and frames.dtype == np.float32 and frames.ndim == 2 and (
@@ -201,7 +240,11 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         mean = np.zeros(self.feature_size, dtype=np.float64)
         m2 = np.zeros(self.feature_size, dtype=np.float64)
         for i, sample in enumerate(samples):
-            frames = self._clean(self._as_frames(sample, i), i).astype(np.float64)
+            frames = self._as_frames(sample, i)
+            missing = None if _surely_finite(frames) else self._missing_rows(frames)
+            if missing is not None:
+                frames = frames[~missing]
+            frames = self._clean(frames, i).astype(np.float64)
             n = frames.shape[0]
             if n == 0:
                 continue
@@ -259,6 +302,10 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
     def _frames_from_input(self, sample, index: int, **kwargs) -> np.ndarray:
         return self._as_frames(sample, index)
 
+    def _frames_from_inputs(self, samples: list, **kwargs) -> list[np.ndarray]:
+        """Frames of every sample of a batch (extractors with batched encoders override this)."""
+        return [self._frames_from_input(s, i, **kwargs) for i, s in enumerate(samples)]
+
     def pad(
         self,
         processed_features,
@@ -285,7 +332,7 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"pad needs `{self.features_name}`, got keys {list(processed_features)}")
         samples = processed_features[self.features_name]
         masks = processed_features.get(self.mask_name)
-        frames = []
+        frames, missing = [], []
         for i, sample in enumerate(samples):
             arr = _to_numpy(sample).astype(np.float32, copy=False)
             if arr.ndim == 1 and arr.size == 0:
@@ -294,33 +341,69 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
                 raise ValueError(
                     f"`{self.features_name}[{i}]` must have shape [frames, {self.feature_size}], got {list(arr.shape)}"
                 )
+            rows = None
             if masks is not None:
-                # Rows that were padded before (e.g. a fixed-length dataset) keep only their real frames.
-                arr = arr[: int(np.asarray(_to_numpy(masks[i])).sum())]
+                # Rows that were padded before (e.g. a fixed-length dataset) keep only their real frames; masked
+                # frames between real ones (missing frames) stay in place, masked.
+                mask = np.asarray(_to_numpy(masks[i])).reshape(-1)[: arr.shape[0]] > 0
+                kept = int(np.flatnonzero(mask)[-1]) + 1 if mask.any() else 0
+                arr = arr[:kept]
+                if not mask[:kept].all():
+                    rows = ~mask[:kept]
             frames.append(arr)
-        return self._pad_frames(frames, padding, max_length, truncation, pad_to_multiple_of, return_attention_mask, return_tensors)
+            missing.append(rows)
+        return self._pad_frames(
+            frames, padding, max_length, truncation, pad_to_multiple_of, return_attention_mask, return_tensors,
+            missing=missing,
+        )
+
+    def _prepare_missing(self, f: np.ndarray, i: int, normalize: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Cleaned (and normalised) frames of one raw sample, with its missing frames set to the padding
+        value; the boolean rows of the missing frames (or ``None``)."""
+        rows = self._missing_rows(f)
+        if rows is not None:
+            f = f.copy()
+            f[rows] = 0.0
+        f = self._clean(f, i)
+        if normalize:
+            f = self._normalize(f)
+        if rows is not None:
+            f = np.array(f, dtype=np.float32)
+            f[rows] = self.padding_value
+        return f, rows
 
     def _pad_frames(
         self, frames, padding, max_length, truncation, pad_to_multiple_of, return_attention_mask, return_tensors,
-        prepare: bool = False,
+        prepare: bool = False, missing=None,
     ):
         """Truncate and pad ``frames`` (float32 ``[T_i, D]`` arrays) into a ``BatchFeature``.
 
         With ``prepare`` (raw inputs, not rows processed before), each sample also gets the non-finite policy
-        and the normalisation; values that truncation drops are never looked at.
+        and the normalisation; values that truncation drops are never looked at. ``missing`` holds, per
+        sample, ``None`` or the boolean rows of frames that are missing (masked like padding); with
+        ``prepare`` they are found from the frames themselves (all-NaN frames, see ``missing_nan_rows``).
         """
         if truncation:
             if max_length is None:
                 raise ValueError(f"truncation of `{self.modality}` needs a max_length")
             frames = [f[:max_length] for f in frames]
+            if missing is not None:
+                missing = [None if m is None else m[:max_length] for m in missing]
+        missing = list(missing) if missing is not None else [None] * len(frames)
         lengths = np.array([f.shape[0] for f in frames], dtype=np.int64)
         strategy = self._get_padding_strategies(padding=padding, max_length=max_length)
         if strategy == PaddingStrategy.DO_NOT_PAD:
             if prepare:
-                frames = [self._normalize(self._clean(f, i)) for i, f in enumerate(frames)]
+                prepared = [self._prepare_missing(f, i, True) for i, f in enumerate(frames)]
+                frames = [f for f, _ in prepared]
+                missing = [rows for _, rows in prepared]
             out = {self.features_name: frames}
             if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:
-                out[self.mask_name] = [np.ones(n, dtype=np.int64) for n in lengths]
+                masks = [np.ones(n, dtype=np.int64) for n in lengths]
+                for m, rows in zip(masks, missing):
+                    if rows is not None:
+                        m[rows] = 0
+                out[self.mask_name] = masks
             return BatchFeature(out, tensor_type=return_tensors)
         target = int(lengths.max()) if strategy == PaddingStrategy.LONGEST else int(max_length)
         if target < int(lengths.max()):
@@ -343,13 +426,22 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
             real[...] = f
             # Checked after the copy, while the sample is in cache.
             if prepare and not _surely_finite(real):
-                real[...] = self._clean(f, i)
+                missing[i] = self._missing_rows(f)
+                if missing[i] is not None:
+                    real[missing[i]] = 0.0
+                real[...] = self._clean(real, i)
             if normalize:
                 real -= mean
                 real /= std
+            if missing[i] is not None:
+                real[missing[i]] = self.padding_value
         positions = np.arange(target)[None, :]
         mask = (positions >= target - lengths[:, None]) if left else (positions < lengths[:, None])
         mask = mask.astype(np.int64)
+        for i, rows in enumerate(missing):
+            if rows is not None:
+                start = target - lengths[i] if left else 0
+                mask[i, start : start + lengths[i]][rows] = 0
         out = {self.features_name: batch}
         if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:
             out[self.mask_name] = mask
@@ -375,7 +467,7 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         # Waveforms (sampling_rate), pixels (video_fps), paths and anything not yet float32 [T, D] go through
         # the per-sample extraction; ready frames are padded as they are.
         if any(v is not None for v in kwargs.values()) or not all(self._is_plain_frames(s) for s in samples):
-            samples = [self._frames_from_input(s, i, **kwargs) for i, s in enumerate(samples)]
+            samples = self._frames_from_inputs(samples, **kwargs)
         return self._pad_frames(
             samples, padding, max_length, truncation, pad_to_multiple_of, return_attention_mask, return_tensors, prepare=True
         )
@@ -386,32 +478,94 @@ class VisualFeatureExtractor(_FrameFeatureExtractor):
     Visual frame features (Facet, OpenFace, CNN embeddings) -> ``visual_features`` / ``visual_attention_mask``.
 
     Args:
-        feature_size (`int`, *optional*, defaults to 35):
+        feature_size (`int`, *optional*):
             Width of one visual frame (35 for Facet on CMU-MOSEI, 20 on the MMSA CMU-MOSI subset, 47 for
-            Facet 4.1, 709 for CH-SIMS).
+            Facet 4.1, 709 for CH-SIMS). Defaults to 35, or to the encoder's hidden size with
+            ``raw_features="pretrained"``.
         sampling_rate (`int`, *optional*, defaults to 30):
-            Nominal frames per second of the features (informational).
+            Frames per second sampled from raw video (and the nominal rate of given features).
         padding_value, return_attention_mask, non_finite, do_normalize, feature_mean, feature_std,
         normalization_eps: see the shared options above.
 
+        raw_features (`str`, *optional*, defaults to `"grid"`):
+            What a sampled frame of raw video (a file path, or ``[frames, H, W, 3]`` pixels with
+            ``video_fps=``) becomes:
+
+            - ``"grid"``: the mean RGB colour of the cells of a ``video_grid_size`` x ``video_grid_size`` grid,
+              in [0, 1]; ``feature_size`` must be ``3 * video_grid_size**2`` (48 for 4). Needs no model.
+            - ``"pretrained"``: one embedding from the transformers vision encoder
+              ``pretrained_model_name_or_path`` (``AutoImageProcessor`` + ``AutoModel``; the vision tower of
+              CLIP / SigLIP), batched over frames.
+
+            Files are decoded with PyAV (``pip install av``, or the package's ``video`` extra).
         video_grid_size (`int`, *optional*, defaults to 4):
-            Raw video (a file path, or ``[frames, H, W, 3]`` pixels with ``video_fps=``) is sampled at
-            ``sampling_rate`` frames a second and each frame becomes the mean RGB colour of the cells of a
-            ``video_grid_size`` x ``video_grid_size`` grid, in [0, 1]: ``feature_size`` must be
-            ``3 * video_grid_size**2`` (48 for 4) to read video. Files are decoded with PyAV
-            (``pip install av``, or the package's ``video`` extra).
+            Grid of the ``"grid"`` descriptor.
+        pretrained_model_name_or_path (`str`, *optional*):
+            Hub id or directory of the vision encoder (``raw_features="pretrained"``).
+        pretrained_layer (`int`, *optional*, defaults to -1):
+            Hidden state the embedding is read from (0 = patch embeddings, -1 = last layer).
+        pretrained_pooling (`str`, *optional*, defaults to `"cls"`):
+            ``"cls"`` (first token), ``"mean"`` (mean over tokens, or over positions for convolutional maps)
+            or ``"pooler"`` (the model's pooled output; ``pretrained_layer`` is then unused).
+        pretrained_batch_size (`int`, *optional*, defaults to 32):
+            Frames per encoder call.
+        face_crop (`bool`, *optional*, defaults to `False`):
+            Crop every sampled frame to its largest frontal face before describing it (OpenCV's Haar cascade:
+            ``pip install opencv-python-headless``, or the ``face`` extra). A frame without a face is a
+            missing frame: all-NaN features, which the extractor masks (mask 0), never zeros.
+        face_margin (`float`, *optional*, defaults to 0.2):
+            The crop is the face box widened by this fraction of its size on each side.
+
+    Frames whose values are all NaN are missing frames in any input: they get mask 0 and the padding value.
     """
 
     modality = "visual"
     model_input_names = ["visual_features", "visual_attention_mask"]
+    missing_nan_rows = True
 
-    def __init__(self, feature_size: int = 35, sampling_rate: int = 30, video_grid_size: int = 4, **kwargs):
+    def __init__(
+        self,
+        feature_size: int | None = None,
+        sampling_rate: int = 30,
+        video_grid_size: int = 4,
+        raw_features: str = "grid",
+        pretrained_model_name_or_path: str | None = None,
+        pretrained_layer: int = -1,
+        pretrained_pooling: str = "cls",
+        pretrained_batch_size: int = 32,
+        face_crop: bool = False,
+        face_margin: float = 0.2,
+        **kwargs,
+    ):
+        if raw_features not in RAW_VISUAL_FEATURES:
+            raise ValueError(f"raw_features must be one of {RAW_VISUAL_FEATURES}, got {raw_features!r}")
+        if raw_features == "pretrained" and not pretrained_model_name_or_path:
+            raise ValueError("raw_features='pretrained' needs pretrained_model_name_or_path (a Hub id or directory)")
+        if pretrained_pooling not in VISUAL_POOLING:
+            raise ValueError(f"pretrained_pooling must be one of {VISUAL_POOLING}, got {pretrained_pooling!r}")
+        if feature_size is None:
+            feature_size = encoder_width(pretrained_model_name_or_path) if raw_features == "pretrained" else 35
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, **kwargs)
         if int(video_grid_size) < 1:
             raise ValueError(f"video_grid_size must be at least 1, got {video_grid_size}")
+        if float(sampling_rate) <= 0:
+            raise ValueError(f"sampling_rate must be positive (frames per second), got {sampling_rate}")
+        if int(pretrained_batch_size) < 1:
+            raise ValueError(f"pretrained_batch_size must be at least 1, got {pretrained_batch_size}")
         self.video_grid_size = int(video_grid_size)
+        self.raw_features = raw_features
+        self.pretrained_model_name_or_path = (
+            None if pretrained_model_name_or_path is None else os.fspath(pretrained_model_name_or_path)
+        )
+        self.pretrained_layer = int(pretrained_layer)
+        self.pretrained_pooling = pretrained_pooling
+        self.pretrained_batch_size = int(pretrained_batch_size)
+        self.face_crop = bool(face_crop)
+        self.face_margin = float(face_margin)
 
     def _check_video_width(self, where: str) -> None:
+        if self.raw_features != "grid":
+            return
         width = 3 * self.video_grid_size**2
         if self.feature_size != width:
             raise ValueError(
@@ -432,23 +586,60 @@ class VisualFeatureExtractor(_FrameFeatureExtractor):
         areas = np.diff(rows)[:, None] * np.diff(cols)[None, :]                     # [g, g]
         return (sums / (areas[None, :, :, None] * scale)).reshape(n, 3 * g * g).astype(np.float32)
 
-    def _sample_times(self, times: np.ndarray, duration: float) -> np.ndarray:
-        """Index of the frame shown at each sampling time ``k / sampling_rate`` (at least one frame)."""
-        count = max(1, int(np.floor(duration * self.sampling_rate + 1e-6)))
-        targets = np.arange(count) / float(self.sampling_rate)
-        return np.clip(np.searchsorted(times, targets + 1e-9, side="right") - 1, 0, len(times) - 1)
+    def _describe_frame(self, rgb: np.ndarray, where: str):
+        """What is kept of one sampled frame: grid colours, the (cropped) pixels to embed, or ``None``
+        (no face)."""
+        if self.face_crop:
+            if not np.issubdtype(rgb.dtype, np.integer):
+                rgb = (np.clip(rgb, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+            rgb = crop_face(rgb, margin=self.face_margin)
+            if rgb is None:
+                return None
+        if self.raw_features == "grid":
+            return self._grid_colours(rgb[None], where)[0]
+        if not np.issubdtype(rgb.dtype, np.integer):
+            rgb = (np.clip(rgb, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        return rgb
+
+    def _frames_from_described(self, described: list, where: str) -> np.ndarray:
+        present = [d for d in described if d is not None]
+        if self.raw_features == "grid":
+            rows = present
+        else:
+            rows = list(
+                encode_images(
+                    present,
+                    self.pretrained_model_name_or_path,
+                    layer=self.pretrained_layer,
+                    pooling=self.pretrained_pooling,
+                    batch_size=self.pretrained_batch_size,
+                )
+            ) if present else []
+        if rows and rows[0].shape[-1] != self.feature_size:
+            raise ValueError(
+                f"`{where}`: {self.pretrained_model_name_or_path!r} gives {rows[0].shape[-1]}-wide embeddings but "
+                f"this extractor has feature_size={self.feature_size}"
+            )
+        out = np.full((len(described), self.feature_size), np.nan, dtype=np.float32)
+        keep = [i for i, d in enumerate(described) if d is not None]
+        if keep:
+            out[keep] = np.stack(rows)
+        return out
 
     def video_to_frames(self, video, video_fps: float | None = None, where: str = "visual") -> np.ndarray:
-        """Raw video -> ``[frames, 3 * video_grid_size**2]`` float32 at ``sampling_rate`` frames a second.
+        """Raw video -> ``[frames, feature_size]`` float32 at ``sampling_rate`` frames a second.
 
         ``video`` is a path to a video file (decoded with PyAV, frame times from the stream) or pixels
         ``[frames, H, W, 3]`` (RGB, uint8 or floats in [0, 1]) shown at ``video_fps`` frames a second. A clip
         of ``s`` seconds gives ``floor(s * sampling_rate)`` frames (at least one): the frame on screen at
-        each sampling time.
+        each sampling time, described per ``raw_features``. With ``face_crop`` the frames without a face are
+        all-NaN rows (missing frames).
         """
         self._check_video_width(where)
         if isinstance(video, (str, os.PathLike)):
-            colours, times, duration = self._decode_video(os.fspath(video), where)
+            described = sample_video(
+                os.fspath(video), self.sampling_rate, transform=lambda rgb: self._describe_frame(rgb, where), where=where
+            )
         else:
             pixels = _to_numpy(video)
             if pixels.ndim != 4 or pixels.shape[-1] != 3 or pixels.shape[0] == 0:
@@ -457,38 +648,8 @@ class VisualFeatureExtractor(_FrameFeatureExtractor):
                 raise ValueError(f"`{where}` pixels contain NaN or infinite values")
             if video_fps is None or float(video_fps) <= 0:
                 raise ValueError(f"`{where}` is raw pixels: pass video_fps= (frames per second, > 0)")
-            colours = self._grid_colours(pixels, where)
-            times = np.arange(len(pixels)) / float(video_fps)
-            duration = len(pixels) / float(video_fps)
-        return colours[self._sample_times(times, duration)]
-
-    def _decode_video(self, path: str, where: str) -> tuple[np.ndarray, np.ndarray, float]:
-        """Decode a file frame by frame (only the grid colours are kept): colours, frame times, duration."""
-        try:
-            import av
-        except ImportError as err:
-            raise ImportError(
-                f"reading the video file {path!r} needs PyAV: `pip install av` (or `pip install hf_mmfusion[video]`)"
-            ) from err
-        if not os.path.isfile(path):
-            raise ValueError(f"`{where}`: video file {path!r} does not exist")
-        colours, times = [], []
-        try:
-            with av.open(path) as container:
-                if not container.streams.video:
-                    raise ValueError(f"`{where}`: {path!r} has no video stream")
-                stream = container.streams.video[0]
-                # A stream without a rate is timed as if it ran at the sampling rate.
-                rate = float(stream.average_rate) if stream.average_rate else float(self.sampling_rate)
-                for frame in container.decode(stream):
-                    colours.append(self._grid_colours(frame.to_ndarray(format="rgb24")[None], where)[0])
-                    times.append(len(times) / rate if frame.time is None else float(frame.time))
-        except av.error.FFmpegError as err:
-            raise ValueError(f"`{where}`: cannot decode video file {path!r} ({err})") from err
-        if not colours:
-            raise ValueError(f"`{where}`: video file {path!r} has no decodable frame")
-        times = np.asarray(times, dtype=np.float64) - times[0]
-        return np.stack(colours), times, float(times[-1] + 1.0 / rate)
+            described = [self._describe_frame(rgb, where) for rgb in sample_pixels(pixels, video_fps, self.sampling_rate)]
+        return self._frames_from_described(described, where)
 
     def _frames_from_input(self, sample, index: int, video_fps: float | None = None, **kwargs) -> np.ndarray:
         if isinstance(sample, (str, os.PathLike)):
@@ -516,14 +677,28 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
     ``audio_features`` / ``audio_attention_mask``.
 
     Args:
-        feature_size (`int`, *optional*, defaults to 74):
+        feature_size (`int`, *optional*):
             Width of one acoustic frame (74 for COVAREP on CMU-MOSEI, 5 on the MMSA CMU-MOSI subset, 33 for
             CH-SIMS). For waveforms it is the number of mel bins (``raw_features="log_mel"``) or of cepstral
-            coefficients (``"mfcc"``).
+            coefficients (``"mfcc"``); openSMILE sets and encoders fix it (25 for eGeMAPS, 65 for ComParE, the
+            encoder's hidden size). Defaults to 74, or to the width of the chosen descriptor set / encoder.
         sampling_rate (`int`, *optional*, defaults to 16000):
-            Rate waveforms are resampled to before framing.
+            Rate waveforms are resampled to before framing (encoders use their own feature extractor's rate).
         raw_features (`str`, *optional*, defaults to `"log_mel"`):
-            Frames computed from waveforms: natural-log mel energies or MFCCs (DCT-II of the log-mel energies).
+            Frames computed from waveforms:
+
+            - ``"log_mel"`` / ``"mfcc"``: natural-log mel energies or MFCCs (DCT-II of the log-mel energies);
+            - ``"egemaps"`` / ``"compare"``: openSMILE eGeMAPSv02 (25) / ComParE 2016 (65) low-level descriptors,
+              100 frames a second (``pip install opensmile``, or the ``audio`` extra; openSMILE is free for
+              research and needs a commercial licence otherwise);
+            - ``"pretrained"``: hidden state ``pretrained_layer`` of the transformers audio encoder
+              ``pretrained_model_name_or_path`` (wav2vec2, HuBERT, WavLM, Whisper's encoder), batched.
+        pretrained_model_name_or_path (`str`, *optional*):
+            Hub id or directory of the audio encoder (``raw_features="pretrained"``).
+        pretrained_layer (`int`, *optional*, defaults to -1):
+            Hidden state used as frames (0 = the input embeddings, -1 = the last layer).
+        pretrained_batch_size (`int`, *optional*, defaults to 8):
+            Waveforms per encoder call.
         num_mel_bins (`int`, *optional*):
             Mel filters; defaults to ``feature_size`` for log-mel and ``max(40, feature_size)`` for MFCC.
         frame_length_ms, hop_length_ms (`float`, *optional*, defaults to 25 and 10):
@@ -533,8 +708,9 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
         padding_value, return_attention_mask, non_finite, do_normalize, feature_mean, feature_std,
         normalization_eps: see the shared options above.
 
-    Waveforms are recognised by passing ``sampling_rate=`` to the call (or a path to a ``.wav`` file);
-    without it the inputs must be frame features of width ``feature_size``.
+    Waveforms are recognised by passing ``sampling_rate=`` to the call, or as paths: a ``.wav`` file or any
+    file with an audio track PyAV decodes (a video's sound); without either the inputs must be frame features
+    of width ``feature_size``. Multi-channel audio is mixed to mono (the mean of the channels).
     """
 
     modality = "audio"
@@ -542,7 +718,7 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
 
     def __init__(
         self,
-        feature_size: int = 74,
+        feature_size: int | None = None,
         sampling_rate: int = 16000,
         raw_features: str = "log_mel",
         num_mel_bins: int | None = None,
@@ -550,17 +726,38 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
         hop_length_ms: float = 10.0,
         min_frequency: float = 20.0,
         max_frequency: float | None = None,
+        pretrained_model_name_or_path: str | None = None,
+        pretrained_layer: int = -1,
+        pretrained_batch_size: int = 8,
         **kwargs,
     ):
-        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, **kwargs)
         if raw_features not in RAW_AUDIO_FEATURES:
             raise ValueError(f"raw_features must be one of {RAW_AUDIO_FEATURES}, got {raw_features!r}")
+        if raw_features == "pretrained" and not pretrained_model_name_or_path:
+            raise ValueError("raw_features='pretrained' needs pretrained_model_name_or_path (a Hub id or directory)")
+        if feature_size is None:
+            feature_size = (
+                encoder_width(pretrained_model_name_or_path) if raw_features == "pretrained" else DEFAULT_AUDIO_WIDTH[raw_features]
+            )
+        if raw_features in OPENSMILE_SETS and int(feature_size) != OPENSMILE_SETS[raw_features][1]:
+            raise ValueError(
+                f"raw_features={raw_features!r} gives {OPENSMILE_SETS[raw_features][1]} descriptors a frame, "
+                f"but feature_size={feature_size}"
+            )
+        if int(pretrained_batch_size) < 1:
+            raise ValueError(f"pretrained_batch_size must be at least 1, got {pretrained_batch_size}")
+        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, **kwargs)
         self.raw_features = raw_features
         self.num_mel_bins = num_mel_bins
         self.frame_length_ms = float(frame_length_ms)
         self.hop_length_ms = float(hop_length_ms)
         self.min_frequency = float(min_frequency)
         self.max_frequency = None if max_frequency is None else float(max_frequency)
+        self.pretrained_model_name_or_path = (
+            None if pretrained_model_name_or_path is None else os.fspath(pretrained_model_name_or_path)
+        )
+        self.pretrained_layer = int(pretrained_layer)
+        self.pretrained_batch_size = int(pretrained_batch_size)
 
     # Derived framing parameters (not stored in the config; recomputed from it).
     @property
@@ -573,6 +770,9 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
 
     @property
     def frames_per_second(self) -> float:
+        """Frames a second of the log-mel / MFCC / openSMILE frames (encoders have their own rate)."""
+        if self.raw_features in OPENSMILE_SETS:
+            return 100.0                                          # openSMILE's low-level descriptors: every 10 ms
         return self.sampling_rate / self.hop_length
 
     def _mel_bins(self) -> int:
@@ -598,34 +798,44 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
             self._filter_cache = (key, fft_length, mel, window)
         return self._filter_cache[1:]
 
+    def _mono_at(self, waveform, sampling_rate: int, target: int, where: str = "audio") -> np.ndarray:
+        return resample(to_mono(waveform, where), int(sampling_rate), int(target))
+
+    def _encoder_rate(self) -> int:
+        return encoder_sampling_rate(self.pretrained_model_name_or_path)
+
+    def waveforms_to_frames(self, waveforms: list, where: str = "audio") -> list[np.ndarray]:
+        """``[(waveform, sampling_rate), ...]`` -> one ``[frames, feature_size]`` float32 array each; encoders
+        see the whole list in batches."""
+        if self.raw_features != "pretrained":
+            return [self.waveform_to_frames(wav, rate) for wav, rate in waveforms]
+        target = self._encoder_rate()
+        monos = [self._mono_at(wav, rate, target, f"{where}[{i}]") for i, (wav, rate) in enumerate(waveforms)]
+        frames = encode_audio(
+            monos, self.pretrained_model_name_or_path, layer=self.pretrained_layer, batch_size=self.pretrained_batch_size
+        )
+        if frames and frames[0].shape[1] != self.feature_size:
+            raise ValueError(
+                f"`{where}`: {self.pretrained_model_name_or_path!r} gives {frames[0].shape[1]}-wide frames but this "
+                f"extractor has feature_size={self.feature_size}"
+            )
+        return frames
+
     def waveform_to_frames(self, waveform, sampling_rate: int) -> np.ndarray:
         """``waveform`` (``[samples]``, or ``[samples, channels]`` / ``[channels, samples]``, mixed to mono;
-        integer PCM is scaled to [-1, 1]) at ``sampling_rate`` -> ``[1 + n // hop_length, feature_size]``
-        float32 frames, where ``n`` is the length after resampling to ``self.sampling_rate``."""
-        from math import gcd
+        integer PCM is scaled to [-1, 1]) at ``sampling_rate`` -> ``[frames, feature_size]`` float32 frames.
 
+        Log-mel / MFCC: ``1 + n // hop_length`` frames, where ``n`` is the length after resampling to
+        ``self.sampling_rate``. openSMILE: 100 frames a second (a frame every 10 ms that fits the clip).
+        Encoders: their own frame rate (50 a second for wav2vec2-style models and Whisper).
+        """
+        if self.raw_features == "pretrained":
+            return self.waveforms_to_frames([(waveform, sampling_rate)])[0]
+        wav = self._mono_at(waveform, sampling_rate, self.sampling_rate)
+        if self.raw_features in OPENSMILE_SETS:
+            return opensmile_frames(wav, self.sampling_rate, self.raw_features)
         from scipy.fft import dct
-        from scipy.signal import resample_poly
 
-        wav = _to_numpy(waveform)
-        if np.issubdtype(wav.dtype, np.integer):
-            wav = wav.astype(np.float64) / float(np.iinfo(wav.dtype).max + 1)
-        wav = wav.astype(np.float64)
-        if wav.ndim == 2:
-            # Channels are the short axis (WAV readers give [samples, channels]).
-            wav = wav.mean(axis=1) if wav.shape[1] <= wav.shape[0] else wav.mean(axis=0)
-        if wav.ndim != 1 or wav.size == 0:
-            raise ValueError(
-                f"`audio` waveform must be [samples] or [samples, channels] with samples > 0, got {list(wav.shape)}"
-            )
-        if not np.isfinite(wav).all():
-            raise ValueError("`audio` waveform contains NaN or infinite samples")
-        sampling_rate = int(sampling_rate)
-        if sampling_rate <= 0:
-            raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
-        if sampling_rate != self.sampling_rate:
-            g = gcd(sampling_rate, int(self.sampling_rate))
-            wav = resample_poly(wav, int(self.sampling_rate) // g, sampling_rate // g)
         if self.raw_features == "mfcc" and self.feature_size > self._mel_bins():
             raise ValueError(
                 f"MFCC frames of width feature_size={self.feature_size} need at least as many mel bins, "
@@ -650,18 +860,27 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
             log_mel = dct(log_mel, type=2, axis=1, norm="ortho")[:, : self.feature_size]
         return np.ascontiguousarray(log_mel, dtype=np.float32)
 
-    def _frames_from_input(self, sample, index: int, sampling_rate: int | None = None, **kwargs) -> np.ndarray:
+    def _waveform_from_input(self, sample, index: int, sampling_rate: int | None):
+        """``(waveform, rate)`` for a path or a waveform, ``None`` for frame features."""
         if isinstance(sample, (str, os.PathLike)):
-            from scipy.io import wavfile
-
-            try:
-                rate, wav = wavfile.read(os.fspath(sample))
-            except (ValueError, OSError) as err:
-                raise ValueError(f"`audio[{index}]`: cannot read WAV file {sample!r}: {err}") from err
-            return self.waveform_to_frames(wav, rate)
+            return read_audio(sample, where=f"audio[{index}]")
         if sampling_rate is not None:
-            return self.waveform_to_frames(sample, sampling_rate)
-        return self._as_frames(sample, index)
+            return sample, sampling_rate
+        return None
+
+    def _frames_from_input(self, sample, index: int, sampling_rate: int | None = None, **kwargs) -> np.ndarray:
+        waveform = self._waveform_from_input(sample, index, sampling_rate)
+        if waveform is None:
+            return self._as_frames(sample, index)
+        return self.waveform_to_frames(*waveform)
+
+    def _frames_from_inputs(self, samples: list, sampling_rate: int | None = None, **kwargs) -> list[np.ndarray]:
+        if self.raw_features != "pretrained":
+            return super()._frames_from_inputs(samples, sampling_rate=sampling_rate, **kwargs)
+        waves = {i: self._waveform_from_input(s, i, sampling_rate) for i, s in enumerate(samples)}
+        raw = [i for i, w in waves.items() if w is not None]
+        encoded = dict(zip(raw, self.waveforms_to_frames([waves[i] for i in raw])))
+        return [encoded[i] if i in encoded else self._as_frames(s, i) for i, s in enumerate(samples)]
 
     def _split_batch(self, inputs) -> list:
         if isinstance(inputs, (str, os.PathLike)):

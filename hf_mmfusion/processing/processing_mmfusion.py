@@ -59,11 +59,24 @@ class MMFusionProcessor(ProcessorMixin):
             settings (``parser.to_dict()``, at least the pipeline name ``spacy_model``) are saved in
             ``processor_config.json``, not an injected pipeline object: to restore one that has no loadable
             name, pass ``parser=...`` to ``from_pretrained``.
+        asr_model (`str`, *optional*):
+            A transformers speech-recognition model (Hub id or directory, Whisper-style). With it, a call given a
+            ``video`` (or audio recordings) but no ``text`` transcribes the speech and uses it as the text.
+        asr_timestamps (`str` or `bool`, *optional*, defaults to `"word"`):
+            Timestamps :meth:`transcribe` keeps: ``"word"``, ``True`` (segments) or ``False``.
 
     Calling the processor returns a [`BatchFeature`] holding exactly the model inputs of the parts given.
     """
 
-    def __init__(self, tokenizer=None, audio_feature_extractor=None, visual_feature_extractor=None, parser=None):
+    def __init__(
+        self,
+        tokenizer=None,
+        audio_feature_extractor=None,
+        visual_feature_extractor=None,
+        parser=None,
+        asr_model: str | None = None,
+        asr_timestamps: str | bool = "word",
+    ):
         # ProcessorMixin.__init__ requires every part; here each part is optional, so the class checks that
         # it does (`check_argument_for_proper_class`) are applied to the parts present only.
         self.chat_template = None
@@ -83,6 +96,54 @@ class MMFusionProcessor(ProcessorMixin):
             if part is not None and getattr(part, "model_input_names", None) != cls.model_input_names:
                 raise ValueError(f"{name} must produce {cls.model_input_names} (use {cls.__name__}), got {type(part).__name__}")
         self.parser = self._build_parser(parser)
+        if asr_timestamps not in ("word", True, False):
+            raise ValueError(f"asr_timestamps must be 'word', True or False, got {asr_timestamps!r}")
+        self.asr_model = None if asr_model is None else os.fspath(asr_model)
+        self.asr_timestamps = asr_timestamps
+
+    # ------------------------------------------------------------------ raw media
+    def transcribe(self, media, sampling_rate: int | None = None) -> list[dict]:
+        """Transcribe recordings with ``asr_model``: ``media`` is a path (a video or an audio file) or a
+        waveform (with ``sampling_rate``), or a list of them. Returns one ``{"text", "chunks"}`` per item,
+        ``chunks`` holding the word timestamps (see ``asr_timestamps``)."""
+        from .media import read_audio, to_mono, transcribe
+
+        if self.asr_model is None:
+            raise ValueError("transcribing needs an asr_model (e.g. MMFusionProcessor(..., asr_model='openai/whisper-small'))")
+        items = [media] if isinstance(media, (str, os.PathLike)) or hasattr(media, "shape") else list(media)
+        waves, rates = [], []
+        for i, item in enumerate(items):
+            if isinstance(item, (str, os.PathLike)):
+                wav, rate = read_audio(item, where=f"video[{i}]")
+            elif sampling_rate is None:
+                raise ValueError("waveforms to transcribe need sampling_rate=")
+            else:
+                wav, rate = item, sampling_rate
+            waves.append(to_mono(wav, f"video[{i}]"))
+            rates.append(int(rate))
+        out = []
+        for rate in sorted(set(rates)):
+            chosen = [i for i, r in enumerate(rates) if r == rate]
+            out += list(zip(chosen, transcribe([waves[i] for i in chosen], rate, self.asr_model, self.asr_timestamps)))
+        return [result for _, result in sorted(out, key=lambda t: t[0])]
+
+    def check_model_widths(self, config) -> None:
+        """Raise a ``ValueError`` naming both widths when an extractor's frames do not have the width the
+        model ``config`` expects (``audio_input_dim`` / ``visual_input_dim``)."""
+        modalities = tuple(getattr(config, "modalities", ()) or ())
+        for modality, extractor in (("audio", self.audio_feature_extractor), ("visual", self.visual_feature_extractor)):
+            expected = getattr(config, f"{modality}_input_dim", None)
+            if extractor is None or expected is None or (modalities and modality not in modalities):
+                continue
+            if int(extractor.feature_size) != int(expected):
+                kind = getattr(extractor, "raw_features", None)
+                source = getattr(extractor, "pretrained_model_name_or_path", None)
+                described = f"{kind} frames" + (f" of {source}" if kind == "pretrained" and source else "")
+                raise ValueError(
+                    f"the processor's {modality} feature extractor gives {extractor.feature_size}-wide frames "
+                    f"({described}) but the model expects {modality}_input_dim={expected}; use the processor saved "
+                    "with the model, or features of that width"
+                )
 
     @staticmethod
     def _build_parser(parser):
@@ -195,6 +256,7 @@ class MMFusionProcessor(ProcessorMixin):
         *,
         sampling_rate: int | None = None,
         video_fps: float | None = None,
+        video=None,
         padding: bool | str | PaddingStrategy = True,
         truncation: bool = True,
         max_length: int | None = None,
@@ -213,6 +275,9 @@ class MMFusionProcessor(ProcessorMixin):
             visual: ``[frames, Dv]``, ``[batch, frames, Dv]`` or a list of per-sample arrays; raw video as
                 paths to video files or ``[frames, H, W, 3]`` pixels (with ``video_fps``), see
                 ``VisualFeatureExtractor``.
+            video: a path to a video file, or a list of them: the source of every stream not given otherwise,
+                its audio track for ``audio``, its frames for ``visual`` and, with an ``asr_model`` and a
+                tokenizer, its transcript for ``text``.
             padding: ``True``/``"longest"`` (per modality), ``"max_length"`` (text to ``max_length``, frames
                 to ``audio_max_length`` / ``visual_max_length``) or ``False`` (ragged lists, one row per
                 sample, for ``Dataset.map``; pad later with :meth:`pad` or ``MMFusionDataCollator``).
@@ -225,8 +290,10 @@ class MMFusionProcessor(ProcessorMixin):
             ``[B, Ta, Da]`` + ``audio_attention_mask`` ``[B, Ta]``, ``visual_features`` ``[B, Tv, Dv]`` +
             ``visual_attention_mask`` ``[B, Tv]``.
         """
+        if video is not None:
+            text, audio, visual = self._video_inputs(video, text, audio, visual)
         if text is None and audio is None and visual is None:
-            raise ValueError("pass at least one of `text`, `audio`, `visual`")
+            raise ValueError("pass at least one of `text`, `audio`, `visual`, `video`")
         data, sizes = {}, {}
         if text is not None:
             data.update(self._encode_text(text, padding, truncation, max_length, pad_to_multiple_of, tokenizer_kwargs))
@@ -259,6 +326,23 @@ class MMFusionProcessor(ProcessorMixin):
         if len(set(sizes.values())) > 1:
             raise ValueError(f"the modalities disagree on the number of samples: {sizes}")
         return BatchFeature(data, tensor_type=return_tensors)
+
+    def _video_inputs(self, video, text, audio, visual):
+        paths = [video] if isinstance(video, (str, os.PathLike)) else list(video)
+        if not paths or not all(isinstance(p, (str, os.PathLike)) for p in paths):
+            raise ValueError("`video` must be a path to a video file or a list of paths")
+        paths = [os.fspath(p) for p in paths]
+        if audio is None and self.audio_feature_extractor is not None:
+            audio = paths
+        if visual is None and self.visual_feature_extractor is not None:
+            visual = paths
+        if text is None and self.tokenizer is not None and self.asr_model is not None:
+            results = self.transcribe(paths)
+            empty = [p for p, r in zip(paths, results) if not r["text"]]
+            if empty:
+                raise ValueError(f"the speech recogniser found no words in {empty[:3]}; pass the transcript as `text`")
+            text = [r["text"] for r in results]
+        return text, audio, visual
 
     # ------------------------------------------------------------------ padding rows
     def pad(self, rows, return_tensors="pt", pad_to_multiple_of: int | None = None) -> BatchFeature:
@@ -304,6 +388,8 @@ class MMFusionProcessor(ProcessorMixin):
             if self.visual_feature_extractor is None
             else self.visual_feature_extractor.to_dict(),
             "parser": None,
+            "asr_model": self.asr_model,
+            "asr_timestamps": self.asr_timestamps,
             "processor_class": self.__class__.__name__,
         }
         if self.tokenizer is None:
