@@ -357,17 +357,17 @@ def _summary_card(spec: RunSpec, model_dir: Path, means: dict, stds: dict, num_r
     dataset = spec.data_args.dataset
     dataset_id = dataset if "/" in dataset and not os.path.isdir(dataset) else None
     if spec.model_args.model_type != BASELINE_MODEL_TYPE:
-        from transformers import AutoConfig
+        from transformers import AutoModelForSequenceClassification
 
-        import hf_mmfusion  # noqa: F401  (registers the configs)
+        import hf_mmfusion  # noqa: F401  (registers the models)
 
-        config = AutoConfig.from_pretrained(model_dir)
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
         return build_model_card(
-            config, means, dataset_name=dataset, dataset_id=dataset_id, eval_split=split,
+            model, means, dataset_name=dataset, dataset_id=dataset_id, eval_split=split,
             training_args=spec.training_args, metric_std=stds, num_runs=num_runs,
         )
     results = metric_eval_results(
-        means, regression=True if "mae" in means else False, dataset_name=dataset, dataset_id=dataset_id,
+        means, regression="mae" in means, dataset_name=dataset, dataset_id=dataset_id,
         eval_split=split, metric_std=stds, num_runs=num_runs,
     )
     data = ModelCardData(
