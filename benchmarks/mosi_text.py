@@ -230,7 +230,8 @@ def main(argv=None) -> int:
     notes = [
         f"CMU-MOSI validation ({sum(r['split'] == 'valid' for r in rows)} rows), checkpoint per seed selected on "
         f"validation MAE; mean ± std (sample std) over seeds {args.seeds}.",
-        f"Text encoder: {text_model}. SSU text graph: {spacy_model or 'token chain'}.",
+        f"Text encoder: {text_model}."
+        + (f" SSU text graph: {spacy_model or 'token chain'}." if "ssu" in args.models else ""),
         f"Wall time of this invocation: {wall:.0f} s; training time per model (sum over seeds): "
         + ", ".join(f"{k} {v:.0f} s" for k, v in train_seconds.items()) + ".",
         f"Recipes: {json.dumps(recipes)}",
