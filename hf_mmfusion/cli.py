@@ -1,4 +1,4 @@
-"""``hf-mmfusion``: train, evaluate, predict, push, convert, explain, demo.
+"""``hf-mmfusion``: train, reproduce, evaluate, predict, push, convert, explain, demo.
 
 Each subcommand owns its flags (``hf-mmfusion <command> --help``). ``train`` accepts every
 ``TrainingArguments`` option next to the model and data options.
@@ -15,6 +15,7 @@ USAGE = """usage: hf-mmfusion <command> [options]
 
 commands:
   train      train CLCR or SSU (all TrainingArguments flags; torchrun / accelerate launch work too)
+  reproduce  train a model for several seeds (validation-selected), mean +- std table, optional text baseline
   evaluate   metrics on a split plus the noise / dropped-modality robustness table and plot
   predict    scores for new inputs (text, .npy frame files, .wav recordings) -> stdout, CSV or JSONL
   push       upload a saved checkpoint (weights, code, processor, model card) to the Hub in one commit
@@ -81,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         from .training import main as train_main
 
         return train_main(rest)
+    if command == "reproduce":
+        from .reproduce import main as reproduce_main
+
+        return reproduce_main(rest)
     if command == "evaluate":
         from .evaluation import main as evaluate_main
 

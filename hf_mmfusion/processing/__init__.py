@@ -6,7 +6,7 @@ with ``AutoProcessor``, so ``from_pretrained`` resolves the class names saved in
 
 from transformers import AutoFeatureExtractor, AutoProcessor
 
-from .dependency_parser import DependencyParser, chain_heads, heads_from_offsets
+from .dependency_parser import DependencyParser, chain_heads, heads_from_offsets, installed_spacy_pipeline
 from .feature_extraction_mmfusion import AcousticFeatureExtractor, VisualFeatureExtractor
 from .processing_mmfusion import MMFusionProcessor
 
@@ -26,4 +26,5 @@ __all__ = [
     "VisualFeatureExtractor",
     "chain_heads",
     "heads_from_offsets",
+    "installed_spacy_pipeline",
 ]

