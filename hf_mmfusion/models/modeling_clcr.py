@@ -12,6 +12,9 @@ Pipeline (shapes for batch B, modality m with T_m positions, width d, shared ran
    selection ``beta[B, M]`` and private gates ``c[B, M]`` -> representation ``z = [h_s; h_p]`` ``[B, 2d]``.
 4. Regularisers: whitened cross-correlations within levels (intra) and across levels (inter), plus
    the level-selection mass on incompatible anchors.
+
+Every departure from the paper (and the config switch that restores the literal reading) is listed in
+``docs/model_notes.md`` of the hf_mmfusion repository.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ Every graph is built for the whole batch with tensor operations: arcs ``(sample,
 dense ``[B, T, T]`` graph through ``nonzero``, or straight from the text's head indices) -> node ids
 ``b * N + slot_m + i`` in one node tensor shared by every view. Padded slots stay
 in the node tensor with only the GAT's self loop and never reach a readout.
+
+Every departure from the paper (and the config switch that restores the literal reading) is listed in
+``docs/model_notes.md`` of the hf_mmfusion repository.
 """
 
 from __future__ import annotations
