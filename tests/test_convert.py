@@ -234,6 +234,36 @@ def test_existing_output_needs_overwrite(tmp_path):
     assert _leftovers(tmp_path) == []
 
 
+def test_overwrite_replaces_only_a_previous_converter_output(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    manifest = data / "m.csv"
+    manifest.write_text("id,text,label\na,good,1.0\nb,bad,-1\n")
+    keep = tmp_path / "notes"
+    keep.mkdir()
+    (keep / "thesis.tex").write_text("years of work")
+    stray = tmp_path / "file.txt"
+    stray.write_text("not a dataset")
+    for target, reason in ((keep, "not a dataset written by"), (stray, "not a dataset written by"),
+                           (data, "holds the input"), (tmp_path, "holds the input")):
+        with pytest.raises(ValueError, match=reason):
+            convert("manifest", manifest, "-o", target, "--overwrite")
+    monkeypatch.chdir(keep)
+    with pytest.raises(ValueError, match="current directory"):
+        convert("manifest", manifest, "-o", ".", "--overwrite")
+    assert (keep / "thesis.tex").read_text() == "years of work" and stray.read_text() == "not a dataset"
+    assert manifest.is_file() and _leftovers(tmp_path) == [] and _leftovers(data) == []
+    # An input that lives inside a previous output protects that output too.
+    out = tmp_path / "out"
+    convert("manifest", manifest, "-o", out)
+    inner = out / "m.csv"
+    inner.write_text(manifest.read_text())
+    with pytest.raises(ValueError, match="holds the input"):
+        convert("manifest", inner, "-o", out, "--overwrite")
+    assert inner.is_file()
+    assert main(["manifest", str(manifest), "-o", str(keep), "--overwrite"]) == 2
+
+
 def test_push_to_hub_only_behind_the_flag(tmp_path, monkeypatch):
     pushed = []
     monkeypatch.setattr(DatasetDict, "push_to_hub", lambda self, repo, **kw: pushed.append((repo, kw, dict(self.num_rows))))

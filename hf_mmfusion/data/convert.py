@@ -30,6 +30,7 @@ from .schema import (
     SPLITS,
     build_dataset_dict,
     canonical_features,
+    check_replaceable_output,
     check_row,
     normalize_split,
     write_dataset_dict,
@@ -213,12 +214,22 @@ def _row_generator(split_rows: list[dict], features, split: str, non_finite: str
     return generate
 
 
+def input_folders(args: argparse.Namespace) -> list[Path]:
+    """The folders every input file of ``args`` lives in (an output may never replace one of them)."""
+    paths = [item.split("=", 1)[1] if args.source == "misa" and "=" in item else item for item in args.inputs]
+    paths += [getattr(args, name, None) for name in ("text_from", "folds", "audio_csd", "visual_csd", "words_csd")]
+    return [Path(path).resolve().parent for path in paths if path]
+
+
 def run_convert(args: argparse.Namespace) -> Path:
     """Convert per ``args`` (see :func:`add_convert_arguments`); returns the output directory.
 
     Everything is read and checked before the output appears; a corrupt or truncated input raises a
-    ``ValueError`` and leaves no output directory.
+    ``ValueError`` and leaves no output directory. ``--overwrite`` replaces only a previous output of the
+    converters, and never the folder of an input or one above it.
     """
+    folders = input_folders(args)
+    check_replaceable_output(args.output, folders, args.overwrite)
     rows = read_source(args)
     if args.text_from:
         _join_text(rows, args)
@@ -228,7 +239,9 @@ def run_convert(args: argparse.Namespace) -> Path:
         dataset = build_dataset_dict(
             {split: _row_generator(rows[split], features, split, args.non_finite) for split in order}, features, work
         )
-        output = write_dataset_dict(dataset, args.output, file_format=args.file_format, overwrite=args.overwrite)
+        output = write_dataset_dict(
+            dataset, args.output, file_format=args.file_format, overwrite=args.overwrite, inputs=folders
+        )
         if args.push_to_hub:
             dataset.push_to_hub(args.push_to_hub, private=args.private)
     sizes = ", ".join(f"{split} {len(rows[split])}" for split in order)
