@@ -235,10 +235,19 @@ def run_convert(args: argparse.Namespace) -> Path:
         _join_text(rows, args)
     features = _schema(rows)
     order = [s for s in SPLITS if s in rows] + [s for s in rows if s not in SPLITS]
+    from datasets.exceptions import DatasetGenerationError
+
     with tempfile.TemporaryDirectory(prefix="hf-mmfusion-convert-") as work:
-        dataset = build_dataset_dict(
-            {split: _row_generator(rows[split], features, split, args.non_finite) for split in order}, features, work
-        )
+        try:
+            dataset = build_dataset_dict(
+                {split: _row_generator(rows[split], features, split, args.non_finite) for split in order}, features, work
+            )
+        except DatasetGenerationError as err:
+            # datasets wraps what the row checks raise; the user needs the row check's own message.
+            cause = err.__cause__
+            if isinstance(cause, ValueError):
+                raise cause from None
+            raise
         output = write_dataset_dict(
             dataset, args.output, file_format=args.file_format, overwrite=args.overwrite, inputs=folders
         )
@@ -259,7 +268,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m hf_mmfusion.data.
     args = build_parser(prog).parse_args(argv)
     try:
         run_convert(args)
-    except ValueError as err:
+    except (ValueError, ImportError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

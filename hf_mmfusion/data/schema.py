@@ -70,8 +70,20 @@ def check_row(row: dict, features, where: str) -> None:
                 raise ValueError(f"{where}: `{modality}` must have shape [frames, {width}], got {list(frames.shape)}")
     if "text" in features and not isinstance(row["text"], str):
         raise ValueError(f"{where}: `text` must be a string, got {type(row['text']).__name__}")
-    if not np.isfinite(row["label"]):
-        raise ValueError(f"{where}: `label` is not a finite number ({row['label']})")
+    for name in ("label", *(key for key in features if key.startswith("label_") and key != "label_class")):
+        _check_label(row[name], name, where)
+
+
+def _check_label(value, name: str, where: str) -> None:
+    # Stored as float32: a finite float64 beyond its range (1e300) would be written as inf.
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: `{name}` must be a number, got {value!r}") from None
+    with np.errstate(over="ignore"):
+        finite = np.isfinite(np.float32(number))
+    if not finite:
+        raise ValueError(f"{where}: `{name}` is not a finite float32 number ({value!r})")
 
 
 def build_dataset_dict(splits: dict[str, Callable[[], Iterator[dict]]], features, work_dir: str | os.PathLike):

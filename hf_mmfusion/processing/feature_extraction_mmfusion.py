@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import warnings
 from collections.abc import Iterable, Sequence
 
@@ -656,8 +657,8 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
 
             try:
                 rate, wav = wavfile.read(os.fspath(sample))
-            except (ValueError, OSError) as err:
-                raise ValueError(f"`audio[{index}]`: cannot read WAV file {sample!r}: {err}") from err
+            except (ValueError, OSError, EOFError, struct.error) as err:
+                raise ValueError(f"`audio[{index}]`: cannot read WAV file {sample!r}: {err or type(err).__name__}") from err
             return self.waveform_to_frames(wav, rate)
         if sampling_rate is not None:
             return self.waveform_to_frames(sample, sampling_rate)
