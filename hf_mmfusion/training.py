@@ -7,10 +7,13 @@ data arguments below. The same script runs under ``python``, ``torchrun --nproc_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +26,10 @@ from transformers import (
     PrinterCallback,
     ProgressCallback,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from .cpu_memory import retain_freed_memory
 from .loading import (
@@ -132,6 +135,13 @@ class DataArguments:
     synthetic_text_words: list[int] = field(default_factory=lambda: [5, 14], metadata={"help": "Words per sentence (min max)."})
     synthetic_audio_frames: list[int] = field(default_factory=lambda: [10, 40], metadata={"help": "Audio frames (min max)."})
     synthetic_visual_frames: list[int] = field(default_factory=lambda: [8, 30], metadata={"help": "Visual frames (min max)."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace a previous run in --output_dir (its checkpoints and saved model are removed first). "
+            "Without it a non-empty --output_dir is refused unless --resume_from_checkpoint continues it."
+        },
+    )
 
     def synthetic_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``load_any_dataset`` for the synthetic data."""
@@ -481,11 +491,92 @@ def _resume_path(training_args: TrainingArguments) -> str | bool | None:
     if resume in (None, "", "False", "false"):
         return None
     if resume in ("True", "true", "latest", True):
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        last = last_valid_checkpoint(training_args.output_dir)
         if last is None:
-            raise ValueError(f"resume_from_checkpoint=latest, but {training_args.output_dir} holds no checkpoint-* folder")
+            raise ValueError(
+                f"resume_from_checkpoint=latest, but {training_args.output_dir} holds no complete checkpoint-* folder"
+            )
         return last
+    if not is_complete_checkpoint(resume):
+        raise ValueError(f"resume_from_checkpoint={resume!r} is not a complete checkpoint (weights and trainer_state.json)")
     return resume
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors")
+
+
+def is_complete_checkpoint(path: str | os.PathLike) -> bool:
+    """Trainer writes ``trainer_state.json`` after the weights: both present means the save finished."""
+    path = Path(path)
+    return (path / "trainer_state.json").is_file() and any((path / name).is_file() for name in WEIGHT_FILES)
+
+
+def last_valid_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest complete ``checkpoint-<step>`` in ``output_dir`` (an interrupted save is skipped)."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    steps = []
+    for child in folder.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if match and child.is_dir():
+            steps.append((int(match.group(1)), child))
+    for _, child in sorted(steps, reverse=True):
+        if is_complete_checkpoint(child):
+            return str(child)
+    return None
+
+
+LOCK_NAME = ".hf_mmfusion.lock"
+RUN_MARKER = ".hf_mmfusion_run"
+# Files of a previous run that are not the user's own: removed by --overwrite_output_dir.
+_RUN_SIGNS = ("trainer_state.json", "all_results.json", RUN_MARKER)
+
+
+@contextlib.contextmanager
+def claim_output_dir(output_dir: str | os.PathLike, resume: bool = False, overwrite: bool = False):
+    """Hold an exclusive lock on ``output_dir`` for the whole run, after checking it may be written.
+
+    A second run into the same folder fails at once instead of mixing its files with the first one's.
+    A non-empty folder is refused unless the run resumes it, or ``overwrite`` is set and the folder is a
+    previous training run (then its contents go first, so no file of the old model survives).
+    """
+    import fcntl
+
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_NAME, "a+")  # noqa: SIM115  (held until the run ends)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"another training run is writing to {folder}; wait for it or choose another --output_dir"
+            ) from None
+        contents = [child for child in folder.iterdir() if child.name not in (LOCK_NAME, RUN_MARKER)]
+        if contents and not resume:
+            is_run = any((folder / name).exists() for name in _RUN_SIGNS) or any(
+                child.name.startswith("checkpoint-") for child in contents
+            )
+            if not overwrite:
+                raise ValueError(
+                    f"--output_dir {folder} is not empty; pass --overwrite_output_dir to replace the previous run, "
+                    "--resume_from_checkpoint latest to continue it, or choose another folder"
+                )
+            if not is_run:
+                raise ValueError(
+                    f"--output_dir {folder} holds files that are not a training run; refusing to delete them "
+                    "with --overwrite_output_dir (choose an empty or new folder)"
+                )
+            for child in contents:
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        (folder / RUN_MARKER).touch()
+        yield folder
+    finally:
+        handle.close()
 
 
 def run_training(
@@ -498,8 +589,39 @@ def run_training(
     """Build data, processor and model; train; evaluate; save model + processor + card + metrics.
 
     ``callbacks`` are added to the ``Trainer``'s; ``console_logs=False`` removes its own progress bar and
-    printed log lines (for callers that show progress their own way).
+    printed log lines (for callers that show progress their own way). The output folder is locked for the
+    run (see :func:`claim_output_dir`); only the first process of a distributed run takes the lock.
     """
+    resume = _resume_requested(training_args)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _train(model_args, data_args, training_args, callbacks, console_logs)
+    with claim_output_dir(training_args.output_dir, resume=resume, overwrite=data_args.overwrite_output_dir):
+        return _train(model_args, data_args, training_args, callbacks, console_logs)
+
+
+def _resume_requested(training_args: TrainingArguments) -> bool:
+    return training_args.resume_from_checkpoint not in (None, "", "False", "false", False)
+
+
+class SaveProcessorCallback(TrainerCallback):
+    """Writes the processor into every checkpoint, so ``evaluate`` / ``predict`` can read any of them."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            self.processor.save_pretrained(folder)
+
+
+def _train(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    callbacks: list | None,
+    console_logs: bool,
+) -> TrainingOutcome:
     from .hub import build_model_card
     from .loading import encode_dataset, make_collator
 
@@ -509,6 +631,8 @@ def run_training(
         if split and split not in raw:
             raise ValueError(f"dataset {data_args.dataset!r} has no split {split!r}; it has {list(raw)}")
     train_raw = raw[data_args.train_split]
+    if len(train_raw) == 0:
+        raise ValueError(f"the train split {data_args.train_split!r} of {data_args.dataset!r} has no rows")
     available = dataset_modalities(train_raw)
     audio_dim, visual_dim = dataset_frame_dims(train_raw)
     regression = is_regression_label(train_raw, data_args.label_column)
@@ -565,7 +689,7 @@ def run_training(
         compute_metrics=make_compute_metrics(num_labels),
         preprocess_logits_for_metrics=logits_only,
         text_learning_rate=model_args.text_learning_rate,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), SaveProcessorCallback(processor)],
     )
     if not console_logs:
         trainer.remove_callback(ProgressCallback)

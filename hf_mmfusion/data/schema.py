@@ -185,5 +185,9 @@ def load_converted(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
 
     path = Path(path)
     if (path / "dataset_dict.json").exists():
-        return load_from_disk(os.fspath(path))
+        try:
+            return load_from_disk(os.fspath(path))
+        except IndexError:
+            # datasets cannot concatenate the zero shards of a split saved without rows.
+            raise ValueError(f"{path}: a split has no rows; drop empty splits before save_to_disk") from None
     return load_dataset(os.fspath(path), cache_dir=None if cache_dir is None else os.fspath(cache_dir))
