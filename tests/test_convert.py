@@ -190,6 +190,43 @@ def test_safe_unpickler_refuses_code_execution(tmp_path):
         assert np.array_equal(loaded["a"], ok["a"]) and loaded["b"][0] == np.float32(1.5)
 
 
+class _Bomb:
+    def __init__(self, factory, args):
+        self.factory, self.args = factory, args
+
+    def __reduce__(self):
+        return (self.factory, self.args)
+
+
+@pytest.mark.parametrize("factory,args", [
+    (bytearray, (3 << 30,)), (bytes, (3 << 30,)), (list, (range(10**10),)), ("reconstruct", None),
+])
+def test_allocation_bombs_are_refused_before_allocating(tmp_path, factory, args):
+    import tracemalloc
+
+    if factory == "reconstruct":
+        from numpy._core.multiarray import _reconstruct
+
+        factory, args = _reconstruct, (np.ndarray, (3 << 30,), b"b")
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(pickle.dumps({"train": _Bomb(factory, args)}, protocol=2))
+    assert path.stat().st_size < 200
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafePickleError, match="far more than the file holds"):
+            safe_load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+    # Real containers and arrays of any protocol still load.
+    real = {"a": np.arange(12.0).reshape(3, 4), "b": bytearray(b"xy"), "c": [1, (2, 3)], "d": frozenset({4})}
+    for protocol in (0, 2, 4, 5):
+        path.write_bytes(pickle.dumps(real, protocol=protocol))
+        loaded = safe_load(path)
+        assert np.array_equal(loaded["a"], real["a"]) and loaded["b"] == real["b"] and loaded["c"] == [1, (2, 3)]
+
+
 def test_truncated_pickle_leaves_no_output(shared_data, tmp_path):
     data = (shared_data / MOSI / "misa_format_valid.pkl").read_bytes()
     path = tmp_path / "valid.pkl"
