@@ -209,7 +209,7 @@ def test_allocation_bombs_are_refused_before_allocating(tmp_path, factory, args)
 
         factory, args = _reconstruct, (np.ndarray, (3 << 30,), b"b")
     path = tmp_path / "bomb.pkl"
-    path.write_bytes(pickle.dumps({"train": _Bomb(factory, args)}, protocol=2))
+    path.write_bytes(pickle.dumps({"train": _Bomb(factory, args)}, protocol=4))
     assert path.stat().st_size < 200
     tracemalloc.start()
     try:
