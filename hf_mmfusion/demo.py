@@ -90,6 +90,7 @@ def _data_args(settings: DemoSettings):
         synthetic_sizes=list(settings.sizes),
         synthetic_audio_frames=list(settings.audio_frames),
         synthetic_visual_frames=list(settings.visual_frames),
+        overwrite_output_dir=True,  # each demo run replaces the previous one
     )
 
 

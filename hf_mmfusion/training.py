@@ -34,12 +34,14 @@ from transformers import (
 from .cpu_memory import retain_freed_memory
 from .loading import (
     check_dataset_modalities,
+    check_text_length,
     dataset_frame_dims,
     dataset_modalities,
     fit_feature_normalization,
     is_regression_label,
     load_any_dataset,
     num_classes,
+    resolve_split,
 )
 
 logger = logging.getLogger(__name__)
@@ -627,9 +629,14 @@ def _train(
 
     set_seed(training_args.seed)
     raw = load_any_dataset(data_args.dataset, config_name=data_args.dataset_config, **data_args.synthetic_kwargs())
-    for split in (data_args.train_split, data_args.eval_split):
-        if split and split not in raw:
-            raise ValueError(f"dataset {data_args.dataset!r} has no split {split!r}; it has {list(raw)}")
+    data_args.train_split = resolve_split(raw, data_args.train_split, data_args.dataset)
+    if data_args.eval_split:
+        data_args.eval_split = resolve_split(raw, data_args.eval_split, data_args.dataset)
+    if data_args.test_split and data_args.test_split not in raw:
+        try:
+            data_args.test_split = resolve_split(raw, data_args.test_split, data_args.dataset)
+        except ValueError:
+            pass  # the test split is optional: without one, no test metrics
     train_raw = raw[data_args.train_split]
     if len(train_raw) == 0:
         raise ValueError(f"the train split {data_args.train_split!r} of {data_args.dataset!r} has no rows")
@@ -655,6 +662,7 @@ def _train(
         model = build_model(
             model_args, modalities, audio_dim, visual_dim, num_labels, tokenizer=getattr(processor, "tokenizer", None)
         )
+    check_text_length(model, data_args.max_text_length)
     if model_args.lora:
         model = apply_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout)
 
