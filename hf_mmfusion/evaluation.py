@@ -255,7 +255,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--binning", default="mosi", choices=("mosi", "mosei", "sims"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=None, help="where robustness.{csv,json,md,png} go (default: <model>/eval)")
-    parser.add_argument("--synthetic_sizes", type=int, nargs=3, default=[512, 128, 128])
+    parser.add_argument("--synthetic_sizes", type=int, nargs=3, default=[256, 128, 128],
+                        help="with --dataset synthetic: the sizes `train` used (its other synthetic defaults apply too)")
     parser.add_argument("--synthetic_audio_dim", type=int, default=16)
     parser.add_argument("--synthetic_visual_dim", type=int, default=12)
     parser.add_argument("--synthetic_seed", type=int, default=0)
@@ -272,14 +273,17 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
         raise ValueError(f"--noise strengths must be finite and non-negative, got {bad_noise}")
     model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code, progress=not args.no_progress)
     check_text_length(model, args.max_text_length)
-    raw = load_any_dataset(
-        args.dataset,
-        config_name=args.dataset_config,
-        synthetic_sizes=args.synthetic_sizes,
-        audio_dim=args.synthetic_audio_dim,
-        visual_dim=args.synthetic_visual_dim,
-        seed=args.synthetic_seed,
-    )
+    synthetic = {}
+    if args.dataset == "synthetic":
+        from .training import DataArguments
+
+        # The same rows `hf-mmfusion train` generates by default, so its test split is the one trained for.
+        synthetic = DataArguments(
+            synthetic_sizes=list(args.synthetic_sizes), synthetic_audio_dim=args.synthetic_audio_dim,
+            synthetic_visual_dim=args.synthetic_visual_dim, synthetic_seed=args.synthetic_seed,
+            synthetic_modalities=[m for m in MODALITY_COLUMNS if m in model.config.modalities],
+        ).synthetic_kwargs()
+    raw = load_any_dataset(args.dataset, config_name=args.dataset_config, **synthetic)
     split = raw[resolve_split(raw, args.split, args.dataset)]
     if args.max_samples:
         split = split.select(range(min(args.max_samples, len(split))))
