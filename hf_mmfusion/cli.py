@@ -39,13 +39,20 @@ def _push_parser() -> argparse.ArgumentParser:
 
 
 def _card_metrics(path: str | None) -> dict[str, float]:
+    return _card_metrics_and_split(path)[0]
+
+
+def _card_metrics_and_split(path: str | None) -> tuple[dict[str, float], str]:
+    """Quality metrics of a metrics file for the card (test ones, else validation ones) and their split."""
     if not path:
-        return {}
+        return {}, "test"
     values = json.loads(Path(path).read_text())
     test = {k.removeprefix("test_"): v for k, v in values.items() if k.startswith("test_")}
-    chosen = test or values
+    validation = {k.removeprefix("eval_"): v for k, v in values.items() if k.startswith("eval_")}
+    chosen = test or validation or values
     skip = ("loss", "runtime", "per_second", "epoch")
-    return {k: float(v) for k, v in chosen.items() if isinstance(v, (int, float)) and not any(s in k for s in skip)}
+    split = "test" if test else "validation" if validation else "test"
+    return {k: float(v) for k, v in chosen.items() if isinstance(v, (int, float)) and not any(s in k for s in skip)}, split
 
 
 def check_push_access(token: str | None) -> None:
@@ -68,9 +75,11 @@ def run_push(args: argparse.Namespace):
     card = None
     if not args.keep_card:
         model, _ = load_pretrained(args.checkpoint)
+        metrics, split = _card_metrics_and_split(args.metrics_file)
         card = build_model_card(
             model,
-            _card_metrics(args.metrics_file),
+            metrics,
+            eval_split=split,
             dataset_name=args.dataset_name or args.dataset_id or "the training dataset",
             dataset_id=args.dataset_id,
             repo_id=args.repo_id,

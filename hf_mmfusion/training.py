@@ -775,13 +775,21 @@ def _train(
         final_model.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
         card_metrics = {k.removeprefix("test_"): v for k, v in test_metrics.items() if _is_quality_metric(k)}
+        card_split = data_args.test_split or "test"
+        if not card_metrics:
+            # Without a test split the card reports the validation metrics, named as such.
+            card_metrics = {
+                k.removeprefix("eval_"): v for k, v in metrics.items()
+                if k.startswith("eval_") and _is_quality_metric(k) and k != "eval_loss" and not k.endswith("_loss")
+            }
+            card_split = data_args.eval_split or "validation"
         build_model_card(
             final_model,
             card_metrics,
             dataset_name=data_args.dataset,
             dataset_id=data_args.dataset if "/" in data_args.dataset and not os.path.isdir(data_args.dataset) else None,
-            eval_split=data_args.test_split or "test",
-            training_args=training_args,
+            eval_split=card_split,
+            training_args={**training_args.to_dict(), "text_learning_rate": model_args.text_learning_rate},
             repo_id=None,
         ).save(output_dir / "README.md")
         (output_dir / "all_results.json").write_text(json.dumps(_jsonable(metrics), indent=2))
