@@ -34,6 +34,13 @@ DEMO_OVERRIDES = {
     "ssu": "gat_dropout=0,classifier_dropout=0",
 }
 TABLE_METRICS = ("mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "acc7")
+TABLE_LEGEND = """\
+mae: mean absolute error of the score (lower is better); corr: Pearson correlation (higher is better);
+acc2_has0 / f1_has0: negative vs non-negative accuracy / weighted F1; acc2_non0: the same without zero
+labels; acc7: seven-class accuracy (accuracies and F1 higher is better, as fractions);
+mae_noise<s>: MAE with Gaussian noise of <s> x the feature RMS on every modality; mae_drop_<m>: MAE with
+modality <m> removed (both lower is better; near chance means the model needs that modality);
+train_seconds: wall time of training."""
 
 
 @dataclass
@@ -158,6 +165,7 @@ def run_demo(settings: DemoSettings) -> dict[str, dict]:
 
 
 def _run_demo(settings: DemoSettings) -> dict[str, dict]:
+    import torch
     from tqdm.auto import tqdm
 
     from .evaluation import plot_robustness, robustness_rows, write_rows
@@ -177,6 +185,7 @@ def _run_demo(settings: DemoSettings) -> dict[str, dict]:
                 config_overrides=settings.overrides.get(model_type),
                 # A transformer text encoder does not train at the fusion layers' step size.
                 text_learning_rate=settings.learning_rate / 10,
+                threads=torch.get_num_threads(),  # what the demo's --threads set
             ),
             _data_args(settings),
             _training_args(settings, model_type),
@@ -283,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(previous_threads)
     print()
     print(format_results(results))
+    print(TABLE_LEGEND)
     print(f"\nmodels, processors, cards and robustness plots: {Path(args.output_dir).resolve()}")
     reloaded = ", ".join(f"{name}: {row['head_model']}" for name, row in results.items())
     print(f"reloaded through AutoModel / AutoModelForSequenceClassification / AutoProcessor: {reloaded}")
