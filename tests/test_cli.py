@@ -164,7 +164,9 @@ def test_predict_checks_every_record_first_and_keeps_what_it_computed(checkpoint
     real_encode = predict_module.encode_records
     monkeypatch.setattr(predict_module, "encode_records", lambda *a, **k: calls.append(1) or real_encode(*a, **k))
     assert main(["predict", str(path), "--inputs", str(records), "--output", str(out), "--no_progress"]) == 2
-    assert "record 25 (id 'bad'): `audio` file" in capsys.readouterr().err and calls == [] and not out.exists()
+    err = capsys.readouterr().err
+    assert "record 25 (id 'bad'): `audio` file" in err and calls == [] and not out.exists()
+    assert "Loading weights" not in err  # --no_progress hides the weight-loading bar too
     assert main(["predict", str(path), "--text", "x", "--output", str(tmp_path / "scores.parquet")]) == 2
     assert "--output must end in .jsonl or .csv" in capsys.readouterr().err
     records.write_text("\n".join(lines[:20] + [json.dumps({"id": "odd", "text": "x", "smell": 1})]))

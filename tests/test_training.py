@@ -333,3 +333,21 @@ def test_empty_train_split_and_non_finite_labels_are_refused(tmp_path):
     bad.save_to_disk(tmp_path / "nan")
     with pytest.raises(ValueError, match="NaN or infinite in 1 rows"):
         train(tiny_train_argv("clcr", tmp_path / "b", "--dataset", str(tmp_path / "nan")))
+
+
+def test_synthetic_quick_check_recipe_and_cpu_defaults():
+    from hf_mmfusion.training import SYNTHETIC_RECIPE, choose_threads
+
+    model_args, data_args, training_args = parse_train_args(["--output_dir", "unused"])
+    assert data_args.synthetic_modalities == ["audio", "visual"] and model_args.hidden_size == 32
+    assert training_args.learning_rate == SYNTHETIC_RECIPE["learning_rate"]
+    assert training_args.lr_scheduler_type.value == "constant_with_warmup"
+    assert training_args.dataloader_pin_memory is torch.cuda.is_available()  # no pin_memory warning on CPU
+    # Any flag overrides the recipe; other datasets keep the general defaults.
+    assert parse_train_args(["--output_dir", "unused", "--learning_rate", "5e-4"])[2].learning_rate == 5e-4
+    model_args, _, training_args = parse_train_args(["--output_dir", "unused", "--dataset", "org/data"])
+    assert training_args.learning_rate == 1e-3 and model_args.hidden_size == 64
+    tiny = torch.nn.Linear(4, 4)
+    assert choose_threads(tiny, None) == 1 and choose_threads(tiny, 3) == 3
+    with pytest.raises(ValueError, match="--threads"):
+        choose_threads(tiny, 0)
