@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -307,3 +308,22 @@ def test_predict_inputs_route_video_files_to_the_visual_extractor(tmp_path):
         load_frames(str(clip), "audio")
     with pytest.raises(ValueError, match="does not exist"):
         load_frames(str(tmp_path / "missing.mp4"), "visual")
+
+
+def test_usage_does_not_load_torch_but_the_package_still_works():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.argv = ['/usr/bin/hf-mmfusion', '--help']\n"
+        "from hf_mmfusion.cli import main\n"
+        "assert main(sys.argv[1:]) == 0\n"
+        "assert 'torch' not in sys.modules, 'usage loaded torch'\n"
+        "import hf_mmfusion, transformers\n"
+        "assert hf_mmfusion.CLCRConfig.model_type == 'clcr'\n"  # first use loads and registers everything
+        "assert type(transformers.AutoConfig.for_model('ssu')).__name__ == 'SSUConfig'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "commands:" in result.stdout
