@@ -322,6 +322,9 @@ def test_usage_does_not_load_torch_but_the_package_still_works():
         "import hf_mmfusion, transformers\n"
         "assert hf_mmfusion.CLCRConfig.model_type == 'clcr'\n"  # first use loads and registers everything
         "assert type(transformers.AutoConfig.for_model('ssu')).__name__ == 'SSUConfig'\n"
+        "heavy = [m for m in ('torch_geometric', 'spacy', 'datasets', 'evaluate', 'matplotlib', 'av')"
+        " if m in sys.modules]\n"
+        "assert not heavy, f'import hf_mmfusion loaded {heavy}'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
