@@ -41,43 +41,90 @@ def _push_parser() -> argparse.ArgumentParser:
 
 
 def _card_metrics(path: str | None) -> dict[str, float]:
+    return _card_metrics_and_split(path)[0]
+
+
+def _card_metrics_and_split(path: str | None) -> tuple[dict[str, float], str]:
+    """Quality metrics of a metrics file for the card (test ones, else validation ones) and their split."""
     if not path:
-        return {}
+        return {}, "test"
     values = json.loads(Path(path).read_text())
     test = {k.removeprefix("test_"): v for k, v in values.items() if k.startswith("test_")}
-    chosen = test or values
+    validation = {k.removeprefix("eval_"): v for k, v in values.items() if k.startswith("eval_")}
+    chosen = test or validation or values
     skip = ("loss", "runtime", "per_second", "epoch")
-    return {k: float(v) for k, v in chosen.items() if isinstance(v, (int, float)) and not any(s in k for s in skip)}
+    split = "test" if test else "validation" if validation else "test"
+    return {k: float(v) for k, v in chosen.items() if isinstance(v, (int, float)) and not any(s in k for s in skip)}, split
+
+
+def check_push_access(token: str | None) -> None:
+    """Fail before any work when the Hub cannot be reached or no credentials are set."""
+    from huggingface_hub import constants, get_token
+
+    if constants.HF_HUB_OFFLINE:
+        raise ValueError("the Hub is in offline mode (HF_HUB_OFFLINE=1); unset it to push")
+    if not (token or get_token()):
+        raise ValueError("no Hugging Face token: run `hf auth login`, set HF_TOKEN, or pass --token")
 
 
 def run_push(args: argparse.Namespace):
     from .evaluation import load_pretrained
     from .hub import build_model_card, push_to_hub
 
+    check_push_access(args.token)
+    if not Path(args.checkpoint).is_dir():
+        raise ValueError(f"checkpoint {args.checkpoint!r} is not a directory written by `hf-mmfusion train`")
     card = None
     if not args.keep_card:
         model, _ = load_pretrained(args.checkpoint)
+        metrics, split = _card_metrics_and_split(args.metrics_file)
         card = build_model_card(
             model,
-            _card_metrics(args.metrics_file),
+            metrics,
+            eval_split=split,
             dataset_name=args.dataset_name or args.dataset_id or "the training dataset",
             dataset_id=args.dataset_id,
             repo_id=args.repo_id,
         )
-    info = push_to_hub(
-        args.checkpoint, args.repo_id, card=card, private=args.private or None, token=args.token,
-        commit_message=args.commit_message,
-    )
+    try:
+        info = push_to_hub(
+            args.checkpoint, args.repo_id, card=card, private=args.private or None, token=args.token,
+            commit_message=args.commit_message,
+        )
+    except Exception as err:
+        import httpx
+
+        if not isinstance(err, (httpx.HTTPError, OSError)):
+            raise
+        raise ValueError(f"pushing to {args.repo_id} failed ({type(err).__name__}: {_first_line(err)}); "
+                         "check the network, the token's write access and the repository id") from err
     print(f"pushed {args.checkpoint} to {args.repo_id}: {getattr(info, 'commit_url', info)}")
     return info
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+# What a user's input can raise: bad values, missing or unreadable files and checkpoints, missing extras.
+USER_ERRORS = (ValueError, OSError, ImportError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; user errors end with one ``error:`` line on stderr and exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0 if argv else 2
-    command, rest = argv[0], argv[1:]
+    try:
+        return _dispatch(argv[0], argv[1:])
+    except USER_ERRORS as err:
+        print(f"error: {_first_line(err) if isinstance(err, OSError) else err}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(command: str, rest: list[str]) -> int:
     if command == "train":
         from .training import main as train_main
 

@@ -38,13 +38,16 @@ DEMO_OVERRIDES = {
     "ssu": "gat_dropout=0,classifier_dropout=0",
 }
 TABLE_METRICS = ("mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "acc7")
-LEGEND = """\
-mae: mean absolute error (lower is better); corr: Pearson correlation; acc2_has0 / f1_has0: accuracy and weighted F1
-of negative vs non-negative; acc2_non0: the same without zero labels; acc7: 7-class accuracy (higher is better for
-all of these). mae_noise<s>: MAE with Gaussian noise of s times each modality's RMS on every input; mae_drop_<m>: MAE
-with modality m missing (a model that uses m gets worse). CLCR: participation = share of tokens its budget lets
-exchange, levels = mean level weights (shallow / mid / deep). SSU: density = kept audio / visual edges over real
-node pairs, lambda = learned threshold of each graph (tau = mu + lambda sigma)."""
+TABLE_LEGEND = """\
+mae: mean absolute error of the score (lower is better); corr: Pearson correlation (higher is better);
+acc2_has0 / f1_has0: negative vs non-negative accuracy / weighted F1; acc2_non0: the same without zero
+labels; acc7: seven-class accuracy (accuracies and F1 higher is better, as fractions);
+mae_noise<s>: MAE with Gaussian noise of <s> x the feature RMS on every modality; mae_drop_<m>: MAE with
+modality <m> removed (both lower is better; near chance means the model needs that modality);
+train_seconds: wall time of training.
+CLCR mechanisms: participation = share of tokens its budget lets exchange (over modalities and levels),
+levels = mean level weights (shallow / mid / deep). SSU mechanisms: density = kept audio / visual edges over
+real node pairs, lambda = learned threshold of each graph (tau = mu + lambda sigma)."""
 
 
 @dataclass
@@ -102,6 +105,7 @@ def _data_args(settings: DemoSettings):
         synthetic_sizes=list(settings.sizes),
         synthetic_audio_frames=list(settings.audio_frames),
         synthetic_visual_frames=list(settings.visual_frames),
+        overwrite_output_dir=True,  # each demo run replaces the previous one
     )
 
 
@@ -205,6 +209,7 @@ def run_demo(settings: DemoSettings) -> dict[str, dict]:
 
 
 def _run_demo(settings: DemoSettings) -> dict[str, dict]:
+    import torch
     from tqdm.auto import tqdm
 
     from .evaluation import plot_robustness, robustness_rows, write_rows
@@ -224,6 +229,7 @@ def _run_demo(settings: DemoSettings) -> dict[str, dict]:
                 config_overrides=settings.overrides.get(model_type),
                 # A transformer text encoder does not train at the fusion layers' step size.
                 text_learning_rate=settings.learning_rate / 10,
+                threads=torch.get_num_threads(),  # what the demo's --threads set
             ),
             _data_args(settings),
             _training_args(settings, model_type),
@@ -293,7 +299,6 @@ def format_results(results: dict[str, dict]) -> str:
     for name, row in results.items():
         if row.get("mechanisms"):
             lines.append(f"{name.upper()} mechanisms (test): " + ", ".join(f"{k} {v}" for k, v in row["mechanisms"].items()))
-    lines += ["", LEGEND]
     return "\n".join(lines)
 
 
@@ -339,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(previous_threads)
     print()
     print(format_results(results))
+    print(TABLE_LEGEND)
     print(f"\nmodels, processors, cards and robustness plots: {Path(args.output_dir).resolve()}")
     reloaded = ", ".join(f"{name}: {row['head_model']}" for name, row in results.items())
     print(f"reloaded through AutoModel / AutoModelForSequenceClassification / AutoProcessor: {reloaded}")

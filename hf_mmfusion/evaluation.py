@@ -33,14 +33,36 @@ TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "dependency_heads"
 DEFAULT_NOISE = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
-def load_pretrained(name_or_path: str, trust_remote_code: bool = False, revision: str | None = None):
-    """(model in eval mode, processor) from a saved directory or a Hub id, through the Auto classes."""
+def load_pretrained(
+    name_or_path: str,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    strict: bool = True,
+    progress: bool = True,
+):
+    """(model in eval mode, processor) from a saved directory or a Hub id, through the Auto classes.
+
+    ``strict`` refuses a checkpoint whose weights are not exactly the model's
+    (:func:`hf_mmfusion.loading.check_checkpoint_weights`); ``progress=False`` hides the loading bar.
+    """
     from transformers import AutoModelForSequenceClassification, AutoProcessor
+    from transformers.utils import logging as hf_logging
 
     import hf_mmfusion  # noqa: F401  (registers the Auto classes)
 
+    from .loading import check_checkpoint_weights
+
     kwargs = {"trust_remote_code": trust_remote_code, "revision": revision}
-    model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+    bars = hf_logging.is_progress_bar_enabled()
+    if not progress:
+        hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+    finally:
+        if bars and not progress:
+            hf_logging.enable_progress_bar()
+    if strict:
+        check_checkpoint_weights(model, name_or_path, revision)
     processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
     return model.eval(), processor
 
@@ -233,7 +255,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--binning", default="mosi", choices=("mosi", "mosei", "sims"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=None, help="where robustness.{csv,json,md,png} go (default: <model>/eval)")
-    parser.add_argument("--synthetic_sizes", type=int, nargs=3, default=[512, 128, 128])
+    parser.add_argument("--synthetic_sizes", type=int, nargs=3, default=[256, 128, 128],
+                        help="with --dataset synthetic: the sizes `train` used (its other synthetic defaults apply too)")
     parser.add_argument("--synthetic_audio_dim", type=int, default=16)
     parser.add_argument("--synthetic_visual_dim", type=int, default=12)
     parser.add_argument("--synthetic_seed", type=int, default=0)
@@ -243,20 +266,25 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
 
 
 def run_evaluate(args: argparse.Namespace) -> list[dict]:
-    from .loading import load_any_dataset
+    from .loading import check_text_length, load_any_dataset, resolve_split
 
-    model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code)
-    raw = load_any_dataset(
-        args.dataset,
-        config_name=args.dataset_config,
-        synthetic_sizes=args.synthetic_sizes,
-        audio_dim=args.synthetic_audio_dim,
-        visual_dim=args.synthetic_visual_dim,
-        seed=args.synthetic_seed,
-    )
-    if args.split not in raw:
-        raise ValueError(f"dataset {args.dataset!r} has no split {args.split!r}; it has {list(raw)}")
-    split = raw[args.split]
+    bad_noise = [s for s in args.noise or [] if not math.isfinite(s) or s < 0]
+    if bad_noise:
+        raise ValueError(f"--noise strengths must be finite and non-negative, got {bad_noise}")
+    model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code, progress=not args.no_progress)
+    check_text_length(model, args.max_text_length)
+    synthetic = {}
+    if args.dataset == "synthetic":
+        from .training import DataArguments
+
+        # The same rows `hf-mmfusion train` generates by default, so its test split is the one trained for.
+        synthetic = DataArguments(
+            synthetic_sizes=list(args.synthetic_sizes), synthetic_audio_dim=args.synthetic_audio_dim,
+            synthetic_visual_dim=args.synthetic_visual_dim, synthetic_seed=args.synthetic_seed,
+            synthetic_modalities=[m for m in MODALITY_COLUMNS if m in model.config.modalities],
+        ).synthetic_kwargs()
+    raw = load_any_dataset(args.dataset, config_name=args.dataset_config, **synthetic)
+    split = raw[resolve_split(raw, args.split, args.dataset)]
     if args.max_samples:
         split = split.select(range(min(args.max_samples, len(split))))
     modalities = list(model.config.modalities)

@@ -144,3 +144,88 @@ def make_collator(processor):
 
 def is_hub_id(name: str) -> bool:
     return "/" in name and not os.path.exists(name)
+
+
+def checkpoint_weight_names(name_or_path: str, revision: str | None = None) -> set[str]:
+    """Names of the tensors stored in a checkpoint (a directory or a Hub id), read from the file headers."""
+    import json
+
+    from transformers.utils import cached_file
+
+    def find(filename: str):
+        return cached_file(
+            name_or_path, filename, revision=revision, _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+
+    index = find("model.safetensors.index.json")
+    if index:
+        with open(index) as handle:
+            return set(json.load(handle)["weight_map"])
+    single = find("model.safetensors")
+    if single:
+        from safetensors import safe_open
+
+        with safe_open(single, framework="pt") as handle:
+            return set(handle.keys())
+    legacy = find("pytorch_model.bin")
+    if legacy:
+        import torch
+
+        return set(torch.load(legacy, map_location="meta", weights_only=True, mmap=True))
+    raise ValueError(f"{name_or_path!r} holds no model weights (model.safetensors or pytorch_model.bin)")
+
+
+def check_checkpoint_weights(model, name_or_path: str, revision: str | None = None) -> None:
+    """Refuse a model whose checkpoint does not hold exactly its weights.
+
+    ``from_pretrained`` fills missing parameters with random values and drops unexpected ones, with only
+    a log line: a checkpoint without its classifier, or saved by the other model type, would predict
+    noise. Raises a ``ValueError`` naming the missing and unexpected weights.
+    """
+    stored = checkpoint_weight_names(name_or_path, revision)
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - stored), sorted(stored - expected)
+    if not missing and not unexpected:
+        return
+
+    def shown(keys: list[str]) -> str:
+        more = f" and {len(keys) - 8} more" if len(keys) > 8 else ""
+        return ", ".join(keys[:8]) + more
+
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} weights ({shown(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected weights ({shown(unexpected)})")
+    raise ValueError(
+        f"checkpoint {name_or_path!r} does not match its {type(model).__name__} "
+        f"(model_type {model.config.model_type!r}): {'; '.join(parts)}. It would run with random parameters; "
+        "use the checkpoint the model was saved to, or retrain"
+    )
+
+
+def resolve_split(dataset_dict, name: str, dataset_name: str = "") -> str:
+    """The split of ``dataset_dict`` that ``name`` means: itself, or the split its common alias names
+    (``valid`` / ``val`` / ``dev`` <-> ``validation``, ``training`` -> ``train``, ``testing`` -> ``test``)."""
+    from .data.schema import SPLIT_ALIASES
+
+    if name in dataset_dict:
+        return name
+    canonical = SPLIT_ALIASES.get(str(name).strip().lower())
+    if canonical is not None:
+        matches = [split for split in dataset_dict if SPLIT_ALIASES.get(str(split).lower()) == canonical]
+        if len(matches) == 1:
+            return matches[0]
+    raise ValueError(
+        f"dataset {dataset_name!r} has no split {name!r}; it has {list(dataset_dict)} "
+        "(valid / val / dev are read as validation)"
+    )
+
+
+def check_text_length(model, max_length: int) -> None:
+    """``max_length`` must fit the text encoder's position table."""
+    text_config = getattr(model.config, "text_config", None)
+    limit = getattr(text_config, "max_position_embeddings", None)
+    if "text" in model.config.modalities and limit is not None and max_length > limit:
+        raise ValueError(f"--max_text_length {max_length} exceeds the text encoder's maximum of {limit} positions")

@@ -17,10 +17,13 @@ pipe({"text": "what a great film", "audio": audio_frames, "visual": visual_frame
 
 from __future__ import annotations
 
+import os
+
 from transformers import AutoModelForSequenceClassification, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .predict import encode_records, postprocess
+from .loading import check_checkpoint_weights, is_hub_id
+from .predict import check_record, encode_records, postprocess
 
 TASK = "multimodal-sentiment"
 
@@ -32,6 +35,16 @@ class MultimodalSentimentPipeline(Pipeline):
     _load_tokenizer = False
     _load_feature_extractor = False
     _load_image_processor = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        source = getattr(self.model, "name_or_path", "")
+        revision = getattr(self.model.config, "_commit_hash", None)
+        # A model loaded from one of our checkpoints must have found all its weights there (and nothing else).
+        if source and (os.path.isdir(source) or is_hub_id(source)) and _saved_model_type(source, revision) == (
+            self.model.config.model_type
+        ):
+            check_checkpoint_weights(self.model, source, revision)
 
     def _sanitize_parameters(self, max_length=None, top_k=None, **kwargs):
         preprocess = {"max_length": max_length} if max_length is not None else {}
@@ -46,9 +59,17 @@ class MultimodalSentimentPipeline(Pipeline):
                 "multimodal-sentiment inputs must be a dict with any of 'text', 'audio', 'visual', 'video' "
                 f"(or a string of text), got {type(inputs).__name__}"
             )
+        modalities = list(self.model.config.modalities)
+        check_record(inputs, modalities, "multimodal-sentiment input")
         if hasattr(self.processor, "check_model_widths"):
             self.processor.check_model_widths(self.model.config)
-        return dict(encode_records(self.processor, [inputs], list(self.model.config.modalities), max_length))
+        return dict(encode_records(self.processor, [inputs], modalities, max_length))
+
+    def __call__(self, inputs, **kwargs):
+        # Pipeline.__call__ indexes the first element of a list; an empty batch has no results.
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
+            return []
+        return super().__call__(inputs, **kwargs)
 
     def _forward(self, model_inputs):
         return {"logits": self.model(**model_inputs).logits}
@@ -60,6 +81,19 @@ class MultimodalSentimentPipeline(Pipeline):
             ranked = sorted(enumerate(result["probabilities"]), key=lambda t: -t[1])[:top_k]
             return [{"label": labels.get(i, str(i)), "score": p} for i, p in ranked]
         return result
+
+
+def _saved_model_type(source: str, revision: str | None) -> str | None:
+    import json
+
+    from transformers.utils import cached_file
+
+    path = cached_file(source, "config.json", revision=revision, _raise_exceptions_for_missing_entries=False,
+                       _raise_exceptions_for_connection_errors=False)
+    if not path:
+        return None
+    with open(path) as handle:
+        return json.load(handle).get("model_type")
 
 
 def register_pipeline() -> None:

@@ -23,7 +23,7 @@ import torch
 
 from .cpu_memory import retain_freed_memory
 from .evaluation import is_regression, load_pretrained
-from .loading import MODALITY_COLUMNS
+from .loading import MODALITY_COLUMNS, check_text_length
 from .processing.feature_extraction_mmfusion import VIDEO_SUFFIXES
 
 FRAME_MODALITIES = ("audio", "visual")
@@ -80,6 +80,54 @@ def video_paths(records: Sequence[dict], base_dir=None) -> list[str] | None:
             raise ValueError(f"`video`: {path.name!r} is not a video file ({', '.join(VIDEO_SUFFIXES)})")
         paths.append(str(path))
     return paths
+
+RECORD_KEYS = ("id", *MODALITY_COLUMNS, "video")
+OUTPUT_SUFFIXES = (".jsonl", ".csv")
+
+
+def check_record(record, modalities: Sequence[str], where: str = "record", base_dir=None) -> None:
+    """A ``ValueError`` naming ``where`` unless ``record`` can be encoded for a model with ``modalities``.
+
+    Only cheap checks run (keys, types, that frame files exist and have a readable suffix), so a whole
+    input file is checked before any prediction is computed.
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: a record is a dict with any of {list(MODALITY_COLUMNS)}, got {type(record).__name__}")
+    unknown = sorted(set(record) - set(RECORD_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; a record has {list(RECORD_KEYS)}")
+    given = [m for m in MODALITY_COLUMNS if _present(record.get(m))]
+    if _present(record.get("video")):
+        if not isinstance(record["video"], (str, Path)):
+            raise ValueError(f"{where}: `video` must be a path to a video file, got {type(record['video']).__name__}")
+        # A video supplies the frame streams the model uses (and the text, with a processor that transcribes).
+        given += [m for m in ("audio", "visual") if m in modalities and m not in given]
+    extra = [m for m in given if m not in modalities]
+    if extra:
+        raise ValueError(f"{where}: {extra} given, but the model uses only {list(modalities)}")
+    if not given:
+        raise ValueError(f"{where}: needs at least one of {list(modalities)}")
+    if "text" in given and not isinstance(record["text"], str):
+        raise ValueError(f"{where}: `text` must be a string, got {type(record['text']).__name__}")
+    for modality in FRAME_MODALITIES:
+        value = record.get(modality)
+        if not _present(value) or not isinstance(value, (str, Path)):
+            continue
+        path = Path(value)
+        if base_dir is not None and not path.is_absolute():
+            path = Path(base_dir) / path
+        suffix = path.suffix.lower()
+        readable = suffix == ".npy" or suffix in VIDEO_SUFFIXES or (modality == "audio" and suffix == ".wav")
+        if not readable:
+            kinds = "a .npy frame file, a .wav recording or a video file" if modality == "audio" else "a .npy frame file or a video file"
+            raise ValueError(f"{where}: `{modality}` must be {kinds}, got {path.name!r}")
+        if not path.is_file():
+            raise ValueError(f"{where}: `{modality}` file {str(path)!r} does not exist")
+
+
+def check_output_path(output: str | Path | None) -> None:
+    if output is not None and Path(output).suffix not in OUTPUT_SUFFIXES:
+        raise ValueError(f"--output must end in .jsonl or .csv, got {Path(output).name!r}")
 
 
 def encode_records(processor, records: Sequence[dict], modalities: Sequence[str], max_length: int = 128, base_dir=None):
@@ -144,6 +192,52 @@ def postprocess(model, logits: torch.Tensor) -> list[dict]:
     return out
 
 
+def iter_predictions(
+    model,
+    processor,
+    records: Sequence[dict],
+    batch_size: int = 16,
+    max_length: int = 128,
+    progress: bool = True,
+    base_dir=None,
+):
+    """Predictions for records, ``batch_size`` at a time (one list per batch, in record order).
+
+    Records may give different modalities: each batch is encoded in groups of records that give the same
+    ones, and a modality a record lacks is masked, exactly as for a record predicted alone.
+    """
+    modalities = list(model.config.modalities)
+    for i, record in enumerate(records):
+        check_record(record, modalities, f"record {i} (id {_record_id(record, i)!r})", base_dir)
+    if hasattr(processor, "check_model_widths"):
+        processor.check_model_widths(model.config)
+    return _predict_batches(model, processor, records, modalities, batch_size, max_length, progress, base_dir)
+
+
+def _predict_batches(model, processor, records, modalities, batch_size, max_length, progress, base_dir):
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    for start in tqdm(range(0, len(records), batch_size), desc="predicting", disable=not progress):
+        chunk = records[start : start + batch_size]
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for offset, record in enumerate(chunk):
+            given = tuple(m for m in (*MODALITY_COLUMNS, "video") if _present(record.get(m)))
+            groups.setdefault(given, []).append(offset)
+        preds: list[dict | None] = [None] * len(chunk)
+        for offsets in groups.values():
+            inputs = encode_records(processor, [chunk[o] for o in offsets], modalities, max_length, base_dir)
+            with torch.inference_mode():
+                logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
+            for offset, pred in zip(offsets, postprocess(model, logits)):
+                preds[offset] = pred
+        yield [{"id": _record_id(chunk[o], start + o), **preds[o]} for o in range(len(chunk))]
+
+
+def _record_id(record, index: int) -> str:
+    return str(record.get("id", index)) if isinstance(record, dict) else str(index)
+
+
 def predict_records(
     model,
     processor,
@@ -153,34 +247,30 @@ def predict_records(
     progress: bool = True,
     base_dir=None,
 ) -> list[dict]:
-    """Predictions for records, ``batch_size`` at a time, with a progress bar."""
-    from tqdm.auto import tqdm
-
-    modalities = list(model.config.modalities)
-    if hasattr(processor, "check_model_widths"):
-        processor.check_model_widths(model.config)
-    device = next(model.parameters()).device
-    results = []
-    for start in tqdm(range(0, len(records), batch_size), desc="predicting", disable=not progress):
-        chunk = records[start : start + batch_size]
-        inputs = encode_records(processor, chunk, modalities, max_length, base_dir)
-        with torch.inference_mode():
-            logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
-        for offset, pred in enumerate(postprocess(model, logits)):
-            results.append({"id": str(chunk[offset].get("id", start + offset)), **pred})
-    return results
+    """Predictions for records, ``batch_size`` at a time, with a progress bar (see :func:`iter_predictions`)."""
+    return [row for batch in iter_predictions(model, processor, records, batch_size, max_length, progress, base_dir)
+            for row in batch]
 
 
 def read_records(path: str | Path) -> list[dict]:
     """Records from a ``.jsonl`` (one object per line) or ``.csv`` file with text/audio/visual columns."""
     path = Path(path)
-    if path.suffix == ".jsonl":
-        with path.open() as f:
-            return [json.loads(line) for line in f if line.strip()]
-    if path.suffix == ".csv":
-        with path.open(newline="") as f:
-            return list(csv.DictReader(f))
-    raise ValueError(f"--inputs must be a .jsonl or .csv file, got {path.name!r}")
+    if path.suffix not in (".jsonl", ".csv"):
+        raise ValueError(f"--inputs must be a .jsonl or .csv file, got {path.name!r}")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            if path.suffix == ".csv":
+                return list(csv.DictReader(f))
+            records = []
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except (json.JSONDecodeError, RecursionError) as err:
+                        raise ValueError(f"{path} line {number}: not a JSON object ({type(err).__name__})") from None
+            return records
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"cannot read --inputs {path}: {err}") from err
 
 
 def records_from_flags(texts, audios, visuals, videos=None) -> list[dict]:
@@ -194,24 +284,44 @@ def records_from_flags(texts, audios, visuals, videos=None) -> list[dict]:
     return [{"id": str(i), **{k: v[i] for k, v in columns.items() if v}} for i in range(n)]
 
 
-def write_predictions(results: list[dict], output: str | Path | None) -> None:
-    """JSONL or CSV by the file suffix; without a file, one JSON line per record on stdout."""
+def write_predictions(results, output: str | Path | None) -> int:
+    """JSONL or CSV by the file suffix; without a file, one JSON line per record on stdout.
+
+    ``results`` is a list of rows or an iterable of row batches (as :func:`iter_predictions` yields):
+    each batch is written and flushed as it comes, so a failure late in a long input keeps every
+    prediction made before it. Returns the number of rows written.
+    """
+    check_output_path(output)
+    batches = [results] if isinstance(results, list) and (not results or isinstance(results[0], dict)) else results
+    written = 0
     if output is None:
-        for row in results:
-            print(json.dumps(row))
-        return
+        for batch in batches:
+            for row in batch:
+                print(json.dumps(row), flush=True)
+            written += len(batch)
+        return written
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix == ".jsonl":
-        output.write_text("".join(json.dumps(r) + "\n" for r in results))
-    elif output.suffix == ".csv":
-        fields = [k for k in results[0] if k != "probabilities"] if results else ["id"]
-        with output.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(results)
-    else:
-        raise ValueError(f"--output must end in .jsonl or .csv, got {output.name!r}")
+    with output.open("w", newline="") as f:
+        writer = None
+        if output.suffix == ".jsonl":
+            for batch in batches:
+                f.write("".join(json.dumps(r) + "\n" for r in batch))
+                f.flush()
+                written += len(batch)
+            return written
+        for batch in batches:
+            if writer is None and batch:
+                fields = [k for k in batch[0] if k != "probabilities"]
+                writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+                writer.writeheader()
+            if batch:
+                writer.writerows(batch)
+            f.flush()
+            written += len(batch)
+        if writer is None:
+            f.write("id\r\n")
+    return written
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -233,6 +343,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 def run_predict(args: argparse.Namespace) -> list[dict]:
+    check_output_path(args.output)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be at least 1, got {args.batch_size}")
     records = records_from_flags(args.text, args.audio, args.visual, getattr(args, "video", None))
     base_dir = None
     if args.inputs:
@@ -240,11 +353,26 @@ def run_predict(args: argparse.Namespace) -> list[dict]:
         base_dir = Path(args.inputs).resolve().parent
     if not records:
         raise ValueError("nothing to predict: pass --text/--audio/--visual/--video or --inputs")
-    model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code)
-    results = predict_records(
-        model, processor, records, args.batch_size, args.max_text_length, progress=not args.no_progress, base_dir=base_dir
+    model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code, progress=not args.no_progress)
+    check_text_length(model, args.max_text_length)
+    results: list[dict] = []
+
+    batches = iter_predictions(
+        model, processor, records, args.batch_size, args.max_text_length, progress=not args.no_progress,
+        base_dir=base_dir,
     )
-    write_predictions(results, args.output)
+
+    def collected():
+        for batch in batches:
+            results.extend(batch)
+            yield batch
+
+    try:
+        write_predictions(collected(), args.output)
+    except Exception:
+        if args.output and results:
+            print(f"kept the {len(results)} predictions made before the failure in {args.output}", file=sys.stderr)
+        raise
     if args.output:
         print(f"wrote {len(results)} predictions to {args.output}", file=sys.stderr)
     return results

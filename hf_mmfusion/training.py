@@ -7,10 +7,13 @@ data arguments below. The same script runs under ``python``, ``torchrun --nproc_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,20 +26,22 @@ from transformers import (
     PrinterCallback,
     ProgressCallback,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from .cpu_memory import retain_freed_memory
 from .loading import (
     check_dataset_modalities,
+    check_text_length,
     dataset_frame_dims,
     dataset_modalities,
     fit_feature_normalization,
     is_regression_label,
     load_any_dataset,
     num_classes,
+    resolve_split,
 )
 
 logger = logging.getLogger(__name__)
@@ -47,6 +52,18 @@ FUSION_MODEL_TYPES = ("clcr", "ssu")
 BASELINE_MODEL_TYPE = "baseline"
 MODEL_TYPES = (*FUSION_MODEL_TYPES, BASELINE_MODEL_TYPE)
 LOSS_SUFFIX = "_loss"
+# Below this size one CPU thread trains fastest (benchmarks/train_threads.py measures it).
+SMALL_MODEL_PARAMETERS = 5_000_000
+# Recipe for the built-in synthetic data (the demo's): its label is a product of two signs, so training
+# sits on a plateau until both features form; a constant step with loose clipping leaves it soonest.
+SYNTHETIC_RECIPE = {
+    "learning_rate": 3e-3,
+    "lr_scheduler_type": "constant_with_warmup",
+    "warmup_steps": 10,
+    "max_grad_norm": 5.0,
+    "weight_decay": 0.0,
+    "hidden_size": 32,
+}
 
 
 @dataclass
@@ -101,6 +118,14 @@ class ModelArguments:
             "layers usually want a step about 10x larger than a (pre)trained text encoder."
         },
     )
+    threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "torch intra-op CPU threads for the run. Default: 1 for models under "
+            f"{SMALL_MODEL_PARAMETERS // 1_000_000}M parameters (several threads only add synchronisation at "
+            "these sizes), torch's own default otherwise."
+        },
+    )
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters on the text encoder's attention."})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
@@ -133,17 +158,29 @@ class DataArguments:
     max_train_samples: int | None = field(default=None)
     max_eval_samples: int | None = field(default=None)
     synthetic_sizes: list[int] = field(
-        default_factory=lambda: [512, 128, 128], metadata={"help": "Synthetic train/validation/test sizes."}
+        default_factory=lambda: [256, 128, 128], metadata={"help": "Synthetic train/validation/test sizes."}
     )
     synthetic_audio_dim: int = field(default=16)
     synthetic_visual_dim: int = field(default=12)
     synthetic_seed: int = field(default=0)
     synthetic_modalities: list[str] = field(
-        default_factory=lambda: ["text", "audio", "visual"], metadata={"help": "Modality columns of the synthetic data."}
+        default_factory=lambda: ["audio", "visual"],
+        metadata={
+            "help": "Modality columns of the synthetic data. The default acoustic-visual variant (label = audio "
+            "sign x visual sign) trains in about a minute; 'text audio visual' is the trimodal variant, whose "
+            "three-way interaction needs many more steps."
+        },
     )
     synthetic_text_words: list[int] = field(default_factory=lambda: [5, 14], metadata={"help": "Words per sentence (min max)."})
-    synthetic_audio_frames: list[int] = field(default_factory=lambda: [10, 40], metadata={"help": "Audio frames (min max)."})
-    synthetic_visual_frames: list[int] = field(default_factory=lambda: [8, 30], metadata={"help": "Visual frames (min max)."})
+    synthetic_audio_frames: list[int] = field(default_factory=lambda: [6, 16], metadata={"help": "Audio frames (min max)."})
+    synthetic_visual_frames: list[int] = field(default_factory=lambda: [5, 12], metadata={"help": "Visual frames (min max)."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace a previous run in --output_dir (its checkpoints and saved model are removed first). "
+            "Without it a non-empty --output_dir is refused unless --resume_from_checkpoint continues it."
+        },
+    )
 
     def synthetic_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``load_any_dataset`` for the synthetic data."""
@@ -468,6 +505,8 @@ def training_argument_defaults(world_size: int | None = None) -> dict[str, Any]:
         "remove_unused_columns": False,
         "report_to": "none",
         "label_names": ["labels"],
+        # Pinned host memory only helps copies to a GPU; on CPU it only warns.
+        "dataloader_pin_memory": torch.cuda.is_available(),
     }
     if world_size > 1:
         # Ablation switches can leave parameters without gradient; DDP must tolerate that.
@@ -492,9 +531,21 @@ def parse_train_args(argv: list[str] | None = None):
         values = json.loads(path.read_text()) if path.suffix == ".json" else None
         if values is None:
             return parser.parse_yaml_file(str(path))
-        merged = {**training_argument_defaults(), **values}
+        recipe = SYNTHETIC_RECIPE if values.get("dataset", "synthetic") == "synthetic" else {}
+        merged = {**training_argument_defaults(), **recipe, **values}
         return parser.parse_dict(merged)
+    if _flag_value(argv, "--dataset", "synthetic") == "synthetic":
+        parser.set_defaults(**SYNTHETIC_RECIPE)
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def _flag_value(argv: list[str], flag: str, default: str) -> str:
+    for i, item in enumerate(argv):
+        if item == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if item.startswith(flag + "="):
+            return item.split("=", 1)[1]
+    return default
 
 
 def _fix_metric_direction(training_args: TrainingArguments, regression: bool) -> None:
@@ -513,11 +564,92 @@ def _resume_path(training_args: TrainingArguments) -> str | bool | None:
     if resume in (None, "", "False", "false"):
         return None
     if resume in ("True", "true", "latest", True):
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        last = last_valid_checkpoint(training_args.output_dir)
         if last is None:
-            raise ValueError(f"resume_from_checkpoint=latest, but {training_args.output_dir} holds no checkpoint-* folder")
+            raise ValueError(
+                f"resume_from_checkpoint=latest, but {training_args.output_dir} holds no complete checkpoint-* folder"
+            )
         return last
+    if not is_complete_checkpoint(resume):
+        raise ValueError(f"resume_from_checkpoint={resume!r} is not a complete checkpoint (weights and trainer_state.json)")
     return resume
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors")
+
+
+def is_complete_checkpoint(path: str | os.PathLike) -> bool:
+    """Trainer writes ``trainer_state.json`` after the weights: both present means the save finished."""
+    path = Path(path)
+    return (path / "trainer_state.json").is_file() and any((path / name).is_file() for name in WEIGHT_FILES)
+
+
+def last_valid_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest complete ``checkpoint-<step>`` in ``output_dir`` (an interrupted save is skipped)."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    steps = []
+    for child in folder.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if match and child.is_dir():
+            steps.append((int(match.group(1)), child))
+    for _, child in sorted(steps, reverse=True):
+        if is_complete_checkpoint(child):
+            return str(child)
+    return None
+
+
+LOCK_NAME = ".hf_mmfusion.lock"
+RUN_MARKER = ".hf_mmfusion_run"
+# Files of a previous run that are not the user's own: removed by --overwrite_output_dir.
+_RUN_SIGNS = ("trainer_state.json", "all_results.json", RUN_MARKER)
+
+
+@contextlib.contextmanager
+def claim_output_dir(output_dir: str | os.PathLike, resume: bool = False, overwrite: bool = False):
+    """Hold an exclusive lock on ``output_dir`` for the whole run, after checking it may be written.
+
+    A second run into the same folder fails at once instead of mixing its files with the first one's.
+    A non-empty folder is refused unless the run resumes it, or ``overwrite`` is set and the folder is a
+    previous training run (then its contents go first, so no file of the old model survives).
+    """
+    import fcntl
+
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_NAME, "a+")  # noqa: SIM115  (held until the run ends)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"another training run is writing to {folder}; wait for it or choose another --output_dir"
+            ) from None
+        contents = [child for child in folder.iterdir() if child.name not in (LOCK_NAME, RUN_MARKER)]
+        if contents and not resume:
+            is_run = any((folder / name).exists() for name in _RUN_SIGNS) or any(
+                child.name.startswith("checkpoint-") for child in contents
+            )
+            if not overwrite:
+                raise ValueError(
+                    f"--output_dir {folder} is not empty; pass --overwrite_output_dir to replace the previous run, "
+                    "--resume_from_checkpoint latest to continue it, or choose another folder"
+                )
+            if not is_run:
+                raise ValueError(
+                    f"--output_dir {folder} holds files that are not a training run; refusing to delete them "
+                    "with --overwrite_output_dir (choose an empty or new folder)"
+                )
+            for child in contents:
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        (folder / RUN_MARKER).touch()
+        yield folder
+    finally:
+        handle.close()
 
 
 def run_training(
@@ -530,17 +662,70 @@ def run_training(
     """Build data, processor and model; train; evaluate; save model + processor + card + metrics.
 
     ``callbacks`` are added to the ``Trainer``'s; ``console_logs=False`` removes its own progress bar and
-    printed log lines (for callers that show progress their own way).
+    printed log lines (for callers that show progress their own way). The output folder is locked for the
+    run (see :func:`claim_output_dir`); only the first process of a distributed run takes the lock.
     """
+    resume = _resume_requested(training_args)
+    threads = torch.get_num_threads()
+    try:
+        if int(os.environ.get("RANK", "0")) != 0:
+            return _train(model_args, data_args, training_args, callbacks, console_logs)
+        with claim_output_dir(training_args.output_dir, resume=resume, overwrite=data_args.overwrite_output_dir):
+            return _train(model_args, data_args, training_args, callbacks, console_logs)
+    finally:
+        torch.set_num_threads(threads)  # the caller's setting, whatever the run chose
+
+
+def choose_threads(model, requested: int | None) -> int:
+    """CPU threads for training ``model``: ``requested``, else 1 for small models, else torch's current."""
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"--threads must be at least 1, got {requested}")
+        return requested
+    if sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS:
+        return 1
+    return torch.get_num_threads()
+
+
+def _resume_requested(training_args: TrainingArguments) -> bool:
+    return training_args.resume_from_checkpoint not in (None, "", "False", "false", False)
+
+
+class SaveProcessorCallback(TrainerCallback):
+    """Writes the processor into every checkpoint, so ``evaluate`` / ``predict`` can read any of them."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            self.processor.save_pretrained(folder)
+
+
+def _train(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    callbacks: list | None,
+    console_logs: bool,
+) -> TrainingOutcome:
     from .hub import build_model_card
     from .loading import encode_dataset, make_collator
 
     set_seed(training_args.seed)
     raw = load_any_dataset(data_args.dataset, config_name=data_args.dataset_config, **data_args.synthetic_kwargs())
-    for split in (data_args.train_split, data_args.eval_split):
-        if split and split not in raw:
-            raise ValueError(f"dataset {data_args.dataset!r} has no split {split!r}; it has {list(raw)}")
+    data_args.train_split = resolve_split(raw, data_args.train_split, data_args.dataset)
+    if data_args.eval_split:
+        data_args.eval_split = resolve_split(raw, data_args.eval_split, data_args.dataset)
+    if data_args.test_split and data_args.test_split not in raw:
+        try:
+            data_args.test_split = resolve_split(raw, data_args.test_split, data_args.dataset)
+        except ValueError:
+            pass  # the test split is optional: without one, no test metrics
     train_raw = raw[data_args.train_split]
+    if len(train_raw) == 0:
+        raise ValueError(f"the train split {data_args.train_split!r} of {data_args.dataset!r} has no rows")
     available = dataset_modalities(train_raw)
     audio_dim, visual_dim = dataset_frame_dims(train_raw)
     regression = is_regression_label(train_raw, data_args.label_column)
@@ -564,6 +749,8 @@ def run_training(
         model = build_model(
             model_args, modalities, audio_dim, visual_dim, num_labels, tokenizer=getattr(processor, "tokenizer", None)
         )
+    check_text_length(model, data_args.max_text_length)
+    torch.set_num_threads(choose_threads(model, model_args.threads))
     if model_args.lora:
         model = apply_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout)
 
@@ -598,7 +785,7 @@ def run_training(
         compute_metrics=make_compute_metrics(num_labels),
         preprocess_logits_for_metrics=logits_only,
         text_learning_rate=model_args.text_learning_rate,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), SaveProcessorCallback(processor)],
     )
     if not console_logs:
         trainer.remove_callback(ProgressCallback)
@@ -622,13 +809,21 @@ def run_training(
         processor.save_pretrained(output_dir)
         if model_args.model_type != BASELINE_MODEL_TYPE:
             card_metrics = {k.removeprefix("test_"): v for k, v in test_metrics.items() if _is_quality_metric(k)}
+            card_split = data_args.test_split or "test"
+            if not card_metrics:
+                # Without a test split the card reports the validation metrics, named as such.
+                card_metrics = {
+                    k.removeprefix("eval_"): v for k, v in metrics.items()
+                    if k.startswith("eval_") and _is_quality_metric(k) and k != "eval_loss" and not k.endswith("_loss")
+                }
+                card_split = data_args.eval_split or "validation"
             build_model_card(
                 final_model,
                 card_metrics,
                 dataset_name=data_args.dataset,
                 dataset_id=data_args.dataset if "/" in data_args.dataset and not os.path.isdir(data_args.dataset) else None,
-                eval_split=data_args.test_split or "test",
-                training_args=training_args,
+                eval_split=card_split,
+                training_args={**training_args.to_dict(), "text_learning_rate": model_args.text_learning_rate},
                 repo_id=None,
             ).save(output_dir / "README.md")
         (output_dir / "all_results.json").write_text(json.dumps(_jsonable(metrics), indent=2))

@@ -20,9 +20,14 @@ def shared_data_dir() -> Path:
     return Path(override) if override else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def require_shared_data() -> bool:
+    """``HF_MMFUSION_REQUIRE_SHARED_DATA=1`` (CI with the data): a missing data file fails instead of skipping."""
+    return os.environ.get("HF_MMFUSION_REQUIRE_SHARED_DATA", "") not in ("", "0")
+
+
 @pytest.fixture
 def shared_data() -> Path:
     path = shared_data_dir()
-    if not path.is_dir():
+    if not path.is_dir() and not require_shared_data():
         pytest.skip(f"real shared data not found at {path} (set HF_MMFUSION_SHARED_DATA to its location)")
     return path

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -128,14 +129,107 @@ def test_predict_command_with_text_npy_wav_and_record_files(checkpoint, tmp_path
     assert wav_frames.shape[-1] == processor.audio_feature_extractor.feature_size  # the WAV became frames
     assert np.isfinite(lines[0]["score"])
 
-    with pytest.raises(ValueError, match="same number of times"):
-        main(["predict", str(path), "--text", "one", "--text", "two", "--audio", str(tmp_path / "a0.npy")])
-    records.write_text(json.dumps({"text": "x", "audio": "a0.npy"}) + "\n" + json.dumps({"text": "y"}) + "\n")
-    with pytest.raises(ValueError, match=r"`audio` is given for some records"):
-        main(["predict", str(path), "--inputs", str(records), "--no_progress"])
+    capsys.readouterr()
+    assert main(["predict", str(path), "--text", "one", "--text", "two", "--audio", str(tmp_path / "a0.npy")]) == 2
+    assert "error: --text/--audio/--visual must be given the same number of times" in capsys.readouterr().err
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(ValueError, match="expected a .npy frame file, a .wav recording \\(audio\\) or a video file"):
-        main(["predict", str(path), "--text", "x", "--visual", str(tmp_path / "notes.txt")])
+    assert main(["predict", str(path), "--text", "x", "--visual", str(tmp_path / "notes.txt")]) == 2
+    assert "`visual` must be a .npy frame file or a video file, got 'notes.txt'" in capsys.readouterr().err
+
+
+def test_predict_masks_a_modality_some_records_lack(checkpoint, tmp_path, capsys):
+    path, model, processor = checkpoint
+    rows = tiny_dataset()["test"].with_format("numpy")[:2]
+    np.save(tmp_path / "a0.npy", rows["audio"][0])
+    records = tmp_path / "inputs.jsonl"
+    records.write_text(json.dumps({"id": "both", "text": str(rows["text"][0]), "audio": "a0.npy"}) + "\n"
+                       + json.dumps({"id": "text", "text": str(rows["text"][1])}) + "\n")
+    assert main(["predict", str(path), "--inputs", str(records), "--no_progress"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    with torch.no_grad():
+        both = model(**processor(text=[str(rows["text"][0])], audio=[rows["audio"][0]], return_tensors="pt")).logits
+        text = model(**processor(text=[str(rows["text"][1])], return_tensors="pt")).logits
+    assert [p["id"] for p in printed] == ["both", "text"]
+    assert [p["score"] for p in printed] == pytest.approx([float(both), float(text)], abs=1e-5)
+
+
+def test_predict_checks_every_record_first_and_keeps_what_it_computed(checkpoint, tmp_path, capsys, monkeypatch):
+    import hf_mmfusion.predict as predict_module
+
+    path, _, _ = checkpoint
+    records = tmp_path / "inputs.jsonl"
+    lines = [json.dumps({"id": str(i), "text": f"good film {i}"}) for i in range(30)]
+    records.write_text("\n".join([*lines[:25], json.dumps({"id": "bad", "text": "x", "audio": "gone.npy"}), *lines[25:]]))
+    out = tmp_path / "scores.jsonl"
+    calls = []
+    real_encode = predict_module.encode_records
+    monkeypatch.setattr(predict_module, "encode_records", lambda *a, **k: calls.append(1) or real_encode(*a, **k))
+    assert main(["predict", str(path), "--inputs", str(records), "--output", str(out), "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert "record 25 (id 'bad'): `audio` file" in err and calls == [] and not out.exists()
+    assert "Loading weights" not in err  # --no_progress hides the weight-loading bar too
+    assert main(["predict", str(path), "--text", "x", "--output", str(tmp_path / "scores.parquet")]) == 2
+    assert "--output must end in .jsonl or .csv" in capsys.readouterr().err
+    records.write_text("\n".join(lines[:20] + [json.dumps({"id": "odd", "text": "x", "smell": 1})]))
+    assert main(["predict", str(path), "--inputs", str(records), "--no_progress"]) == 2
+    assert "unknown keys ['smell']" in capsys.readouterr().err
+    # A failure in a late batch keeps every earlier batch on disk.
+    records.write_text("\n".join(lines))
+    real_post = predict_module.postprocess
+    seen = []
+
+    def failing(model, logits):
+        seen.append(len(logits))
+        if len(seen) == 3:
+            raise RuntimeError("device lost")
+        return real_post(model, logits)
+
+    monkeypatch.setattr(predict_module, "postprocess", failing)
+    with pytest.raises(RuntimeError, match="device lost"):
+        main(["predict", str(path), "--inputs", str(records), "--output", str(out), "--batch_size", "10", "--no_progress"])
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [str(i) for i in range(20)]
+    assert "kept the 20 predictions" in capsys.readouterr().err
+
+
+def test_user_errors_are_one_line_and_split_aliases_resolve(checkpoint, data_dir, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from datasets import load_from_disk
+
+    path, _, _ = checkpoint
+    capsys.readouterr()
+    # A converter output names the split `validation`; `valid`, `val` and `dev` all find it.
+    for alias in ("valid", "dev"):
+        assert main(["evaluate", str(path), "--dataset", str(data_dir), "--split", alias, "--noise", "0", "--no_drop",
+                     "--output_dir", str(tmp_path / alias), "--no_progress"]) == 0
+    renamed = tmp_path / "renamed"
+    data = load_from_disk(str(data_dir))
+    type(data)({"train": data["train"], "dev": data["validation"], "test": data["test"]}).save_to_disk(str(renamed))
+    assert main(["evaluate", str(path), "--dataset", str(renamed), "--split", "validation", "--noise", "0", "--no_drop",
+                 "--output_dir", str(tmp_path / "v"), "--no_progress"]) == 0
+    cases = [
+        (["evaluate", str(path), "--dataset", str(data_dir), "--split", "holdout"], "has no split 'holdout'"),
+        (["evaluate", str(path), "--dataset", str(data_dir), "--noise", "nan"], "must be finite and non-negative"),
+        (["evaluate", str(path), "--dataset", str(data_dir), "--max_text_length", "100000"], "exceeds the text encoder"),
+        (["evaluate", str(tmp_path / "nowhere"), "--dataset", str(data_dir)], "nowhere"),
+        (["predict", str(path), "--text", "x", "--max_text_length", "100000"], "exceeds the text encoder"),
+        (["train", "--model_type", "clcr", "--output_dir", str(tmp_path / "t"), "--train_split", "nope"], "no split 'nope'"),
+        (["push", str(path), "org/x"], "offline mode"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and message in errors[0] and "Traceback" not in err, (argv, err)
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    assert main(["push", str(path), "org/x"]) == 2
+    assert "no Hugging Face token: run `hf auth login`" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "hf_home", ignore_errors=True)
 
 
 def test_push_command_renders_the_card_from_a_metrics_file(checkpoint, tmp_path, monkeypatch):
@@ -146,6 +240,10 @@ def test_push_command_renders_the_card_from_a_metrics_file(checkpoint, tmp_path,
         uploaded.update({op.path_in_repo: open(op.path_or_fileobj, "rb").read() for op in operations})
         uploaded["__repo__"] = repo_id
 
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
     monkeypatch.setattr(HfApi, "create_repo", lambda api, *a, **k: None)
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
     metrics = tmp_path / "all_results.json"
@@ -166,6 +264,7 @@ def test_reduced_demo_runs_end_to_end(tmp_path, capsys):
                  "--no_progress"]) == 0
     printed = capsys.readouterr().out
     assert "| CLCR |" in printed and "| SSU |" in printed and "total time" in printed
+    assert "mae_drop_<m>: MAE with" in printed and "lower is better" in printed  # the table's legend
     assert torch.get_num_threads() == threads  # the demo restores the caller's thread count
     results = json.loads((out / "demo_results.json").read_text())
     assert results["clcr"]["head_model"] == "CLCRForSequenceClassification"
@@ -175,6 +274,10 @@ def test_reduced_demo_runs_end_to_end(tmp_path, capsys):
         card = (out / model_type / "README.md").read_text()
         assert "model-index" in card and "| noise 1 |" in card
         assert {"mae_drop_text", "mae_noise1", "acc2_has0"} <= set(results[model_type])
+    # A second demo into the same folder replaces the first (the training runs there are its own).
+    assert main(["demo", "--output_dir", str(out), "--models", "clcr", "--modalities", "audio", "visual",
+                 "--sizes", "8", "4", "4", "--epochs", "1", "--hidden_size", "16", "--batch_size", "4",
+                 "--noise", "0", "--audio_frames", "4", "6", "--visual_frames", "3", "5", "--no_progress"]) == 0
 
 
 def test_retain_freed_memory_is_switched_by_the_environment(monkeypatch):
@@ -209,3 +312,25 @@ def test_predict_inputs_route_video_files_to_the_extractors(tmp_path):
         load_frames(str(recording), "visual")
     with pytest.raises(ValueError, match="does not exist"):
         load_frames(str(tmp_path / "missing.mp4"), "visual")
+
+
+def test_usage_does_not_load_torch_but_the_package_still_works():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.argv = ['/usr/bin/hf-mmfusion', '--help']\n"
+        "from hf_mmfusion.cli import main\n"
+        "assert main(sys.argv[1:]) == 0\n"
+        "assert 'torch' not in sys.modules, 'usage loaded torch'\n"
+        "import hf_mmfusion, transformers\n"
+        "assert hf_mmfusion.CLCRConfig.model_type == 'clcr'\n"  # first use loads and registers everything
+        "assert type(transformers.AutoConfig.for_model('ssu')).__name__ == 'SSUConfig'\n"
+        "heavy = [m for m in ('torch_geometric', 'spacy', 'datasets', 'evaluate', 'matplotlib', 'av')"
+        " if m in sys.modules]\n"
+        "assert not heavy, f'import hf_mmfusion loaded {heavy}'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "commands:" in result.stdout

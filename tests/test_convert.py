@@ -190,6 +190,43 @@ def test_safe_unpickler_refuses_code_execution(tmp_path):
         assert np.array_equal(loaded["a"], ok["a"]) and loaded["b"][0] == np.float32(1.5)
 
 
+class _Bomb:
+    def __init__(self, factory, args):
+        self.factory, self.args = factory, args
+
+    def __reduce__(self):
+        return (self.factory, self.args)
+
+
+@pytest.mark.parametrize("factory,args", [
+    (bytearray, (3 << 30,)), (bytes, (3 << 30,)), (list, (range(10**10),)), ("reconstruct", None),
+])
+def test_allocation_bombs_are_refused_before_allocating(tmp_path, factory, args):
+    import tracemalloc
+
+    if factory == "reconstruct":
+        from numpy._core.multiarray import _reconstruct
+
+        factory, args = _reconstruct, (np.ndarray, (3 << 30,), b"b")
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(pickle.dumps({"train": _Bomb(factory, args)}, protocol=4))
+    assert path.stat().st_size < 200
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafePickleError, match="far more than the file holds"):
+            safe_load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+    # Real containers and arrays of any protocol still load.
+    real = {"a": np.arange(12.0).reshape(3, 4), "b": bytearray(b"xy"), "c": [1, (2, 3)], "d": frozenset({4})}
+    for protocol in (0, 2, 4, 5):
+        path.write_bytes(pickle.dumps(real, protocol=protocol))
+        loaded = safe_load(path)
+        assert np.array_equal(loaded["a"], real["a"]) and loaded["b"] == real["b"] and loaded["c"] == [1, (2, 3)]
+
+
 def test_truncated_pickle_leaves_no_output(shared_data, tmp_path):
     data = (shared_data / MOSI / "misa_format_valid.pkl").read_bytes()
     path = tmp_path / "valid.pkl"
@@ -232,6 +269,36 @@ def test_existing_output_needs_overwrite(tmp_path):
     convert("manifest", manifest, "-o", tmp_path / "out", "--overwrite")
     assert load_converted(tmp_path / "out")["train"]["label"] == [2.0]
     assert _leftovers(tmp_path) == []
+
+
+def test_overwrite_replaces_only_a_previous_converter_output(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    manifest = data / "m.csv"
+    manifest.write_text("id,text,label\na,good,1.0\nb,bad,-1\n")
+    keep = tmp_path / "notes"
+    keep.mkdir()
+    (keep / "thesis.tex").write_text("years of work")
+    stray = tmp_path / "file.txt"
+    stray.write_text("not a dataset")
+    for target, reason in ((keep, "not a dataset written by"), (stray, "not a dataset written by"),
+                           (data, "holds the input"), (tmp_path, "holds the input")):
+        with pytest.raises(ValueError, match=reason):
+            convert("manifest", manifest, "-o", target, "--overwrite")
+    monkeypatch.chdir(keep)
+    with pytest.raises(ValueError, match="current directory"):
+        convert("manifest", manifest, "-o", ".", "--overwrite")
+    assert (keep / "thesis.tex").read_text() == "years of work" and stray.read_text() == "not a dataset"
+    assert manifest.is_file() and _leftovers(tmp_path) == [] and _leftovers(data) == []
+    # An input that lives inside a previous output protects that output too.
+    out = tmp_path / "out"
+    convert("manifest", manifest, "-o", out)
+    inner = out / "m.csv"
+    inner.write_text(manifest.read_text())
+    with pytest.raises(ValueError, match="holds the input"):
+        convert("manifest", inner, "-o", out, "--overwrite")
+    assert inner.is_file()
+    assert main(["manifest", str(manifest), "-o", str(keep), "--overwrite"]) == 2
 
 
 def test_push_to_hub_only_behind_the_flag(tmp_path, monkeypatch):
@@ -336,3 +403,63 @@ def test_manifest_with_a_real_video_and_a_corrupt_one(shared_data, tmp_path):
     with pytest.raises(ValueError, match="row 2 .*bad.mp4"):
         convert("manifest", path, "-o", tmp_path / "out2", "--visual-column", "visual")
     assert not (tmp_path / "out2").exists() and not _leftovers(tmp_path)
+
+
+# ---------------------------------------------------------------- hostile inputs: one error line each
+def _cli_error(capsys, *argv):
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert "Traceback" not in err and len(errors) == 1, err
+    return errors[0]
+
+
+def test_non_finite_and_float32_overflowing_labels_are_refused(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "nan.npz", train_id=np.array(["a", "b"]), train_label=np.array([np.nan, 1.0]),
+             train_audio=np.ones((2, 3)))
+    assert "`label` is not a finite float32 number (nan)" in _cli_error(capsys, "npz", tmp_path / "nan.npz", "-o", tmp_path / "o1")
+    (tmp_path / "big.csv").write_text("id,text,label\na,x,1e300\n")
+    assert "1e+300" in _cli_error(capsys, "manifest", tmp_path / "big.csv", "-o", tmp_path / "o2")
+    data = {"train": _mmsa_split(3, rng, True)}
+    data["train"]["regression_labels"] = np.array([0.5, np.inf, 1.0])
+    (tmp_path / "mmsa.pkl").write_bytes(pickle.dumps(data, protocol=4))
+    assert "not a finite" in _cli_error(capsys, "mmsa", tmp_path / "mmsa.pkl", "-o", tmp_path / "o3")
+    _csd(tmp_path / "labels.csd", "Labels", {"v1": (np.array([[np.nan]]), np.array([[0.0, 1.0]]))})
+    (tmp_path / "folds.txt").write_text("standard_train_fold = ['v1']\n")
+    assert "not a finite" in _cli_error(capsys, "sdk", tmp_path / "labels.csd", "--folds", tmp_path / "folds.txt",
+                                        "-o", tmp_path / "o4")
+    assert "cannot read the folds file" in _cli_error(capsys, "sdk", tmp_path / "labels.csd", "--folds",
+                                                      tmp_path / "missing.txt", "-o", tmp_path / "o5")
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 6))
+
+
+def test_corrupt_sources_give_one_error_line(tmp_path, capsys, monkeypatch):
+    np.savez(tmp_path / "ok.npz", train_id=np.array(["a", "a"]), train_label=np.array([0.0, 1.0]), train_audio=np.ones((2, 3)))
+    assert "repeats ids ['a']" in _cli_error(capsys, "npz", tmp_path / "ok.npz", "-o", tmp_path / "o")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "ok.npz").read_bytes()[:100])
+    assert "not a readable .npz" in _cli_error(capsys, "npz", tmp_path / "cut.npz", "-o", tmp_path / "o")
+    (tmp_path / "deep.jsonl").write_text('{"id": "a", "label": 1, "text": ' + "[" * 100000 + "]" * 100000 + "}\n")
+    assert "nested too deeply" in _cli_error(capsys, "manifest", tmp_path / "deep.jsonl", "-o", tmp_path / "o")
+    (tmp_path / "rows.jsonl").write_text('{"id": "a", "text": "x", "label": 1}\n{"id": "b", "text": "y"}\n')
+    assert "row 2: no column ['label']" in _cli_error(capsys, "manifest", tmp_path / "rows.jsonl", "-o", tmp_path / "o")
+    (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEfmt garbage")
+    (tmp_path / "a.csv").write_text("id,text,label,audio,visual\na,x,1,bad.wav,bad.wav\n")
+    assert "cannot read" in _cli_error(capsys, "manifest", tmp_path / "a.csv", "--audio-column", "audio", "-o", tmp_path / "o")
+    assert "only the audio column" in _cli_error(capsys, "manifest", tmp_path / "a.csv", "--visual-column", "visual",
+                                                 "-o", tmp_path / "o")
+    np.save(tmp_path / "f3.npy", np.ones((4, 3), np.float32))
+    np.save(tmp_path / "f4.npy", np.ones((4, 4), np.float32))
+    (tmp_path / "mixed.csv").write_text("id,text,label,audio\na,x,1,f3.npy\nb,y,1,f4.npy\n")
+    assert "`audio` must have shape [frames, 3], got [4, 4]" in _cli_error(
+        capsys, "manifest", tmp_path / "mixed.csv", "--audio-column", "audio", "-o", tmp_path / "o")
+    (tmp_path / "v.mp4").write_bytes(b"not a video")
+    (tmp_path / "v.csv").write_text("id,text,label,visual\na,x,1,v.mp4\n")
+    monkeypatch.setitem(__import__("sys").modules, "av", None)  # PyAV not installed
+    assert "needs PyAV" in _cli_error(capsys, "manifest", tmp_path / "v.csv", "--visual-column", "visual", "-o", tmp_path / "o")
+    assert not (tmp_path / "o").exists() and _leftovers(tmp_path) == []
+
+
+def test_manifest_with_a_byte_order_mark(tmp_path):
+    (tmp_path / "bom.csv").write_bytes("\ufeffid,text,label\na,fine,1.5\n".encode())
+    assert load_converted(convert("manifest", tmp_path / "bom.csv", "-o", tmp_path / "o"))["train"]["id"] == ["a"]

@@ -18,11 +18,21 @@ from hf_mmfusion.processing import DependencyParser, chain_heads, heads_from_off
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED_DATA = Path(os.environ.get("HF_MMFUSION_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-CONLLU = SHARED_DATA / "ud_ewt" / "en_ewt-ud-dev.conllu"
-NUM_SENTENCES = 300
+from conftest import require_shared_data, shared_data_dir  # noqa: E402
 
-needs_treebank = pytest.mark.skipif(not CONLLU.exists(), reason=f"UD EWT treebank not found at {CONLLU}")
+CONLLU = shared_data_dir() / "ud_ewt" / "en_ewt-ud-dev.conllu"
+NUM_SENTENCES = 300
+# Tokenizer training text when the treebank is absent: enough words that rarer ones split into pieces.
+FALLBACK_TEXT = [
+    "It was good .", "The film was good and the music was good too .", "It was not good at all !",
+    "I believe it was a good film .", "The actors were able to do it .", "It was a bit slow but good .",
+    "The quick brown fox jumps over the lazy dog .", "Many viewers were unhappy , surely .",
+] * 20
+
+needs_treebank = pytest.mark.skipif(
+    not CONLLU.exists() and not require_shared_data(),
+    reason=f"UD EWT treebank not found at {CONLLU} (set HF_MMFUSION_SHARED_DATA to the shared data folder)",
+)
 
 
 def read_conllu(path: Path, limit: int) -> list[dict]:
@@ -65,22 +75,29 @@ def to_doc(vocab, sent: dict) -> Doc:
     return Doc(vocab, words=sent["words"], spaces=sent["spaces"], heads=heads, deps=deps)
 
 
-@pytest.fixture(scope="module")
-def treebank():
+def _read_treebank():
     sentences = read_conllu(CONLLU, NUM_SENTENCES)
     vocab = spacy.blank("en").vocab
     return sentences, [to_doc(vocab, s) for s in sentences]
 
 
 @pytest.fixture(scope="module")
-def tokenizer(treebank):
-    """A small uncased WordPiece vocabulary trained on the treebank text, so many words split into pieces."""
-    _, docs = treebank
+def treebank():
+    if not CONLLU.exists() and not require_shared_data():
+        pytest.skip(f"UD EWT treebank not found at {CONLLU} (set HF_MMFUSION_SHARED_DATA to the shared data folder)")
+    return _read_treebank()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """A small uncased WordPiece vocabulary trained on the treebank text (or a few built-in sentences
+    without it), so many words split into pieces."""
+    texts = [d.text for d in _read_treebank()[1]] if CONLLU.exists() else FALLBACK_TEXT
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    tok.train_from_iterator([d.text for d in docs], trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))]
     )

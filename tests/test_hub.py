@@ -166,3 +166,26 @@ def test_pushed_repos_resolve_offline_from_the_cache_with_and_without_the_packag
     remote = run_python(["-c", REMOTE, str(spec)], env_extra=env, with_package=False, cwd=tmp_path)
     assert remote.returncode == 0, remote.stderr[-3000:]
     assert remote.stdout.count(" ok") == 2
+
+
+def test_cards_follow_the_checkpoint_modalities_paths_and_splits(tmp_path):
+    from hf_mmfusion.cli import _card_metrics_and_split
+
+    text_only, _ = tiny_checkpoint(tmp_path / "text", "ssu", modalities=("text",))
+    text_only.config.text_config._name_or_path = str(tmp_path / "encoders" / "my-bert")
+    card = build_model_card(text_only, {"mae": 0.7}, "CMU-MOSI", eval_split="validation",
+                            training_args={"learning_rate": 1e-3, "text_learning_rate": 5e-5})
+    text = card.text
+    assert "audio" not in text.split("## Intended use")[1].split("## Training data")[0]
+    assert 'inputs = processor(text=["what a great film"], return_tensors="pt")' in text
+    assert str(tmp_path) not in text and "local checkpoint my-bert" in text
+    assert "| training.text_learning_rate | 5e-05 |" in text
+    assert "Results on the **validation** split" in text
+    audio_visual, _ = tiny_checkpoint(tmp_path / "av", "clcr", modalities=("audio", "visual"))
+    av_text = build_model_card(audio_visual, {}, "synthetic").text
+    assert 'audio_frames = np.zeros((20, 6), dtype="float32")' in av_text
+    assert "inputs = processor(audio=[audio_frames], visual=[visual_frames]" in av_text and "text=[" not in av_text
+    # A metrics file with validation results only still fills the card, named as validation.
+    metrics = tmp_path / "all_results.json"
+    metrics.write_text('{"eval_mae": 0.5, "eval_loss": 0.3, "eval_runtime": 1.0, "train_loss": 0.2}')
+    assert _card_metrics_and_split(str(metrics)) == ({"mae": 0.5}, "validation")

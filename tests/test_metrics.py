@@ -108,3 +108,14 @@ def test_modules_load_by_plain_evaluate_path_offline():
     assert evaluate.load(metric_path("msa"), keep_in_memory=True).name == "msa"
     with pytest.raises(ValueError, match="unknown metric"):
         load_metric("bleu")
+
+
+def test_classification_metric_refuses_float_and_negative_ids():
+    clf = load_metric("classification", keep_in_memory=True)
+    with pytest.raises(ValueError, match="non-integer values"):
+        clf.compute(predictions=[0.7, 1.2], references=[0, 1])
+    with pytest.raises(ValueError, match=">= 0"):
+        clf.compute(predictions=[0, 1], references=[-1, 1])
+    with pytest.raises(ValueError, match="non-integer"):
+        clf.add_batch(predictions=[float("nan")], references=[0])
+    assert clf.compute(predictions=[1.0, 0.0], references=[1, 1])["accuracy"] == 0.5

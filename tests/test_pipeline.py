@@ -58,3 +58,56 @@ def test_classification_pipeline_gives_labels_and_probabilities(tmp_path, rows):
     assert out["label"] == model.config.id2label[int(probs.argmax())] and out["score"] == pytest.approx(float(probs.max()), abs=1e-5)
     ranked = pipe({"text": rows["text"][0]}, top_k=2)
     assert len(ranked) == 2 and ranked[0]["score"] >= ranked[1]["score"]
+
+
+def test_empty_batches_and_unknown_keys(tmp_path, rows):
+    tiny_checkpoint(tmp_path, "clcr")
+    pipe = pipeline("multimodal-sentiment", model=str(tmp_path))
+    assert pipe([]) == []
+    with pytest.raises(ValueError, match=r"unknown keys \['audi0'\]"):
+        pipe({"text": rows["text"][0], "audi0": rows["audio"][0]})
+    # Records of one batch may give different modalities: the missing one is masked.
+    mixed = pipe([{"text": rows["text"][0], "audio": rows["audio"][0]}, {"text": rows["text"][1]}])
+    assert mixed[1]["score"] == pytest.approx(pipe({"text": rows["text"][1]})["score"], abs=1e-6)
+
+
+def _drop_weights(path, prefix):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(path / "model.safetensors"))
+    save_file({k: v for k, v in weights.items() if not k.startswith(prefix)}, str(path / "model.safetensors"),
+              metadata={"format": "pt"})
+
+
+def test_partially_loaded_checkpoints_are_refused(tmp_path, capsys):
+    import json
+
+    from hf_mmfusion.cli import main
+    from hf_mmfusion.evaluation import load_pretrained
+
+    headless = tmp_path / "headless"
+    tiny_checkpoint(headless, "clcr")
+    _drop_weights(headless, "classifier.")
+    with pytest.raises(ValueError, match=r"missing \d+ weights \(classifier\."):
+        pipeline("multimodal-sentiment", model=str(headless))
+    with pytest.raises(ValueError, match="classifier"):
+        load_pretrained(str(headless))
+    model, _ = load_pretrained(str(headless), strict=False)  # asked for explicitly, it still loads
+    assert model.config.model_type == "clcr"
+    assert main(["predict", str(headless), "--text", "x"]) == 2
+    assert "does not match its CLCRForSequenceClassification" in capsys.readouterr().err
+    assert main(["evaluate", str(headless), "--noise", "0"]) == 2
+    assert "missing" in capsys.readouterr().err
+    # A config switched to the other model type: every weight is missing and every stored one unexpected.
+    switched = tmp_path / "switched"
+    tiny_checkpoint(switched, "clcr")
+    ssu_config = hf_mmfusion.SSUConfig(modalities=["text", "audio", "visual"], audio_input_dim=6, visual_input_dim=5,
+                                       text_config=json.loads((switched / "config.json").read_text())["text_config"])
+    ssu_config.save_pretrained(switched)
+    with pytest.raises(ValueError, match=r"model_type 'ssu'\): missing \d+ weights .* unexpected weights"):
+        pipeline("multimodal-sentiment", model=str(switched))
+    assert main(["predict", str(switched), "--text", "x"]) == 2
+    # A complete checkpoint passes the same check.
+    good = tmp_path / "good"
+    tiny_checkpoint(good, "ssu")
+    load_pretrained(str(good))

@@ -258,3 +258,96 @@ def test_real_cmu_mosi_features_with_a_pretrained_text_encoder(shared_data, tmp_
     assert config.text_config.num_hidden_layers == 6 and config.text_config.hidden_size == 384
     assert np.isfinite(outcome.metrics["eval_mae"]) and 0 <= outcome.metrics["eval_acc2_has0"] <= 1
     assert "384" in (tmp_path / "run" / "README.md").read_text()
+
+
+def test_output_dir_is_locked_and_a_previous_run_needs_overwrite(tmp_path):
+    from hf_mmfusion.training import claim_output_dir
+
+    run = tmp_path / "run"
+    argv = tiny_train_argv("clcr", run, "--max_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false",
+                           "--test_split", "", "--save_strategy", "no", sizes=(8, 4, 4))
+    with claim_output_dir(run):
+        # A second run while the first holds the folder fails before touching anything.
+        with pytest.raises(ValueError, match="another training run is writing to"):
+            train(argv)
+    assert not (run / "config.json").exists()
+    train(argv)
+    first = weights(run)
+    with pytest.raises(ValueError, match="--overwrite_output_dir"):
+        train(tiny_train_argv("ssu", run, "--max_steps", "1", "--eval_strategy", "no", "--test_split", "",
+                              "--load_best_model_at_end", "false", sizes=(8, 4, 4)))
+    assert json.loads((run / "config.json").read_text())["model_type"] == "clcr"
+    assert all(torch.equal(first[k], v) for k, v in weights(run).items())
+    # Overwriting removes every file of the old model: nothing of CLCR is left next to SSU.
+    train(tiny_train_argv("ssu", run, "--max_steps", "1", "--eval_strategy", "no", "--test_split", "",
+                          "--load_best_model_at_end", "false", "--save_strategy", "no", "--overwrite_output_dir", "true",
+                          sizes=(8, 4, 4)))
+    assert json.loads((run / "config.json").read_text())["model_type"] == "ssu"
+    assert not list(run.glob("*clcr*"))
+    # A folder that is not a training run is never emptied.
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "paper.tex").write_text("draft")
+    with pytest.raises(ValueError, match="not a training run"):
+        train(tiny_train_argv("clcr", notes, "--max_steps", "1", "--overwrite_output_dir", "true"))
+    assert (notes / "paper.tex").read_text() == "draft"
+
+
+def test_latest_resume_skips_an_interrupted_save_and_checkpoints_carry_the_processor(tmp_path):
+    from transformers import AutoProcessor
+
+    from hf_mmfusion.training import last_valid_checkpoint
+
+    argv = tiny_train_argv(
+        "clcr", tmp_path, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1",
+        "--eval_strategy", "no", "--load_best_model_at_end", "false", "--test_split", "", "--save_total_limit", "3",
+    )
+    train(argv)
+    assert type(AutoProcessor.from_pretrained(tmp_path / "checkpoint-1")).__name__ == "MMFusionProcessor"
+    # A save killed half-way: the newest folder exists but has no trainer state.
+    (tmp_path / "checkpoint-9").mkdir()
+    (tmp_path / "checkpoint-9" / "model.safetensors").write_bytes(b"")
+    assert last_valid_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    resumed = train([*argv, "--max_steps", "3", "--resume_from_checkpoint", "latest"])
+    assert resumed.trainer.state.global_step == 3
+    with pytest.raises(ValueError, match="not a complete checkpoint"):
+        train([*argv, "--resume_from_checkpoint", str(tmp_path / "checkpoint-9")])
+
+
+def test_empty_train_split_and_non_finite_labels_are_refused(tmp_path):
+    from datasets import DatasetDict
+
+    data = tiny_dataset(sizes=(8, 4, 4))
+    empty = DatasetDict({"train": data["train"].select([]), "validation": data["validation"], "test": data["test"]})
+    empty.save_to_disk(tmp_path / "empty")
+    with pytest.raises(ValueError, match="a split has no rows"):
+        train(tiny_train_argv("clcr", tmp_path / "a", "--dataset", str(tmp_path / "empty")))
+    (tmp_path / "parquet" / "data").mkdir(parents=True)
+    for name, split in empty.items():
+        split.to_parquet(tmp_path / "parquet" / "data" / f"{name}-00000-of-00001.parquet")
+    with pytest.raises(ValueError, match="corresponds to no data|has no rows"):
+        train(tiny_train_argv("clcr", tmp_path / "a", "--dataset", str(tmp_path / "parquet")))
+    labels = [float("nan")] + data["train"]["label"][1:]
+    bad = DatasetDict({"train": data["train"].remove_columns("label").add_column("label", labels, feature=data["train"].features["label"]),
+                       "validation": data["validation"], "test": data["test"]})
+    bad.save_to_disk(tmp_path / "nan")
+    with pytest.raises(ValueError, match="NaN or infinite in 1 rows"):
+        train(tiny_train_argv("clcr", tmp_path / "b", "--dataset", str(tmp_path / "nan")))
+
+
+def test_synthetic_quick_check_recipe_and_cpu_defaults():
+    from hf_mmfusion.training import SYNTHETIC_RECIPE, choose_threads
+
+    model_args, data_args, training_args = parse_train_args(["--output_dir", "unused"])
+    assert data_args.synthetic_modalities == ["audio", "visual"] and model_args.hidden_size == 32
+    assert training_args.learning_rate == SYNTHETIC_RECIPE["learning_rate"]
+    assert training_args.lr_scheduler_type.value == "constant_with_warmup"
+    assert training_args.dataloader_pin_memory is torch.cuda.is_available()  # no pin_memory warning on CPU
+    # Any flag overrides the recipe; other datasets keep the general defaults.
+    assert parse_train_args(["--output_dir", "unused", "--learning_rate", "5e-4"])[2].learning_rate == 5e-4
+    model_args, _, training_args = parse_train_args(["--output_dir", "unused", "--dataset", "org/data"])
+    assert training_args.learning_rate == 1e-3 and model_args.hidden_size == 64
+    tiny = torch.nn.Linear(4, 4)
+    assert choose_threads(tiny, None) == 1 and choose_threads(tiny, 3) == 3
+    with pytest.raises(ValueError, match="--threads"):
+        choose_threads(tiny, 0)

@@ -34,6 +34,7 @@ from .schema import (
     SPLITS,
     build_dataset_dict,
     canonical_features,
+    check_replaceable_output,
     check_row,
     normalize_split,
     write_dataset_dict,
@@ -285,22 +286,43 @@ def _row_generator(split_rows: list[dict], features, split: str, non_finite: str
     return generate
 
 
+def input_folders(args: argparse.Namespace) -> list[Path]:
+    """The folders every input file of ``args`` lives in (an output may never replace one of them)."""
+    paths = [item.split("=", 1)[1] if args.source == "misa" and "=" in item else item for item in args.inputs]
+    paths += [getattr(args, name, None) for name in ("text_from", "folds", "audio_csd", "visual_csd", "words_csd")]
+    return [Path(path).resolve().parent for path in paths if path]
+
+
 def run_convert(args: argparse.Namespace) -> Path:
     """Convert per ``args`` (see :func:`add_convert_arguments`); returns the output directory.
 
     Everything is read and checked before the output appears; a corrupt or truncated input raises a
-    ``ValueError`` and leaves no output directory.
+    ``ValueError`` and leaves no output directory. ``--overwrite`` replaces only a previous output of the
+    converters, and never the folder of an input or one above it.
     """
+    folders = input_folders(args)
+    check_replaceable_output(args.output, folders, args.overwrite)
     rows = read_source(args)
     if args.text_from:
         _join_text(rows, args)
     features = _schema(rows)
     order = [s for s in SPLITS if s in rows] + [s for s in rows if s not in SPLITS]
+    from datasets.exceptions import DatasetGenerationError
+
     with tempfile.TemporaryDirectory(prefix="hf-mmfusion-convert-") as work:
-        dataset = build_dataset_dict(
-            {split: _row_generator(rows[split], features, split, args.non_finite) for split in order}, features, work
+        try:
+            dataset = build_dataset_dict(
+                {split: _row_generator(rows[split], features, split, args.non_finite) for split in order}, features, work
+            )
+        except DatasetGenerationError as err:
+            # datasets wraps what the row checks raise; the user needs the row check's own message.
+            cause = err.__cause__
+            if isinstance(cause, ValueError):
+                raise cause from None
+            raise
+        output = write_dataset_dict(
+            dataset, args.output, file_format=args.file_format, overwrite=args.overwrite, inputs=folders
         )
-        output = write_dataset_dict(dataset, args.output, file_format=args.file_format, overwrite=args.overwrite)
         if args.push_to_hub:
             dataset.push_to_hub(args.push_to_hub, private=args.private)
     sizes = ", ".join(f"{split} {len(rows[split])}" for split in order)
@@ -318,7 +340,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m hf_mmfusion.data.
     args = build_parser(prog).parse_args(argv)
     try:
         run_convert(args)
-    except ValueError as err:
+    except (ValueError, ImportError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

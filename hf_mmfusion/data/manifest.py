@@ -12,6 +12,8 @@ import csv
 import json
 import math
 import os
+import struct
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,13 +27,14 @@ def _read_records(path: Path) -> list[dict]:
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".tsv"):
-            with path.open(newline="", encoding="utf-8") as handle:
+            # utf-8-sig: spreadsheet exports often start with a byte-order mark.
+            with path.open(newline="", encoding="utf-8-sig") as handle:
                 return list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
         if suffix == ".jsonl":
-            with path.open(encoding="utf-8") as handle:
+            with path.open(encoding="utf-8-sig") as handle:
                 return [json.loads(line) for line in handle if line.strip()]
         if suffix == ".json":
-            records = json.loads(path.read_text(encoding="utf-8"))
+            records = json.loads(path.read_text(encoding="utf-8-sig"))
             if isinstance(records, dict) and "data" in records:
                 records = records["data"]
             if not isinstance(records, list):
@@ -39,6 +42,8 @@ def _read_records(path: Path) -> list[dict]:
             return records
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as err:
         raise ValueError(f"{path}: cannot read the manifest ({type(err).__name__}: {err})") from err
+    except RecursionError:
+        raise ValueError(f"{path}: cannot read the manifest (values nested too deeply)") from None
     raise ValueError(f"{path}: manifest must be .csv, .tsv, .json or .jsonl")
 
 
@@ -58,15 +63,15 @@ def _load_frames(value, base: Path, where: str, extractor) -> np.ndarray:
                 raise ValueError(f"{where}: {path} is a video; a visual extractor is needed to frame it")
             frames = extractor.video_to_frames(path, where=where)
         elif suffix == ".wav":
-            if extractor is None:
-                raise ValueError(f"{where}: {path} is a waveform; an acoustic extractor is needed to frame it")
+            if extractor is None or not hasattr(extractor, "waveform_to_frames"):
+                raise ValueError(f"{where}: {path} is a waveform; only the audio column may hold .wav recordings")
             from scipy.io import wavfile
 
             rate, wav = wavfile.read(path)
             frames = extractor.waveform_to_frames(wav, rate)
         else:
             raise ValueError(f"{where}: feature files must be .npy, .wav or a video ({', '.join(VIDEO_SUFFIXES)}), got {path.name}")
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, struct.error) as err:
         raise ValueError(f"{where}: cannot read {path} ({type(err).__name__}: {err})") from err
     except ValueError as err:
         if str(path) in str(err):
@@ -106,6 +111,8 @@ def read_manifest(
     records = _read_records(path)
     if not records:
         raise ValueError(f"{path}: the manifest has no rows")
+    if not isinstance(records[0], dict):
+        raise ValueError(f"{path} row 1: a record must be an object with named columns, got {type(records[0]).__name__}")
     columns = set(records[0])
     for needed in [id_column, label_column] + [c for c in (label_class_column, audio_column, visual_column) if c]:
         if needed not in columns:
@@ -116,8 +123,16 @@ def read_manifest(
     use_split = split_column is not None and split_column in columns
     out: dict[str, list[dict]] = {}
     seen: set[str] = set()
+    needed_everywhere = [id_column, label_column, *text_columns] + [
+        c for c in (label_class_column, audio_column, visual_column) if c
+    ]
     for i, record in enumerate(records):
         where = f"{path.name} row {i + 1}"
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: a record must be an object with named columns, got {type(record).__name__}")
+        lacking = [c for c in needed_everywhere if c not in record]
+        if lacking:
+            raise ValueError(f"{where}: no column {lacking} (every row needs {needed_everywhere})")
         sample_id = str(record[id_column])
         if sample_id in seen:
             raise ValueError(f"{where}: duplicate id {sample_id!r}")
@@ -136,7 +151,12 @@ def read_manifest(
                 raise ValueError(f"{where}: every text column {list(text_columns)} is empty")
             row["text"] = text
         if label_class_column:
-            row["label_class"] = int(record[label_class_column])
+            try:
+                row["label_class"] = int(record[label_class_column])
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{where}: `{label_class_column}` must be an integer class id, got {record[label_class_column]!r}"
+                ) from None
         for modality, column, extractor in (("audio", audio_column, audio_extractor), ("visual", visual_column, visual_extractor)):
             if column:
                 if not _present(record[column]):
@@ -156,7 +176,7 @@ def read_utterance_npz(path: str | os.PathLike) -> dict[str, list[dict]]:
     try:
         archive = np.load(path, allow_pickle=False)
         arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: not a readable .npz archive ({type(err).__name__}: {err})") from err
     splits = sorted({key.rsplit("_", 1)[0] for key in arrays if key.endswith("_label")})
     if not splits:
@@ -170,6 +190,10 @@ def read_utterance_npz(path: str | os.PathLike) -> dict[str, list[dict]]:
         for name, values in list(parts.items()) + [("id", ids)]:
             if values is not None and len(values) != n:
                 raise ValueError(f"{path}: `{prefix}_{name}` has {len(values)} rows, expected {n}")
+        if ids is not None:
+            names, counts = np.unique(np.asarray(ids).astype(str), return_counts=True)
+            if (counts > 1).any():
+                raise ValueError(f"{path}: `{prefix}_id` repeats ids {names[counts > 1][:5].tolist()}; ids must be unique")
         rows = []
         for i in range(n):
             row = {"id": str(ids[i]) if ids is not None else f"{prefix}-{i:06d}", "label": float(labels[i])}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 TEXT_OUTPUTS = ("input_ids", "attention_mask", "token_type_ids", "dependency_heads")
 
 
@@ -31,8 +33,25 @@ def _process_batch(
     )
     result = dict(out)
     if label_column:
+        check_labels(batch[label_column], label_column, batch.get("id"))
         result["labels"] = batch[label_column]
     return result
+
+
+def check_labels(labels, label_column: str, ids=None) -> None:
+    """Refuse NaN / infinite scores and negative class ids (a ``ValueError`` naming the first rows)."""
+    values = np.asarray(labels)
+    if values.dtype == object or values.ndim != 1:
+        raise ValueError(f"`{label_column}` must hold one number per row")
+    if values.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(values))
+        what = "NaN or infinite"
+    else:
+        bad = np.flatnonzero(values < 0)
+        what = "negative class ids"
+    if bad.size:
+        rows = [ids[i] for i in bad[:5]] if ids is not None else bad[:5].tolist()
+        raise ValueError(f"`{label_column}` holds {what} in {bad.size} rows (first: {rows}); fix or drop those rows")
 
 
 def _output_features(dataset, processor, columns: dict, label_column, keep_columns):

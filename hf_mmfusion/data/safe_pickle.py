@@ -56,17 +56,73 @@ class UnsafePickleError(pickle.UnpicklingError, ValueError):
     """The pickle asked for a global outside the numpy / builtin allow-list."""
 
 
+# Builtins a pickle may call with a size or a lazy iterable (``bytearray(3 << 30)``, ``list(range(n))``):
+# they are checked against the budget before anything is allocated.
+_SIZED_BUILTINS = ("bytearray", "bytes", "list", "tuple", "set", "frozenset", "str")
+
+
 class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` whose ``find_class`` resolves only the allow-listed numpy and builtin names."""
+    """``pickle.Unpickler`` whose ``find_class`` resolves only the allow-listed numpy and builtin names.
+
+    ``max_items`` bounds what a single builtin call may build (bytes, or elements of a container). Real
+    data is stored in the stream itself, so nothing legitimate is larger than the file; a call asking for
+    more is an allocation bomb and is refused before it runs.
+    """
+
+    def __init__(self, *args, max_items: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_items = max_items
 
     def find_class(self, module: str, name: str):
         try:
-            return _ALLOWED[(module, name)]
+            found = _ALLOWED[(module, name)]
         except KeyError:
             raise UnsafePickleError(
                 f"refusing to load `{module}.{name}` from a pickle: only numpy arrays and builtin containers are "
                 "allowed (a pickle that names other callables can run arbitrary code)"
             ) from None
+        if self.max_items is not None and module in ("builtins", "__builtin__") and name in _SIZED_BUILTINS:
+            return self._bounded(found, name)
+        if self.max_items is not None and found is _multiarray._reconstruct:
+            return self._bounded_array(found, f"{module}.{name}")
+        return found
+
+    def _bounded_array(self, factory, name: str):
+        limit = self.max_items
+
+        def build(*args, **kwargs):
+            # _reconstruct(subtype, shape, dtype) allocates before any data arrives.
+            shape = args[1] if len(args) > 1 else ()
+            dtype = args[2] if len(args) > 2 else "b"
+            try:
+                dims = [int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,))]
+                nbytes = int(np.prod(dims, dtype=object)) * np.dtype(dtype if not isinstance(dtype, bytes) else "b").itemsize
+            except (TypeError, ValueError):
+                nbytes = 0  # numpy itself rejects what cannot be read as a shape or dtype
+            if nbytes > limit:
+                raise UnsafePickleError(
+                    f"refusing `{name}` of shape {shape} in a pickle: {nbytes} bytes is far more than the file holds"
+                )
+            return factory(*args, **kwargs)
+
+        return build
+
+    def _bounded(self, factory, name: str):
+        limit = self.max_items
+
+        def build(*args, **kwargs):
+            for arg in args:
+                size = arg if isinstance(arg, int) and not isinstance(arg, bool) else None
+                if size is None and isinstance(arg, range):
+                    size = len(arg)
+                if size is not None and size > limit:
+                    raise UnsafePickleError(
+                        f"refusing `{name}({size})` in a pickle: it would allocate far more than the file holds "
+                        f"(limit {limit} items)"
+                    )
+            return factory(*args, **kwargs)
+
+        return build
 
 
 def safe_load(path: str | os.PathLike):
@@ -83,7 +139,7 @@ def safe_load(path: str | os.PathLike):
         raise ValueError(f"cannot read pickle {path}: {err}") from err
     try:
         # latin1 lets Python-2 pickles of numpy arrays load (their raw bytes were stored as str).
-        return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+        return RestrictedUnpickler(io.BytesIO(data), encoding="latin1", max_items=max(1 << 20, 4 * len(data))).load()
     except UnsafePickleError:
         raise
     except Exception as err:  # truncated / corrupt files raise many types (EOFError, UnpicklingError, ...)

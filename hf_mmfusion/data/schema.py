@@ -21,6 +21,9 @@ SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "validation", "validation": "validation",
                  "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
 FILE_FORMATS = ("arrow", "parquet")
+# Written into every converter output; only a folder carrying it may be replaced by ``overwrite``.
+# ``datasets`` skips hidden files, so neither loader sees it.
+OUTPUT_MARKER = ".hf_mmfusion_dataset"
 
 
 def normalize_split(name: str) -> str:
@@ -67,8 +70,20 @@ def check_row(row: dict, features, where: str) -> None:
                 raise ValueError(f"{where}: `{modality}` must have shape [frames, {width}], got {list(frames.shape)}")
     if "text" in features and not isinstance(row["text"], str):
         raise ValueError(f"{where}: `text` must be a string, got {type(row['text']).__name__}")
-    if not np.isfinite(row["label"]):
-        raise ValueError(f"{where}: `label` is not a finite number ({row['label']})")
+    for name in ("label", *(key for key in features if key.startswith("label_") and key != "label_class")):
+        _check_label(row[name], name, where)
+
+
+def _check_label(value, name: str, where: str) -> None:
+    # Stored as float32: a finite float64 beyond its range (1e300) would be written as inf.
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: `{name}` must be a number, got {value!r}") from None
+    with np.errstate(over="ignore"):
+        finite = np.isfinite(np.float32(number))
+    if not finite:
+        raise ValueError(f"{where}: `{name}` is not a finite float32 number ({value!r})")
 
 
 def build_dataset_dict(splits: dict[str, Callable[[], Iterator[dict]]], features, work_dir: str | os.PathLike):
@@ -92,19 +107,48 @@ def build_dataset_dict(splits: dict[str, Callable[[], Iterator[dict]]], features
     return DatasetDict(out)
 
 
-def write_dataset_dict(dataset_dict, output_dir: str | os.PathLike, file_format: str = "arrow", overwrite: bool = False) -> Path:
+def check_replaceable_output(output_dir: str | os.PathLike, inputs=(), overwrite: bool = False) -> Path:
+    """The resolved ``output_dir``, once it is safe to write there; a ``ValueError`` otherwise.
+
+    An existing output is replaced only with ``overwrite`` and only when it is a previous output of the
+    converters (it carries the marker file), and never when it holds one of the ``inputs`` or the
+    current working directory.
+    """
+    output = Path(output_dir).resolve()
+    for item in list(inputs) + [Path.cwd()]:
+        if item in (None, ""):
+            continue
+        path = Path(item).resolve()
+        if path == output or output in path.parents:
+            what = "the current directory" if item == Path.cwd() else f"the input {str(item)!r}"
+            raise ValueError(f"output {output} holds {what}; choose an output directory outside it")
+    if not output.exists() and not output.is_symlink():
+        return output
+    if not overwrite:
+        raise ValueError(f"output directory {output} exists; pass overwrite=True (--overwrite) to replace it")
+    if not output.is_dir() or output.is_symlink() or not (output / OUTPUT_MARKER).is_file():
+        raise ValueError(
+            f"refusing to replace {output}: it is not a dataset written by hf-mmfusion convert "
+            f"(no {OUTPUT_MARKER} marker); remove it yourself or choose another output directory"
+        )
+    return output
+
+
+def write_dataset_dict(
+    dataset_dict, output_dir: str | os.PathLike, file_format: str = "arrow", overwrite: bool = False, inputs=()
+) -> Path:
     """Write ``dataset_dict`` to ``output_dir`` atomically: into a sibling temporary directory first, then
     renamed into place, so a failure never leaves a partial dataset behind.
 
     ``"arrow"`` is ``save_to_disk`` (reload with ``datasets.load_from_disk``); ``"parquet"`` writes
     ``data/<split>-00000-of-00001.parquet`` (reload with ``datasets.load_dataset(output_dir)``, the layout
-    the Hub uses). Features, ``Array2D`` frames included, survive both.
+    the Hub uses). Features, ``Array2D`` frames included, survive both. ``overwrite`` replaces only a
+    previous output of this function (see :func:`check_replaceable_output`), never a folder holding one
+    of ``inputs``.
     """
     if file_format not in FILE_FORMATS:
         raise ValueError(f"file_format must be one of {FILE_FORMATS}, got {file_format!r}")
-    output = Path(output_dir).resolve()
-    if output.exists() and not overwrite:
-        raise ValueError(f"output directory {output} exists; pass overwrite=True (--overwrite) to replace it")
+    output = check_replaceable_output(output_dir, inputs, overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
@@ -118,6 +162,7 @@ def write_dataset_dict(dataset_dict, output_dir: str | os.PathLike, file_format:
             (staging / "data").mkdir()
             for split, ds in dataset_dict.items():
                 ds.to_parquet(staging / "data" / f"{split}-00000-of-00001.parquet")
+        (staging / OUTPUT_MARKER).write_text(f"{file_format}\n")
         if output.exists():
             retired = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(output, retired)
@@ -140,5 +185,9 @@ def load_converted(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
 
     path = Path(path)
     if (path / "dataset_dict.json").exists():
-        return load_from_disk(os.fspath(path))
+        try:
+            return load_from_disk(os.fspath(path))
+        except IndexError:
+            # datasets cannot concatenate the zero shards of a split saved without rows.
+            raise ValueError(f"{path}: a split has no rows; drop empty splits before save_to_disk") from None
     return load_dataset(os.fspath(path), cache_dir=None if cache_dir is None else os.fspath(cache_dir))

@@ -63,7 +63,10 @@ def read_standard_folds(path: str | os.PathLike) -> dict[str, list[str]]:
     It is parsed, never executed: only assignments of literal lists of strings are read, and a name's
     ``train`` / ``valid`` / ``dev`` / ``test`` part decides its split.
     """
-    source = Path(path).read_text(encoding="utf-8")
+    try:
+        source = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read the folds file {path} ({type(err).__name__}: {err})") from err
     try:
         tree = ast.parse(source, filename=os.fspath(path))
     except SyntaxError as err:

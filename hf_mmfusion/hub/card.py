@@ -7,6 +7,7 @@ here from the model's config, the training arguments and the metrics of the ``ms
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,10 @@ CONFIG_FIELDS = {
 TRAINING_FIELDS = (
     "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
     "max_steps", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim", "max_grad_norm", "seed",
-    "metric_for_best_model",
+    "metric_for_best_model", "text_learning_rate",
 )
+MODALITY_WORDS = {"text": "its transcript", "audio": "frame-level acoustic features",
+                  "visual": "frame-level visual features"}
 
 
 def template_path(model_type: str) -> Path:
@@ -75,6 +78,9 @@ def _text_backbone(config) -> str:
     if text is None:
         return "none (no text modality)"
     name = getattr(text, "_name_or_path", "") or ""
+    if name and (os.path.isabs(name) or os.path.exists(name)):
+        # A local folder means nothing on the Hub (and may reveal the author's file system).
+        name = f"local checkpoint {Path(name).name}"
     shape = f"{text.model_type}, {text.num_hidden_layers} layers, width {text.hidden_size}"
     return f"`{name}` ({shape})" if name else f"{shape}"
 
@@ -185,6 +191,10 @@ def build_model_card(
     hyperparameters = {f"config.{k}": _fmt(getattr(config, k)) for k in CONFIG_FIELDS.get(model_type, ()) if hasattr(config, k)}
     hyperparameters.update({f"training.{k}": v for k, v in _training_rows(training_args).items()})
     num_parameters = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None
+    modalities = list(config.modalities)
+    frame_modalities = [m for m in ("audio", "visual") if m in modalities]
+    widths = {m: getattr(config, f"{m}_input_dim", "?") for m in frame_modalities}
+    usage = (['text=["what a great film"]'] if "text" in modalities else []) + [f"{m}=[{m}_frames]" for m in frame_modalities]
     text_graph = getattr(config, "text_graph", "dependency")
     return ModelCard.from_template(
         card_data,
@@ -217,4 +227,9 @@ def build_model_card(
         segments_note=f"{getattr(config, 'intra_pair_segments', 8)} per sample",
         text_graph_note="spaCy parse" if text_graph == "dependency" else "here: the token chain, no parser",
         extra_limitations=list(extra_limitations or []),
+        inputs_description=" and ".join(MODALITY_WORDS[m] for m in modalities),
+        frame_note=", ".join(f"{m} {widths[m]}-d frames" for m in frame_modalities),
+        usage_frames=[f'{m}_frames = np.zeros((20, {widths[m]}), dtype="float32")  # [frames, {widths[m]}]'
+                      for m in frame_modalities],
+        usage_inputs=", ".join(usage),
     )

@@ -80,7 +80,7 @@ def push_to_hub(
         operations = [
             CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
             for path in sorted(folder.rglob("*"))
-            if path.is_file() and "__pycache__" not in path.parts
+            if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith(".hf_mmfusion")
         ]
         api.create_repo(repo_id=repo_id, private=private, exist_ok=True, repo_type="model")
         return api.create_commit(

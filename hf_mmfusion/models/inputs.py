@@ -57,8 +57,14 @@ def prepare_inputs(
     visual_features: torch.Tensor | None = None,
     visual_attention_mask: torch.Tensor | None = None,
     dependency_heads: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> ModalityInputs:
-    """Check every given input against ``config`` and return the non-text streams ready to encode."""
+    """Check every given input against ``config`` and return the non-text streams ready to encode.
+
+    With ``dtype`` (the model's), frame features of any real or integer dtype come back in it, so a
+    bf16 model takes float32 frames and the reverse; ``inputs_embeds`` is checked but cast by the caller
+    (see :func:`cast_embeddings`).
+    """
     modalities = tuple(config.modalities)
     given = {
         "text": input_ids is not None or inputs_embeds is not None,
@@ -91,6 +97,14 @@ def prepare_inputs(
             raise ValueError(f"`inputs_embeds` must have shape [batch, tokens, hidden], got {list(inputs_embeds.shape)}")
         if text.shape[1] == 0:
             raise ValueError(f"`{name}` is empty (0 tokens); the text must hold at least one token")
+        positions = getattr(getattr(config, "text_config", None), "max_position_embeddings", None)
+        if positions is not None and text.shape[1] > positions:
+            raise ValueError(
+                f"`{name}` has {text.shape[1]} tokens, more than the text encoder's {positions} positions; "
+                f"truncate the text (the processor's `max_length`) to at most {positions} tokens"
+            )
+        if input_ids is not None and (input_ids.is_floating_point() or input_ids.is_complex()):
+            raise ValueError(f"`input_ids` must hold integer token ids, got dtype {input_ids.dtype}")
         _batch_of(name, text, sizes)
         _check_mask("attention_mask", attention_mask, tuple(text.shape[:2]), name)
         _check_mask("token_type_ids", token_type_ids, tuple(text.shape[:2]), name)
@@ -114,6 +128,8 @@ def prepare_inputs(
                 )
             if feats.shape[1] == 0:
                 raise ValueError(f"`{name}` has 0 frames; pass at least one frame or omit the modality")
+            if feats.is_complex() or feats.dtype == torch.bool:
+                raise ValueError(f"`{name}` must hold real numbers, got dtype {feats.dtype}")
             _batch_of(name, feats, sizes)
             _check_mask(f"{modality}_attention_mask", mask, tuple(feats.shape[:2]), name)
             _check_finite(name, feats, mask)
@@ -136,13 +152,72 @@ def prepare_inputs(
                 if ref is None and other is not None:
                     ref = other
             device = ref.device
-            dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
+            fill = dtype or (ref.dtype if ref.is_floating_point() else torch.get_default_dtype())
             width = getattr(config, f"{modality}_input_dim")
-            features[modality] = torch.zeros(batch_size, 1, width, device=device, dtype=dtype)
+            features[modality] = torch.zeros(batch_size, 1, width, device=device, dtype=fill)
             masks[modality] = torch.zeros(batch_size, 1, dtype=torch.bool, device=device)
         else:
+            if dtype is not None and feats.dtype != dtype:
+                feats = feats.to(dtype)
+            elif not feats.is_floating_point():
+                feats = feats.to(torch.get_default_dtype())
             m = torch.ones(feats.shape[:2], dtype=torch.bool, device=feats.device) if mask is None else mask.bool()
             # torch.where (not a multiply) so NaN or inf sitting in padded frames cannot leak.
             features[modality] = torch.where(m.unsqueeze(-1), feats, torch.zeros((), dtype=feats.dtype, device=feats.device))
             masks[modality] = m
     return ModalityInputs(batch_size=batch_size, features=features, masks=masks, text_present=given["text"])
+
+
+def cast_embeddings(inputs_embeds: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """``inputs_embeds`` in the model's dtype (float64 / float32 / bf16 callers alike)."""
+    if inputs_embeds is None or inputs_embeds.dtype == dtype:
+        return inputs_embeds
+    return inputs_embeds.to(dtype)
+
+
+INTEGER_DTYPES = (torch.long, torch.int, torch.int16, torch.int8, torch.uint8)
+
+
+def check_labels(config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Validate ``labels`` for the head's ``logits`` and settle ``config.problem_type``; returns the labels.
+
+    Regression: ``[batch]`` or ``[batch, num_labels]`` finite numbers. Single-label classification:
+    ``[batch]`` integer class ids in ``[0, num_labels)``. Multi-label: ``[batch, num_labels]`` floats.
+    Anything else is a ``ValueError`` naming the expected shape (never a silent broadcast).
+    """
+    if not torch.is_tensor(labels):
+        raise ValueError(f"`labels` must be a tensor, got {type(labels).__name__}")
+    batch, num_labels = logits.shape[0], logits.shape[-1]
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in INTEGER_DTYPES:
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    problem = config.problem_type
+    if problem == "regression":
+        if labels.shape[0:1] != (batch,) or labels.numel() != batch * num_labels:
+            raise ValueError(
+                f"`labels` must have shape [batch] or [batch, {num_labels}] = [{batch}] for regression, "
+                f"got {list(labels.shape)}"
+            )
+        if labels.is_floating_point() and not torch.isfinite(labels).all():
+            raise ValueError("`labels` contains NaN or infinite scores; drop or fix those rows")
+    elif problem == "single_label_classification":
+        if labels.dtype not in INTEGER_DTYPES or labels.numel() != batch or labels.shape[0:1] != (batch,):
+            raise ValueError(
+                f"`labels` must have shape [batch] = [{batch}] with integer class ids, got {list(labels.shape)} "
+                f"of dtype {labels.dtype}"
+            )
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
+            raise ValueError(
+                f"`labels` must hold class ids in [0, {num_labels - 1}], got values in "
+                f"[{int(labels.min())}, {int(labels.max())}]"
+            )
+    elif problem == "multi_label_classification":
+        if tuple(labels.shape) != (batch, num_labels):
+            raise ValueError(f"`labels` must have shape [batch, {num_labels}] for multi-label, got {list(labels.shape)}")
+    else:
+        raise ValueError(f"unknown problem_type {problem!r}")
+    return labels

@@ -34,7 +34,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_clcr import CLCRConfig
 from .configuration_common import MODALITIES
-from .inputs import prepare_inputs
+from .inputs import cast_embeddings, check_labels, prepare_inputs
 from .masking import masked_mean, masked_softmax, segment_pool
 from .modeling_common import SignalLinear, TextPretrainedMixin, init_common_weights
 from .positional import ScaledSinusoidalEncoding
@@ -729,10 +729,10 @@ class CLCRModel(CLCRPreTrainedModel):
             config, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             inputs_embeds=inputs_embeds, audio_features=audio_features, audio_attention_mask=audio_attention_mask,
             visual_features=visual_features, visual_attention_mask=visual_attention_mask,
-            dependency_heads=dependency_heads,
+            dependency_heads=dependency_heads, dtype=self.dtype,
         )
         backbone, mask_map, text_out = self._backbone_levels(
-            inputs, input_ids, attention_mask, token_type_ids, inputs_embeds, output_attentions
+            inputs, input_ids, attention_mask, token_type_ids, cast_embeddings(inputs_embeds, self.dtype), output_attentions
         )
         masks = [mask_map[m] for m in self.modalities]
         M = len(self.modalities)
@@ -823,13 +823,7 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
 
     def _task_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         config = self.config
-        if config.problem_type is None:
-            if self.num_labels == 1:
-                config.problem_type = "regression"
-            elif self.num_labels > 1 and labels.dtype in (torch.long, torch.int):
-                config.problem_type = "single_label_classification"
-            else:
-                config.problem_type = "multi_label_classification"
+        labels = check_labels(config, logits, labels)
         if config.problem_type == "regression":
             if self.num_labels == 1:
                 return F.mse_loss(logits.view(-1), labels.view(-1).to(logits.dtype))

@@ -34,8 +34,6 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import GATConv
-from torch_geometric.nn.dense.linear import Linear as GeometricLinear
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -374,6 +372,8 @@ class SSUGraphEncoder(GradientCheckpointingLayer):
 
     def __init__(self, config: SSUConfig):
         super().__init__()
+        from torch_geometric.nn import GATConv  # imported on first use: torch_geometric takes seconds to load
+
         d, heads, p = config.hidden_size, config.gat_heads, float(config.gat_dropout)
         layers = [
             GATConv(d, d // heads, heads=heads, concat=True, dropout=p, edge_dim=1, add_self_loops=True, fill_value="mean")
@@ -538,6 +538,9 @@ class SSUPreTrainedModel(TextPretrainedMixin, PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
+        from torch_geometric.nn import GATConv
+        from torch_geometric.nn.dense.linear import Linear as GeometricLinear
+
         if isinstance(module, SSUTextGuidedGraph):
             cfg = self.config
             span = max(cfg.pos_bias_max_distance, 1)

@@ -14,6 +14,7 @@ import functools
 import inspect
 import math
 import os
+import struct
 from collections.abc import Sequence
 
 import numpy as np
@@ -84,8 +85,8 @@ def read_audio(path: str | os.PathLike, where: str = "audio") -> tuple[np.ndarra
 
         try:
             rate, wav = wavfile.read(path)
-        except (ValueError, OSError) as err:
-            raise ValueError(f"`{where}`: cannot read WAV file {path!r}: {err}") from err
+        except (ValueError, OSError, EOFError, struct.error) as err:
+            raise ValueError(f"`{where}`: cannot read WAV file {path!r}: {err or type(err).__name__}") from err
         return (wav if wav.ndim == 2 else wav[:, None]), int(rate)
     av = require("av", "av", "video")
     chunks, rate = [], None

@@ -41,6 +41,27 @@ class MmClassification(evaluate.Metric):
             reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
         )
 
+    def add_batch(self, *, predictions=None, references=None, **kwargs):
+        """Add a batch of class ids (checked: integers >= 0)."""
+        _check_class_ids(predictions, "predictions")
+        _check_class_ids(references, "references")
+        return super().add_batch(predictions=predictions, references=references, **kwargs)
+
+    def add(self, *, prediction=None, reference=None, **kwargs):
+        """Add one prediction / reference pair of class ids (checked: integers >= 0)."""
+        _check_class_ids([prediction], "predictions")
+        _check_class_ids([reference], "references")
+        return super().add(prediction=prediction, reference=reference, **kwargs)
+
+    def compute(self, *, predictions=None, references=None, **kwargs):
+        """Accuracy and F1 of class ids (checked: integers >= 0, never truncated)."""
+        # evaluate casts to int64 silently (2.7 -> 2, True -> 1): ids are checked on the raw values.
+        if predictions is not None:
+            _check_class_ids(predictions, "predictions")
+        if references is not None:
+            _check_class_ids(references, "references")
+        return super().compute(predictions=predictions, references=references, **kwargs)
+
     def _compute(self, predictions, references, labels=None):
         preds = np.asarray(predictions, dtype=np.int64)
         truth = np.asarray(references, dtype=np.int64)
@@ -53,3 +74,17 @@ class MmClassification(evaluate.Metric):
             "f1_macro": float(f1_score(truth, preds, average="macro", labels=labels, zero_division=0)),
             "f1_weighted": float(f1_score(truth, preds, average="weighted", labels=labels, zero_division=0)),
         }
+
+
+def _check_class_ids(values, name: str) -> None:
+    if values is None:
+        return
+    array = np.asarray(values)
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise ValueError(f"`{name}` must be integer class ids, got {array.dtype} values")
+    if array.dtype.kind == "f" and (not np.isfinite(array).all() or (array != np.round(array)).any()):
+        raise ValueError(
+            f"`{name}` must be integer class ids, got non-integer values (take the argmax of scores first)"
+        )
+    if array.size and array.min() < 0:
+        raise ValueError(f"`{name}` must be class ids >= 0, got {array.min()}")
