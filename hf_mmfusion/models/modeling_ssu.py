@@ -40,7 +40,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .configuration_ssu import SSUConfig
-from .inputs import prepare_inputs
+from .inputs import check_labels, prepare_inputs
 from .masking import additive_mask, cap_length, masked_mean, masked_softmax, zero_padding
 from .modeling_common import SignalLinear, TextPretrainedMixin, init_common_weights
 from .text_backbone import TextLevelEncoder
@@ -982,19 +982,10 @@ class SSUForSequenceClassification(SSUPreTrainedModel):
     def _sup_outputs(self) -> int:
         return self.num_labels * self.config.sup_num_classes if self._is_regression_head() else self.num_labels
 
-    def _problem_type(self, labels: torch.Tensor) -> str:
-        if self.config.problem_type is None:
-            if self.num_labels == 1:
-                self.config.problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int, torch.int16, torch.int8, torch.uint8):
-                self.config.problem_type = "single_label_classification"
-            else:
-                self.config.problem_type = "multi_label_classification"
-        return self.config.problem_type
-
     def _losses(self, logits, labels, z_ori, z_fuse, z_aug):
         cfg = self.config
-        problem = self._problem_type(labels)
+        labels = check_labels(cfg, logits, labels)
+        problem = cfg.problem_type
         sup_logits = self.classifier.supervised(z_ori)
         if problem == "regression":
             target = labels.to(logits.dtype).view(-1, self.num_labels)
