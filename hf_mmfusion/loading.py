@@ -225,7 +225,9 @@ def resolve_split(dataset_dict, name: str, dataset_name: str = "") -> str:
 
 def check_text_length(model, max_length: int) -> None:
     """``max_length`` must fit the text encoder's position table."""
-    text_config = getattr(model.config, "text_config", None)
+    # A plain text model (the baseline) has neither `modalities` nor a `text_config`: its config is the text's.
+    modalities = getattr(model.config, "modalities", ["text"])
+    text_config = getattr(model.config, "text_config", None) or model.config
     limit = getattr(text_config, "max_position_embeddings", None)
-    if "text" in model.config.modalities and limit is not None and max_length > limit:
+    if "text" in modalities and limit is not None and max_length > limit:
         raise ValueError(f"--max_text_length {max_length} exceeds the text encoder's maximum of {limit} positions")

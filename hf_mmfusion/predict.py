@@ -81,7 +81,8 @@ def video_paths(records: Sequence[dict], base_dir=None) -> list[str] | None:
         paths.append(str(path))
     return paths
 
-RECORD_KEYS = ("id", *MODALITY_COLUMNS, "video")
+# `label` is allowed (and ignored here) so that a labelled split can be predicted or explained as it is.
+RECORD_KEYS = ("id", *MODALITY_COLUMNS, "video", "label")
 OUTPUT_SUFFIXES = (".jsonl", ".csv")
 
 

@@ -131,7 +131,7 @@ def test_predict_command_with_text_npy_wav_and_record_files(checkpoint, tmp_path
 
     capsys.readouterr()
     assert main(["predict", str(path), "--text", "one", "--text", "two", "--audio", str(tmp_path / "a0.npy")]) == 2
-    assert "error: --text/--audio/--visual must be given the same number of times" in capsys.readouterr().err
+    assert "error: --text/--audio/--visual/--video must be given the same number of times" in capsys.readouterr().err
     (tmp_path / "notes.txt").write_text("x")
     assert main(["predict", str(path), "--text", "x", "--visual", str(tmp_path / "notes.txt")]) == 2
     assert "`visual` must be a .npy frame file or a video file, got 'notes.txt'" in capsys.readouterr().err

@@ -456,7 +456,7 @@ def test_corrupt_sources_give_one_error_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "v.mp4").write_bytes(b"not a video")
     (tmp_path / "v.csv").write_text("id,text,label,visual\na,x,1,v.mp4\n")
     monkeypatch.setitem(__import__("sys").modules, "av", None)  # PyAV not installed
-    assert "needs PyAV" in _cli_error(capsys, "manifest", tmp_path / "v.csv", "--visual-column", "visual", "-o", tmp_path / "o")
+    assert "`av` package" in _cli_error(capsys, "manifest", tmp_path / "v.csv", "--visual-column", "visual", "-o", tmp_path / "o")
     assert not (tmp_path / "o").exists() and _leftovers(tmp_path) == []
 
 

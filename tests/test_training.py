@@ -188,8 +188,9 @@ def _free_port() -> int:
 
 
 def test_torchrun_two_processes_log_the_single_process_loss(tmp_path):
-    # No regularisers (they depend on batch statistics) and no dropout: the mean loss over the two
-    # per-process halves of the batch equals the single-process loss on the whole batch.
+    # No regularisers (they depend on batch statistics) and no dropout (so no text encoder either: its
+    # dropout draws differ between one process and two): the mean loss over the two per-process halves of
+    # the batch equals the single-process loss on the whole batch.
     overrides = TINY_OVERRIDES["clcr"] + ",lambda_intra=0,lambda_inter=0"
     data_dir = tmp_path / "data"
     tiny_dataset(sizes=(4, 4, 4)).save_to_disk(str(data_dir))
@@ -197,7 +198,7 @@ def test_torchrun_two_processes_log_the_single_process_loss(tmp_path):
     def argv(out, batch):
         flags = tiny_train_argv("clcr", out, "--num_train_epochs", "1", "--per_device_train_batch_size", str(batch),
                                 "--eval_strategy", "no", "--load_best_model_at_end", "false", "--save_strategy", "no",
-                                "--test_split", "", "--seed", "7")
+                                "--test_split", "", "--seed", "7", "--modalities", "audio", "visual")
         flags[flags.index("--config_overrides") + 1] = overrides
         flags[flags.index("--dataset") + 1] = str(data_dir)
         return flags
