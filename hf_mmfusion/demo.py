@@ -187,25 +187,10 @@ def _stage_progress(stages, model_type: str):
 
 def run_demo(settings: DemoSettings) -> dict[str, dict]:
     """Train, evaluate, save, reload each model; returns {model_type: summary}."""
-    import datasets
-    from transformers.utils import logging as hf_logging
+    from .quiet import library_output_silenced
 
-    # One progress bar for the whole job: the Trainer's bar, its log lines, the per-map bars of `datasets`
-    # and the load reports of the reloads (a base model from a head checkpoint) would bury it. The
-    # caller's settings come back afterwards.
-    datasets_bars = not datasets.are_progress_bars_disabled()
-    hf_bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    datasets.disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
+    with library_output_silenced():
         return _run_demo(settings)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if hf_bars:
-            hf_logging.enable_progress_bar()
-        if datasets_bars:
-            datasets.enable_progress_bars()
 
 
 def _run_demo(settings: DemoSettings) -> dict[str, dict]:

@@ -398,24 +398,10 @@ def run_seeds(
 
     Returns the summary (see :func:`summarize`) with ``"per_seed"`` results and ``"best_model"`` paths.
     """
-    import datasets
-    from transformers.utils import logging as hf_logging
+    from .quiet import library_output_silenced
 
-    # The bars over seeds and steps are the only ones: the per-map bars of `datasets`, the shard-writing
-    # bars and load reports of `transformers` would bury them. The caller's settings come back afterwards.
-    datasets_bars = not datasets.are_progress_bars_disabled()
-    hf_bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    datasets.disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
+    with library_output_silenced():
         return _run_seeds(specs, seeds, output_dir, after_seed, keep_checkpoints, progress, save_best)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if hf_bars:
-            hf_logging.enable_progress_bar()
-        if datasets_bars:
-            datasets.enable_progress_bars()
 
 
 def _run_seeds(specs, seeds, output_dir, after_seed, keep_checkpoints, progress, save_best) -> dict[str, Any]:

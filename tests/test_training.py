@@ -227,7 +227,7 @@ def test_torchrun_two_processes_log_the_single_process_loss(tmp_path):
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "dist").eval()
     processor = AutoProcessor.from_pretrained(tmp_path / "dist")
     rows = tiny_dataset(sizes=(4, 4, 4))["test"].with_format("numpy")
-    records = [{"text": r["text"], "audio": r["audio"], "visual": r["visual"]} for r in rows]
+    records = [{"audio": r["audio"], "visual": r["visual"]} for r in rows]
     scores = [r["score"] for r in predict_records(model, processor, records, batch_size=2, progress=False)]
     assert len(scores) == 4 and np.isfinite(scores).all()
 
