@@ -32,6 +32,7 @@ from transformers import (
 )
 
 from .cpu_memory import retain_freed_memory
+from .data.schema import read_feature_extractors
 from .loading import (
     check_dataset_modalities,
     check_text_length,
@@ -268,19 +269,41 @@ def build_tokenizer(model_args: ModelArguments, max_length: int):
     return build_synthetic_tokenizer(model_max_length=max(max_length, 128))
 
 
-def build_processor(model_args: ModelArguments, modalities, audio_dim, visual_dim, max_length: int):
-    """A fresh ``MMFusionProcessor`` for the active modalities (SSU gets a parser when asked)."""
+def _frame_extractor(cls, recorded: dict | None, width: int, modality: str):
+    """The extractor that computed the dataset's ``modality`` frames when the converter recorded it (so a saved
+    model computes the same features from raw media), else a plain one of the data's width."""
+    if recorded is None:
+        return cls(feature_size=width)
+    extractor = cls.from_dict(recorded)
+    if extractor.feature_size != width:
+        raise ValueError(
+            f"the dataset's {modality} frames are {width} wide, but the extractor recorded with them gives "
+            f"{extractor.feature_size}; reconvert the dataset"
+        )
+    return extractor
+
+
+def build_processor(
+    model_args: ModelArguments, modalities, audio_dim, visual_dim, max_length: int, recorded: dict | None = None
+):
+    """A fresh ``MMFusionProcessor`` for the active modalities (SSU gets a parser when asked).
+
+    ``recorded`` holds the extractor configs a converter saved with the dataset (``read_feature_extractors``).
+    """
     from hf_mmfusion import AcousticFeatureExtractor, DependencyParser, MMFusionProcessor
 
+    recorded = recorded or {}
     kwargs = {}
     if "text" in modalities:
         kwargs["tokenizer"] = build_tokenizer(model_args, max_length)
     if "audio" in modalities:
-        kwargs["audio_feature_extractor"] = AcousticFeatureExtractor(feature_size=audio_dim)
+        kwargs["audio_feature_extractor"] = _frame_extractor(AcousticFeatureExtractor, recorded.get("audio"), audio_dim, "audio")
     if "visual" in modalities:
         from hf_mmfusion import VisualFeatureExtractor
 
-        kwargs["visual_feature_extractor"] = VisualFeatureExtractor(feature_size=visual_dim)
+        kwargs["visual_feature_extractor"] = _frame_extractor(
+            VisualFeatureExtractor, recorded.get("visual"), visual_dim, "visual"
+        )
     if model_args.model_type == "ssu" and model_args.spacy_model and "text" in modalities:
         kwargs["parser"] = DependencyParser(spacy_model=model_args.spacy_model)
     return MMFusionProcessor(**kwargs)
@@ -744,7 +767,8 @@ def _train(
         default = ["text"] if model_args.model_type == BASELINE_MODEL_TYPE else available
         modalities = list(model_args.modalities or default)
         check_dataset_modalities(modalities, available, data_args.dataset)
-        processor = build_processor(model_args, modalities, audio_dim, visual_dim, data_args.max_text_length)
+        recorded = read_feature_extractors(data_args.dataset) if os.path.isdir(data_args.dataset) else {}
+        processor = build_processor(model_args, modalities, audio_dim, visual_dim, data_args.max_text_length, recorded)
         fit_feature_normalization(processor, train_raw)
         model = build_model(
             model_args, modalities, audio_dim, visual_dim, num_labels, tokenizer=getattr(processor, "tokenizer", None)

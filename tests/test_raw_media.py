@@ -278,6 +278,19 @@ def test_convert_videos_reports_the_corrupt_clip_and_caches(clips, encoders, tmp
         fem.encode_images = original
     again = load_converted(tmp_path / "out2")
     np.testing.assert_array_equal(again["train"].with_format("numpy")[0]["visual"], train["visual"])
+    # The dataset records its extractors, and training builds its processor from them, so a model trained on
+    # it computes the same features from a raw video.
+    from hf_mmfusion.data.schema import read_feature_extractors
+    from hf_mmfusion.training import ModelArguments, build_processor
+
+    recorded = read_feature_extractors(tmp_path / "out")
+    assert recorded["audio"]["raw_features"] == "egemaps" and recorded["visual"]["raw_features"] == "pretrained"
+    processor = build_processor(ModelArguments(model_type="clcr"), ("audio", "visual"), 25, 16, 64, recorded)
+    assert processor.audio_feature_extractor.raw_features == "egemaps"
+    assert processor.visual_feature_extractor.pretrained_model_name_or_path == encoders["vit"]
+    grid = VisualFeatureExtractor(feature_size=12, video_grid_size=2).to_dict()               # 12 per frame
+    with pytest.raises(ValueError, match="16 wide"):
+        build_processor(ModelArguments(model_type="clcr"), ("visual",), 25, 16, 64, {"visual": grid})
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

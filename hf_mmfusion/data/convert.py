@@ -100,6 +100,13 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     return parser
 
 
+def recorded_extractors(args: argparse.Namespace) -> dict[str, dict]:
+    """The configs of the extractors that computed the output's frames from raw media (modality -> config)."""
+    if args.source != "videos":
+        return {}
+    return {m: e.to_dict() for m, e in zip(("audio", "visual"), video_extractors(args)) if e is not None}
+
+
 def video_extractors(args: argparse.Namespace):
     """The acoustic and visual extractors ``convert videos`` computes features with (``None`` for none)."""
     from ..processing.feature_extraction_mmfusion import (
@@ -321,7 +328,8 @@ def run_convert(args: argparse.Namespace) -> Path:
                 raise cause from None
             raise
         output = write_dataset_dict(
-            dataset, args.output, file_format=args.file_format, overwrite=args.overwrite, inputs=folders
+            dataset, args.output, file_format=args.file_format, overwrite=args.overwrite, inputs=folders,
+            feature_extractors=recorded_extractors(args),
         )
         if args.push_to_hub:
             dataset.push_to_hub(args.push_to_hub, private=args.private)

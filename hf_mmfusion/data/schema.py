@@ -8,6 +8,7 @@ columns.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -134,8 +135,16 @@ def check_replaceable_output(output_dir: str | os.PathLike, inputs=(), overwrite
     return output
 
 
+FEATURE_EXTRACTORS_FILE = "feature_extractors.json"
+
+
 def write_dataset_dict(
-    dataset_dict, output_dir: str | os.PathLike, file_format: str = "arrow", overwrite: bool = False, inputs=()
+    dataset_dict,
+    output_dir: str | os.PathLike,
+    file_format: str = "arrow",
+    overwrite: bool = False,
+    inputs=(),
+    feature_extractors: dict[str, dict] | None = None,
 ) -> Path:
     """Write ``dataset_dict`` to ``output_dir`` atomically: into a sibling temporary directory first, then
     renamed into place, so a failure never leaves a partial dataset behind.
@@ -144,7 +153,9 @@ def write_dataset_dict(
     ``data/<split>-00000-of-00001.parquet`` (reload with ``datasets.load_dataset(output_dir)``, the layout
     the Hub uses). Features, ``Array2D`` frames included, survive both. ``overwrite`` replaces only a
     previous output of this function (see :func:`check_replaceable_output`), never a folder holding one
-    of ``inputs``.
+    of ``inputs``. ``feature_extractors`` (modality -> extractor config, as ``to_dict()`` gives it) records how
+    the frames were computed, in ``feature_extractors.json``: training builds its processor from it, so the
+    saved model computes the same features from raw media (see :func:`read_feature_extractors`).
     """
     if file_format not in FILE_FORMATS:
         raise ValueError(f"file_format must be one of {FILE_FORMATS}, got {file_format!r}")
@@ -162,6 +173,8 @@ def write_dataset_dict(
             (staging / "data").mkdir()
             for split, ds in dataset_dict.items():
                 ds.to_parquet(staging / "data" / f"{split}-00000-of-00001.parquet")
+        if feature_extractors:
+            (staging / FEATURE_EXTRACTORS_FILE).write_text(json.dumps(feature_extractors, indent=1, default=str))
         (staging / OUTPUT_MARKER).write_text(f"{file_format}\n")
         if output.exists():
             retired = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
@@ -191,3 +204,17 @@ def load_converted(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
             # datasets cannot concatenate the zero shards of a split saved without rows.
             raise ValueError(f"{path}: a split has no rows; drop empty splits before save_to_disk") from None
     return load_dataset(os.fspath(path), cache_dir=None if cache_dir is None else os.fspath(cache_dir))
+
+
+def read_feature_extractors(dataset_dir: str | os.PathLike) -> dict[str, dict]:
+    """The extractor configs a converter recorded for ``dataset_dir`` (``{}`` when it recorded none)."""
+    path = Path(dataset_dir) / FEATURE_EXTRACTORS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        recorded = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(recorded, dict) or not all(isinstance(v, dict) for v in recorded.values()):
+        raise ValueError(f"{path}: expected an object of modality -> extractor config")
+    return recorded
