@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from timing import best
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,15 +38,6 @@ def build(model_type: str):
     processor = build_processor(args, modalities, 16, 12, 64)
     model = build_model(args, modalities, 16, 12, 1, tokenizer=processor.tokenizer).eval()
     return model, processor
-
-
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def measure(model, processor, split, repeats: int) -> tuple[float, float, float]:

@@ -14,26 +14,16 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import best
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-
-
-def best(fn, repeats: int) -> float:
-    fn()                                                                  # warm-up (model loading, caches)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> int:
@@ -82,7 +72,7 @@ def main() -> int:
         r, x = wavfile.read(wav_path)
         return smile.process_signal((x.astype(np.float32) / 32768.0).mean(axis=1)[None], r)
 
-    rows.append(("eGeMAPS (wav)", wav_seconds, best(lambda: ours(str(wav_path)), args.repeats), best(smile_direct, args.repeats)))
+    rows.append(("eGeMAPS (wav)", wav_seconds, best(lambda: ours(str(wav_path)), args.repeats, warmup=1), best(smile_direct, args.repeats, warmup=1)))
 
     # Pretrained audio encoder on the MP4's audio track.
     ours = AcousticFeatureExtractor(raw_features="pretrained", pretrained_model_name_or_path=args.audio_model)
@@ -95,8 +85,8 @@ def main() -> int:
         with torch.inference_mode():
             return model(**fe(mono, sampling_rate=fe.sampling_rate, return_tensors="pt")).last_hidden_state
 
-    rows.append(("audio encoder (mp4 track)", mp4_seconds, best(lambda: ours(str(mp4_path)), args.repeats),
-                 best(audio_direct, args.repeats)))
+    rows.append(("audio encoder (mp4 track)", mp4_seconds, best(lambda: ours(str(mp4_path)), args.repeats, warmup=1),
+                 best(audio_direct, args.repeats, warmup=1)))
 
     # Pretrained vision encoder on frames of the MP4 sampled at --video-fps.
     ours = VisualFeatureExtractor(
@@ -119,8 +109,8 @@ def main() -> int:
                 out.append(vision(**batch).last_hidden_state[:, 0])
         return out
 
-    rows.append(("vision encoder (mp4 frames)", mp4_seconds, best(lambda: ours(str(mp4_path)), args.repeats),
-                 best(vision_direct, args.repeats)))
+    rows.append(("vision encoder (mp4 frames)", mp4_seconds, best(lambda: ours(str(mp4_path)), args.repeats, warmup=1),
+                 best(vision_direct, args.repeats, warmup=1)))
 
     print(f"{'extractor':30s} {'media s/s (ours)':>17s} {'media s/s (direct)':>19s} {'overhead':>9s}")
     for name, seconds, t_ours, t_direct in rows:
