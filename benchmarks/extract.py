@@ -1,7 +1,7 @@
 """Raw-media feature extraction: seconds of media processed per second, each extractor against calling the
 underlying library directly on the same files in the same run.
 
-    python benchmarks/extract.py [--audio-model ID] [--vision-model ID] [--repeats 5]
+    python benchmarks/extract.py [--audio-model ID] [--vision-model ID] [--repeats 15]
 
 Media: the real CMU-MOSI segment in ``../shared/data/cmu_mosi/raw`` (or ``HF_MMFUSION_SHARED_DATA``).
 Without model ids, small random wav2vec2 / ViT encoders are built in a temporary folder (so the figures
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from timing import best
+from timing import paired
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,7 +30,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--audio-model")
     parser.add_argument("--vision-model")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--video-fps", type=int, default=5)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -72,7 +72,7 @@ def main() -> int:
         r, x = wavfile.read(wav_path)
         return smile.process_signal((x.astype(np.float32) / 32768.0).mean(axis=1)[None], r)
 
-    rows.append(("eGeMAPS (wav)", wav_seconds, best(lambda: ours(str(wav_path)), args.repeats, warmup=1), best(smile_direct, args.repeats, warmup=1)))
+    rows.append(("eGeMAPS (wav)", wav_seconds, *paired(lambda: ours(str(wav_path)), smile_direct, args.repeats)))
 
     # Pretrained audio encoder on the MP4's audio track.
     ours = AcousticFeatureExtractor(raw_features="pretrained", pretrained_model_name_or_path=args.audio_model)
@@ -85,8 +85,7 @@ def main() -> int:
         with torch.inference_mode():
             return model(**fe(mono, sampling_rate=fe.sampling_rate, return_tensors="pt")).last_hidden_state
 
-    rows.append(("audio encoder (mp4 track)", mp4_seconds, best(lambda: ours(str(mp4_path)), args.repeats, warmup=1),
-                 best(audio_direct, args.repeats, warmup=1)))
+    rows.append(("audio encoder (mp4 track)", mp4_seconds, *paired(lambda: ours(str(mp4_path)), audio_direct, args.repeats)))
 
     # Pretrained vision encoder on frames of the MP4 sampled at --video-fps.
     ours = VisualFeatureExtractor(
@@ -109,12 +108,13 @@ def main() -> int:
                 out.append(vision(**batch).last_hidden_state[:, 0])
         return out
 
-    rows.append(("vision encoder (mp4 frames)", mp4_seconds, best(lambda: ours(str(mp4_path)), args.repeats, warmup=1),
-                 best(vision_direct, args.repeats, warmup=1)))
+    rows.append(("vision encoder (mp4 frames)", mp4_seconds,
+                 *paired(lambda: ours(str(mp4_path)), vision_direct, args.repeats)))
 
+    # Overhead is the median of interleaved per-round ratios (timing.paired), steadier than best/best.
     print(f"{'extractor':30s} {'media s/s (ours)':>17s} {'media s/s (direct)':>19s} {'overhead':>9s}")
-    for name, seconds, t_ours, t_direct in rows:
-        print(f"{name:30s} {seconds / t_ours:17.1f} {seconds / t_direct:19.1f} {100 * (t_ours / t_direct - 1):8.1f}%")
+    for name, seconds, t_ours, t_direct, ratio in rows:
+        print(f"{name:30s} {seconds / t_ours:17.1f} {seconds / t_direct:19.1f} {100 * (ratio - 1):8.1f}%")
     return 0
 
 
