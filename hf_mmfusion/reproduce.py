@@ -53,8 +53,15 @@ RESULT_FILE = "result.json"
 BEST_DIR = "best-model"
 SPLITS = ("validation", "test")
 SPLIT_PREFIXES = {"validation": "eval_", "test": "test_"}
-# Training arguments that differ between the seeds of one recipe, or do not change what is trained.
-PER_RUN_FIELDS = ("output_dir", "seed", "logging_dir", "run_name", "disable_tqdm", "resume_from_checkpoint")
+# Arguments that differ between the seeds of one recipe, or do not change what is trained.
+NOT_RECIPE_FIELDS = {
+    "training": (
+        "output_dir", "seed", "logging_dir", "run_name", "disable_tqdm", "resume_from_checkpoint",
+        "overwrite_output_dir", "report_to", "push_to_hub", "hub_model_id", "hub_token", "save_total_limit",
+        "dataloader_num_workers", "dataloader_pin_memory", "logging_steps", "logging_strategy",
+    ),
+    "data": ("overwrite_output_dir",),
+}
 
 
 @dataclass
@@ -137,22 +144,54 @@ class _StepProgress(TrainerCallback):
 
 
 def recipe(spec: RunSpec) -> dict[str, Any]:
-    """What a seed's result depends on besides the seed: model, data and training arguments."""
-    training = spec.training_args.to_dict()
-    for key in PER_RUN_FIELDS:
-        training.pop(key, None)
-    payload = {"model": dataclasses.asdict(spec.model_args), "data": dataclasses.asdict(spec.data_args),
-               "training": training}
+    """What a seed's result depends on besides the seed: model, data and training arguments.
+
+    Fields that only steer where and how a run reports (``NOT_RECIPE_FIELDS``), and the synthetic-data
+    knobs of a run on a real dataset, are left out, so that they cannot block a resume."""
+    training = {k: v for k, v in spec.training_args.to_dict().items() if k not in NOT_RECIPE_FIELDS["training"]}
+    data = {k: v for k, v in dataclasses.asdict(spec.data_args).items() if k not in NOT_RECIPE_FIELDS["data"]}
+    if spec.data_args.dataset != "synthetic":
+        data = {k: v for k, v in data.items() if not k.startswith("synthetic_")}
+    payload = {"model": dataclasses.asdict(spec.model_args), "data": data, "training": training}
     return json.loads(json.dumps(_finite(payload), default=str))
 
 
+def _field_defaults() -> dict[str, dict[str, Any]]:
+    """Each recipe part's field defaults, as ``recipe`` records them."""
+    defaults = {}
+    for part, cls in (("model", ModelArguments), ("data", DataArguments), ("training", TrainingArguments)):
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                values[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                values[f.name] = f.default_factory()
+        defaults[part] = json.loads(json.dumps(_finite(values), default=str))
+    return defaults
+
+
 def _recipe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Fields whose values differ. A field that one record lacks (written by a version without it, or one
+    that did not record it) counts as holding its default, so a package upgrade that adds an option
+    does not make finished seeds look like another recipe."""
+    defaults = _field_defaults()
+    real_data = new.get("data", {}).get("dataset", "synthetic") != "synthetic"
     changes = []
     for part in sorted(set(old) | set(new)):
-        before, after = old.get(part, {}), new.get(part, {})
+        before, after, default = old.get(part, {}), new.get(part, {}), defaults.get(part, {})
         for key in sorted(set(before) | set(after)):
-            if before.get(key) != after.get(key):
-                changes.append(f"{part}.{key}: {before.get(key)!r} -> {after.get(key)!r}")
+            if key in NOT_RECIPE_FIELDS.get(part, ()) or (part == "data" and real_data and key.startswith("synthetic_")):
+                continue
+            missing = object()
+            value_before, value_after = before.get(key, missing), after.get(key, missing)
+            if value_before is missing or value_after is missing:
+                present = value_after if value_before is missing else value_before
+                if key not in default or present == default[key]:
+                    continue
+                value_before = default[key] if value_before is missing else value_before
+                value_after = default[key] if value_after is missing else value_after
+            if value_before != value_after:
+                changes.append(f"{part}.{key}: {value_before!r} -> {value_after!r}")
     return changes
 
 

@@ -167,6 +167,36 @@ def test_interrupted_run_continues_with_unfinished_seeds(tmp_path, monkeypatch):
         run_seeds([changed], [1, 2, 3], out, progress=False)
 
 
+def test_recipe_fingerprint_survives_upgrades_and_output_flags(tmp_path):
+    """A finished seed stays finished when only reporting flags change, when a newer version records a
+    field the old record lacks (at its default), or when a real dataset's run carries synthetic knobs;
+    a real change of recipe is still caught, also in a field the old record lacks."""
+    spec = spec_from_flags("clcr", tmp_path)
+    old = reproduce.recipe(spec)
+    assert "overwrite_output_dir" not in old["data"] and "save_total_limit" not in old["training"]
+    reporting = dataclasses.replace(
+        spec, training_args=dataclasses.replace(spec.training_args, save_total_limit=7, disable_tqdm=True)
+    )
+    assert reproduce._recipe_changes(old, reproduce.recipe(reporting)) == []
+
+    older = json.loads(json.dumps(old))
+    del older["model"]["text_learning_rate"], older["training"]["warmup_steps"]
+    assert reproduce._recipe_changes(older, old) == []
+    new_value = json.loads(json.dumps(old))
+    new_value["model"]["text_learning_rate"] = 1e-4
+    assert reproduce._recipe_changes(older, new_value) == ["model.text_learning_rate: None -> 0.0001"]
+
+    other_data = dataclasses.replace(spec, data_args=dataclasses.replace(spec.data_args, synthetic_audio_dim=99))
+    assert reproduce._recipe_changes(old, reproduce.recipe(other_data)) == [f"data.synthetic_audio_dim: {spec.data_args.synthetic_audio_dim} -> 99"]
+    real = dataclasses.replace(spec, data_args=dataclasses.replace(spec.data_args, dataset=str(tmp_path / "data")))
+    on_real = reproduce.recipe(real)
+    assert not any(k.startswith("synthetic_") for k in on_real["data"])
+    longer = dataclasses.replace(real, data_args=dataclasses.replace(real.data_args, synthetic_audio_dim=99))
+    assert reproduce._recipe_changes(on_real, reproduce.recipe(longer)) == []
+    cut = dataclasses.replace(real, data_args=dataclasses.replace(real.data_args, max_text_length=17))
+    assert reproduce._recipe_changes(on_real, reproduce.recipe(cut)) == ["data.max_text_length: 64 -> 17"]
+
+
 def test_bad_arguments_raise(tmp_path):
     spec = spec_from_flags("clcr", tmp_path)
     with pytest.raises(ValueError, match="seeds must be distinct"):
