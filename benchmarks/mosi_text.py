@@ -1,7 +1,8 @@
 """Text-only CMU-MOSI: the plain MiniLM-L6 fine-tune against CLCR and SSU over the same encoder.
 
     python benchmarks/mosi_text.py --data ../shared/data/cmu_mosi/mosi_text_labels.csv \\
-        [--test-csv FILE] --seeds 1111 1112 1113 --output-dir DIR [--models baseline clcr ssu]
+        [--test-csv FILE] --seeds 1111 1112 1113 --output-dir DIR [--models baseline clcr ssu] \\
+        [--recipe own|plain]
 
 For every model and seed: train on the rows with ``split == "train"``, keep the epoch checkpoint with
 the lowest MAE on the ``valid`` rows (``hf-mmfusion reproduce``'s runner, ``hf_mmfusion.reproduce``),
@@ -49,6 +50,16 @@ RECIPES = {
         "model": {"hidden_size": 64, "text_learning_rate": 5e-5, "config_overrides": None},
         "training": {"learning_rate": 1e-3, "num_train_epochs": 4, "per_device_train_batch_size": 32},
     },
+}
+# `--recipe plain`: the drop-in check. Every model trained like the baseline (one learning rate for all
+# parameters, the baseline's epochs and batch), each fusion model at its config's default width: what a
+# user gets who swaps AutoModelForSequenceClassification for one of them in an ordinary Trainer script.
+PLAIN_RECIPES = {
+    "baseline": RECIPES["baseline"],
+    "clcr": {"model": {"hidden_size": 128, "text_learning_rate": None, "config_overrides": None},
+             "training": RECIPES["baseline"]["training"]},
+    "ssu": {"model": {"hidden_size": 128, "text_learning_rate": None, "config_overrides": None},
+            "training": RECIPES["baseline"]["training"]},
 }
 # Trainer's own defaults otherwise (no weight decay, linear decay, no warm-up): the plain recipe.
 COMMON_TRAINING = {
@@ -124,7 +135,8 @@ def build_dataset(rows: list[dict], directory: Path) -> Path:
     return directory
 
 
-def make_specs(models, text_model: str, data_dir: Path, spacy_model: str | None, epochs: float | None):
+def make_specs(models, text_model: str, data_dir: Path, spacy_model: str | None, epochs: float | None,
+               recipes: dict = RECIPES):
     from transformers import TrainingArguments
 
     from hf_mmfusion.reproduce import RunSpec
@@ -136,7 +148,7 @@ def make_specs(models, text_model: str, data_dir: Path, spacy_model: str | None,
     )
     specs = []
     for name in models:
-        recipe = RECIPES[name]
+        recipe = recipes[name]
         model_fields = {"model_type": name, "text_model": text_model, "modalities": ["text"], **recipe["model"]}
         if name == "ssu":
             model_fields["spacy_model"] = spacy_model
@@ -191,6 +203,11 @@ def parse_args(argv=None):
         "--spacy_model", default=None,
         help="spaCy pipeline for SSU's dependency graph (default: an installed English one); 'none' for the token chain",
     )
+    parser.add_argument(
+        "--recipe", choices=("own", "plain"), default="own",
+        help="'own': each model's recommended recipe (RECIPES); 'plain': every model trained like the baseline "
+        "(the drop-in check, PLAIN_RECIPES)",
+    )
     parser.add_argument("--num_train_epochs", type=float, default=None, help="override every recipe's epochs (smoke runs)")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
@@ -212,7 +229,8 @@ def main(argv=None) -> int:
         print(f"SSU text graph: {'dependency parses from spaCy pipeline ' + repr(spacy_model) if spacy_model else 'token chain (no spaCy pipeline installed)'}")
     retain_freed_memory()
     data_dir = build_dataset(rows, output_dir / "data")
-    specs = make_specs(args.models, text_model, data_dir, spacy_model, args.num_train_epochs)
+    recipes = RECIPES if args.recipe == "own" else PLAIN_RECIPES
+    specs = make_specs(args.models, text_model, data_dir, spacy_model, args.num_train_epochs, recipes)
     start = time.perf_counter()
     outcome = run_seeds(
         specs, args.seeds, output_dir, after_seed=test_predictor(test_rows) if test_rows else None,
@@ -224,8 +242,8 @@ def main(argv=None) -> int:
     train_seconds = {
         name: sum(r.get("train_runtime") or 0.0 for r in runs) for name, runs in outcome["per_seed"].items()
     }
-    recipes = {s.name: {"model": RECIPES[s.name]["model"], "training": {
-        k: v for k, v in dataclasses.asdict(s.training_args).items() if k in RECIPES[s.name]["training"]
+    used = {s.name: {"model": recipes[s.name]["model"], "training": {
+        k: v for k, v in dataclasses.asdict(s.training_args).items() if k in recipes[s.name]["training"]
     }} for s in specs}
     notes = [
         f"CMU-MOSI validation ({sum(r['split'] == 'valid' for r in rows)} rows), checkpoint per seed selected on "
@@ -234,7 +252,7 @@ def main(argv=None) -> int:
         + (f" SSU text graph: {spacy_model or 'token chain'}." if "ssu" in args.models else ""),
         f"Wall time of this invocation: {wall:.0f} s; training time per model (sum over seeds): "
         + ", ".join(f"{k} {v:.0f} s" for k, v in train_seconds.items()) + ".",
-        f"Recipes: {json.dumps(recipes)}",
+        f"Recipes ({args.recipe}): {json.dumps(used)}",
     ]
     (output_dir / "results.md").write_text(table + "\n" + "\n\n".join(notes) + "\n")
     print(table)
