@@ -137,6 +137,7 @@ def build_dataset(rows: list[dict], directory: Path) -> Path:
 
 def make_specs(models, text_model: str, data_dir: Path, spacy_model: str | None, epochs: float | None,
                recipes: dict = RECIPES):
+    import torch
     from transformers import TrainingArguments
 
     from hf_mmfusion.reproduce import RunSpec
@@ -152,7 +153,9 @@ def make_specs(models, text_model: str, data_dir: Path, spacy_model: str | None,
         model_fields = {"model_type": name, "text_model": text_model, "modalities": ["text"], **recipe["model"]}
         if name == "ssu":
             model_fields["spacy_model"] = spacy_model
-        training = {**COMMON_TRAINING, **recipe["training"], "output_dir": "unused"}
+        # Pinned host memory only helps copies to a GPU; on CPU it only warns.
+        training = {**COMMON_TRAINING, "dataloader_pin_memory": torch.cuda.is_available(), **recipe["training"],
+                    "output_dir": "unused"}
         if epochs is not None:
             training["num_train_epochs"] = epochs
         specs.append(RunSpec(name, ModelArguments(**model_fields), data_args, TrainingArguments(**training)))

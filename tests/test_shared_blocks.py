@@ -6,11 +6,12 @@ import torch
 from scipy.optimize import minimize
 from transformers import BertConfig
 
+from hf_mmfusion import CLCRConfig
 from hf_mmfusion.models.masking import masked_mean, masked_softmax, segment_pool
 from hf_mmfusion.models.positional import ScaledSinusoidalEncoding
 from hf_mmfusion.models.simplex import _project_general, _project_unit_box_inputs, project_capped_simplex
 from hf_mmfusion.models.tcn import ThreeStageTCN
-from hf_mmfusion.models.text_backbone import TextLevelEncoder, check_level_layers, default_level_layers
+from hf_mmfusion.models.text_backbone import TextLevelEncoder, default_level_layers
 from hf_mmfusion.models.whitening import whitened_xcorr_sq, whitened_xcorr_sq_pairs
 
 # ---------------------------------------------------------------- capped simplex projection
@@ -208,10 +209,11 @@ def test_scaled_positions_are_length_agnostic():
 def test_text_level_taps():
     assert default_level_layers(12) == [4, 8, 12]
     assert default_level_layers(2) == [1, 1, 2]
-    assert check_level_layers([0, 2], 2) == [0, 2]
-    with pytest.raises(ValueError, match="text_level_layers"):
-        check_level_layers([3], 2)
     config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
+    # The config checks the taps against the encoder it is given (0 is the embeddings, 2 the last layer).
+    assert CLCRConfig(text_config=config.to_dict(), text_level_layers=[0, 1, 2]).text_level_layers == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"text_level_layers \[0, 1, 3\] must lie in \[0, 2\]"):
+        CLCRConfig(text_config=config.to_dict(), text_level_layers=[0, 1, 3])
     encoder = TextLevelEncoder(config).eval()
     ids = torch.randint(1, 99, (2, 5))
     mask, out = encoder(ids, torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]))

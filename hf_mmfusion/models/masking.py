@@ -10,13 +10,6 @@ import torch
 import torch.nn.functional as F
 
 
-def as_bool_mask(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    """Return ``mask`` as bool ``[B, T]``; ``None`` means every position of ``like[B, T, ...]`` is real."""
-    if mask is None:
-        return torch.ones(like.shape[:2], dtype=torch.bool, device=like.device)
-    return mask.bool()
-
-
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """Mean of ``x[B, T, D]`` over the real positions of ``mask[B, T]`` -> ``[B, D]`` (zeros for empty rows)."""
     m = mask.to(x.dtype).unsqueeze(-1)

@@ -30,13 +30,13 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_clcr import CLCRConfig
 from .configuration_common import MODALITIES
 from .inputs import cast_embeddings, check_labels, prepare_inputs
 from .masking import masked_mean, masked_softmax, segment_pool
-from .modeling_common import SignalLinear, TextPretrainedMixin, init_common_weights
+from .modeling_common import SignalLinear, TextPretrainedMixin, carry_fields, init_common_weights
 from .positional import ScaledSinusoidalEncoding
 from .simplex import project_capped_simplex
 from .tcn import ThreeStageTCN
@@ -685,6 +685,7 @@ class CLCRModel(CLCRPreTrainedModel):
             masks[m] = mask
         return levels, masks, text_out
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -700,8 +701,7 @@ class CLCRModel(CLCRPreTrainedModel):
         output_hidden_states: bool | list[int] | None = None,
         output_token_weights: bool | None = None,
         compute_regularizers: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> CLCRModelOutput | tuple:
+    ) -> CLCRModelOutput:
         r"""
         Args:
             input_ids, attention_mask, token_type_ids (`torch.Tensor` of shape `(batch_size, tokens)`, *optional*):
@@ -721,7 +721,6 @@ class CLCRModel(CLCRPreTrainedModel):
         [`CLCRModelOutput`] (or its tuple without `None` entries when `return_dict=False`).
         """
         config = self.config
-        return_dict = return_dict if return_dict is not None else config.return_dict
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
         output_attentions = output_attentions if output_attentions is not None else config.output_attentions
         compute_regularizers = self.training if compute_regularizers is None else compute_regularizers
@@ -780,7 +779,7 @@ class CLCRModel(CLCRPreTrainedModel):
             if isinstance(output_hidden_states, (list, tuple)):
                 chosen = {int(i) % len(hidden_states) for i in output_hidden_states}
                 hidden_states = tuple(h if i in chosen else None for i, h in enumerate(hidden_states))
-        output = CLCRModelOutput(
+        return CLCRModelOutput(
             pooler_output=pooled,
             shared_summary=fused["h_s"],
             private_summary=fused["h_p"],
@@ -800,7 +799,6 @@ class CLCRModel(CLCRPreTrainedModel):
             level_hidden_states=tuple(level_inputs) if output_hidden_states else None,
             attentions=text_out.attentions if (text_out is not None and output_attentions) else None,
         )
-        return output if return_dict else output.to_tuple()
 
 
 class CLCRForSequenceClassification(CLCRPreTrainedModel):
@@ -822,16 +820,14 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
         self.post_init()
 
     def _task_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        config = self.config
-        labels = check_labels(config, logits, labels)
-        if config.problem_type == "regression":
-            if self.num_labels == 1:
-                return F.mse_loss(logits.view(-1), labels.view(-1).to(logits.dtype))
-            return F.mse_loss(logits, labels.to(logits.dtype))
-        if config.problem_type == "single_label_classification":
-            return F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        # check_labels refuses what transformers' loss would broadcast silently and settles problem_type;
+        # the loss itself is transformers' own sequence-classification loss (MSE / CE / BCE).
+        labels = check_labels(self.config, logits, labels)
+        if labels.is_floating_point():
+            labels = labels.to(logits.dtype)
+        return self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -848,8 +844,7 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
         output_hidden_states: bool | list[int] | None = None,
         output_token_weights: bool | None = None,
         compute_regularizers: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> CLCRSequenceClassifierOutput | tuple:
+    ) -> CLCRSequenceClassifierOutput:
         r"""
         Args:
             labels (`torch.Tensor` of shape `(batch_size,)`, *optional*):
@@ -862,7 +857,6 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
         Other arguments as in [`CLCRModel.forward`].
         """
         config = self.config
-        return_dict = return_dict if return_dict is not None else config.return_dict
         if compute_regularizers is None:
             compute_regularizers = self.training or labels is not None
         base = self.clcr(
@@ -879,27 +873,9 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
             task_loss = self._task_loss(logits, labels)
             loss = task_loss
             if base.intra_loss is not None:
+                # Eq. 13: L = L_task + lambda_intra * L_intra + lambda_inter * L_inter.
                 loss = loss + config.lambda_intra * base.intra_loss + config.lambda_inter * base.inter_loss
-        output = CLCRSequenceClassifierOutput(
-            loss=loss,
-            logits=logits,
-            task_loss=task_loss,
-            intra_loss=base.intra_loss,
-            inter_loss=base.inter_loss,
-            inter_pp_loss=base.inter_pp_loss,
-            inter_sp_loss=base.inter_sp_loss,
-            inter_sel_loss=base.inter_sel_loss,
-            pooler_output=base.pooler_output,
-            level_weights=base.level_weights,
-            modality_weights=base.modality_weights,
-            private_gates=base.private_gates,
-            participation_ratios=base.participation_ratios,
-            token_weights=base.token_weights,
-            hidden_states=base.hidden_states,
-            level_hidden_states=base.level_hidden_states,
-            attentions=base.attentions,
-        )
-        return output if return_dict else output.to_tuple()
+        return carry_fields(CLCRSequenceClassifierOutput, base, loss=loss, logits=logits, task_loss=task_loss)
 
 
 CLCRModel.register_for_auto_class("AutoModel")

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from torch import nn
 from transformers import AutoModel
+from transformers import initialization as init
+
+
+def carry_fields(output_class, base, **fields):
+    """An ``output_class`` holding ``fields`` and every field of the ``base`` output that it also declares
+    (a head's output repeats its base model's analyses)."""
+    names = {f.name for f in dataclasses.fields(output_class)}
+    return output_class(**{k: v for k, v in base.items() if k in names}, **fields)
 
 
 class SignalLinear(nn.Linear):
@@ -20,38 +29,41 @@ class SignalLinear(nn.Linear):
 
 
 def init_common_weights(module: nn.Module, std: float) -> bool:
-    """Initialise the standard layer types; returns ``True`` when ``module`` was one of them."""
+    """Initialise the standard layer types; returns ``True`` when ``module`` was one of them.
+
+    transformers' ``initialization`` primitives skip a tensor already loaded from a checkpoint."""
     if isinstance(module, SignalLinear):
-        nn.init.normal_(module.weight, mean=0.0, std=module.in_features**-0.5)
+        init.normal_(module.weight, mean=0.0, std=module.in_features**-0.5)
         if module.bias is not None:
-            nn.init.zeros_(module.bias)
+            init.zeros_(module.bias)
         return True
     if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, mean=0.0, std=std)
+        init.normal_(module.weight, mean=0.0, std=std)
         if module.bias is not None:
-            nn.init.zeros_(module.bias)
+            init.zeros_(module.bias)
         return True
     if isinstance(module, nn.Conv1d):
-        nn.init.kaiming_normal_(module.weight, nonlinearity="linear")
+        init.kaiming_normal_(module.weight, nonlinearity="linear")
         if module.bias is not None:
-            nn.init.zeros_(module.bias)
+            init.zeros_(module.bias)
         return True
     if isinstance(module, nn.LayerNorm):
         if module.weight is not None:
-            nn.init.ones_(module.weight)
+            init.ones_(module.weight)
         if module.bias is not None:
-            nn.init.zeros_(module.bias)
+            init.zeros_(module.bias)
         return True
     if isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, mean=0.0, std=std)
+        init.normal_(module.weight, mean=0.0, std=std)
         if module.padding_idx is not None:
-            module.weight.data[module.padding_idx].zero_()
+            if not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
         return True
     if isinstance(module, nn.MultiheadAttention):
         if module.in_proj_weight is not None:
-            nn.init.xavier_uniform_(module.in_proj_weight)
+            init.xavier_uniform_(module.in_proj_weight)
         if module.in_proj_bias is not None:
-            nn.init.zeros_(module.in_proj_bias)
+            init.zeros_(module.in_proj_bias)
         return True
     return False
 

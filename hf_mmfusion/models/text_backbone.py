@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 from transformers import AutoModel
@@ -75,10 +73,3 @@ class TextLevelEncoder(nn.Module):
             kwargs["input_ids"] = input_ids
         return mask, self.model(**kwargs)
 
-
-def check_level_layers(layers: Sequence[int], num_layers: int) -> list[int]:
-    layers = [int(i) for i in layers]
-    bad = [i for i in layers if not 0 <= i <= num_layers]
-    if bad:
-        raise ValueError(f"text_level_layers {layers} must lie in [0, {num_layers}] (the text encoder's layers)")
-    return layers
