@@ -37,12 +37,12 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_ssu import SSUConfig
 from .inputs import check_labels, prepare_inputs
 from .masking import additive_mask, cap_length, masked_mean, masked_softmax, zero_padding
-from .modeling_common import SignalLinear, TextPretrainedMixin, init_common_weights
+from .modeling_common import SignalLinear, TextPretrainedMixin, carry_fields, init_common_weights
 from .text_backbone import TextLevelEncoder
 
 # ---------------------------------------------------------------------------------------------------
@@ -870,6 +870,7 @@ class SSUModel(SSUPreTrainedModel):
             )
         return dependency_heads.long()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -884,12 +885,10 @@ class SSUModel(SSUPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         output_graphs: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> SSUModelOutput | tuple:
+    ) -> SSUModelOutput:
         cfg = self.config
         output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = cfg.return_dict if return_dict is None else return_dict
         output_graphs = bool(output_graphs) or bool(output_attentions)
 
         inputs = prepare_inputs(
@@ -930,7 +929,7 @@ class SSUModel(SSUPreTrainedModel):
         )
         if output_graphs:
             self._attach_graph_outputs(out, graphs)
-        return out if return_dict else out.to_tuple()
+        return out
 
     def _attach_graph_outputs(self, out, graphs: SSUGraphs) -> None:
         for m in self.modalities:
@@ -986,50 +985,45 @@ class SSUForSequenceClassification(SSUPreTrainedModel):
     def _sup_outputs(self) -> int:
         return self.num_labels * self.config.sup_num_classes if self._is_regression_head() else self.num_labels
 
-    def _losses(self, logits, labels, z_ori, z_fuse, z_aug):
+    def _losses(self, logits, labels, z_ori, z_fuse, z_aug) -> dict[str, torch.Tensor | None]:
+        """Eq. 11: ``loss = L_task + lambda_sup L_sup + lambda_self L_self + lambda_align L_align``."""
         cfg = self.config
         labels = check_labels(cfg, logits, labels)
-        problem = cfg.problem_type
-        sup_logits = self.classifier.supervised(z_ori)
-        if problem == "regression":
-            target = labels.to(logits.dtype).view(-1, self.num_labels)
-            if target.shape[0] != logits.shape[0]:
-                raise ValueError(f"`labels` must have shape [batch] or [batch, {self.num_labels}], got {list(labels.shape)}")
-            loss_fn = F.l1_loss if cfg.reg_loss == "l1" else F.mse_loss
-            task = loss_fn(logits, target)
-            if self.classifier.sup_outputs != self.num_labels * cfg.sup_num_classes:
-                raise ValueError(
-                    "regression labels given to a model built for classification; set problem_type / num_labels "
-                    "in the config before creating the model"
-                )
-            sup = None
-            if sup_logits is not None:
-                classes = polarity_classes(target, cfg.sup_num_classes).view(-1)
-                sup = F.cross_entropy(sup_logits.view(-1, cfg.sup_num_classes), classes)
-        elif problem == "single_label_classification":
-            target = labels.view(-1).long()
-            if target.shape[0] != logits.shape[0] or (target.numel() and (target.min() < 0 or target.max() >= self.num_labels)):
-                raise ValueError(
-                    f"`labels` must have shape [batch] with class ids in [0, {self.num_labels - 1}], got {list(labels.shape)}"
-                )
-            task = F.cross_entropy(logits, target)
-            sup = None if sup_logits is None else F.cross_entropy(sup_logits, target)
-        elif problem == "multi_label_classification":
-            target = labels.to(logits.dtype)
-            if target.shape != logits.shape:
-                raise ValueError(f"`labels` must have shape [batch, {self.num_labels}] for multi-label, got {list(labels.shape)}")
-            task = F.binary_cross_entropy_with_logits(logits, target)
-            sup = None if sup_logits is None else F.binary_cross_entropy_with_logits(sup_logits, target)
+        if labels.is_floating_point():
+            labels = labels.to(logits.dtype)
+        regression = cfg.problem_type == "regression"
+        if regression and self.classifier.sup_outputs != self.num_labels * cfg.sup_num_classes:
+            raise ValueError(
+                "regression labels given to a model built for classification; set problem_type / num_labels "
+                "in the config before creating the model"
+            )
+        if regression and cfg.reg_loss == "l1":
+            # The MSA convention (and the paper's): L1 on the scores; transformers' regression loss is MSE.
+            task = F.l1_loss(logits, labels.view(-1, self.num_labels))
         else:
-            raise ValueError(f"unknown problem_type {problem!r}")
+            task = self.loss_function(labels=labels, pooled_logits=logits, config=cfg)
+        # Eq. 8: a classifier on z_ori; regression scores become polarity classes.
+        sup = None
+        sup_logits = self.classifier.supervised(z_ori)
+        if sup_logits is not None:
+            if regression:
+                classes = polarity_classes(labels.view(-1, self.num_labels), cfg.sup_num_classes).view(-1)
+                sup = F.cross_entropy(sup_logits.view(-1, cfg.sup_num_classes), classes)
+            elif cfg.problem_type == "single_label_classification":
+                sup = F.cross_entropy(sup_logits, labels.view(-1))
+            else:
+                sup = F.binary_cross_entropy_with_logits(sup_logits, labels)
+        # Eq. 9: InfoNCE between the original and the edge-dropped view of each graph.
         self_loss = info_nce(z_ori, z_aug, float(cfg.contrastive_temperature)) if z_aug is not None else None
+        # Eq. 10: the fused view is pulled to the structural one.
         align = (z_fuse - z_ori).square().sum(-1).mean()
         total = task
         for weight, term in ((cfg.lambda_sup, sup), (cfg.lambda_self, self_loss), (cfg.lambda_align, align)):
             if weight > 0 and term is not None:
                 total = total + weight * term
-        return total, task, sup, self_loss, align
+        return {"loss": total, "task_loss": task, "sup_loss": sup, "self_loss": self_loss, "align_loss": align}
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1045,9 +1039,7 @@ class SSUForSequenceClassification(SSUPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         output_graphs: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> SSUSequenceClassifierOutput | tuple:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
+    ) -> SSUSequenceClassifierOutput:
         base = self.ssu(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             inputs_embeds=inputs_embeds, audio_features=audio_features, audio_attention_mask=audio_attention_mask,
@@ -1056,18 +1048,10 @@ class SSUForSequenceClassification(SSUPreTrainedModel):
             output_hidden_states=output_hidden_states, output_graphs=output_graphs, return_dict=True,
         )
         logits = self.classifier(base.pooler_output)
-        loss = task = sup = self_loss = align = None
+        losses = {}
         if labels is not None:
-            loss, task, sup, self_loss, align = self._losses(logits, labels, base.z_ori, base.z_fuse, base.z_aug)
-        out = SSUSequenceClassifierOutput(
-            loss=loss, logits=logits, task_loss=task, sup_loss=sup, self_loss=self_loss, align_loss=align,
-            z_ori=base.z_ori, z_fuse=base.z_fuse, hidden_states=base.hidden_states, attentions=base.attentions,
-            text_adjacency=base.text_adjacency, adjacency_audio=base.adjacency_audio,
-            adjacency_visual=base.adjacency_visual, anchor_weights_text=base.anchor_weights_text,
-            anchor_weights_audio=base.anchor_weights_audio, anchor_weights_visual=base.anchor_weights_visual,
-            threshold_lambda=base.threshold_lambda,
-        )
-        return out if return_dict else out.to_tuple()
+            losses = self._losses(logits, labels, base.z_ori, base.z_fuse, base.z_aug)
+        return carry_fields(SSUSequenceClassifierOutput, base, logits=logits, **losses)
 
 
 SSUModel.register_for_auto_class("AutoModel")
