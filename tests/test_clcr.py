@@ -135,6 +135,15 @@ def test_config_round_trip(tmp_path):
     assert loaded.text_config.hidden_size == 32
 
 
+def test_config_keeps_fields_it_does_not_know(tmp_path):
+    """A config.json written by a newer version (an extra key) still loads, and keeps the key."""
+    tiny_config().save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "future_switch": 7}))
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, CLCRConfig) and loaded.future_switch == 7
+
+
 # ---------------------------------------------------------------- forward shapes and invariants
 
 

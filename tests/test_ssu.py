@@ -594,7 +594,8 @@ def test_bad_inputs_raise(model):
 @pytest.mark.parametrize(
     "bad",
     [{"text_graph": "tree"}, {"gat_heads": 3}, {"aug_edge_drop": 1.0}, {"lambda_self": -1.0},
-     {"sup_num_classes": 5}, {"head_input": "both"}, {"graph_max_nodes": 0}, {"contrastive_temperature": 0.0}],
+     {"sup_num_classes": 5}, {"head_input": "both"}, {"graph_max_nodes": 0}, {"contrastive_temperature": 0.0},
+     {"hidden_size": "wide"}, {"gat_heads": "2"}],
 )
 def test_config_validation(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):

@@ -13,7 +13,7 @@ BUDGET_STRENGTHS = ("relative", "absolute")
 LEVEL_SELECTION_LOSSES = ("centered", "literal")
 
 
-@strict
+@strict(accept_kwargs=True)
 class CLCRConfig(MMFusionConfig):
     r"""
     Configuration of [`CLCRModel`] and [`CLCRForSequenceClassification`].
@@ -206,10 +206,6 @@ class CLCRConfig(MMFusionConfig):
         self._validate_values()
 
     def _validate_values(self) -> None:
-        for name, field in self.__dataclass_fields__.items():
-            value = getattr(self, name)
-            if field.type in ("int", "float | int") and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ValueError(f"{name} must be a number, got {value!r}")
         d = self.hidden_size
 
         def positive(name: str) -> None:

@@ -9,7 +9,7 @@ from transformers.configuration_utils import SubConfigSpec
 MODALITIES = ("text", "audio", "visual")
 
 
-@strict
+@strict(accept_kwargs=True)
 class MMFusionConfig(PreTrainedConfig):
     r"""
     Fields every fusion model shares. Model configs subclass this one.
@@ -44,6 +44,11 @@ class MMFusionConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        # Before anything derives a width from them (strict's own type check runs after __post_init__).
+        for name, field in self.__dataclass_fields__.items():
+            value = getattr(self, name)
+            if field.type in ("int", "float | int") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{name} must be a number, got {value!r}")
         if isinstance(self.modalities, str):
             self.modalities = [self.modalities]
         self.modalities = [m for m in MODALITIES if m in self.modalities] + [

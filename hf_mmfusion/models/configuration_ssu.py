@@ -14,7 +14,7 @@ SUP_NUM_CLASSES = (2, 3, 7)
 THRESHOLD_RELAXATIONS = ("band", "straight_through")
 
 
-@strict
+@strict(accept_kwargs=True)
 class SSUConfig(MMFusionConfig):
     r"""
     Configuration of [`SSUModel`] and [`SSUForSequenceClassification`].
