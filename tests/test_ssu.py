@@ -465,7 +465,17 @@ def test_loss_terms_and_total(model):
     total = out.task_loss + cfg.lambda_sup * out.sup_loss + cfg.lambda_self * out.self_loss + cfg.lambda_align * out.align_loss
     torch.testing.assert_close(out.loss, total)
     torch.testing.assert_close(out.task_loss, (out.logits.squeeze(-1) - batch["labels"]).abs().mean())
-    torch.testing.assert_close(out.align_loss, (out.z_fuse - out.z_ori).square().sum(-1).mean())
+    # Eq. 10 per coordinate by default; align_reduction="sum" is the squared norm as printed.
+    squared_norm = (out.z_fuse - out.z_ori).square().sum(-1).mean()
+    torch.testing.assert_close(out.align_loss, squared_norm / out.z_ori.shape[-1])
+    model.config.align_reduction = "sum"
+    try:
+        torch.manual_seed(0)
+        literal = model.train()(**batch)
+    finally:
+        model.config.align_reduction = "mean"
+        model.eval()
+    torch.testing.assert_close(literal.align_loss, squared_norm)
     classes = polarity_classes(batch["labels"], 3)
     sup = torch.nn.functional.cross_entropy(model.classifier.supervised(out.z_ori), classes)
     torch.testing.assert_close(out.sup_loss, sup)

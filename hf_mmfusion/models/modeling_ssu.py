@@ -1015,8 +1015,9 @@ class SSUForSequenceClassification(SSUPreTrainedModel):
                 sup = F.binary_cross_entropy_with_logits(sup_logits, labels)
         # Eq. 9: InfoNCE between the original and the edge-dropped view of each graph.
         self_loss = info_nce(z_ori, z_aug, float(cfg.contrastive_temperature)) if z_aug is not None else None
-        # Eq. 10: the fused view is pulled to the structural one.
-        align = (z_fuse - z_ori).square().sum(-1).mean()
+        # Eq. 10: the fused view is pulled to the structural one (per coordinate by default, see the config).
+        squared = (z_fuse - z_ori).square()
+        align = (squared.mean(-1) if cfg.align_reduction == "mean" else squared.sum(-1)).mean()
         total = task
         for weight, term in ((cfg.lambda_sup, sup), (cfg.lambda_self, self_loss), (cfg.lambda_align, align)):
             if weight > 0 and term is not None:
