@@ -133,6 +133,7 @@ class CLCRLevelProjection(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # Sec. 2.2: X = LN(W h + PE), the level's tokens at the common width d.
         x = self.norm(self.position(self.proj(self.input_norm(hidden))))
         return x * mask.unsqueeze(-1).to(x.dtype)
 
@@ -255,6 +256,7 @@ class CLCRIntraLevel(GradientCheckpointingLayer):
             mean = (strength * maskf).sum(1, keepdim=True) / count
             spread = (((strength - mean) * maskf).square().sum(1, keepdim=True) / count).add(1e-6).sqrt()
             strength = (strength - mean) / spread
+        # Sec. 2.3: a = sigmoid(kappa (e - tau)), then Eq. 3 projects a onto the capped simplex.
         activation = torch.sigmoid(F.softplus(self.budget_kappa[m]) * (strength - self.budget_tau[m])) * maskf
         if not self.use_budget_projection:
             return activation
@@ -267,11 +269,11 @@ class CLCRIntraLevel(GradientCheckpointingLayer):
         xs, masks = streams[:M], [mask.bool() for mask in streams[M:]]
         if self.use_intra_ced:
             q = self.bank.matrices()                               # [M, d, d], computed once per forward
-            bases_u = q[..., :r]                                   # [M, d, r]
+            bases_u = q[..., :r]                                   # Eq. 1: U = Q[:, :r], V = Q[:, r:], [M, d, r]
             coords = [xs[m] @ q[m] for m in range(M)]              # [B, T_m, d] = [c_s | c_p]
             coords_s = [c[..., :r] for c in coords]                # [B, T_m, r]
             coords_p = [c[..., r:] for c in coords]                # [B, T_m, d - r]
-            shared = [coords_s[m] @ bases_u[m].T for m in range(M)]
+            shared = [coords_s[m] @ bases_u[m].T for m in range(M)]                           # Eq. 2: S = X U U^T
             # X = S + P exactly because Q is orthogonal; the subtraction saves a matmul.
             private = [xs[m] - shared[m] for m in range(M)]                                   # Eq. 2
             weights = [self._budget(coords_s[m], masks[m], m) for m in range(M)]            # Eq. 3
@@ -347,15 +349,15 @@ class CLCRInterCAD(nn.Module):
         count = presentf.sum(1).clamp_min(1.0)                                      # [B]
         anchors = None
         if self.use_inter_cad:
-            anchors = self.anchor_norm(s_bar.sum(2) / count[:, None, None])        # [B, L, d]
+            anchors = self.anchor_norm(s_bar.sum(2) / count[:, None, None])        # level anchors a_l, [B, L, d]
             if self.level_mlp is not None:
-                alpha = torch.softmax(self.level_mlp(anchors.flatten(1)), dim=-1)   # [B, L]
+                alpha = torch.softmax(self.level_mlp(anchors.flatten(1)), dim=-1)   # Eq. 8, [B, L]
             else:
                 alpha = anchors.new_ones(batch, 1)
         else:
             alpha = s_bar.new_full((batch, self.num_levels), 1.0 / self.num_levels)
         shared = torch.einsum("bl,blmd->bmd", alpha, s_bar)                         # Eq. 9, [B, M, d]
-        private = torch.einsum("bl,blmd->bmd", alpha, p_bar)
+        private = torch.einsum("bl,blmd->bmd", alpha, p_bar)                        # Eq. 9
         if self.renormalize_mixture:
             # Mixing nearly orthogonal unit-scale summaries shrinks them by sqrt(sum alpha^2), so the head
             # would favour a one-hot alpha for its larger signal alone (config: renormalize_level_mixture).
@@ -364,13 +366,13 @@ class CLCRInterCAD(nn.Module):
         if self.use_inter_cad:
             context = shared.sum(1) / count[:, None]                               # [B, d]
             scores = torch.einsum("bd,bmd->bm", self.select_query(context), self.select_key(shared)) / math.sqrt(d)
-            beta = masked_softmax(scores, present, dim=-1)                          # [B, M]
-            gates = torch.sigmoid(torch.einsum("bmd,md->bm", private, self.gate_weight) + self.gate_bias) * presentf
+            beta = masked_softmax(scores, present, dim=-1)                          # Eq. 10, [B, M]
+            gates = torch.sigmoid(torch.einsum("bmd,md->bm", private, self.gate_weight) + self.gate_bias) * presentf  # Eq. 11
         else:
             beta = masked_softmax(torch.zeros_like(presentf), present, dim=-1)
             gates = presentf
-        h_s = torch.einsum("bm,bmd->bd", beta, shared)
-        h_p = torch.einsum("bm,bmd->bd", gates, private)
+        h_s = torch.einsum("bm,bmd->bd", beta, shared)                              # Eq. 10
+        h_p = torch.einsum("bm,bmd->bd", gates, private)                            # Eq. 11
         return {
             "alpha": alpha, "anchors": anchors, "shared": shared, "private": private,
             "beta": beta, "gates": gates, "h_s": h_s, "h_p": h_p,
@@ -444,7 +446,7 @@ def clcr_regularizers(
                         kinds.append(("sp", l1, l2))
         if not pairs:
             continue
-        values = whitened_xcorr_sq_pairs(blocks, pairs, eps_rel=eps, null_correction=null_correction)
+        values = whitened_xcorr_sq_pairs(blocks, pairs, eps_rel=eps, null_correction=null_correction)   # Eq. 5-6
         for value, (kind, l1, l2) in zip(values, kinds):
             if kind == "leak":
                 leak[l1].append(value)
@@ -466,9 +468,10 @@ def clcr_regularizers(
                         x = pooled[m][0].flatten(0, 1)[valid]
                         y = pooled[m2][0].flatten(0, 1)[valid]
                         cross.append(whitened_xcorr_sq(x, y, eps_rel=eps, null_correction=null_correction))
-            per_level.append(_mean(cross, like) + config.intra_gamma * _mean(leak[lv], like))
+            per_level.append(_mean(cross, like) + config.intra_gamma * _mean(leak[lv], like))            # Eq. 7
         intra_value = _mean(per_level, like)
 
+    # Eq. 12 weighs these three terms (inter_lambdas); the caller sums them.
     selection = like
     if inter and delta is not None:
         selection = level_selection_term(alpha, delta, centered=config.level_selection_loss == "centered")
@@ -771,7 +774,7 @@ class CLCRModel(CLCRPreTrainedModel):
                 intra=config.use_intra_regularizer and config.use_intra_ced, inter=config.use_inter_regularizer,
             )
             lam = config.inter_lambdas
-            inter_loss = lam[0] * pp + lam[1] * sp + lam[2] * sel
+            inter_loss = lam[0] * pp + lam[1] * sp + lam[2] * sel                       # Eq. 12
 
         token_weights = None
         if output_token_weights:

@@ -52,7 +52,7 @@ def _project_general(a: torch.Tensor, mask: torch.Tensor, k: torch.Tensor, iters
 
 
 def project_capped_simplex(a: torch.Tensor, mask: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Project each row of ``a[B, T]`` onto ``{0 <= w <= 1, sum w <= k}`` over ``mask[B, T]``.
+    """Project each row of ``a[B, T]`` onto ``{0 <= w <= 1, sum w <= k}`` over ``mask[B, T]`` (CLCR Eq. 3).
 
     ``k`` is ``[B]`` (or a scalar). Padded positions come back as exactly 0 with zero gradient. Rows
     whose clipped mass is already within budget are returned clipped and otherwise unchanged.

@@ -41,7 +41,8 @@ def _null_pairing(n: int, device) -> torch.Tensor:
 def whitened_xcorr_sq(
     x: torch.Tensor, y: torch.Tensor, eps_rel: float = 0.1, normalize: bool = True, null_correction: bool = False
 ) -> torch.Tensor:
-    """Squared Frobenius norm of the whitened cross-correlation of the rows of ``x[N, p]`` and ``y[N, q]``.
+    """Squared Frobenius norm of the whitened cross-correlation of the rows of ``x[N, p]`` and ``y[N, q]``
+    (CLCR Eq. 6: ``||Sigma_xx^-1/2 Sigma_xy Sigma_yy^-1/2||_F^2``).
 
     With ``normalize`` the value is divided by ``min(p, q)``: a mean squared canonical correlation in
     ``[0, 1]``. Fewer than two rows carry no correlation and give 0 (still attached to the graph).
