@@ -16,16 +16,15 @@ from isolation import without_package
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig
 
 from hf_mmfusion import SSUConfig, SSUForSequenceClassification, SSUModel
-from hf_mmfusion.models.modeling_ssu import (
+from hf_mmfusion.models.graphs_ssu import (
     adaptive_threshold,
     augment_adjacency,
     chain_heads_from_mask,
     head_arcs,
     heads_adjacency,
-    info_nce,
     pair_mask,
-    polarity_classes,
 )
+from hf_mmfusion.models.modeling_ssu import info_nce, polarity_classes
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -189,8 +188,8 @@ def test_pruned_edges_are_exactly_those_under_tau(model):
 def test_base_adjacency_equals_the_masked_reference(graph_proj_dim):
     """The fused computation (masks as additive biases, scale inside the product) equals Eq. 3-4 written
     plainly, including a sample without text, one with a single frame, and a low-rank projection."""
+    from hf_mmfusion.models.graphs_ssu import SSUTextGuidedGraph
     from hf_mmfusion.models.masking import masked_softmax
-    from hf_mmfusion.models.modeling_ssu import SSUTextGuidedGraph
 
     torch.manual_seed(0)
     builder = SSUTextGuidedGraph(tiny_config(graph_proj_dim=graph_proj_dim))
@@ -218,7 +217,7 @@ def test_base_adjacency_equals_the_masked_reference(graph_proj_dim):
 @pytest.mark.parametrize("frames, tokens", [(7, 5), (5, 7), (6, 6)])
 def test_scores_equal_the_projected_product(graph_proj_dim, frames, tokens):
     """Eq. 3 scores (x W_Q)(g W_K)^T / sqrt(d'), whichever side the fused d x d product is applied to."""
-    from hf_mmfusion.models.modeling_ssu import SSUTextGuidedGraph
+    from hf_mmfusion.models.graphs_ssu import SSUTextGuidedGraph
 
     torch.manual_seed(0)
     builder = SSUTextGuidedGraph(tiny_config(graph_proj_dim=graph_proj_dim))
@@ -642,7 +641,7 @@ def test_trust_remote_code_without_the_package(model, tmp_path):
     batch = inputs_of(make_batch())
     saved = tmp_path / "saved"
     model.save_pretrained(saved)
-    assert (saved / "modeling_ssu.py").is_file() and (saved / "configuration_common.py").is_file()
+    assert (saved / "modeling_ssu.py").is_file() and (saved / "graphs_ssu.py").is_file() and (saved / "configuration_common.py").is_file()
     elsewhere = tmp_path / "elsewhere" / "ssu-checkpoint"
     shutil.copytree(saved, elsewhere)
     torch.save(batch, tmp_path / "batch.pt")

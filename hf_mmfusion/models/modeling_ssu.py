@@ -16,10 +16,7 @@ Pipeline (shapes for batch B, width d):
 6. Losses (Eq. 11): task loss + lambda_sup CE(z_ori) + lambda_self InfoNCE(z_ori, z_aug) + lambda_align
    ||z_fuse - z_ori||^2.
 
-Every graph is built for the whole batch with tensor operations: arcs ``(sample, target, source)`` (from a
-dense ``[B, T, T]`` graph through ``nonzero``, or straight from the text's head indices) -> node ids
-``b * N + slot_m + i`` in one node tensor shared by every view. Padded slots stay
-in the node tensor with only the GAT's self loop and never reach a readout.
+Graph construction (the pure tensor functions and the text-guided graph module) lives in ``graphs_ssu.py``.
 
 Every departure from the paper (and the config switch that restores the literal reading) is listed in
 ``docs/model_notes.md`` of the hf_mmfusion repository.
@@ -29,7 +26,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -40,161 +36,19 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_ssu import SSUConfig
+from .graphs_ssu import (
+    SSUGraphs,
+    SSUTextGuidedGraph,
+    anchor_free_scores,
+    assemble_graphs,
+    chain_heads_from_mask,
+    head_arcs,
+    node_layout,
+)
 from .inputs import check_labels, prepare_inputs
-from .masking import additive_mask, cap_length, masked_mean, masked_softmax, zero_padding
+from .masking import cap_length, masked_mean, masked_softmax, zero_padding
 from .modeling_common import SignalLinear, TextPretrainedMixin, carry_fields, init_common_weights
 from .text_backbone import TextLevelEncoder
-
-# ---------------------------------------------------------------------------------------------------
-# Graph building blocks (batched tensor operations; all masks are bool [B, T])
-# ---------------------------------------------------------------------------------------------------
-
-
-def pair_mask(mask: torch.Tensor, dtype: torch.dtype = torch.bool) -> torch.Tensor:
-    """Off-diagonal pairs of real nodes: ``mask[B, T] -> [B, T, T]`` as bool, or as 0 / 1 in a float ``dtype``.
-
-    Built by multiplication: on CPU, logical operations on bool tensors are several times slower than
-    arithmetic on numbers, and these masks are the size of every adjacency matrix.
-    """
-    m = mask.to(torch.uint8 if dtype == torch.bool else dtype)
-    pairs = m[:, :, None] * m[:, None, :]
-    pairs.diagonal(dim1=1, dim2=2).zero_()
-    return pairs.bool() if dtype == torch.bool else pairs
-
-
-def chain_heads_from_mask(mask: torch.Tensor) -> torch.Tensor:
-    """Heads of the sequence chain: every real token points to the previous real one (``-1`` for the first)."""
-    T = mask.shape[1]
-    idx = torch.arange(T, device=mask.device).expand_as(mask)
-    last = torch.where(mask, idx, torch.full_like(idx, -1)).cummax(dim=1).values      # latest real index <= t
-    prev = torch.cat([torch.full_like(last[:, :1], -1), last[:, :-1]], dim=1)
-    return torch.where(mask, prev, torch.full_like(prev, -1))
-
-
-def head_arcs(heads: torch.Tensor, mask: torch.Tensor, directed: bool = False) -> tuple[torch.Tensor, ...]:
-    """Arcs of a batch of head-index trees: ``heads[B, T]`` -> ``(sample, target, source)``, each ``[E]`` long.
-
-    Token i and its head ``h = heads[b, i]`` are linked when both are real, h lies in the row and h != i
-    (the GAT adds self loops): h sends to i, and for an undirected graph i also sends to h. Two tokens that
-    are each other's head are linked once. Computed from the ``[B, T]`` heads, never a dense ``[B, T, T]`` matrix.
-    """
-    B, T = heads.shape
-    pos = torch.arange(T, device=heads.device)
-    head = heads.clamp(0, T - 1)
-    linked = (heads >= 0) & (heads < T) & (head != pos) & mask & mask.gather(1, head)
-    if not directed:
-        linked &= ~((heads.gather(1, head) == pos) & (pos > head))              # the later token's arc is the duplicate
-    b, i = linked.nonzero().unbind(1)
-    j = head.reshape(-1).index_select(0, b * T + i)
-    if directed:
-        return b, i, j
-    return torch.cat([b, b]), torch.cat([i, j]), torch.cat([j, i])
-
-
-def adjacency_from_arcs(arcs: tuple[torch.Tensor, ...], batch: int, length: int) -> torch.Tensor:
-    """Dense bool ``[B, T, T]`` from ``(sample, target, source)`` arcs: ``adj[b, i, j]`` = j sends to i."""
-    adj = torch.zeros(batch, length, length, dtype=torch.bool, device=arcs[0].device)
-    adj[arcs] = True
-    return adj
-
-
-def dense_graph(modality: str, arcs: dict, adjacency: dict, mask: torch.Tensor) -> torch.Tensor:
-    """A modality's graph as dense bool ``[B, T, T]``: its dense adjacency when built densely, else from its arcs."""
-    if modality in adjacency:
-        return adjacency[modality]
-    return adjacency_from_arcs(arcs[modality], *mask.shape)
-
-
-def heads_adjacency(heads: torch.Tensor, mask: torch.Tensor, directed: bool = False) -> torch.Tensor:
-    """Text adjacency from head indices (see ``head_arcs``): ``heads[B, T]`` -> bool ``[B, T, T]``, j sends to i."""
-    return adjacency_from_arcs(head_arcs(heads, mask, directed), *heads.shape)
-
-
-def adaptive_threshold(
-    a0: torch.Tensor, pairs: torch.Tensor, lam: torch.Tensor, soft_temp: float, relaxation: str = "band"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 5: ``tau_b = mu_b + lam * sigma_b`` over the real off-diagonal pairs of sample b (population std).
-
-    ``a0[B, T, T]`` must be zero outside ``pairs`` (as ``SSUTextGuidedGraph.base_adjacency`` returns it);
-    ``pairs`` is bool or 0 / 1 in ``a0``'s dtype (faster, see ``pair_mask``). The soft mask is
-    ``s = sigmoid((a0 - tau) / t)`` with ``t = soft_temp * max(sigma, mu / 100)``: the floor keeps the
-    gradient bounded on near-constant graphs (an absolute ``1e-6`` gave ``|dA| ~ 1e5`` at ``sigma ~ 1e-7``).
-
-    ``relaxation="band"``: the edges are the pairs with ``a0 >= tau - 3 t`` and weigh ``a0 * s``, so pairs on
-    both sides of the threshold carry lam's gradient and an edge fades out (to ``0.05 a0``) instead of
-    vanishing at ``tau``. ``"straight_through"``: the paper's hard mask, edges ``a0 >= tau`` weighing ``a0``,
-    with the gradient of ``s`` substituted; lam then only hears from edges that are already kept.
-    Returns ``edges`` (bool ``[B, T, T]``) and the edge values (0 elsewhere).
-    """
-    pairs = pairs.to(a0.dtype)
-    count = pairs.sum((1, 2)).clamp_min(1.0)                                    # [B]
-    mu = a0.sum((1, 2)) / count
-    mu3 = mu[:, None, None]
-    # A vector norm has a zero (not NaN) gradient at 0, so a constant graph (sigma = 0) stays finite.
-    sigma = torch.linalg.vector_norm((a0 - mu3) * pairs, dim=(1, 2)) / count.sqrt()
-    tau = mu3 + lam * sigma[:, None, None]
-    temp = (soft_temp * torch.maximum(sigma, 0.01 * mu))[:, None, None] + torch.finfo(a0.dtype).tiny
-    cut = tau - 3.0 * temp if relaxation == "band" else tau
-    with torch.no_grad():
-        # 1 where a0 >= cut on a real pair, else 0, in arithmetic (see pair_mask): sign(a0 - cut) + 1 is
-        # 0, 1 or 2 exactly when a0 <, = or > cut.
-        hard = torch.sign(a0 - cut).add_(1).clamp_max_(1).mul_(pairs)
-    edges = hard.bool()
-    if relaxation == "band":
-        if torch.is_grad_enabled() and (lam.requires_grad or a0.requires_grad):
-            return edges, a0 * hard * torch.sigmoid((a0 - tau) / temp)
-        # Without autograd, the same product in one buffer: eval graph construction 15.9 -> 13.5 ms (best of
-        # 30, batch 128 x 50, benchmarks/ssu_graphs.py after retain_freed_memory).
-        return edges, (a0 - tau).div_(temp).sigmoid_().mul_(a0).mul_(hard)
-    if torch.is_grad_enabled() and (lam.requires_grad or a0.requires_grad):
-        soft = torch.sigmoid((a0 - tau) / temp)
-        hard = hard + soft - soft.detach()
-    return edges, a0 * hard
-
-
-def augment_adjacency(
-    adj: torch.Tensor,
-    weight: torch.Tensor | None,
-    pairs: torch.Tensor,
-    drop: float,
-    add: float,
-    symmetric: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Perturbed copy of a batch of graphs for the augmented view (edge drop / edge add).
-
-    Each edge of ``adj[B, T, T]`` is dropped with probability ``drop``; then ``ceil(add * |E_b|)`` pairs
-    among ``pairs`` that are not edges are added uniformly at random (``|E_b|`` counts undirected edges
-    once when ``symmetric``). Added edges weigh the mean kept weight of their sample (1 without any).
-    ``weight=None`` means every edge weighs 1. Returns ``(adjacency, weight)``, both ``[B, T, T]``.
-    """
-    B, T, _ = adj.shape
-    if symmetric:
-        upper = torch.ones(T, T, dtype=torch.bool, device=adj.device).triu(1)
-        base, candidates = adj & upper, pairs & upper & ~adj
-    else:
-        base, candidates = adj, pairs & ~adj
-    # Edges and candidates are disjoint, so one uniform draw serves both the drop test and the add ranking.
-    uniform = torch.rand(B, T, T, device=adj.device)
-    keep = base & (uniform >= drop)
-    n_add = torch.ceil(add * base.sum((1, 2)).to(torch.float32)).long()
-    n_add = torch.minimum(n_add, candidates.sum((1, 2)))                        # [B]
-    added = torch.zeros(B, T * T, dtype=torch.bool, device=adj.device)
-    k_max = int(n_add.max()) if B else 0
-    if k_max > 0:
-        scores = uniform.view(B, -1).masked_fill(~candidates.view(B, -1), -1.0)
-        picked = scores.topk(k_max, dim=1).indices                               # uniform without replacement
-        take = torch.arange(k_max, device=adj.device)[None, :] < n_add[:, None]
-        added.scatter_(1, picked, take)
-    added = added.view(B, T, T)
-    if symmetric:
-        keep, added = keep | keep.transpose(1, 2), added | added.transpose(1, 2)
-    if weight is None:
-        return keep | added, (keep | added).to(torch.get_default_dtype())
-    kf = keep.to(weight.dtype)
-    n_kept = kf.sum((1, 2))
-    mean_kept = torch.where(n_kept > 0, (weight * kf).sum((1, 2)) / n_kept.clamp_min(1.0), torch.ones_like(n_kept))
-    new_weight = weight * kf + mean_kept[:, None, None] * added.to(weight.dtype)
-    return keep | added, new_weight
 
 
 def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -220,39 +74,6 @@ def polarity_classes(scores: torch.Tensor, num_classes: int) -> torch.Tensor:
     if num_classes == 7:
         return torch.round(scores.clamp(-3.0, 3.0)).long() + 3
     raise ValueError(f"sup_num_classes must be 2, 3 or 7, got {num_classes}")
-
-
-def edges_from_arcs(
-    arcs: tuple[torch.Tensor, ...], weight: torch.Tensor | None, nodes_per_sample: int, slot: int, dtype=None, scale=None
-):
-    """Edge list of ``(sample b, target i, source j)`` arcs: edge ``node(b, j) -> node(b, i)``.
-
-    Node ``(b, i)`` has the global id ``b * nodes_per_sample + slot + i``. Returns ``(source[E], target[E],
-    weight[E])``: ``weight[b, i, j]`` of a dense ``[B, T, T]`` weight matrix, ones for ``weight=None``, and
-    ``scale[B]`` (optional) multiplies the weights of sample b. Gathers use ``index_select``, about twice as
-    fast as indexing with a tensor on CPU.
-    """
-    b, i, j = arcs
-    first = b * nodes_per_sample + slot
-    src, dst = first + j, first + i
-    if weight is None:
-        return src, dst, torch.ones(b.shape, device=b.device, dtype=dtype or torch.get_default_dtype())
-    T = weight.shape[-1]
-    w = weight.reshape(-1).index_select(0, (b * T + i) * T + j)
-    return src, dst, w if scale is None else w * scale.index_select(0, b)
-
-
-def edges_from_adjacency(adj: torch.Tensor, weight: torch.Tensor | None, nodes_per_sample: int, slot: int, **kwargs):
-    """``edges_from_arcs`` of a batch of dense graphs ``adj[B, T, T]`` (``adj[b, i, j]``: j sends to i)."""
-    return edges_from_arcs(adj.nonzero().unbind(1), weight, nodes_per_sample, slot, **kwargs)
-
-
-def mask_nodes(mask: torch.Tensor, nodes_per_sample: int, slot: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Real slots of ``mask[B, T]``: ``(flat index b*T + i, sample b, global node id)``."""
-    T = mask.shape[1]
-    k = mask.reshape(-1).nonzero().squeeze(1)
-    b = torch.div(k, T, rounding_mode="floor")
-    return k, b, k + b * (nodes_per_sample - T) + slot
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -286,86 +107,6 @@ class SSUTextGuidedEnhancement(nn.Module):
         return self.output((attn @ v).transpose(1, 2).reshape(B, Tm, d))
 
 
-class SSUTextGuidedGraph(nn.Module):
-    """Eq. 3-5 for one modality: frame graph from text-attention rows with a learnable threshold.
-
-    ``forward(x[B, Tm, d], mask[B, Tm], guide[B, Tg, d], guide_mask[B, Tg])`` returns
-    ``(edges bool [B, Tm, Tm], values [B, Tm, Tm])`` where ``values`` is the post-mask matrix A^m.
-    """
-
-    def __init__(self, config: SSUConfig):
-        super().__init__()
-        d, dp = config.hidden_size, config.graph_proj_dim
-        self.similarity = config.graph_similarity
-        self.soft_temp = float(config.threshold_soft_temp)
-        self.relaxation = config.threshold_relaxation
-        # Unit-gain W_Q, W_K (SignalLinear): with std-0.02 weights every text-attention row started uniform
-        # (max probability 0.023 against 0.020 over 50 tokens), the graphs were purely positional and W_Q,
-        # W_K got ~1/400 of the GAT's relative gradient.
-        self.query = SignalLinear(d, dp, bias=False)                              # W_Q
-        self.key = SignalLinear(d, dp, bias=False)                                # W_K
-        self.position_bias = nn.Parameter(torch.zeros(config.pos_bias_max_distance + 1))   # B_pos by |i - j|
-        self.scale_raw = nn.Parameter(torch.zeros(()))                            # s = softplus(scale_raw)
-        self.threshold_lambda = nn.Parameter(torch.zeros(()))                     # lambda of Eq. 5
-
-    def distance_bias(self, T: int, device) -> torch.Tensor:
-        pos = torch.arange(T, device=device)
-        dist = (pos[:, None] - pos[None, :]).abs().clamp_max(self.position_bias.shape[0] - 1)
-        return self.position_bias[dist]                                           # [T, T]
-
-    def base_adjacency(self, x, mask, guide, guide_mask, pairs=None) -> torch.Tensor:
-        """Symmetric pre-threshold matrix A0 (Eq. 3-4) ``[B, Tm, Tm]``, exactly zero on padding and the diagonal."""
-        Tm = x.shape[1]
-        bias = self.distance_bias(Tm, x.device)
-        if self.similarity == "literal_aligned":
-            if guide.shape[1] != Tm:
-                raise ValueError(
-                    'graph_similarity="literal_aligned" needs word-aligned inputs (as many frames as text tokens); '
-                    f'got {Tm} frames and {guide.shape[1]} tokens. Use graph_similarity="attention_rows".'
-                )
-            probs = masked_softmax(self.scores(x, guide) + bias, pair_mask(mask) if pairs is None else pairs, dim=-1)
-            return 0.5 * (probs + probs.transpose(1, 2))                          # Eq. 4
-        # R: each frame's attention over the real text tokens. A sample without any attends to its zeroed
-        # padding instead: identical uniform rows, so every similarity is the same constant and the row
-        # softmax below sees the bias alone.
-        guide_mask = guide_mask | ~guide_mask.any(1, keepdim=True)
-        rows = torch.softmax(self.scores(x, guide, guide_mask), dim=-1)           # [B, Tm, Tg]
-        # Unit rows scaled by sqrt(s), so one product gives s * cos(R_i, R_j) with the bias added in the GEMM.
-        # Softmax rows are never zero, so the norm needs no guard.
-        rows = rows * (F.softplus(self.scale_raw).sqrt() / torch.linalg.vector_norm(rows, dim=-1, keepdim=True))
-        # Padded columns and the diagonal (self-similarity is always maximal; leaving it out keeps each row a
-        # distribution over neighbours) get a large negative bias, so the softmax gives them exactly 0.
-        off_diagonal = ~torch.eye(Tm, dtype=torch.bool, device=x.device)
-        bias = (bias + additive_mask(off_diagonal, bias.dtype)) + additive_mask(mask, bias.dtype)[:, None, :]
-        sim = torch.baddbmm(bias, rows, rows.transpose(1, 2))                     # [B, Tm, Tm]
-        # Padded rows are zeroed, and so are the rows of a sample with fewer than two real nodes (no pair).
-        keep = mask & (mask.sum(1, keepdim=True) > 1)
-        probs = torch.softmax(sim, dim=-1) * (0.5 * keep.to(sim.dtype)).unsqueeze(-1)
-        return probs + probs.transpose(1, 2)                                      # Eq. 4, 0.5 folded in above
-
-    def scores(self, x: torch.Tensor, guide: torch.Tensor, guide_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Eq. 3 without B_pos: ``(x W_Q)(g W_K)^T / sqrt(d')`` -> ``[B, Tm, Tg]``.
-
-        With ``guide_mask``, padded guide tokens get a large negative score (added inside the batched product).
-        """
-        dp, d = self.query.weight.shape
-        if dp >= d:
-            # x (W_Q^T W_K) g^T: one d x d product instead of projecting both sequences to d' >= d, applied to
-            # the shorter sequence (pooled frames often outnumber the text tokens).
-            fused = self.query.weight.T @ self.key.weight / math.sqrt(dp)      # [d, d]
-            query, key = (x, guide @ fused.T) if guide.shape[1] < x.shape[1] else (x @ fused, guide)
-        else:
-            query, key = self.query(x) / math.sqrt(dp), self.key(guide)
-        if guide_mask is None:
-            return query @ key.transpose(1, 2)
-        return torch.baddbmm(additive_mask(guide_mask, query.dtype)[:, None, :], query, key.transpose(1, 2))
-
-    def forward(self, x, mask, guide, guide_mask, pairs=None):
-        pairs = pair_mask(mask, x.dtype) if pairs is None else pairs
-        a0 = self.base_adjacency(x, mask, guide, guide_mask, pairs)
-        return adaptive_threshold(a0, pairs, self.threshold_lambda, self.soft_temp, self.relaxation)
-
-
 class SSUGraphEncoder(GradientCheckpointingLayer):
     """A GATConv stack with scalar edge weights: ``x[N, d], edge_index[2, E], edge_attr[E, 1] -> [N, d]``.
 
@@ -394,61 +135,6 @@ class SSUGraphEncoder(GradientCheckpointingLayer):
             h = self.dropout(F.elu(layer(h, edge_index, edge_attr)))
         h = self.layers[-1](h, edge_index, edge_attr)
         return self.norm(x + h)
-
-
-@dataclass
-class SSUGraphs:
-    """Batched graphs of one forward pass, all over one node tensor.
-
-    Every sample has ``nodes_per_sample`` node slots: the slots of each modality (``slots[m]`` onwards,
-    ``lengths[m]`` of them, padded ones included), then one anchor slot per modality (``anchor_slots[m]``)
-    when the anchor is on. Node id = ``b * nodes_per_sample + slot``; ``x`` is ``[B * nodes_per_sample, d]``.
-
-    ``arcs[m]``: modality m's intra-modality edges as ``(sample, target, source)`` positions (source sends to
-    target); ``adjacency[m]``: the same as a dense bool ``[B, T_m, T_m]`` for the audio / visual graphs, which are
-    built densely (``dense_adjacency(m)`` gives any modality's); ``edge_values[m]``: their weights A^m (None for
-    text, whose arcs weigh 1).
-
-    ``modality_*``: the per-modality graphs (modality m's nodes linked to its own anchor slot);
-    ``augmented_*``: the same with perturbed intra-modality edges (training, else ``None``); ``fusion_*``: the
-    fusion graph (every modality linked to the first anchor slot, plus cross-modal edges). ``edge_index`` is
-    ``[2, E]`` (source, target), ``edge_attr`` ``[E, 1]``. Padded slots and unused anchor slots have no edge.
-    """
-
-    x: torch.Tensor
-    modality_edge_index: torch.Tensor
-    modality_edge_attr: torch.Tensor
-    fusion_edge_index: torch.Tensor
-    fusion_edge_attr: torch.Tensor
-    augmented_edge_index: torch.Tensor | None
-    augmented_edge_attr: torch.Tensor | None
-    lengths: dict[str, int]
-    slots: dict[str, int]
-    anchor_slots: dict[str, int]
-    nodes_per_sample: int
-    masks: dict[str, torch.Tensor]
-    arcs: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-    adjacency: dict[str, torch.Tensor]
-    edge_values: dict[str, torch.Tensor | None]
-    anchor_weights: dict[str, torch.Tensor]
-
-    @property
-    def fusion_anchor_slot(self) -> int | None:
-        return next(iter(self.anchor_slots.values()), None)
-
-    def dense_adjacency(self, modality: str) -> torch.Tensor:
-        """Modality m's graph as a dense bool ``[B, T_m, T_m]`` (``adj[b, i, j]``: j sends to i)."""
-        return dense_graph(modality, self.arcs, self.adjacency, self.masks[modality])
-
-
-class _NodeLayout(NamedTuple):
-    """Node tensor ``x [B * per_sample, d]`` and where each modality's slots and anchor slot sit in a sample."""
-
-    x: torch.Tensor
-    lengths: dict[str, int]
-    slots: dict[str, int]
-    anchor_slots: dict[str, int]
-    per_sample: int
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -667,7 +353,7 @@ class SSUModel(SSUPreTrainedModel):
         cfg = self.config
         guide_name = "text" if "text" in states else self.modalities[0]
         guide, guide_mask = states[guide_name], masks[guide_name]
-        layout = self._node_layout(nodes, z_anchor)
+        layout = node_layout(nodes, z_anchor, self.config.use_anchor)
         B, d = z_anchor.shape
         if self.anchor_projection is not None:
             # Eq. 7 scores z_a^T W_a H_i of every node in one [1, d] x [d, N] product per sample; a product with
@@ -675,7 +361,7 @@ class SSUModel(SSUPreTrainedModel):
             query = self.anchor_projection(z_anchor).unsqueeze(1)               # [B, 1, d]
             scores = torch.bmm(query, layout.x.view(B, -1, d).transpose(1, 2)).squeeze(1)   # [B, N]
         else:
-            scores = self._anchor_free_scores(nodes, masks, layout)
+            scores = anchor_free_scores(nodes, masks, layout)
         arcs, adjacency, values, anchor_weights = {}, {}, {}, {}
         for m in self.modalities:
             mask = masks[m]
@@ -688,138 +374,7 @@ class SSUModel(SSUPreTrainedModel):
                 arcs[m] = adjacency[m].nonzero().unbind(1)
             slot = layout.slots[m]
             anchor_weights[m] = masked_softmax(scores[:, slot:slot + layout.lengths[m]], mask, dim=-1)   # Eq. 7
-        return self._assemble(layout, masks, arcs, adjacency, values, anchor_weights, augment)
-
-    def _anchor_free_scores(self, nodes, masks, layout) -> torch.Tensor:
-        """Without the anchor (ablation): each node's affinity to the other modalities, ``H_i^m . c^{-m} / sqrt(d)``
-        with ``c^{-m}`` the mean node state of the other modalities -> ``[B, N]`` over the node slots. It ranks
-        the fusion graph's cross-modal candidates with neither ``z_a`` nor ``W_a``."""
-        B, d = nodes[self.modalities[0]].shape[0], layout.x.shape[-1]
-        means = {m: masked_mean(nodes[m], masks[m]) for m in self.modalities}
-        present = {m: masks[m].any(1, keepdim=True).to(layout.x.dtype) for m in self.modalities}
-        scores = layout.x.new_zeros(B, layout.per_sample)
-        for m in self.modalities:
-            others = [j for j in self.modalities if j != m]
-            weight = sum(present[j] for j in others) if others else None
-            if weight is None:
-                continue
-            context = sum(means[j] * present[j] for j in others) / weight.clamp_min(1.0)      # [B, d]
-            slot = layout.slots[m]
-            scores[:, slot:slot + layout.lengths[m]] = torch.einsum("btd,bd->bt", nodes[m], context) / math.sqrt(d)
-        return scores
-
-    def _node_layout(self, nodes, z_anchor) -> _NodeLayout:
-        """Node slots of each sample (modalities in config order, then one anchor slot per modality) and the
-        node tensor ``x [B * nodes_per_sample, d]`` in that order, written in one copy."""
-        B, d = z_anchor.shape
-        lengths = {m: nodes[m].shape[1] for m in self.modalities}
-        slots, start = {}, 0
-        for m in self.modalities:
-            slots[m], start = start, start + lengths[m]
-        anchor_slots = {m: start + k for k, m in enumerate(self.modalities)} if self.config.use_anchor else {}
-        per_sample = start + len(anchor_slots)
-        parts = [nodes[m] for m in self.modalities]
-        if anchor_slots:
-            parts.append(z_anchor[:, None, :].expand(B, len(anchor_slots), d))
-        x = torch.cat(parts, dim=1).reshape(B * per_sample, d)
-        return _NodeLayout(x, lengths, slots, anchor_slots, per_sample)
-
-    def _assemble(self, layout, masks, arcs, adjacency, values, anchor_weights, augment) -> SSUGraphs:
-        cfg = self.config
-        x, slots, anchor_slots, per_sample = layout.x, layout.slots, layout.anchor_slots, layout.per_sample
-        dtype, device = x.dtype, x.device
-        # (source, target, weight) chunks. The modality graphs and the fusion graph share the intra-modality
-        # edges, so both are slices of one buffer: [own-anchor edges | intra edges | fusion-only edges].
-        own, intra, fusion_only, aug = [], [], [], []
-        counts = {m: masks[m].sum(1).to(dtype) for m in self.modalities}         # real nodes per sample
-        for m in self.modalities:
-            # Weights are rescaled by the sample's node count so a uniform graph weighs about 1, like text arcs.
-            intra.append(edges_from_arcs(arcs[m], values[m], per_sample, slots[m], dtype, counts[m]))
-            if augment:
-                weight = None if values[m] is None else values[m] * counts[m][:, None, None]
-                aug_adj, aug_w = augment_adjacency(
-                    dense_graph(m, arcs, adjacency, masks[m]), weight, pair_mask(masks[m]), float(cfg.aug_edge_drop), float(cfg.aug_edge_add),
-                    symmetric=not (m == "text" and cfg.text_graph_directed),
-                )
-                aug.append(edges_from_adjacency(aug_adj, aug_w, per_sample, slots[m], dtype=dtype))
-        if anchor_slots:
-            node, anchor, w = self._anchor_edges(anchor_weights, masks, counts, slots, anchor_slots, per_sample)
-            own += [(node, anchor, w), (anchor, node, w)]
-            if augment:
-                aug += own
-            # In the fusion graph every modality's nodes link to the sample's first anchor slot instead.
-            fusion_anchor = anchor - anchor % per_sample + next(iter(anchor_slots.values()))
-            fusion_only += [(node, fusion_anchor, w), (fusion_anchor, node, w)]
-        fusion_only += self._cross_modal_edges(anchor_weights, masks, slots, per_sample)
-
-        edge_index, edge_attr = self._pack(own + intra + fusion_only, dtype, device)
-        n_own, n_intra = (sum(chunk[0].numel() for chunk in chunks) for chunks in (own, intra))
-        augmented_edge_index, augmented_edge_attr = self._pack(aug, dtype, device) if augment else (None, None)
-        return SSUGraphs(
-            x=x, modality_edge_index=edge_index[:, :n_own + n_intra], modality_edge_attr=edge_attr[:n_own + n_intra],
-            fusion_edge_index=edge_index[:, n_own:], fusion_edge_attr=edge_attr[n_own:],
-            augmented_edge_index=augmented_edge_index, augmented_edge_attr=augmented_edge_attr,
-            lengths=layout.lengths, slots=slots, anchor_slots=anchor_slots, nodes_per_sample=per_sample, masks=masks,
-            arcs=arcs, adjacency=adjacency, edge_values=values, anchor_weights=anchor_weights,
-        )
-
-    @staticmethod
-    def _pack(chunks, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(source, target, weight) chunks -> ``edge_index [2, E]`` and ``edge_attr [E, 1]``, one copy each."""
-        total = sum(chunk[0].numel() for chunk in chunks)
-        edge_index = torch.empty(2, total, dtype=torch.long, device=device)
-        if chunks:
-            torch.cat([chunk[0] for chunk in chunks], out=edge_index[0])
-            torch.cat([chunk[1] for chunk in chunks], out=edge_index[1])
-            edge_attr = torch.cat([chunk[2].to(dtype) for chunk in chunks])
-        else:
-            edge_attr = torch.empty(0, dtype=dtype, device=device)
-        return edge_index, edge_attr.unsqueeze(-1)
-
-    @staticmethod
-    def _anchor_edges(anchor_weights, masks, counts, slots, anchor_slots, per_sample):
-        """Every real node and its modality's anchor slot (Eq. 7): ``(node ids, anchor ids, weights)``, each ``[E]``.
-
-        The modalities' slots are consecutive, so their masks side by side index the node slots directly.
-        Weights ``beta_i * n_m`` (n_m real nodes of the sample's modality m) average 1, like text arcs.
-        """
-        mask = torch.cat([masks[m] for m in slots], dim=1)                       # [B, sum T_m]
-        beta = torch.cat([anchor_weights[m] for m in slots], dim=1)
-        scale = torch.cat([counts[m][:, None].expand_as(masks[m]) for m in slots], dim=1)
-        anchor_of_slot = torch.cat([torch.full((masks[m].shape[1],), anchor_slots[m], device=mask.device) for m in slots])
-        k, b, node = mask_nodes(mask, per_sample, 0)
-        slot = node - b * per_sample
-        anchor = b * per_sample + anchor_of_slot.index_select(0, slot)
-        return node, anchor, beta.reshape(-1).index_select(0, k) * scale.reshape(-1).index_select(0, k)
-
-    def _cross_modal_edges(self, anchor_weights, masks, slots, per_sample) -> list:
-        """Fusion edges (iii): the top-k anchor-affine nodes of every two modalities, fully linked both ways.
-
-        Returns ``[(source, target, weight), (target, source, weight)]`` (empty without two modalities or k).
-        A link weighs the mean of its ends' ``beta / max beta``.
-        """
-        k, M = int(self.config.fusion_topk), len(self.modalities)
-        if k == 0 or M < 2:
-            return []
-        ref = anchor_weights[self.modalities[0]]
-        B, device = ref.shape[0], ref.device
-        # Every modality's weights side by side, -1 on padding, so one top-k serves all of them.
-        beta = ref.new_full((B, M, max(masks[m].shape[1] for m in self.modalities)), -1.0)
-        for j, m in enumerate(self.modalities):
-            beta[:, j, :masks[m].shape[1]] = anchor_weights[m].masked_fill(~masks[m], -1.0)
-        top, idx = beta.topk(min(k, beta.shape[2]), dim=2)                        # [B, M, k]
-        first = torch.arange(B, device=device)[:, None] * per_sample + torch.tensor(list(slots.values()), device=device)
-        ids = idx + first[:, :, None]
-        weights = top / beta.amax(2, keepdim=True).clamp_min(1e-12)
-        valid = top >= 0
-        a, b = torch.triu_indices(M, M, 1, device=device)                        # every pair of modalities
-        linked = valid.index_select(1, a)[..., None] & valid.index_select(1, b)[:, :, None, :]   # [B, pairs, k, k]
-        keep = linked.reshape(-1).nonzero().squeeze(1)
-        src = ids.index_select(1, a)[..., None].expand(linked.shape).reshape(-1).index_select(0, keep)
-        dst = ids.index_select(1, b)[:, :, None, :].expand(linked.shape).reshape(-1).index_select(0, keep)
-        w = (0.5 * (weights.index_select(1, a)[..., None] + weights.index_select(1, b)[:, :, None, :])).reshape(-1)
-        w = w.index_select(0, keep)
-        return [(src, dst, w), (dst, src, w)]
+        return assemble_graphs(layout, masks, arcs, adjacency, values, anchor_weights, self.config, augment)
 
     # -- stage 3: GATs and readouts --------------------------------------------------------------
     def _readout(self, h: torch.Tensor, graphs: SSUGraphs) -> torch.Tensor:
