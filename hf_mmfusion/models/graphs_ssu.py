@@ -20,20 +20,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configuration_ssu import SSUConfig
-from .masking import additive_mask, masked_mean, masked_softmax
+from .masking import masked_mean, masked_softmax
 from .modeling_common import SignalLinear
 
 
 def pair_mask(mask: torch.Tensor, dtype: torch.dtype = torch.bool) -> torch.Tensor:
-    """Off-diagonal pairs of real nodes: ``mask[B, T] -> [B, T, T]`` as bool, or as 0 / 1 in a float ``dtype``.
-
-    Built by multiplication: on CPU, logical operations on bool tensors are several times slower than
-    arithmetic on numbers, and these masks are the size of every adjacency matrix.
-    """
-    m = mask.to(torch.uint8 if dtype == torch.bool else dtype)
-    pairs = m[:, :, None] * m[:, None, :]
-    pairs.diagonal(dim1=1, dim2=2).zero_()
-    return pairs.bool() if dtype == torch.bool else pairs
+    """Off-diagonal pairs of real nodes: ``mask[B, T] -> [B, T, T]`` (bool, or 0 / 1 in a float ``dtype``)."""
+    off_diagonal = ~torch.eye(mask.shape[1], dtype=torch.bool, device=mask.device)
+    pairs = mask[:, :, None] & mask[:, None, :] & off_diagonal
+    return pairs if dtype == torch.bool else pairs.to(dtype)
 
 
 def chain_heads_from_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -72,13 +67,6 @@ def adjacency_from_arcs(arcs: tuple[torch.Tensor, ...], batch: int, length: int)
     return adj
 
 
-def dense_graph(modality: str, arcs: dict, adjacency: dict, mask: torch.Tensor) -> torch.Tensor:
-    """A modality's graph as dense bool ``[B, T, T]``: its dense adjacency when built densely, else from its arcs."""
-    if modality in adjacency:
-        return adjacency[modality]
-    return adjacency_from_arcs(arcs[modality], *mask.shape)
-
-
 def heads_adjacency(heads: torch.Tensor, mask: torch.Tensor, directed: bool = False) -> torch.Tensor:
     """Text adjacency from head indices (see ``head_arcs``): ``heads[B, T]`` -> bool ``[B, T, T]``, j sends to i."""
     return adjacency_from_arcs(head_arcs(heads, mask, directed), *heads.shape)
@@ -90,7 +78,7 @@ def adaptive_threshold(
     """Eq. 5: ``tau_b = mu_b + lam * sigma_b`` over the real off-diagonal pairs of sample b (population std).
 
     ``a0[B, T, T]`` must be zero outside ``pairs`` (as ``SSUTextGuidedGraph.base_adjacency`` returns it);
-    ``pairs`` is bool or 0 / 1 in ``a0``'s dtype (faster, see ``pair_mask``). The soft mask is
+    ``pairs`` is bool or 0 / 1 in ``a0``'s dtype. The soft mask is
     ``s = sigmoid((a0 - tau) / t)`` with ``t = soft_temp * max(sigma, mu / 100)``: the floor keeps the
     gradient bounded on near-constant graphs (an absolute ``1e-6`` gave ``|dA| ~ 1e5`` at ``sigma ~ 1e-7``).
 
@@ -110,10 +98,8 @@ def adaptive_threshold(
     temp = (soft_temp * torch.maximum(sigma, 0.01 * mu))[:, None, None] + torch.finfo(a0.dtype).tiny
     cut = tau - 3.0 * temp if relaxation == "band" else tau
     with torch.no_grad():
-        # 1 where a0 >= cut on a real pair, else 0, in arithmetic (see pair_mask): sign(a0 - cut) + 1 is
-        # 0, 1 or 2 exactly when a0 <, = or > cut.
-        hard = torch.sign(a0 - cut).add_(1).clamp_max_(1).mul_(pairs)
-    edges = hard.bool()
+        edges = (a0 >= cut) & (pairs > 0)
+    hard = edges.to(a0.dtype)
     if relaxation == "band":
         if torch.is_grad_enabled() and (lam.requires_grad or a0.requires_grad):
             return edges, a0 * hard * torch.sigmoid((a0 - tau) / temp)
@@ -171,29 +157,17 @@ def augment_adjacency(
     return keep | added, new_weight
 
 
-def edges_from_arcs(
-    arcs: tuple[torch.Tensor, ...], weight: torch.Tensor | None, nodes_per_sample: int, slot: int, dtype=None, scale=None
-):
-    """Edge list of ``(sample b, target i, source j)`` arcs: edge ``node(b, j) -> node(b, i)``.
+def edges_from_adjacency(adj: torch.Tensor, weight: torch.Tensor | None, nodes_per_sample: int, slot: int, dtype=None):
+    """Edge list of a batch of dense graphs ``adj[B, T, T]`` (``adj[b, i, j]``: j sends to i).
 
     Node ``(b, i)`` has the global id ``b * nodes_per_sample + slot + i``. Returns ``(source[E], target[E],
-    weight[E])``: ``weight[b, i, j]`` of a dense ``[B, T, T]`` weight matrix, ones for ``weight=None``, and
-    ``scale[B]`` (optional) multiplies the weights of sample b. Gathers use ``index_select``, about twice as
-    fast as indexing with a tensor on CPU.
+    weight[E])``: ``weight[b, i, j]`` of a dense ``[B, T, T]`` weight matrix, ones for ``weight=None``.
     """
-    b, i, j = arcs
+    b, i, j = adj.nonzero().unbind(1)
     first = b * nodes_per_sample + slot
-    src, dst = first + j, first + i
     if weight is None:
-        return src, dst, torch.ones(b.shape, device=b.device, dtype=dtype or torch.get_default_dtype())
-    T = weight.shape[-1]
-    w = weight.reshape(-1).index_select(0, (b * T + i) * T + j)
-    return src, dst, w if scale is None else w * scale.index_select(0, b)
-
-
-def edges_from_adjacency(adj: torch.Tensor, weight: torch.Tensor | None, nodes_per_sample: int, slot: int, **kwargs):
-    """``edges_from_arcs`` of a batch of dense graphs ``adj[B, T, T]`` (``adj[b, i, j]``: j sends to i)."""
-    return edges_from_arcs(adj.nonzero().unbind(1), weight, nodes_per_sample, slot, **kwargs)
+        return first + j, first + i, torch.ones(b.shape, device=b.device, dtype=dtype or torch.get_default_dtype())
+    return first + j, first + i, weight[b, i, j]
 
 
 def mask_nodes(mask: torch.Tensor, nodes_per_sample: int, slot: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -247,36 +221,35 @@ class SSUTextGuidedGraph(nn.Module):
         # padding instead: identical uniform rows, so every similarity is the same constant and the row
         # softmax below sees the bias alone.
         guide_mask = guide_mask | ~guide_mask.any(1, keepdim=True)
-        rows = torch.softmax(self.scores(x, guide, guide_mask), dim=-1)           # [B, Tm, Tg]
-        # Unit rows scaled by sqrt(s), so one product gives s * cos(R_i, R_j) with the bias added in the GEMM.
-        # Softmax rows are never zero, so the norm needs no guard.
-        rows = rows * (F.softplus(self.scale_raw).sqrt() / torch.linalg.vector_norm(rows, dim=-1, keepdim=True))
-        # Padded columns and the diagonal (self-similarity is always maximal; leaving it out keeps each row a
-        # distribution over neighbours) get a large negative bias, so the softmax gives them exactly 0.
+        rows = F.normalize(torch.softmax(self.scores(x, guide, guide_mask), dim=-1), dim=-1)   # [B, Tm, Tg]
+        sim = F.softplus(self.scale_raw) * (rows @ rows.transpose(1, 2)) + bias     # Eq. 3, s cos(R_i, R_j) + B_pos
+        # Self-similarity is always maximal: leaving the diagonal out keeps each row a distribution over
+        # neighbours. Padded rows, and the rows of a sample with fewer than two real nodes, are zero.
         off_diagonal = ~torch.eye(Tm, dtype=torch.bool, device=x.device)
-        bias = (bias + additive_mask(off_diagonal, bias.dtype)) + additive_mask(mask, bias.dtype)[:, None, :]
-        sim = torch.baddbmm(bias, rows, rows.transpose(1, 2))                     # [B, Tm, Tm]
-        # Padded rows are zeroed, and so are the rows of a sample with fewer than two real nodes (no pair).
-        keep = mask & (mask.sum(1, keepdim=True) > 1)
-        probs = torch.softmax(sim, dim=-1) * (0.5 * keep.to(sim.dtype)).unsqueeze(-1)
-        return probs + probs.transpose(1, 2)                                      # Eq. 4, 0.5 folded in above
+        probs = masked_softmax(sim, mask[:, None, :] & off_diagonal, dim=-1)
+        probs = probs * (mask & (mask.sum(1, keepdim=True) > 1)).unsqueeze(-1).to(probs.dtype)
+        return 0.5 * (probs + probs.transpose(1, 2))                              # Eq. 4
 
     def scores(self, x: torch.Tensor, guide: torch.Tensor, guide_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Eq. 3 without B_pos: ``(x W_Q)(g W_K)^T / sqrt(d')`` -> ``[B, Tm, Tg]``.
 
-        With ``guide_mask``, padded guide tokens get a large negative score (added inside the batched product).
+        With ``guide_mask``, padded guide tokens get the lowest score.
         """
         dp, d = self.query.weight.shape
         if dp >= d:
             # x (W_Q^T W_K) g^T: one d x d product instead of projecting both sequences to d' >= d, applied to
-            # the shorter sequence (pooled frames often outnumber the text tokens).
+            # the shorter sequence. Measured (benchmarks/ssu_graphs.py, batch 128 x 50, CPU time of interleaved
+            # rounds): 7-10% of the whole graph construction, the largest of the CPU shortcuts tried; the others
+            # (arithmetic masks, masks inside baddbmm, a sign trick, a shared edge buffer) were 0-2% each and
+            # became the plain code.
             fused = self.query.weight.T @ self.key.weight / math.sqrt(dp)      # [d, d]
             query, key = (x, guide @ fused.T) if guide.shape[1] < x.shape[1] else (x @ fused, guide)
         else:
             query, key = self.query(x) / math.sqrt(dp), self.key(guide)
+        scores = query @ key.transpose(1, 2)
         if guide_mask is None:
-            return query @ key.transpose(1, 2)
-        return torch.baddbmm(additive_mask(guide_mask, query.dtype)[:, None, :], query, key.transpose(1, 2))
+            return scores
+        return scores.masked_fill(~guide_mask[:, None, :], torch.finfo(scores.dtype).min)
 
     def forward(self, x, mask, guide, guide_mask, pairs=None):
         pairs = pair_mask(mask, x.dtype) if pairs is None else pairs
@@ -284,59 +257,69 @@ class SSUTextGuidedGraph(nn.Module):
         return adaptive_threshold(a0, pairs, self.threshold_lambda, self.soft_temp, self.relaxation)
 
 
-@dataclass
-class SSUGraphs:
-    """Batched graphs of one forward pass, all over one node tensor.
-
-    Every sample has ``nodes_per_sample`` node slots: the slots of each modality (``slots[m]`` onwards,
-    ``lengths[m]`` of them, padded ones included), then one anchor slot per modality (``anchor_slots[m]``)
-    when the anchor is on. Node id = ``b * nodes_per_sample + slot``; ``x`` is ``[B * nodes_per_sample, d]``.
-
-    ``arcs[m]``: modality m's intra-modality edges as ``(sample, target, source)`` positions (source sends to
-    target); ``adjacency[m]``: the same as a dense bool ``[B, T_m, T_m]`` for the audio / visual graphs, which are
-    built densely (``dense_adjacency(m)`` gives any modality's); ``edge_values[m]``: their weights A^m (None for
-    text, whose arcs weigh 1).
-
-    ``modality_*``: the per-modality graphs (modality m's nodes linked to its own anchor slot);
-    ``augmented_*``: the same with perturbed intra-modality edges (training, else ``None``); ``fusion_*``: the
-    fusion graph (every modality linked to the first anchor slot, plus cross-modal edges). ``edge_index`` is
-    ``[2, E]`` (source, target), ``edge_attr`` ``[E, 1]``. Padded slots and unused anchor slots have no edge.
-    """
-
-    x: torch.Tensor
-    modality_edge_index: torch.Tensor
-    modality_edge_attr: torch.Tensor
-    fusion_edge_index: torch.Tensor
-    fusion_edge_attr: torch.Tensor
-    augmented_edge_index: torch.Tensor | None
-    augmented_edge_attr: torch.Tensor | None
-    lengths: dict[str, int]
-    slots: dict[str, int]
-    anchor_slots: dict[str, int]
-    nodes_per_sample: int
-    masks: dict[str, torch.Tensor]
-    arcs: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-    adjacency: dict[str, torch.Tensor]
-    edge_values: dict[str, torch.Tensor | None]
-    anchor_weights: dict[str, torch.Tensor]
-
-    @property
-    def fusion_anchor_slot(self) -> int | None:
-        return next(iter(self.anchor_slots.values()), None)
-
-    def dense_adjacency(self, modality: str) -> torch.Tensor:
-        """Modality m's graph as a dense bool ``[B, T_m, T_m]`` (``adj[b, i, j]``: j sends to i)."""
-        return dense_graph(modality, self.arcs, self.adjacency, self.masks[modality])
-
-
 class NodeLayout(NamedTuple):
-    """Node tensor ``x [B * per_sample, d]`` and where each modality's slots and anchor slot sit in a sample."""
+    """Node tensor ``x [B * per_sample, d]`` and where each modality's slots and anchor slot sit in a sample.
+
+    Every sample has ``per_sample`` node slots: the slots of each modality (``slots[m]`` onwards, ``lengths[m]``
+    of them, padded ones included), then one anchor slot per modality (``anchor_slots[m]``) when the anchor
+    is on. Node id = ``b * per_sample + slot``.
+    """
 
     x: torch.Tensor
     lengths: dict[str, int]
     slots: dict[str, int]
     anchor_slots: dict[str, int]
     per_sample: int
+
+
+@dataclass
+class SSUGraphs:
+    """Batched graphs of one forward pass, all over the node tensor of ``layout``.
+
+    ``modality_*``: the per-modality graphs (modality m's nodes linked to its own anchor slot);
+    ``augmented_*``: the same with perturbed intra-modality edges (training, else ``None``); ``fusion_*``: the
+    fusion graph (every modality linked to the first anchor slot, plus cross-modal edges). ``edge_index`` is
+    ``[2, E]`` (source, target), ``edge_attr`` ``[E, 1]``. Padded slots and unused anchor slots have no edge.
+    ``adjacency[m]``: modality m's intra-modality graph, dense bool ``[B, T_m, T_m]`` (``adj[b, i, j]``: j sends
+    to i); ``edge_values[m]``: its weights A^m (None for text, whose arcs weigh 1); ``anchor_weights[m]``: beta
+    of Eq. 7, ``[B, T_m]``.
+    """
+
+    layout: NodeLayout
+    masks: dict[str, torch.Tensor]
+    modality_edge_index: torch.Tensor
+    modality_edge_attr: torch.Tensor
+    fusion_edge_index: torch.Tensor
+    fusion_edge_attr: torch.Tensor
+    augmented_edge_index: torch.Tensor | None
+    augmented_edge_attr: torch.Tensor | None
+    adjacency: dict[str, torch.Tensor]
+    edge_values: dict[str, torch.Tensor | None]
+    anchor_weights: dict[str, torch.Tensor]
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self.layout.x
+
+    @property
+    def lengths(self) -> dict[str, int]:
+        return self.layout.lengths
+
+    @property
+    def slots(self) -> dict[str, int]:
+        return self.layout.slots
+
+    @property
+    def anchor_slots(self) -> dict[str, int]:
+        return self.layout.anchor_slots
+
+    @property
+    def nodes_per_sample(self) -> int:
+        return self.layout.per_sample
+
+    @property
+    def fusion_anchor_slot(self) -> int | None:
+        return next(iter(self.layout.anchor_slots.values()), None)
 
 
 def node_layout(nodes: dict, z_anchor: torch.Tensor, use_anchor: bool) -> NodeLayout:
@@ -377,24 +360,25 @@ def anchor_free_scores(nodes: dict, masks: dict, layout: NodeLayout) -> torch.Te
     return scores
 
 
-def assemble_graphs(layout: NodeLayout, masks, arcs, adjacency, values, anchor_weights, config, augment: bool) -> SSUGraphs:
-    """The batched edge lists of the modality, fusion and (``augment``) augmented graphs over ``layout``'s nodes."""
-    cfg = config
+def assemble_graphs(layout: NodeLayout, masks, adjacency, values, anchor_weights, config, augment: bool) -> SSUGraphs:
+    """The batched edge lists of the modality, fusion and (``augment``) augmented graphs over ``layout``'s nodes.
+
+    ``adjacency[m]`` (dense bool ``[B, T_m, T_m]``) and ``values[m]`` (its weights, or None for weight 1) are
+    modality m's intra-modality graph; ``anchor_weights[m]`` is its beta of Eq. 7.
+    """
     modalities = list(masks)
     x, slots, anchor_slots, per_sample = layout.x, layout.slots, layout.anchor_slots, layout.per_sample
     dtype, device = x.dtype, x.device
-    # (source, target, weight) chunks. The modality graphs and the fusion graph share the intra-modality
-    # edges, so both are slices of one buffer: [own-anchor edges | intra edges | fusion-only edges].
-    own, intra, fusion_only, aug = [], [], [], []
+    own, intra, fusion_only, aug = [], [], [], []                        # (source, target, weight) chunks
     counts = {m: masks[m].sum(1).to(dtype) for m in modalities}         # real nodes per sample
     for m in modalities:
         # Weights are rescaled by the sample's node count so a uniform graph weighs about 1, like text arcs.
-        intra.append(edges_from_arcs(arcs[m], values[m], per_sample, slots[m], dtype, counts[m]))
+        weight = None if values[m] is None else values[m] * counts[m][:, None, None]
+        intra.append(edges_from_adjacency(adjacency[m], weight, per_sample, slots[m], dtype=dtype))
         if augment:
-            weight = None if values[m] is None else values[m] * counts[m][:, None, None]
             aug_adj, aug_w = augment_adjacency(
-                dense_graph(m, arcs, adjacency, masks[m]), weight, pair_mask(masks[m]), float(cfg.aug_edge_drop), float(cfg.aug_edge_add),
-                symmetric=not (m == "text" and cfg.text_graph_directed),
+                adjacency[m], weight, pair_mask(masks[m]), float(config.aug_edge_drop), float(config.aug_edge_add),
+                symmetric=not (m == "text" and config.text_graph_directed),
             )
             aug.append(edges_from_adjacency(aug_adj, aug_w, per_sample, slots[m], dtype=dtype))
     if anchor_slots:
@@ -405,31 +389,27 @@ def assemble_graphs(layout: NodeLayout, masks, arcs, adjacency, values, anchor_w
         # In the fusion graph every modality's nodes link to the sample's first anchor slot instead.
         fusion_anchor = anchor - anchor % per_sample + next(iter(anchor_slots.values()))
         fusion_only += [(node, fusion_anchor, w), (fusion_anchor, node, w)]
-    fusion_only += cross_modal_edges(anchor_weights, masks, slots, per_sample, int(cfg.fusion_topk))
+    fusion_only += cross_modal_edges(anchor_weights, masks, slots, per_sample, int(config.fusion_topk))
 
-    edge_index, edge_attr = pack_edges(own + intra + fusion_only, dtype, device)
-    n_own, n_intra = (sum(chunk[0].numel() for chunk in chunks) for chunks in (own, intra))
+    modality_edge_index, modality_edge_attr = pack_edges(own + intra, dtype, device)
+    fusion_edge_index, fusion_edge_attr = pack_edges(intra + fusion_only, dtype, device)
     augmented_edge_index, augmented_edge_attr = pack_edges(aug, dtype, device) if augment else (None, None)
     return SSUGraphs(
-        x=x, modality_edge_index=edge_index[:, :n_own + n_intra], modality_edge_attr=edge_attr[:n_own + n_intra],
-        fusion_edge_index=edge_index[:, n_own:], fusion_edge_attr=edge_attr[n_own:],
+        layout=layout, masks=masks,
+        modality_edge_index=modality_edge_index, modality_edge_attr=modality_edge_attr,
+        fusion_edge_index=fusion_edge_index, fusion_edge_attr=fusion_edge_attr,
         augmented_edge_index=augmented_edge_index, augmented_edge_attr=augmented_edge_attr,
-        lengths=layout.lengths, slots=slots, anchor_slots=anchor_slots, nodes_per_sample=per_sample, masks=masks,
-        arcs=arcs, adjacency=adjacency, edge_values=values, anchor_weights=anchor_weights,
+        adjacency=adjacency, edge_values=values, anchor_weights=anchor_weights,
     )
 
 
 def pack_edges(chunks, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(source, target, weight) chunks -> ``edge_index [2, E]`` and ``edge_attr [E, 1]``, one copy each."""
-    total = sum(chunk[0].numel() for chunk in chunks)
-    edge_index = torch.empty(2, total, dtype=torch.long, device=device)
-    if chunks:
-        torch.cat([chunk[0] for chunk in chunks], out=edge_index[0])
-        torch.cat([chunk[1] for chunk in chunks], out=edge_index[1])
-        edge_attr = torch.cat([chunk[2].to(dtype) for chunk in chunks])
-    else:
-        edge_attr = torch.empty(0, dtype=dtype, device=device)
-    return edge_index, edge_attr.unsqueeze(-1)
+    """(source, target, weight) chunks -> ``edge_index [2, E]`` and ``edge_attr [E, 1]``."""
+    if not chunks:
+        return torch.empty(2, 0, dtype=torch.long, device=device), torch.empty(0, 1, dtype=dtype, device=device)
+    edge_index = torch.stack([torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])])
+    edge_attr = torch.cat([c[2].to(dtype) for c in chunks]).unsqueeze(-1)
+    return edge_index, edge_attr
 
 
 def anchor_edges(anchor_weights, masks, counts, slots, anchor_slots, per_sample):

