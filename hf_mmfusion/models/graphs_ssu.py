@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configuration_ssu import SSUConfig
-from .masking import masked_mean, masked_softmax
+from .masking import additive_mask, masked_mean, masked_softmax
 from .modeling_common import SignalLinear
 
 
@@ -221,35 +221,40 @@ class SSUTextGuidedGraph(nn.Module):
         # padding instead: identical uniform rows, so every similarity is the same constant and the row
         # softmax below sees the bias alone.
         guide_mask = guide_mask | ~guide_mask.any(1, keepdim=True)
-        rows = F.normalize(torch.softmax(self.scores(x, guide, guide_mask), dim=-1), dim=-1)   # [B, Tm, Tg]
-        sim = F.softplus(self.scale_raw) * (rows @ rows.transpose(1, 2)) + bias     # Eq. 3, s cos(R_i, R_j) + B_pos
-        # Self-similarity is always maximal: leaving the diagonal out keeps each row a distribution over
-        # neighbours. Padded rows, and the rows of a sample with fewer than two real nodes, are zero.
+        rows = torch.softmax(self.scores(x, guide, guide_mask), dim=-1)           # [B, Tm, Tg]
+        # Unit rows scaled by sqrt(s), so one product gives s * cos(R_i, R_j) with the bias added in the GEMM.
+        # Softmax rows are never zero, so the norm needs no guard.
+        rows = rows * (F.softplus(self.scale_raw).sqrt() / torch.linalg.vector_norm(rows, dim=-1, keepdim=True))
+        # Padded columns and the diagonal (self-similarity is always maximal; leaving it out keeps each row a
+        # distribution over neighbours) get a large negative bias, so the softmax gives them exactly 0.
         off_diagonal = ~torch.eye(Tm, dtype=torch.bool, device=x.device)
-        probs = masked_softmax(sim, mask[:, None, :] & off_diagonal, dim=-1)
-        probs = probs * (mask & (mask.sum(1, keepdim=True) > 1)).unsqueeze(-1).to(probs.dtype)
-        return 0.5 * (probs + probs.transpose(1, 2))                              # Eq. 4
+        bias = (bias + additive_mask(off_diagonal, bias.dtype)) + additive_mask(mask, bias.dtype)[:, None, :]
+        sim = torch.baddbmm(bias, rows, rows.transpose(1, 2))                     # [B, Tm, Tm]
+        # Padded rows are zeroed, and so are the rows of a sample with fewer than two real nodes (no pair).
+        keep = mask & (mask.sum(1, keepdim=True) > 1)
+        probs = torch.softmax(sim, dim=-1) * (0.5 * keep.to(sim.dtype)).unsqueeze(-1)
+        return probs + probs.transpose(1, 2)                                      # Eq. 4, 0.5 folded in above
 
     def scores(self, x: torch.Tensor, guide: torch.Tensor, guide_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Eq. 3 without B_pos: ``(x W_Q)(g W_K)^T / sqrt(d')`` -> ``[B, Tm, Tg]``.
 
-        With ``guide_mask``, padded guide tokens get the lowest score.
+        With ``guide_mask``, padded guide tokens get a large negative score (added inside the batched product).
         """
         dp, d = self.query.weight.shape
         if dp >= d:
             # x (W_Q^T W_K) g^T: one d x d product instead of projecting both sequences to d' >= d, applied to
-            # the shorter sequence. Measured (benchmarks/ssu_graphs.py, batch 128 x 50, CPU time of interleaved
-            # rounds): 7-10% of the whole graph construction, the largest of the CPU shortcuts tried; the others
-            # (arithmetic masks, masks inside baddbmm, a sign trick, a shared edge buffer) were 0-2% each and
-            # became the plain code.
+            # the shorter sequence (pooled frames often outnumber the text tokens). This and the masks inside
+            # the batched products above and below are the CPU shortcuts the SSU graph code keeps; measured
+            # together (benchmarks/ssu_graphs.py, batch 128 x 50): without them graph construction takes
+            # 1.28x (eval) and 1.15x (training) the CPU time. The others tried (arithmetic bool masks, a sign
+            # trick, one edge buffer for two graphs, index_select gathers) were worth 0-2% each.
             fused = self.query.weight.T @ self.key.weight / math.sqrt(dp)      # [d, d]
             query, key = (x, guide @ fused.T) if guide.shape[1] < x.shape[1] else (x @ fused, guide)
         else:
             query, key = self.query(x) / math.sqrt(dp), self.key(guide)
-        scores = query @ key.transpose(1, 2)
         if guide_mask is None:
-            return scores
-        return scores.masked_fill(~guide_mask[:, None, :], torch.finfo(scores.dtype).min)
+            return query @ key.transpose(1, 2)
+        return torch.baddbmm(additive_mask(guide_mask, query.dtype)[:, None, :], query, key.transpose(1, 2))
 
     def forward(self, x, mask, guide, guide_mask, pairs=None):
         pairs = pair_mask(mask, x.dtype) if pairs is None else pairs
