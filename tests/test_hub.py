@@ -77,6 +77,14 @@ def test_model_cards_carry_metrics_hyperparameters_limitations_and_citation(tmp_
     assert [r.metric_type for r in ModelCard(str(ssu_card)).data.eval_results] == ["mae"]  # NaN is left out
     for flagged in ("R R^T", "straight-through", "NT-Xent", "token chain", "Sun, Jiangfeng"):
         assert flagged in ssu_card.text, flagged
+    # Each card carries its model's table of departures from the paper, with the switches that undo them.
+    from hf_mmfusion.hub.card import departures
+
+    assert departures("clcr") in text and '`budget_strength="absolute"`' in text and "align_reduction" not in text
+    assert departures("ssu") in ssu_card.text and '`align_reduction="sum"`' in ssu_card.text
+    assert "budget_strength" not in ssu_card.text
+    with pytest.raises(ValueError, match="no section"):
+        departures("bert")
     with pytest.raises(ValueError, match="no model card template"):
         build_model_card(type("C", (), {"config": type("Cfg", (), {"model_type": "bert"})()})(), {}, "x")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,20 @@ TRAINING_FIELDS = (
 )
 MODALITY_WORDS = {"text": "its transcript", "audio": "frame-level acoustic features",
                   "visual": "frame-level visual features"}
+
+
+NOTES_PATH = Path(__file__).resolve().parent.parent / "model_notes.md"
+
+
+def departures(model_type: str) -> str:
+    """The table of ``model_notes.md`` for ``model_type``: every point where the model departs from its
+    paper or fills a gap, why, and the config switch that restores the literal reading."""
+    text = NOTES_PATH.read_text(encoding="utf-8")
+    sections = dict(re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S))
+    section = sections.get(model_type.upper())
+    if section is None:
+        raise ValueError(f"model_notes.md has no section for model_type {model_type!r}")
+    return section.strip()
 
 
 def template_path(model_type: str) -> Path:
@@ -227,6 +242,7 @@ def build_model_card(
         segments_note=f"{getattr(config, 'intra_pair_segments', 8)} per sample",
         text_graph_note="spaCy parse" if text_graph == "dependency" else "here: the token chain, no parser",
         extra_limitations=list(extra_limitations or []),
+        departures=departures(model_type),
         inputs_description=" and ".join(MODALITY_WORDS[m] for m in modalities),
         frame_note=", ".join(f"{m} {widths[m]}-d frames" for m in frame_modalities),
         usage_frames=[f'{m}_frames = np.zeros((20, {widths[m]}), dtype="float32")  # [frames, {widths[m]}]'

@@ -13,8 +13,9 @@ Pipeline (shapes for batch B, modality m with T_m positions, width d, shared ran
 4. Regularisers: whitened cross-correlations within levels (intra) and across levels (inter), plus
    the level-selection mass on incompatible anchors.
 
-Every departure from the paper (and the config switch that restores the literal reading) is listed in
-``docs/model_notes.md`` of the hf_mmfusion repository.
+Every departure from the paper, why, and the config switch that restores the literal reading: the CLCR
+section of ``hf_mmfusion/model_notes.md`` (``hf_mmfusion.hub.card.departures("clcr")``), which every
+CLCR model card carries.
 """
 
 from __future__ import annotations

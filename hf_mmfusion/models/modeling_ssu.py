@@ -18,8 +18,9 @@ Pipeline (shapes for batch B, width d):
 
 Graph construction (the pure tensor functions and the text-guided graph module) lives in ``graphs_ssu.py``.
 
-Every departure from the paper (and the config switch that restores the literal reading) is listed in
-``docs/model_notes.md`` of the hf_mmfusion repository.
+Every departure from the paper, why, and the config switch that restores the literal reading: the SSU
+section of ``hf_mmfusion/model_notes.md`` (``hf_mmfusion.hub.card.departures("ssu")``), which every
+SSU model card carries.
 """
 
 from __future__ import annotations
