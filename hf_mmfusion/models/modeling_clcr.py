@@ -547,11 +547,11 @@ class CLCRSequenceClassifierOutput(ModelOutput):
     Output of [`CLCRForSequenceClassification`].
 
     Args:
-        loss (`torch.FloatTensor` scalar, *optional*, returned when `labels` is provided):
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is provided):
             Total objective (Eq. 13): `task_loss + lambda_intra * intra_loss + lambda_inter * inter_loss`.
         logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
             Regression scores (`num_labels=1`) or classification logits.
-        task_loss (`torch.FloatTensor` scalar, *optional*):
+        task_loss (`torch.FloatTensor` of shape `()`, *optional*):
             MSE (regression), cross-entropy (single-label) or binary cross-entropy (multi-label).
         intra_loss, inter_loss, inter_pp_loss, inter_sp_loss, inter_sel_loss (`torch.FloatTensor`, *optional*):
             The regulariser values, as in [`CLCRModelOutput`].

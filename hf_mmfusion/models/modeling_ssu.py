@@ -153,9 +153,9 @@ class SSUModelOutput(ModelOutput):
         z_fuse (`torch.FloatTensor` of shape `(batch_size, hidden_size)`): fusion view (fusion GAT).
         z_aug (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, *optional*): augmented view; only in
             training mode with `lambda_self > 0`.
-        hidden_states (`tuple(torch.FloatTensor)`, *optional*): text encoder hidden states
+        hidden_states (`tuple(torch.FloatTensor)`, each of shape `(batch_size, tokens, text_hidden)`, *optional*): text encoder hidden states
             (`output_hidden_states=True`).
-        attentions (`tuple(torch.FloatTensor)`, *optional*): text encoder attentions (`output_attentions=True`).
+        attentions (`tuple(torch.FloatTensor)`, each of shape `(batch_size, heads, tokens, tokens)`, *optional*): text encoder attentions (`output_attentions=True`).
         text_adjacency (`torch.FloatTensor` of shape `(batch_size, text_len, text_len)`, *optional*): 1 where two
             word pieces are linked (`output_graphs=True` or `output_attentions=True`, like the fields below).
         adjacency_audio, adjacency_visual (`torch.FloatTensor` of shape `(batch_size, nodes, nodes)`, *optional*):
@@ -187,11 +187,12 @@ class SSUSequenceClassifierOutput(ModelOutput):
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*): Eq. 11 total (given `labels`).
         logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`): predictions (raw scores for regression).
-        task_loss (`torch.FloatTensor`, *optional*): L1 / MSE for regression, cross-entropy for classification.
-        sup_loss (`torch.FloatTensor`, *optional*): supervised polarity cross-entropy on z_ori (Eq. 8).
-        self_loss (`torch.FloatTensor`, *optional*): InfoNCE between the original and augmented views (Eq. 9;
+        task_loss (`torch.FloatTensor` of shape `()`, *optional*): L1 / MSE for regression, cross-entropy for classification.
+        sup_loss (`torch.FloatTensor` of shape `()`, *optional*): supervised polarity cross-entropy on z_ori (Eq. 8).
+        self_loss (`torch.FloatTensor` of shape `()`, *optional*): InfoNCE between the original and augmented views (Eq. 9;
             training only).
-        align_loss (`torch.FloatTensor`, *optional*): `||z_fuse - z_ori||^2` averaged over the batch (Eq. 10).
+        align_loss (`torch.FloatTensor` of shape `()`, *optional*): `||z_fuse - z_ori||^2` (Eq. 10), divided by `d` with
+            `align_reduction="mean"`, averaged over the batch.
         Other fields: as in `SSUModelOutput`.
     """
 
