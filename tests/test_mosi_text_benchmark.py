@@ -103,3 +103,20 @@ def test_benchmark_writes_validation_table_and_test_predictions(tmp_path, tiny_b
     before = (out / "clcr" / "seed-1" / "result.json").stat().st_mtime_ns
     assert mosi_text.main(argv) == 0
     assert (out / "clcr" / "seed-1" / "result.json").stat().st_mtime_ns == before
+
+
+def test_plain_recipe_trains_every_model_like_the_baseline(tmp_path):
+    """The drop-in check: one learning rate for every parameter (no separate text rate), the baseline's
+    epochs and batch, each fusion model at its config's default width."""
+    from hf_mmfusion import CLCRConfig, SSUConfig
+
+    specs = {s.name: s for s in mosi_text.make_specs(mosi_text.MODELS, "enc", tmp_path, None, None, mosi_text.PLAIN_RECIPES)}
+    base = specs["baseline"].training_args
+    for name, config in (("clcr", CLCRConfig), ("ssu", SSUConfig)):
+        spec = specs[name]
+        assert spec.model_args.text_learning_rate is None and spec.model_args.hidden_size == config().hidden_size
+        for field in ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "weight_decay",
+                      "lr_scheduler_type", "warmup_steps"):
+            assert getattr(spec.training_args, field) == getattr(base, field), (name, field)
+    own = {s.name: s for s in mosi_text.make_specs(mosi_text.MODELS, "enc", tmp_path, None, None)}
+    assert own["clcr"].model_args.text_learning_rate == 5e-5 and own["clcr"].training_args.learning_rate == 1e-3
