@@ -94,7 +94,7 @@ def adaptive_threshold(
     mu3 = mu[:, None, None]
     # A vector norm has a zero (not NaN) gradient at 0, so a constant graph (sigma = 0) stays finite.
     sigma = torch.linalg.vector_norm((a0 - mu3) * pairs, dim=(1, 2)) / count.sqrt()
-    tau = mu3 + lam * sigma[:, None, None]
+    tau = mu3 + lam * sigma[:, None, None]                                    # Eq. 5, tau = mu + lambda sigma
     temp = (soft_temp * torch.maximum(sigma, 0.01 * mu))[:, None, None] + torch.finfo(a0.dtype).tiny
     cut = tau - 3.0 * temp if relaxation == "band" else tau
     with torch.no_grad():
@@ -102,14 +102,14 @@ def adaptive_threshold(
     hard = edges.to(a0.dtype)
     if relaxation == "band":
         if torch.is_grad_enabled() and (lam.requires_grad or a0.requires_grad):
-            return edges, a0 * hard * torch.sigmoid((a0 - tau) / temp)
+            return edges, a0 * hard * torch.sigmoid((a0 - tau) / temp)            # Eq. 5 with a soft band
         # Without autograd, the same product in one buffer: eval graph construction 15.9 -> 13.5 ms (best of
         # 30, batch 128 x 50, benchmarks/ssu_graphs.py after retain_freed_memory).
         return edges, (a0 - tau).div_(temp).sigmoid_().mul_(a0).mul_(hard)
     if torch.is_grad_enabled() and (lam.requires_grad or a0.requires_grad):
         soft = torch.sigmoid((a0 - tau) / temp)
         hard = hard + soft - soft.detach()
-    return edges, a0 * hard
+    return edges, a0 * hard                                                     # Eq. 5, A^m = A^m * M^m
 
 
 def augment_adjacency(

@@ -7,7 +7,7 @@ Pipeline (shapes for batch B, width d):
 2. Text-guided enhancement (Eq. 1-2): ``H^m = X^m + Attn(Q=X^m, K=V=X^t)``.
 3. Graphs: text from ``dependency_heads`` (or a chain); audio / visual from the cosine similarity of the
    frames' text-attention rows plus a learnable distance bias, row softmax, symmetrisation and the
-   adaptive threshold ``tau = mu + lambda sigma`` (Eq. 3-5; straight-through so lambda learns).
+   adaptive threshold ``tau = mu + lambda sigma`` (Eq. 3-5; a soft band around tau so lambda learns).
 4. Anchor (Eq. 6-7): ``z_a`` = mean text state, linked to every node with weights
    ``beta_i = softmax_i(z_a^T W_a H_i)``.
 5. One shared GAT over all modality graphs (one disjoint batched graph) -> ``z_ori``; the same GAT over an
@@ -105,7 +105,7 @@ class SSUTextGuidedEnhancement(nn.Module):
         q, k, v = split(self.query(x)), split(self.key(guide)), split(self.value(guide))
         scores = q @ k.transpose(-1, -2) / math.sqrt(d // h)                      # [B, h, Tm, Tg]
         attn = masked_softmax(scores, guide_mask[:, None, None, :], dim=-1)
-        return self.output((attn @ v).transpose(1, 2).reshape(B, Tm, d))
+        return self.output((attn @ v).transpose(1, 2).reshape(B, Tm, d))          # Eq. 1, H^m hat
 
 
 class SSUGraphEncoder(GradientCheckpointingLayer):
@@ -332,8 +332,9 @@ class SSUModel(SSUPreTrainedModel):
         nodes = {}
         for m in self.modalities:
             x = states[m]
+            # Eq. 2: H^m = X^m + H^m hat (the text's own states are its nodes).
             nodes[m] = x if m == "text" else zero_padding(x + self.enhancers[m](x, guide, guide_mask), masks[m])
-        return nodes, masked_mean(guide, guide_mask)
+        return nodes, masked_mean(guide, guide_mask)                               # Eq. 6, z_a
 
     def construct_graphs(
         self,
