@@ -331,16 +331,11 @@ class CLCRInterCAD(nn.Module):
         if self.use_inter_cad:
             hidden = config.level_mlp_hidden or d
             self.anchor_norm = nn.LayerNorm(d)
-            # The level weights and the modality selection are softmax decisions. With std-0.02 layers a
-            # fine-tuning step (5e-5) moves the level logits so little that alpha stayed near uniform on
-            # text-only CMU-MOSI (0.25/0.27/0.48 after 4 epochs, against 0.04/0.23/0.74 at 1e-3). A unit-gain
-            # first layer lets them move; the small output layer keeps alpha uniform at the start (unit gain
-            # there too made alpha one-hot on the demo data: 0.03/0.97/0.00).
             self.level_mlp = (
-                nn.Sequential(SignalLinear(L * d, hidden), nn.GELU(), nn.Linear(hidden, L)) if L > 1 else None
+                nn.Sequential(nn.Linear(L * d, hidden), nn.GELU(), nn.Linear(hidden, L)) if L > 1 else None
             )                                                                       # Eq. 8
-            self.select_query = SignalLinear(d, d)                                  # Eq. 10
-            self.select_key = SignalLinear(d, d)
+            self.select_query = nn.Linear(d, d)                                     # Eq. 10
+            self.select_key = nn.Linear(d, d)
             self.gate_weight = nn.Parameter(torch.empty(M, d))
             self.gate_bias = nn.Parameter(torch.empty(M))
 
