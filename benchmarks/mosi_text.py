@@ -137,11 +137,10 @@ def build_dataset(rows: list[dict], directory: Path) -> Path:
 
 def make_specs(models, text_model: str, data_dir: Path, spacy_model: str | None, epochs: float | None,
                recipes: dict = RECIPES):
-    import torch
     from transformers import TrainingArguments
 
     from hf_mmfusion.reproduce import RunSpec
-    from hf_mmfusion.training import DataArguments, ModelArguments
+    from hf_mmfusion.training import DataArguments, ModelArguments, training_argument_defaults
 
     data_args = DataArguments(
         dataset=str(data_dir), train_split="train", eval_split="validation", test_split="",
@@ -153,9 +152,9 @@ def make_specs(models, text_model: str, data_dir: Path, spacy_model: str | None,
         model_fields = {"model_type": name, "text_model": text_model, "modalities": ["text"], **recipe["model"]}
         if name == "ssu":
             model_fields["spacy_model"] = spacy_model
-        # Pinned host memory only helps copies to a GPU; on CPU it only warns.
-        training = {**COMMON_TRAINING, "dataloader_pin_memory": torch.cuda.is_available(), **recipe["training"],
-                    "output_dir": "unused"}
+        # `train`'s pinned-memory choice (on only with a GPU), the rest from COMMON_TRAINING and the recipe.
+        pin_memory = training_argument_defaults(world_size=1)["dataloader_pin_memory"]
+        training = {**COMMON_TRAINING, "dataloader_pin_memory": pin_memory, **recipe["training"], "output_dir": "unused"}
         if epochs is not None:
             training["num_train_epochs"] = epochs
         specs.append(RunSpec(name, ModelArguments(**model_fields), data_args, TrainingArguments(**training)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -30,7 +31,5 @@ def paired(ours: Callable[[], object], baseline: Callable[[], object], repeats: 
             start = time.perf_counter()
             fn()
             times.append(time.perf_counter() - start)
-    ratios = sorted(a / b for a, b in zip(ours_times, baseline_times))
-    middle = len(ratios) // 2
-    median = ratios[middle] if len(ratios) % 2 else 0.5 * (ratios[middle - 1] + ratios[middle])
-    return min(ours_times), min(baseline_times), median
+    ratio = statistics.median(a / b for a, b in zip(ours_times, baseline_times))
+    return min(ours_times), min(baseline_times), ratio

@@ -143,16 +143,20 @@ class _StepProgress(TrainerCallback):
             self.bar = None
 
 
-def recipe(spec: RunSpec) -> dict[str, Any]:
-    """What a seed's result depends on besides the seed: model, data and training arguments.
+def _is_recipe_field(part: str, key: str, real_data: bool) -> bool:
+    """Whether a recorded field can change what a seed trains (``NOT_RECIPE_FIELDS`` cannot, and the
+    synthetic-data knobs cannot on a real dataset)."""
+    return key not in NOT_RECIPE_FIELDS.get(part, ()) and not (part == "data" and real_data and key.startswith("synthetic_"))
 
-    Fields that only steer where and how a run reports (``NOT_RECIPE_FIELDS``), and the synthetic-data
-    knobs of a run on a real dataset, are left out, so that they cannot block a resume."""
-    training = {k: v for k, v in spec.training_args.to_dict().items() if k not in NOT_RECIPE_FIELDS["training"]}
-    data = {k: v for k, v in dataclasses.asdict(spec.data_args).items() if k not in NOT_RECIPE_FIELDS["data"]}
-    if spec.data_args.dataset != "synthetic":
-        data = {k: v for k, v in data.items() if not k.startswith("synthetic_")}
-    payload = {"model": dataclasses.asdict(spec.model_args), "data": data, "training": training}
+
+def recipe(spec: RunSpec) -> dict[str, Any]:
+    """What a seed's result depends on besides the seed: model, data and training arguments, without the
+    fields that only steer where and how a run reports (so that they cannot block a resume)."""
+    real_data = spec.data_args.dataset != "synthetic"
+    parts = {"model": dataclasses.asdict(spec.model_args), "data": dataclasses.asdict(spec.data_args),
+             "training": spec.training_args.to_dict()}
+    payload = {part: {k: v for k, v in fields.items() if _is_recipe_field(part, k, real_data)}
+               for part, fields in parts.items()}
     return json.loads(json.dumps(_finite(payload), default=str))
 
 
@@ -171,26 +175,22 @@ def _field_defaults() -> dict[str, dict[str, Any]]:
 
 
 def _recipe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Fields whose values differ. A field that one record lacks (written by a version without it, or one
-    that did not record it) counts as holding its default, so a package upgrade that adds an option
-    does not make finished seeds look like another recipe."""
+    """Fields whose values differ. A field that one record lacks (written by a version without it) counts
+    as holding its default, so a package upgrade that adds an option does not make finished seeds look like
+    another recipe."""
     defaults = _field_defaults()
     real_data = new.get("data", {}).get("dataset", "synthetic") != "synthetic"
+    absent = object()
     changes = []
     for part in sorted(set(old) | set(new)):
         before, after, default = old.get(part, {}), new.get(part, {}), defaults.get(part, {})
         for key in sorted(set(before) | set(after)):
-            if key in NOT_RECIPE_FIELDS.get(part, ()) or (part == "data" and real_data and key.startswith("synthetic_")):
+            if not _is_recipe_field(part, key, real_data):
                 continue
-            missing = object()
-            value_before, value_after = before.get(key, missing), after.get(key, missing)
-            if value_before is missing or value_after is missing:
-                present = value_after if value_before is missing else value_before
-                if key not in default or present == default[key]:
-                    continue
-                value_before = default[key] if value_before is missing else value_before
-                value_after = default[key] if value_after is missing else value_after
-            if value_before != value_after:
+            fallback = default.get(key, absent)
+            value_before, value_after = before.get(key, fallback), after.get(key, fallback)
+            # Missing on one side without a default to stand in for it: nothing to compare.
+            if value_before is not absent and value_after is not absent and value_before != value_after:
                 changes.append(f"{part}.{key}: {value_before!r} -> {value_after!r}")
     return changes
 

@@ -78,3 +78,20 @@ def test_text_longer_than_the_position_table(model_type):
     with pytest.raises(ValueError, match=f"more than the text encoder's {POSITIONS} positions"):
         model(**batch(tokens=POSITIONS + 1))
     model(**batch(tokens=POSITIONS))
+
+
+def test_check_labels_hands_the_losses_labels_of_the_logits_dtype():
+    """Regression and multi-label targets come back in the logits' dtype (integer scores included);
+    class ids stay integers."""
+    from types import SimpleNamespace
+
+    from hf_mmfusion.models.inputs import check_labels
+
+    logits = torch.zeros(2, 1, dtype=torch.bfloat16)
+    out = check_labels(SimpleNamespace(problem_type=None), logits, torch.tensor([1, -2]))
+    assert out.dtype == torch.bfloat16 and out.tolist() == [1.0, -2.0]
+    config = SimpleNamespace(problem_type=None)
+    ids = check_labels(config, torch.zeros(2, 3), torch.tensor([0, 2]))
+    assert ids.dtype == torch.long and config.problem_type == "single_label_classification"
+    multi = check_labels(SimpleNamespace(problem_type=None), torch.zeros(2, 3), torch.tensor([[0, 1, 1], [1, 0, 0]], dtype=torch.float64))
+    assert multi.dtype == torch.float32

@@ -179,7 +179,8 @@ INTEGER_DTYPES = (torch.long, torch.int, torch.int16, torch.int8, torch.uint8)
 
 
 def check_labels(config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Validate ``labels`` for the head's ``logits`` and settle ``config.problem_type``; returns the labels.
+    """Validate ``labels`` for the head's ``logits`` and settle ``config.problem_type``; returns the labels,
+    regression and multi-label ones in the logits' dtype (what the losses need).
 
     Regression: ``[batch]`` or ``[batch, num_labels]`` finite numbers. Single-label classification:
     ``[batch]`` integer class ids in ``[0, num_labels)``. Multi-label: ``[batch, num_labels]`` floats.
@@ -220,4 +221,4 @@ def check_labels(config, logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
             raise ValueError(f"`labels` must have shape [batch, {num_labels}] for multi-label, got {list(labels.shape)}")
     else:
         raise ValueError(f"unknown problem_type {problem!r}")
-    return labels
+    return labels if problem == "single_label_classification" else labels.to(logits.dtype)

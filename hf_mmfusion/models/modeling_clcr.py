@@ -830,8 +830,6 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
         # check_labels refuses what transformers' loss would broadcast silently and settles problem_type;
         # the loss itself is transformers' own sequence-classification loss (MSE / CE / BCE).
         labels = check_labels(self.config, logits, labels)
-        if labels.is_floating_point():
-            labels = labels.to(logits.dtype)
         return self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
 
     @can_return_tuple

@@ -548,8 +548,6 @@ class SSUForSequenceClassification(SSUPreTrainedModel):
         """Eq. 11: ``loss = L_task + lambda_sup L_sup + lambda_self L_self + lambda_align L_align``."""
         cfg = self.config
         labels = check_labels(cfg, logits, labels)
-        if labels.is_floating_point():
-            labels = labels.to(logits.dtype)
         regression = cfg.problem_type == "regression"
         if regression and self.classifier.sup_outputs != self.num_labels * cfg.sup_num_classes:
             raise ValueError(
