@@ -1,40 +1,63 @@
 """hf_mmfusion: CLCR and SSU multimodal-fusion models for the Hugging Face ecosystem.
 
-Importing the package registers every model, config, processor and feature extractor with the
-transformers Auto classes.
+Importing the package registers the configs, models, feature extractors, processor and the
+``multimodal-sentiment`` pipeline task with transformers (see ``hf_mmfusion.registration``). The public
+names below load their modules on first use, so the import itself costs what
+``from transformers import AutoConfig`` costs.
 """
 
+import importlib as _importlib
 import os as _os
 import sys as _sys
+from typing import TYPE_CHECKING
+
+from . import registration as _registration
 
 __version__ = "0.1.0"
 
+# Public name -> the module that defines it.
+_PUBLIC = {
+    "AcousticFeatureExtractor": "processing",
+    "DependencyParser": "processing",
+    "MMFusionProcessor": "processing",
+    "VisualFeatureExtractor": "processing",
+    "MMFusionDataCollator": "data.collator",
+    "MultimodalSentimentPipeline": "pipeline",
+    "CLCRConfig": "models.configuration_clcr",
+    "CLCRForSequenceClassification": "models.modeling_clcr",
+    "CLCRModel": "models.modeling_clcr",
+    "CLCRPreTrainedModel": "models.modeling_clcr",
+    "SSUConfig": "models.configuration_ssu",
+    "SSUForSequenceClassification": "models.modeling_ssu",
+    "SSUModel": "models.modeling_ssu",
+    "SSUPreTrainedModel": "models.modeling_ssu",
+    "Explanation": "explanation",
+    "explain": "explanation",
+    "load_metric": "metrics",
+    "retain_freed_memory": "cpu_memory",
+}
 __all__ = [
     "AcousticFeatureExtractor",
-    "MMFusionDataCollator",
-    "MMFusionProcessor",
-    "MultimodalSentimentPipeline",
-    "VisualFeatureExtractor",
     "CLCRConfig",
     "CLCRForSequenceClassification",
     "CLCRModel",
     "CLCRPreTrainedModel",
     "DependencyParser",
     "Explanation",
+    "MMFusionDataCollator",
+    "MMFusionProcessor",
+    "MultimodalSentimentPipeline",
     "SSUConfig",
     "SSUForSequenceClassification",
     "SSUModel",
     "SSUPreTrainedModel",
+    "VisualFeatureExtractor",
     "explain",
     "load_metric",
     "retain_freed_memory",
 ]
 
-
-def _load() -> None:
-    """Import the public classes and register them with the Auto classes and the pipeline registry."""
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
-
+if TYPE_CHECKING:
     from .cpu_memory import retain_freed_memory
     from .data.collator import MMFusionDataCollator
     from .explanation import Explanation, explain
@@ -43,7 +66,7 @@ def _load() -> None:
     from .models.configuration_ssu import SSUConfig
     from .models.modeling_clcr import CLCRForSequenceClassification, CLCRModel, CLCRPreTrainedModel
     from .models.modeling_ssu import SSUForSequenceClassification, SSUModel, SSUPreTrainedModel
-    from .pipeline import MultimodalSentimentPipeline, register_pipeline
+    from .pipeline import MultimodalSentimentPipeline
     from .processing import (
         AcousticFeatureExtractor,
         DependencyParser,
@@ -51,29 +74,23 @@ def _load() -> None:
         VisualFeatureExtractor,
     )
 
-    for config, base, head in (
-        (CLCRConfig, CLCRModel, CLCRForSequenceClassification),
-        (SSUConfig, SSUModel, SSUForSequenceClassification),
-    ):
-        AutoConfig.register(config.model_type, config, exist_ok=True)
-        AutoModel.register(config, base, exist_ok=True)
-        AutoModelForSequenceClassification.register(config, head, exist_ok=True)
-    register_pipeline()
-    globals().update(
-        AcousticFeatureExtractor=AcousticFeatureExtractor, MMFusionDataCollator=MMFusionDataCollator,
-        MMFusionProcessor=MMFusionProcessor, MultimodalSentimentPipeline=MultimodalSentimentPipeline,
-        VisualFeatureExtractor=VisualFeatureExtractor, CLCRConfig=CLCRConfig,
-        CLCRForSequenceClassification=CLCRForSequenceClassification, CLCRModel=CLCRModel,
-        CLCRPreTrainedModel=CLCRPreTrainedModel, DependencyParser=DependencyParser, SSUConfig=SSUConfig,
-        SSUForSequenceClassification=SSUForSequenceClassification, SSUModel=SSUModel,
-        SSUPreTrainedModel=SSUPreTrainedModel, load_metric=load_metric, retain_freed_memory=retain_freed_memory,
-        Explanation=Explanation, explain=explain,
-    )
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _registration.install()
+    value = getattr(_importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
 
 
 def _usage_only() -> bool:
-    # `hf-mmfusion` / `hf-mmfusion --help` only print the command list: loading torch for it would cost
-    # seconds. Anything that then touches the package's names loads it (see __getattr__).
+    # `hf-mmfusion` / `hf-mmfusion --help` only print the command list: loading transformers for it would
+    # cost seconds. Anything that then touches the package's names registers it (see __getattr__).
     argv = _sys.argv
     return (
         bool(argv) and _os.path.basename(argv[0]) == "hf-mmfusion"
@@ -81,12 +98,5 @@ def _usage_only() -> bool:
     )
 
 
-def __getattr__(name: str):
-    if name in __all__:
-        _load()
-        return globals()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 if not _usage_only():
-    _load()
+    _registration.install()

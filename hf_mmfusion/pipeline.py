@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import os
 
-from transformers import AutoModelForSequenceClassification, Pipeline
-from transformers.pipelines import PIPELINE_REGISTRY
+from transformers import Pipeline
 
 from .loading import check_checkpoint_weights, is_hub_id
 from .predict import check_record, encode_records, postprocess
-
-TASK = "multimodal-sentiment"
 
 
 class MultimodalSentimentPipeline(Pipeline):
@@ -94,9 +91,3 @@ def _saved_model_type(source: str, revision: str | None) -> str | None:
         return None
     with open(path) as handle:
         return json.load(handle).get("model_type")
-
-
-def register_pipeline() -> None:
-    PIPELINE_REGISTRY.register_pipeline(
-        TASK, pipeline_class=MultimodalSentimentPipeline, pt_model=AutoModelForSequenceClassification, type="multimodal"
-    )

@@ -324,7 +324,7 @@ def test_usage_does_not_load_torch_but_the_package_still_works():
         "assert main(sys.argv[1:]) == 0\n"
         "assert 'torch' not in sys.modules, 'usage loaded torch'\n"
         "import hf_mmfusion, transformers\n"
-        "assert hf_mmfusion.CLCRConfig.model_type == 'clcr'\n"  # first use loads and registers everything
+        "assert hf_mmfusion.CLCRConfig.model_type == 'clcr'\n"  # first use registers the package
         "assert type(transformers.AutoConfig.for_model('ssu')).__name__ == 'SSUConfig'\n"
         "heavy = [m for m in ('torch_geometric', 'spacy', 'datasets', 'evaluate', 'matplotlib', 'av')"
         " if m in sys.modules]\n"
