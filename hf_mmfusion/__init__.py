@@ -7,6 +7,7 @@ names below load their modules on first use, so the import itself costs what
 """
 
 import importlib as _importlib
+import importlib.util as _importlib_util
 import os as _os
 import sys as _sys
 from typing import TYPE_CHECKING
@@ -76,12 +77,16 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str):
-    if name not in _PUBLIC:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    _registration.install()
-    value = getattr(_importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
-    globals()[name] = value
-    return value
+    if name in _PUBLIC:
+        _registration.install()
+        value = getattr(_importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    # Submodules load on first access too (`hf_mmfusion.processing.DependencyParser`).
+    if not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+        _registration.install()
+        return _importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

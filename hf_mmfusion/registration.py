@@ -39,7 +39,10 @@ class LazyClass:
     transformers reads a few attributes of an entry without using it (``__name__`` to find a processor
     by the class name saved in its config, ``__module__``, a model's ``config_class``); those are
     answered here. Any other attribute, or a call, imports the class, puts it in this entry's place in
-    its registry through ``register`` and forwards to it.
+    its registry through ``register`` (once) and forwards to it. Code that treats the entry as a class
+    gets the class: a ``class X(entry)`` statement subclasses it, ``isinstance`` / ``issubclass`` test
+    against it. The entry is not a ``type`` itself, so ``inspect.isclass(entry)`` is False until the
+    registry holds the class.
 
     Args:
         module (`str`): Module that defines the class.
@@ -52,12 +55,15 @@ class LazyClass:
         self.__module__ = module
         self.__name__ = self.__qualname__ = name
         self._lazy_register = register
+        self._lazy_class = None
         self.__dict__.update(known)
 
     def resolve(self) -> type:
-        cls = getattr(importlib.import_module(self.__module__), self.__name__)
-        self._lazy_register(cls)
-        return cls
+        if self._lazy_class is None:
+            cls = getattr(importlib.import_module(self.__module__), self.__name__)
+            self._lazy_register(cls)
+            self._lazy_class = cls
+        return self._lazy_class
 
     def __getattr__(self, attribute: str):
         # Dunder lookups come from copy, pickle and introspection; importing for them would surprise.
@@ -67,6 +73,15 @@ class LazyClass:
 
     def __call__(self, *args, **kwargs):
         return self.resolve()(*args, **kwargs)
+
+    def __mro_entries__(self, bases: tuple) -> tuple[type]:
+        return (self.resolve(),)
+
+    def __instancecheck__(self, instance) -> bool:
+        return isinstance(instance, self.resolve())
+
+    def __subclasscheck__(self, subclass) -> bool:
+        return issubclass(subclass, self.resolve())
 
     def __repr__(self) -> str:
         return f"<class '{self.__module__}.{self.__name__}', imported on first use>"
@@ -116,11 +131,10 @@ def _register_pipeline(pipelines) -> None:
 
 
 def install() -> None:
-    """Registers everything; repeated calls do nothing."""
+    """Registers everything; calls after one that succeeded do nothing."""
     global _installed
     if _installed:
         return
-    _installed = True
     from transformers import AutoConfig
 
     from .models.configuration_clcr import CLCRConfig
@@ -132,3 +146,5 @@ def install() -> None:
     _register_feature_extractors()
     wrapt.register_post_import_hook(_register_processor, "transformers.models.auto.processing_auto")
     wrapt.register_post_import_hook(_register_pipeline, "transformers.pipelines")
+    # Only now: an import that failed or was interrupted above leaves the next one to register again.
+    _installed = True

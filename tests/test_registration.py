@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import collections  # noqa: E402
+import collections.abc  # noqa: E402
 
 import pytest  # noqa: E402
 from workflow_helpers import run_python, tiny_checkpoint  # noqa: E402
@@ -82,6 +83,39 @@ assert "transformers.modeling_utils" not in sys.modules, "reading an entry's kno
     )
 
 
+def test_a_failed_first_import_registers_on_the_next(checkpoint):
+    # Ctrl-C or a broken dependency during the first import must not leave the registries empty for good.
+    run(
+        """
+import sys
+sys.modules["transformers"] = None
+try:
+    import hf_mmfusion
+except ImportError:
+    pass
+else:
+    raise AssertionError("the first import should have failed")
+del sys.modules["transformers"]
+import hf_mmfusion
+from transformers import AutoConfig
+assert type(AutoConfig.for_model("clcr")).__name__ == "CLCRConfig"
+""",
+        checkpoint,
+    )
+
+
+def test_submodules_are_attributes_of_the_package(checkpoint):
+    run(
+        """
+import hf_mmfusion
+assert hf_mmfusion.processing.DependencyParser.__name__ == "DependencyParser"
+assert hf_mmfusion.metrics.load_metric is hf_mmfusion.load_metric
+assert not hasattr(hf_mmfusion, "no_such_module")
+""",
+        checkpoint,
+    )
+
+
 def test_lazy_entry_imports_on_first_use_and_registers_the_class():
     registered = []
     entry = LazyClass("collections", "OrderedDict", registered.append, config_class=dict)
@@ -92,6 +126,20 @@ def test_lazy_entry_imports_on_first_use_and_registers_the_class():
     assert entry(a=1) == collections.OrderedDict(a=1)
     assert registered == [collections.OrderedDict]
     assert entry.fromkeys("ab") == collections.OrderedDict.fromkeys("ab")
+    # Registered once: a stale reference must not overwrite a later registration of the user's.
+    assert registered == [collections.OrderedDict]
+
+
+def test_lazy_entry_behaves_as_its_class_in_class_statements_and_type_checks():
+    # transformers' own code subclasses registry values (`class CopyClass(MODEL_MAPPING[config_class])`).
+    entry = LazyClass("collections", "OrderedDict", lambda cls: None)
+
+    class Sub(entry, collections.abc.Sized):
+        pass
+
+    assert Sub.__mro__[1] is collections.OrderedDict
+    assert isinstance(Sub(), entry) and issubclass(Sub, entry)
+    assert not isinstance({}, entry) and not issubclass(dict, entry)
 
 
 def test_lazy_entry_for_a_missing_module_fails_when_used_not_when_registered():
