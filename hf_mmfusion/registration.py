@@ -22,10 +22,6 @@ import wrapt
 
 PIPELINE_TASK = "multimodal-sentiment"
 
-_MODELS = (
-    ("hf_mmfusion.models.modeling_clcr", "CLCRModel", "CLCRForSequenceClassification"),
-    ("hf_mmfusion.models.modeling_ssu", "SSUModel", "SSUForSequenceClassification"),
-)
 _FEATURE_EXTRACTORS = {"mmfusion_acoustic": "AcousticFeatureExtractor", "mmfusion_visual": "VisualFeatureExtractor"}
 _FEATURE_EXTRACTION = "hf_mmfusion.processing.feature_extraction_mmfusion"
 _PROCESSOR = "hf_mmfusion.processing.processing_mmfusion"
@@ -91,18 +87,6 @@ def _add(register: Callable[[type], None], module: str, name: str, **known) -> N
     register(LazyClass(module, name, register, **known))
 
 
-def _register_models() -> None:
-    from transformers import AutoModel, AutoModelForSequenceClassification
-
-    from .models.configuration_clcr import CLCRConfig
-    from .models.configuration_ssu import SSUConfig
-
-    for config, (module, base, head) in zip((CLCRConfig, SSUConfig), _MODELS, strict=True):
-        _add(partial(AutoModel.register, config, exist_ok=True), module, base, config_class=config)
-        _add(partial(AutoModelForSequenceClassification.register, config, exist_ok=True), module, head,
-             config_class=config)
-
-
 def _register_feature_extractors() -> None:
     from transformers import AutoFeatureExtractor
 
@@ -135,14 +119,19 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
     from .models.configuration_clcr import CLCRConfig
     from .models.configuration_ssu import SSUConfig
 
-    for config in (CLCRConfig, SSUConfig):
+    for config, module, base, head in (
+        (CLCRConfig, "hf_mmfusion.models.modeling_clcr", "CLCRModel", "CLCRForSequenceClassification"),
+        (SSUConfig, "hf_mmfusion.models.modeling_ssu", "SSUModel", "SSUForSequenceClassification"),
+    ):
         AutoConfig.register(config.model_type, config, exist_ok=True)
-    _register_models()
+        _add(partial(AutoModel.register, config, exist_ok=True), module, base, config_class=config)
+        _add(partial(AutoModelForSequenceClassification.register, config, exist_ok=True), module, head,
+             config_class=config)
     _register_feature_extractors()
     wrapt.register_post_import_hook(_register_processor, "transformers.models.auto.processing_auto")
     wrapt.register_post_import_hook(_register_pipeline, "transformers.pipelines")
