@@ -15,7 +15,7 @@ A single JSON or YAML file with the same keys works too: `python examples/train.
 
 import sys
 
-from hf_mmfusion.training import main
+from hf_mmfusion.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -10,6 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from skip_reports import pytest_report_teststatus, pytest_runtest_logreport  # noqa: E402, F401
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

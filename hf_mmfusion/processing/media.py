@@ -31,8 +31,8 @@ def require(module: str, package: str, extra: str):
         return importlib.import_module(module)
     except ImportError as err:
         raise ImportError(
-            f"this feature needs the `{package}` package: `pip install {package}` "
-            f"(or `pip install hf_mmfusion[{extra}]`)"
+            f"this feature needs the `{package}` package: `pip install {package}` (it is hf_mmfusion's "
+            f"`{extra}` extra: `pip install -e \".[{extra}]\"` in a clone of the repository)"
         ) from err
 
 
