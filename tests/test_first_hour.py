@@ -56,3 +56,31 @@ def test_mixin_skips_name_their_test(tmp_path):
     assert skip_lines, result.stdout[-2000:]
     assert all(line.startswith("SKIPPED") and "SUBSKIPPED" not in line for line in skip_lines), skip_lines
     assert all("test_needs_gpu: test requires accelerator" in line for line in skip_lines), skip_lines
+
+
+def test_readme_explain_commands_rebuild_the_demo_test_split():
+    """The README says its explain commands rebuild the demo's test split: their flags must give those rows."""
+    import argparse
+    import shlex
+
+    from hf_mmfusion.demo import DemoSettings, _test_split
+    from hf_mmfusion.explanation import add_explain_arguments
+    from hf_mmfusion.loading import load_any_dataset
+    from hf_mmfusion.training import DataArguments
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = re.search(r"## Explaining a model\n+```bash\n(.*?)```", readme, re.S).group(1).replace("\\\n", " ")
+    commands = [line.split("#")[0] for line in section.splitlines() if line.startswith("hf-mmfusion explain")]
+    assert len(commands) == 2
+    demo_test = _test_split(DemoSettings())
+    for command in commands:
+        args = add_explain_arguments(argparse.ArgumentParser()).parse_args(shlex.split(command)[2:])
+        data_args = DataArguments(
+            synthetic_sizes=args.synthetic_sizes, synthetic_audio_dim=args.synthetic_audio_dim,
+            synthetic_visual_dim=args.synthetic_visual_dim, synthetic_seed=args.synthetic_seed,
+            synthetic_modalities=list(DemoSettings.modalities), synthetic_text_words=args.synthetic_text_words,
+            synthetic_audio_frames=args.synthetic_audio_frames, synthetic_visual_frames=args.synthetic_visual_frames,
+        )
+        rebuilt = load_any_dataset("synthetic", **data_args.synthetic_kwargs())[args.split]
+        assert rebuilt["id"] == demo_test["id"] and rebuilt["text"] == demo_test["text"], command
+        assert rebuilt["label"] == demo_test["label"], command
