@@ -813,8 +813,9 @@ def hold_out_validation(raw, data_args: DataArguments, seed: int):
             f"its {len(train)} train rows cannot be held out for one; give the rows a `split` column "
             "(train / validation / test) or set --validation_split_percentage between 1 and 99"
         )
-    # In memory: the shuffled indices never go into the dataset's own folder.
-    parts = train.train_test_split(test_size=held, seed=seed, shuffle=True, keep_in_memory=True)
+    order = np.random.default_rng(seed).permutation(len(train))
+    # Index mappings kept in memory: nothing is written into the dataset's own folder.
+    parts = {name: train.select(np.sort(rows), keep_in_memory=True) for name, rows in (("train", order[held:]), ("test", order[:held]))}
     logger.warning(
         "dataset %r has no validation split: holding out %d of its %d train rows (%d%%, seed %d) for validation; "
         "--validation_split_percentage sets the share, --eval_split '' trains without one",
