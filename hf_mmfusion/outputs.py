@@ -83,13 +83,14 @@ def _shown(names: Sequence[str], limit: int = 5) -> str:
 
 
 def check_not_input(output: str | os.PathLike, inputs: Iterable, flag: str = "--output_dir") -> None:
-    """Refuse an output folder that is one of the command's local inputs, lies inside one, or holds one."""
+    """Refuse an output folder that is one of the command's local inputs or lies inside one. (An input inside
+    the output folder is safe: the commands replace only entries their marker records.)"""
     out = Path(output).resolve()
     for item in inputs:
         if item in (None, "") or not os.path.exists(item):
             continue
         path = Path(item).resolve()
-        if path == out or out in path.parents or path in out.parents:
+        if path == out or path in out.parents:
             raise ValueError(
                 f"{flag} {output} overlaps the input {str(item)!r}; a command never writes into its own input: "
                 "choose an output folder outside it"

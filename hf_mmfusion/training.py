@@ -696,7 +696,7 @@ def claim_output_dir(output_dir: str | os.PathLike, resume: bool = False, overwr
     A non-empty folder is refused unless the run resumes it, or ``overwrite`` is set and the folder is a
     previous training run holding only what that run wrote (then those go first, so no file of the old model
     survives, and no file the user put there is ever deleted). ``inputs`` (the dataset folder, the starting
-    checkpoint) may neither be nor hold nor contain the output folder.
+    checkpoint) may neither be the output folder nor contain it.
     """
     folder = Path(output_dir)
     check_not_input(folder, inputs)
