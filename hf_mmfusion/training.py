@@ -704,7 +704,10 @@ def claim_output_dir(output_dir: str | os.PathLike, resume: bool = False, overwr
         raise ValueError(f"--output_dir {folder} is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     with run_lock(folder, "training"):
-        contents = [child.name for child in folder.iterdir() if child.name not in (LOCK_NAME, RUN_MARKER)]
+        contents = [
+            child.name for child in folder.iterdir()
+            if child.name not in (LOCK_NAME, RUN_MARKER) and not child.name.startswith(f"{RUN_MARKER}.tmp-")
+        ]
         if contents and not resume:
             if not overwrite:
                 raise ValueError(
