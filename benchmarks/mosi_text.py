@@ -217,12 +217,14 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     from hf_mmfusion import retain_freed_memory
+    from hf_mmfusion.outputs import check_output_dir, claim_output_dir
     from hf_mmfusion.processing.dependency_parser import installed_spacy_pipeline
-    from hf_mmfusion.reproduce import run_seeds
+    from hf_mmfusion.reproduce import OUTPUT_MARKER, run_seeds
 
     args = parse_args(argv)
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    # The dataset it builds lives in the folder of the seeds' runs, recorded there as the run's own.
+    output_dir = claim_output_dir(check_output_dir(args.output_dir, OUTPUT_MARKER, "reproduce", flag="--output-dir"),
+                                  OUTPUT_MARKER, ["data"])
     rows = read_rows(args.data, need_label=True)
     test_rows = read_rows(args.test_csv, need_label=False) if args.test_csv else None
     text_model = args.text_model or minilm_dir()

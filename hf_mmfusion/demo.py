@@ -37,6 +37,9 @@ DEMO_OVERRIDES = {
     "clcr": "tcn_dropout=0,attention_dropout=0,classifier_dropout=0,exchange_heads=2,tcn_dilations=[1,2,4],intra_pair_segments=4",
     "ssu": "gat_dropout=0,classifier_dropout=0",
 }
+# Marks an output folder as the demo's and lists what the demo wrote there (see ``outputs``).
+OUTPUT_MARKER = ".hf_mmfusion_demo"
+RESULTS_FILE = "demo_results.json"
 TABLE_METRICS = ("mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "acc7")
 TABLE_LEGEND = """\
 mae: mean absolute error of the score (lower is better); corr: Pearson correlation (higher is better);
@@ -105,7 +108,8 @@ def _data_args(settings: DemoSettings):
         synthetic_sizes=list(settings.sizes),
         synthetic_audio_frames=list(settings.audio_frames),
         synthetic_visual_frames=list(settings.visual_frames),
-        overwrite_output_dir=True,  # each demo run replaces the previous one
+        # Each demo run replaces its previous one: the model folders are the demo's own (see `claim_demo_output`).
+        overwrite_output_dir=True,
     )
 
 
@@ -185,6 +189,22 @@ def _stage_progress(stages, model_type: str):
     return StageProgress()
 
 
+def claim_demo_output(settings: DemoSettings) -> Path:
+    """The demo's output folder, checked and marked before any training: it must be new, empty, or an earlier
+    demo output whose model folders the demo wrote itself; anything else is refused with a ``ValueError``."""
+    from .outputs import check_output_dir, claim_output_dir, written_entries
+
+    output = check_output_dir(settings.output_dir, OUTPUT_MARKER, "demo")
+    ours = written_entries(output, OUTPUT_MARKER) or set()
+    for name in settings.models:
+        if (output / name).exists() and name not in ours:
+            raise ValueError(
+                f"--output_dir {output} holds a folder {name!r} that hf-mmfusion demo did not write; it never "
+                "replaces it: choose an empty or new folder"
+            )
+    return claim_output_dir(output, OUTPUT_MARKER, [*settings.models, RESULTS_FILE])
+
+
 def run_demo(settings: DemoSettings) -> dict[str, dict]:
     """Train, evaluate, save, reload each model; returns {model_type: summary}."""
     from .quiet import library_output_silenced
@@ -200,8 +220,10 @@ def _run_demo(settings: DemoSettings) -> dict[str, dict]:
     from .evaluation import plot_robustness, robustness_rows, write_rows
     from .hub import build_model_card
     from .loading import encode_dataset, make_collator
-    from .training import ModelArguments, run_training
+    from .outputs import record_written
+    from .training import RUN_MARKER, ModelArguments, run_training
 
+    claim_demo_output(settings)
     results: dict[str, dict] = {}
     stages = tqdm(total=3 * len(settings.models), desc="demo", disable=not settings.progress, position=0)
     for model_type in settings.models:
@@ -231,6 +253,8 @@ def _run_demo(settings: DemoSettings) -> dict[str, dict]:
             seed=settings.seed, progress=False,
         )
         eval_dir = outcome.output_dir / "eval"
+        # Part of the run's folder from now on, so that the next demo run may replace it.
+        record_written(outcome.output_dir, RUN_MARKER, [eval_dir.name, "README.md"])
         write_rows(rows, eval_dir)
         plot_robustness(rows, eval_dir / "robustness.png", title=f"{model_type.upper()} on synthetic (test)")
         clean = rows[0]
@@ -334,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     reloaded = ", ".join(f"{name}: {row['head_model']}" for name, row in results.items())
     print(f"reloaded through AutoModel / AutoModelForSequenceClassification / AutoProcessor: {reloaded}")
     print(f"total time {time.perf_counter() - start:.1f} s")
-    Path(args.output_dir, "demo_results.json").write_text(
+    Path(args.output_dir, RESULTS_FILE).write_text(
         json.dumps({k: {kk: (None if isinstance(vv, float) and np.isnan(vv) else vv) for kk, vv in v.items()} for k, v in results.items()}, indent=2)
     )
     return 0

@@ -14,7 +14,10 @@ Layout of ``--output_dir``::
     per_seed.csv                   one row per model, seed, split and metric
 
 An interrupted run started again with the same ``--output_dir`` trains only the seeds without a
-``result.json`` (an unfinished seed directory is cleared and that seed starts over).
+``result.json`` (an unfinished seed directory is cleared and that seed starts over). ``--output_dir`` must be
+new, empty, or an earlier output of ``reproduce`` (it carries the hidden marker ``.hf_mmfusion_reproduce``);
+a run holds its lock file (with its process id) while it trains, so a second run into the same folder stops
+at once instead of clearing the first one's seed.
 """
 
 from __future__ import annotations
@@ -36,12 +39,15 @@ from typing import Any
 import numpy as np
 from transformers import HfArgumentParser, TrainerCallback, TrainingArguments
 
+from .outputs import check_output_dir, claim_output_dir, lock_holder, run_lock
 from .training import (
     BASELINE_MODEL_TYPE,
     DataArguments,
     ModelArguments,
     TrainingOutcome,
     _is_quality_metric,
+    check_run_arguments,
+    data_modalities,
     run_training,
     training_argument_defaults,
 )
@@ -53,6 +59,9 @@ RESULT_FILE = "result.json"
 BEST_DIR = "best-model"
 SPLITS = ("validation", "test")
 SPLIT_PREFIXES = {"validation": "eval_", "test": "test_"}
+# Marks an output folder as written by ``reproduce`` and lists what it wrote there.
+OUTPUT_MARKER = ".hf_mmfusion_reproduce"
+SUMMARY_FILES = ("results.md", "results.csv", "results.json", "per_seed.csv")
 # Arguments that differ between the seeds of one recipe, or do not change what is trained.
 NOT_RECIPE_FIELDS = {
     "training": (
@@ -233,6 +242,12 @@ def train_seed(spec: RunSpec, seed: int, directory: Path, after_seed: AfterSeed 
                keep_checkpoints: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train ``spec`` with ``seed`` into ``directory`` and write its ``result.json`` (last)."""
     if directory.exists():
+        holder = lock_holder(directory)
+        if holder is not None:
+            raise ValueError(
+                f"another run is training {directory}" + (f" (process {holder})" if holder else "")
+                + "; wait for it to finish or choose another --output_dir"
+            )
         shutil.rmtree(directory)  # an unfinished seed: its partial checkpoints belong to no result
     training_args = dataclasses.replace(spec.training_args, seed=seed, output_dir=str(directory))
     outcome = run_training(
@@ -444,11 +459,30 @@ def run_seeds(
 
 
 def _run_seeds(specs, seeds, output_dir, after_seed, keep_checkpoints, progress, save_best) -> dict[str, Any]:
-    from tqdm.auto import tqdm
 
     seeds = [int(s) for s in seeds]
     _check_specs(specs, seeds)
     output_dir = Path(output_dir)
+    available: dict[tuple, list[str]] = {}
+    for spec in specs:
+        # Every model is checked against the data before the first seed trains, the last one included.
+        key = (spec.data_args.dataset, spec.data_args.dataset_config, spec.data_args.train_split,
+               tuple(spec.data_args.synthetic_modalities))
+        if key not in available:
+            available[key] = data_modalities(spec.data_args)
+        check_run_arguments(spec.model_args, spec.data_args, available[key])
+    inputs = [spec.data_args.dataset for spec in specs if spec.data_args.dataset != "synthetic"]
+    inputs += [path for spec in specs for path in (spec.model_args.model_name_or_path, spec.model_args.text_model)]
+    check_output_dir(output_dir, OUTPUT_MARKER, "reproduce", inputs=inputs)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(output_dir, "reproduce"):
+        claim_output_dir(output_dir, OUTPUT_MARKER, [*(spec.name for spec in specs), *SUMMARY_FILES])
+        return _run_locked(specs, seeds, output_dir, after_seed, keep_checkpoints, progress, save_best)
+
+
+def _run_locked(specs, seeds, output_dir, after_seed, keep_checkpoints, progress, save_best) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
     results: dict[str, list[dict[str, Any]]] = {spec.name: [] for spec in specs}
     todo = []
     for spec in specs:

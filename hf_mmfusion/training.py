@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,16 @@ from .loading import (
     num_classes,
     resolve_split,
 )
+from .outputs import (
+    LOCK_NAME,
+    check_not_input,
+    foreign_entries,
+    record_written,
+    remove_written,
+    run_lock,
+    staged_files,
+    written_entries,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +64,7 @@ MODEL_TYPES = (*FUSION_MODEL_TYPES, BASELINE_MODEL_TYPE)
 LOSS_SUFFIX = "_loss"
 # Below this size one CPU thread trains fastest (benchmarks/train_threads.py measures it).
 SMALL_MODEL_PARAMETERS = 5_000_000
+DEFAULT_EVAL_SPLIT = "validation"
 # Recipe for the built-in synthetic data (the demo's): its label is a product of two signs, so training
 # sits on a plateau until both features form; a constant step with loose clipping leaves it soonest.
 SYNTHETIC_RECIPE = {
@@ -150,7 +160,20 @@ class DataArguments:
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     train_split: str = field(default="train")
-    eval_split: str = field(default="validation")
+    eval_split: str = field(
+        default=DEFAULT_EVAL_SPLIT,
+        metadata={
+            "help": "Split that selects the checkpoint. When the dataset has no 'validation' split, one is held out "
+            "of the train split (see --validation_split_percentage)."
+        },
+    )
+    validation_split_percentage: int = field(
+        default=10,
+        metadata={
+            "help": "Share (%%) of the train rows held out, shuffled with --seed, as the validation split of a "
+            "dataset that has none; 0 makes a missing validation split an error."
+        },
+    )
     test_split: str | None = field(default="test", metadata={"help": "Evaluated after training; '' to skip."})
     label_column: str = field(
         default="label", metadata={"help": "Float scores train a regressor, integer classes a classifier."}
@@ -198,17 +221,28 @@ class DataArguments:
 
 
 def parse_overrides(text: str | None) -> dict[str, Any]:
-    """``'a=1,b=true,c=[1,2]'`` or a JSON object -> dict (values parsed as JSON where they can be)."""
-    if not text:
+    """``'a=1,b=true,c=[1,2]'`` or a JSON object -> dict (values parsed as JSON where they can be).
+
+    Each pair is one ``key=value`` with an identifier as key; an empty pair or a second ``=`` outside a JSON
+    value is an error, so a typo cannot pass as a plain string value."""
+    if not text or not text.strip():
         return {}
     text = text.strip()
     if text.startswith("{"):
-        return json.loads(text)
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"config_overrides: not a valid JSON object ({err})") from None
+        if not isinstance(value, dict):
+            raise ValueError("config_overrides: expected a JSON object of config fields")
+        return value
     out: dict[str, Any] = {}
-    for item in _split_top_level(text):
-        if "=" not in item:
-            raise ValueError(f"config_overrides: expected key=value, got {item!r}")
-        key, value = (s.strip() for s in item.split("=", 1))
+    for item in _split_top_level(text, keep_empty=True):
+        key, sep, value = (s.strip() for s in item.partition("="))
+        if not item:
+            raise ValueError(f"config_overrides: empty key=value pair in {text!r} (pairs are separated by one comma)")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"config_overrides: expected key=value with a field name as key, got {item!r}")
         lowered = value.lower()
         if lowered in ("true", "false", "null", "none"):
             out[key] = {"true": True, "false": False}.get(lowered)
@@ -216,11 +250,31 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
+            if "=" in value or not value:
+                raise ValueError(
+                    f"config_overrides: expected one key=value per pair, got {item!r} (separate pairs with commas)"
+                ) from None
             out[key] = value
     return out
 
 
-def _split_top_level(text: str) -> list[str]:
+def check_override_keys(overrides: dict[str, Any], config_cls) -> None:
+    """Every override must name a field of ``config_cls``: a misspelt switch would otherwise train with the
+    default and be stored in ``config.json`` as an unused key."""
+    import dataclasses
+    import difflib
+
+    known = set(config_cls().to_dict()) | set(getattr(config_cls, "attribute_map", {})) | {"num_labels"}
+    if dataclasses.is_dataclass(config_cls):
+        known |= {f.name for f in dataclasses.fields(config_cls)}
+    for key in overrides:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"config_overrides: {key!r} is not a field of {config_cls.__name__}{hint}")
+
+
+def _split_top_level(text: str, keep_empty: bool = False) -> list[str]:
     parts, depth, current = [], 0, ""
     for char in text:
         depth += char in "[{("
@@ -231,7 +285,7 @@ def _split_top_level(text: str) -> list[str]:
         else:
             current += char
     parts.append(current)
-    return [p for p in (s.strip() for s in parts) if p]
+    return [p for p in (s.strip() for s in parts) if p or keep_empty]
 
 
 def tiny_text_config(vocab_size: int, hidden_size: int = 32, num_layers: int = 2, max_positions: int = 512):
@@ -328,7 +382,9 @@ def build_model(model_args: ModelArguments, modalities, audio_dim, visual_dim, n
         kwargs["shared_dim"] = max(1, model_args.hidden_size // 2)
     if model_args.model_type == "ssu" and "text" in modalities and not model_args.spacy_model:
         kwargs["text_graph"] = "chain"
-    kwargs.update(parse_overrides(model_args.config_overrides))
+    overrides = parse_overrides(model_args.config_overrides)
+    check_override_keys(overrides, config_cls)
+    kwargs.update(overrides)
     if "text" in modalities and model_args.text_model:
         return model_cls.from_text_pretrained(model_args.text_model, **kwargs)
     if "text" in modalities:
@@ -623,56 +679,59 @@ def last_valid_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return None
 
 
-LOCK_NAME = ".hf_mmfusion.lock"
 RUN_MARKER = ".hf_mmfusion_run"
-# Files of a previous run that are not the user's own: removed by --overwrite_output_dir.
-_RUN_SIGNS = ("trainer_state.json", "all_results.json", RUN_MARKER)
+_CHECKPOINT_NAME = re.compile(r"checkpoint-\d+")
+
+
+def _trainer_checkpoint(path: Path) -> bool:
+    """A ``checkpoint-<step>`` folder of a run whose save was interrupted before it was recorded."""
+    return path.is_dir() and not path.is_symlink() and _CHECKPOINT_NAME.fullmatch(path.name) is not None
 
 
 @contextlib.contextmanager
-def claim_output_dir(output_dir: str | os.PathLike, resume: bool = False, overwrite: bool = False):
+def claim_output_dir(output_dir: str | os.PathLike, resume: bool = False, overwrite: bool = False, inputs=()):
     """Hold an exclusive lock on ``output_dir`` for the whole run, after checking it may be written.
 
     A second run into the same folder fails at once instead of mixing its files with the first one's.
     A non-empty folder is refused unless the run resumes it, or ``overwrite`` is set and the folder is a
-    previous training run (then its contents go first, so no file of the old model survives).
+    previous training run holding only what that run wrote (then those go first, so no file of the old model
+    survives, and no file the user put there is ever deleted). ``inputs`` (the dataset folder, the starting
+    checkpoint) may neither be the output folder nor contain it.
     """
-    import fcntl
-
     folder = Path(output_dir)
+    check_not_input(folder, inputs)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--output_dir {folder} is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / LOCK_NAME, "a+")  # noqa: SIM115  (held until the run ends)
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(
-                f"another training run is writing to {folder}; wait for it or choose another --output_dir"
-            ) from None
-        contents = [child for child in folder.iterdir() if child.name not in (LOCK_NAME, RUN_MARKER)]
+    with run_lock(folder, "training"):
+        contents = [
+            child.name for child in folder.iterdir()
+            if child.name not in (LOCK_NAME, RUN_MARKER) and not child.name.startswith(f"{RUN_MARKER}.tmp-")
+        ]
         if contents and not resume:
-            is_run = any((folder / name).exists() for name in _RUN_SIGNS) or any(
-                child.name.startswith("checkpoint-") for child in contents
-            )
             if not overwrite:
                 raise ValueError(
                     f"--output_dir {folder} is not empty; pass --overwrite_output_dir to replace the previous run, "
                     "--resume_from_checkpoint latest to continue it, or choose another folder"
                 )
-            if not is_run:
+            if written_entries(folder, RUN_MARKER) is None:
                 raise ValueError(
                     f"--output_dir {folder} holds files that are not a training run; refusing to delete them "
                     "with --overwrite_output_dir (choose an empty or new folder)"
                 )
-            for child in contents:
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-        (folder / RUN_MARKER).touch()
+            foreign = foreign_entries(folder, RUN_MARKER, also_ours=_trainer_checkpoint)
+            if foreign:
+                raise ValueError(
+                    f"--output_dir {folder} holds files the previous training run did not write "
+                    f"({', '.join(foreign[:5])}); --overwrite_output_dir deletes only a run's own files: move "
+                    "them away or choose another folder"
+                )
+            record_written(folder, RUN_MARKER, [name for name in contents if _trainer_checkpoint(folder / name)])
+            remove_written(folder, RUN_MARKER, contents)
+            record_written(folder, RUN_MARKER, reset=True)
+        elif written_entries(folder, RUN_MARKER) is None:
+            record_written(folder, RUN_MARKER)
         yield folder
-    finally:
-        handle.close()
 
 
 def run_training(
@@ -693,7 +752,12 @@ def run_training(
     try:
         if int(os.environ.get("RANK", "0")) != 0:
             return _train(model_args, data_args, training_args, callbacks, console_logs)
-        with claim_output_dir(training_args.output_dir, resume=resume, overwrite=data_args.overwrite_output_dir):
+        inputs = [model_args.model_name_or_path, model_args.text_model]
+        if data_args.dataset != "synthetic":
+            inputs.append(data_args.dataset)
+        with claim_output_dir(
+            training_args.output_dir, resume=resume, overwrite=data_args.overwrite_output_dir, inputs=inputs
+        ):
             return _train(model_args, data_args, training_args, callbacks, console_logs)
     finally:
         torch.set_num_threads(threads)  # the caller's setting, whatever the run chose
@@ -715,15 +779,95 @@ def _resume_requested(training_args: TrainingArguments) -> bool:
 
 
 class SaveProcessorCallback(TrainerCallback):
-    """Writes the processor into every checkpoint, so ``evaluate`` / ``predict`` can read any of them."""
+    """Writes the processor into every checkpoint, so ``evaluate`` / ``predict`` can read any of them, and
+    records each checkpoint in the run's marker."""
 
     def __init__(self, processor):
         self.processor = processor
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._record_checkpoint(args, state, control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._record_checkpoint(args, state, control)
+
+    @staticmethod
+    def _record_checkpoint(args, state, control):
+        # Recorded before Trainer writes it, so that a save cut short is still known as this run's.
+        if control.should_save and state.is_world_process_zero and Path(args.output_dir).is_dir():
+            record_written(args.output_dir, RUN_MARKER, [f"checkpoint-{state.global_step}"])
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and folder.is_dir():
             self.processor.save_pretrained(folder)
+
+
+def hold_out_validation(raw, data_args: DataArguments, seed: int):
+    """``raw`` with a ``validation`` split drawn from its train split (``validation_split_percentage`` of the
+    rows, shuffled with ``seed``), for datasets that come without one; says so in the log."""
+    from datasets import DatasetDict
+
+    train = raw[data_args.train_split]
+    held = max(1, round(len(train) * data_args.validation_split_percentage / 100))
+    if not 0 < data_args.validation_split_percentage < 100 or len(train) - held < 1:
+        raise ValueError(
+            f"dataset {data_args.dataset!r} has no validation split, and {data_args.validation_split_percentage}% of "
+            f"its {len(train)} train rows cannot be held out for one; give the rows a `split` column "
+            "(train / validation / test) or set --validation_split_percentage between 1 and 99"
+        )
+    order = np.random.default_rng(seed).permutation(len(train))
+    # Index mappings kept in memory: nothing is written into the dataset's own folder.
+    parts = {name: train.select(np.sort(rows), keep_in_memory=True) for name, rows in (("train", order[held:]), ("test", order[:held]))}
+    logger.warning(
+        "dataset %r has no validation split: holding out %d of its %d train rows (%d%%, seed %d) for validation; "
+        "--validation_split_percentage sets the share, --eval_split '' trains without one",
+        data_args.dataset, held, len(train), data_args.validation_split_percentage, seed,
+    )
+    data_args.eval_split = DEFAULT_EVAL_SPLIT
+    return DatasetDict({**raw, data_args.train_split: parts["train"], DEFAULT_EVAL_SPLIT: parts["test"]})
+
+
+def data_modalities(data_args: DataArguments) -> list[str]:
+    """The modality columns of the train split the run will read (the synthetic data's without building it)."""
+    from .loading import MODALITY_COLUMNS
+
+    if data_args.dataset == "synthetic":
+        return [m for m in MODALITY_COLUMNS if m in data_args.synthetic_modalities]
+    raw = load_any_dataset(data_args.dataset, config_name=data_args.dataset_config)
+    return dataset_modalities(raw[resolve_split(raw, data_args.train_split, data_args.dataset)])
+
+
+def run_modalities(model_args: ModelArguments, data_args: DataArguments, available) -> list[str]:
+    """The modalities a fresh model trains on; a ``ValueError`` with advice that fits the model type when the
+    data lacks one of them."""
+    if model_args.model_type == BASELINE_MODEL_TYPE:
+        if "text" not in available:
+            advice = (
+                "add text to the synthetic data with --synthetic_modalities text audio visual"
+                if data_args.dataset == "synthetic"
+                else "it needs a dataset with a `text` column"
+            )
+            raise ValueError(
+                f"the text baseline (--model_type baseline, or reproduce --baseline) fine-tunes a text encoder "
+                f"alone, but dataset {data_args.dataset!r} has no text column (its modality columns: "
+                f"{list(available)}); {advice}"
+            )
+        modalities = list(model_args.modalities or ["text"])
+    else:
+        modalities = list(model_args.modalities or available)
+    check_dataset_modalities(modalities, available, data_args.dataset)
+    return modalities
+
+
+def check_run_arguments(model_args: ModelArguments, data_args: DataArguments, available=None) -> None:
+    """What can be checked of a fresh run before any data is processed: modalities against the data, and the
+    config overrides against the model's config fields."""
+    if model_args.model_name_or_path:
+        return
+    run_modalities(model_args, data_args, data_modalities(data_args) if available is None else available)
+    if model_args.model_type in FUSION_MODEL_TYPES:
+        check_override_keys(parse_overrides(model_args.config_overrides), model_classes(model_args.model_type)[0])
 
 
 def _train(
@@ -733,14 +877,18 @@ def _train(
     callbacks: list | None,
     console_logs: bool,
 ) -> TrainingOutcome:
-    from .hub import build_model_card
     from .loading import encode_dataset, make_collator
 
     set_seed(training_args.seed)
     raw = load_any_dataset(data_args.dataset, config_name=data_args.dataset_config, **data_args.synthetic_kwargs())
     data_args.train_split = resolve_split(raw, data_args.train_split, data_args.dataset)
     if data_args.eval_split:
-        data_args.eval_split = resolve_split(raw, data_args.eval_split, data_args.dataset)
+        try:
+            data_args.eval_split = resolve_split(raw, data_args.eval_split, data_args.dataset)
+        except ValueError:
+            if data_args.eval_split != DEFAULT_EVAL_SPLIT or not data_args.validation_split_percentage:
+                raise
+            raw = hold_out_validation(raw, data_args, training_args.seed)
     if data_args.test_split and data_args.test_split not in raw:
         try:
             data_args.test_split = resolve_split(raw, data_args.test_split, data_args.dataset)
@@ -764,9 +912,7 @@ def _train(
         modalities = list(model.config.modalities)
         check_dataset_modalities(modalities, available, data_args.dataset)
     else:
-        default = ["text"] if model_args.model_type == BASELINE_MODEL_TYPE else available
-        modalities = list(model_args.modalities or default)
-        check_dataset_modalities(modalities, available, data_args.dataset)
+        modalities = run_modalities(model_args, data_args, available)
         recorded = read_feature_extractors(data_args.dataset) if os.path.isdir(data_args.dataset) else {}
         processor = build_processor(model_args, modalities, audio_dim, visual_dim, data_args.max_text_length, recorded)
         fit_feature_normalization(processor, train_raw)
@@ -826,34 +972,59 @@ def _train(
     output_dir = Path(training_args.output_dir)
     final_model = trainer.model
     if trainer.is_world_process_zero():
-        if model_args.lora:
-            final_model.save_pretrained(output_dir / "adapter")
-            final_model = final_model.merge_and_unload()
-        final_model.save_pretrained(output_dir)
-        processor.save_pretrained(output_dir)
-        if model_args.model_type != BASELINE_MODEL_TYPE:
-            card_metrics = {k.removeprefix("test_"): v for k, v in test_metrics.items() if _is_quality_metric(k)}
-            card_split = data_args.test_split or "test"
-            if not card_metrics:
-                # Without a test split the card reports the validation metrics, named as such.
-                card_metrics = {
-                    k.removeprefix("eval_"): v for k, v in metrics.items()
-                    if k.startswith("eval_") and _is_quality_metric(k) and k != "eval_loss" and not k.endswith("_loss")
-                }
-                card_split = data_args.eval_split or "validation"
-            build_model_card(
-                final_model,
-                card_metrics,
-                dataset_name=data_args.dataset,
-                dataset_id=data_args.dataset if "/" in data_args.dataset and not os.path.isdir(data_args.dataset) else None,
-                eval_split=card_split,
-                training_args={**training_args.to_dict(), "text_learning_rate": model_args.text_learning_rate},
-                repo_id=None,
-            ).save(output_dir / "README.md")
-        (output_dir / "all_results.json").write_text(json.dumps(_jsonable(metrics), indent=2))
-        trainer.save_state()
+        final_model = _save_final(trainer, final_model, processor, model_args, data_args, metrics, test_metrics)
     trainer.accelerator.wait_for_everyone()
     return TrainingOutcome(trainer=trainer, model=final_model, processor=processor, metrics=metrics, output_dir=output_dir)
+
+
+def _save_final(trainer, final_model, processor, model_args, data_args, metrics, test_metrics):
+    """Model, processor, card, metrics and trainer state into ``output_dir``, all or nothing.
+
+    They are written into a staging folder inside ``output_dir`` and renamed into place, the trainer state
+    last: as with the checkpoints, a folder with weights and ``trainer_state.json`` is a finished save, and a
+    failed one (a full disk) leaves nothing of the final model. Returns the model as saved (LoRA merged).
+    """
+    from safetensors import SafetensorError
+
+    from .hub import build_model_card
+
+    training_args = trainer.args
+    output_dir = Path(training_args.output_dir)
+    try:
+        with staged_files(output_dir, last=("all_results.json", "trainer_state.json")) as staging:
+            if model_args.lora:
+                final_model.save_pretrained(staging / "adapter")
+                final_model = final_model.merge_and_unload()
+            final_model.save_pretrained(staging)
+            processor.save_pretrained(staging)
+            if model_args.model_type != BASELINE_MODEL_TYPE:
+                card_metrics = {k.removeprefix("test_"): v for k, v in test_metrics.items() if _is_quality_metric(k)}
+                card_split = data_args.test_split or "test"
+                if not card_metrics:
+                    # Without a test split the card reports the validation metrics, named as such.
+                    card_metrics = {
+                        k.removeprefix("eval_"): v for k, v in metrics.items()
+                        if k.startswith("eval_") and _is_quality_metric(k) and k != "eval_loss" and not k.endswith("_loss")
+                    }
+                    card_split = data_args.eval_split or "validation"
+                build_model_card(
+                    final_model,
+                    card_metrics,
+                    dataset_name=data_args.dataset,
+                    dataset_id=data_args.dataset if "/" in data_args.dataset and not os.path.isdir(data_args.dataset) else None,
+                    eval_split=card_split,
+                    training_args={**training_args.to_dict(), "text_learning_rate": model_args.text_learning_rate},
+                    repo_id=None,
+                ).save(staging / "README.md")
+            (staging / "all_results.json").write_text(json.dumps(_jsonable(metrics), indent=2))
+            trainer.state.save_to_json(str(staging / "trainer_state.json"))
+            record_written(output_dir, RUN_MARKER, [child.name for child in staging.iterdir()])
+    except (OSError, SafetensorError) as err:
+        kept = last_valid_checkpoint(output_dir)
+        hint = "; the checkpoints are kept: free space and continue with --resume_from_checkpoint latest" if kept else ""
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OSError(f"could not save the final model to {output_dir} ({reason}); nothing of it was written{hint}") from err
+    return final_model
 
 
 def _is_quality_metric(key: str) -> bool:

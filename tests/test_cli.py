@@ -334,3 +334,25 @@ def test_usage_does_not_load_torch_but_the_package_still_works():
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "commands:" in result.stdout
+
+
+def test_demo_never_replaces_a_model_it_did_not_write(tmp_path, capsys):
+    out = tmp_path / "work"
+    mine = out / "clcr"
+    mine.mkdir(parents=True)
+    tiny_checkpoint(mine, "clcr")
+    # As `hf-mmfusion train` leaves it, plus the user's notes.
+    (mine / "trainer_state.json").write_text("{}")
+    (mine / ".hf_mmfusion_run").write_text('{"written": ["config.json", "model.safetensors", "trainer_state.json"]}')
+    (mine / "NOTES.txt").write_text("trained on the March data")
+    weights = (mine / "model.safetensors").read_bytes()
+    flags = ["--models", "clcr", "--modalities", "audio", "visual", "--sizes", "8", "4", "4", "--epochs", "1",
+             "--hidden_size", "16", "--batch_size", "4", "--noise", "0", "--audio_frames", "4", "6",
+             "--visual_frames", "3", "5", "--no_progress"]
+    capsys.readouterr()
+    assert main(["demo", "--output_dir", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "clcr" in err and "did not write" in err
+    assert (mine / "NOTES.txt").read_text() == "trained on the March data"
+    assert (mine / "model.safetensors").read_bytes() == weights
+    assert not (out / "demo_results.json").exists()

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import statistics
 
 import pytest
@@ -209,3 +210,66 @@ def test_bad_arguments_raise(tmp_path):
 
     with pytest.raises(ValueError, match="text only"):
         build_baseline_model(ModelArguments(model_type="baseline"), ["text", "audio"], 1)
+
+
+def _error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ") and "Traceback" not in err, err
+    return lines[-1]
+
+
+def test_users_result_files_are_never_overwritten(tmp_path, capsys, monkeypatch):
+    from hf_mmfusion.cli import main
+
+    calls = []
+    real = reproduce.run_training
+    monkeypatch.setattr(reproduce, "run_training", lambda *a, **k: (calls.append(a[2].seed), real(*a, **k))[1])
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "results.md").write_text("| my | table |\n")
+    (out / "results.csv").write_text("model,mae\nmine,0.5\n")
+    argv = tiny_train_argv("clcr", out, "--max_steps", "1", "--seeds", "41", sizes=(8, 4, 4))
+    assert main(["reproduce", *argv]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert "results.csv, results.md" in line and "did not write" in line
+    assert (out / "results.md").read_text() == "| my | table |\n"
+    assert (out / "results.csv").read_text() == "model,mae\nmine,0.5\n"
+    assert calls == []
+
+
+def test_a_second_run_never_clears_the_seed_a_running_one_trains(tmp_path, capsys):
+    from hf_mmfusion.cli import main
+    from hf_mmfusion.outputs import claim_output_dir, run_lock
+    from hf_mmfusion.training import claim_output_dir as claim_training_dir
+
+    out = tmp_path / "repro"
+    claim_output_dir(out, reproduce.OUTPUT_MARKER, ["clcr"])
+    seed = out / "clcr" / "seed-41"
+    (seed / "checkpoint-64").mkdir(parents=True)
+    (seed / "checkpoint-64" / "model.safetensors").write_bytes(b"weights of the first run")
+    argv = tiny_train_argv("clcr", out, "--max_steps", "1", "--seeds", "41", sizes=(8, 4, 4))
+    # The first run holds the whole output folder, and its seed's training run holds the seed's folder.
+    with run_lock(out, "reproduce"), claim_training_dir(seed, resume=True):
+        assert main(["reproduce", *argv]) == 2
+        line = _error_line(capsys.readouterr().err)
+        assert "another reproduce run is writing to" in line and f"(process {os.getpid()})" in line
+    # A training run in the seed folder alone (a plain `train`, or a run started before the folder lock).
+    with claim_training_dir(seed, resume=True):
+        assert main(["reproduce", *argv]) == 2
+        assert f"another run is training {seed} (process {os.getpid()})" in _error_line(capsys.readouterr().err)
+    assert (seed / "checkpoint-64" / "model.safetensors").read_bytes() == b"weights of the first run"
+    assert (seed / ".hf_mmfusion.lock").read_text().strip() == str(os.getpid())
+
+
+def test_baseline_without_text_is_refused_before_any_seed_trains(tmp_path, capsys, monkeypatch):
+    from hf_mmfusion.cli import main
+
+    calls = []
+    monkeypatch.setattr(reproduce, "run_training", lambda *a, **k: calls.append(a[2].seed))
+    out = tmp_path / "repro"
+    argv = tiny_train_argv("clcr", out, "--max_steps", "1", "--seeds", "1", "2", "--baseline", sizes=(8, 4, 4),
+                           modalities=("audio", "visual"))
+    assert main(["reproduce", *argv]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert "--synthetic_modalities text audio visual" in line and "<one of the columns>" not in line
+    assert calls == [] and not out.exists()

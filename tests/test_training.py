@@ -352,3 +352,136 @@ def test_synthetic_quick_check_recipe_and_cpu_defaults():
     assert choose_threads(tiny, None) == 1 and choose_threads(tiny, 3) == 3
     with pytest.raises(ValueError, match="--threads"):
         choose_threads(tiny, 0)
+
+
+def _cli(argv, capsys):
+    """(exit status, stderr) of ``hf-mmfusion <argv>``."""
+    from hf_mmfusion.cli import main
+
+    capsys.readouterr()
+    status = main(argv)
+    return status, capsys.readouterr().err
+
+
+def _one_error_line(err: str) -> str:
+    """The command's error line: the last one, and the only one (progress bars aside)."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ") and "Traceback" not in err, err
+    assert sum(line.startswith("error:") for line in lines) == 1
+    return lines[-1]
+
+
+QUICK = ("--max_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false", "--test_split", "",
+         "--save_strategy", "no")
+
+
+def test_overwrite_deletes_only_what_the_previous_run_wrote(tmp_path, capsys):
+    # A folder of the user's own, one file of which merely starts with `checkpoint-`: not a training run.
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.tex").write_text("\\chapter{One}")
+    (thesis / "checkpoint-notes.txt").write_text("ask about figure 3")
+    status, err = _cli(["train", *tiny_train_argv("clcr", thesis, *QUICK, "--overwrite_output_dir", "true", sizes=(8, 4, 4))],
+                       capsys)
+    assert status == 2 and "not a training run" in _one_error_line(err)
+    assert (thesis / "thesis.tex").read_text() == "\\chapter{One}"
+    assert (thesis / "checkpoint-notes.txt").read_text() == "ask about figure 3"
+    assert not (thesis / "config.json").exists()
+
+    # A real run, with the user's notes added afterwards: overwriting it would delete the notes, so it is refused.
+    run = tmp_path / "run"
+    train(tiny_train_argv("clcr", run, *QUICK, sizes=(8, 4, 4)))
+    (run / "notes.txt").write_text("lr 1e-3 was best")
+    before = weights(run)
+    status, err = _cli(["train", *tiny_train_argv("ssu", run, *QUICK, "--overwrite_output_dir", "true", sizes=(8, 4, 4))],
+                       capsys)
+    assert status == 2 and "notes.txt" in _one_error_line(err)
+    assert (run / "notes.txt").read_text() == "lr 1e-3 was best"
+    assert json.loads((run / "config.json").read_text())["model_type"] == "clcr"
+    assert all(torch.equal(before[k], v) for k, v in weights(run).items())
+
+
+def test_config_override_typos_and_malformed_pairs_are_errors(tmp_path, capsys):
+    for text in ("a=b=c,,==", "a=b=c", "lambda_intra=0.1,,use_hierarchy=false", "==", "x=1,=2"):
+        with pytest.raises(ValueError, match="config_overrides"):
+            parse_overrides(text)
+    assert parse_overrides('name="a=b"') == {"name": "a=b"}
+    out = tmp_path / "run"
+    argv = tiny_train_argv("clcr", out, *QUICK, sizes=(8, 4, 4))
+    argv[argv.index("--config_overrides") + 1] += ",use_intra_regulariser=false"
+    status, err = _cli(["train", *argv], capsys)
+    line = _one_error_line(err)
+    assert status == 2 and "'use_intra_regulariser'" in line and "did you mean 'use_intra_regularizer'" in line
+    assert not (out / "config.json").exists()
+
+
+def test_final_save_on_a_full_disk_leaves_no_partial_model(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import transformers.modeling_utils as modeling_utils
+
+    real_save = modeling_utils.safe_save_file
+
+    def disk_full_outside_checkpoints(tensors, filename, *args, **kwargs):
+        if not os.path.basename(os.path.dirname(filename)).startswith("checkpoint-"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_utils, "safe_save_file", disk_full_outside_checkpoints)
+    out = tmp_path / "run"
+    argv = tiny_train_argv("clcr", out, "--max_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false",
+                           "--test_split", "", "--save_strategy", "steps", "--save_steps", "1", sizes=(8, 4, 4))
+    status, err = _cli(["train", *argv], capsys)
+    line = _one_error_line(err)
+    assert status == 2 and "No space left on device" in line and "--resume_from_checkpoint latest" in line
+    # Nothing of the final model: no config or code without weights; the checkpoint stays usable.
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["checkpoint-1"]
+    assert (out / "checkpoint-1" / "model.safetensors").is_file()
+    monkeypatch.setattr(modeling_utils, "safe_save_file", real_save)
+    train([*argv, "--resume_from_checkpoint", "latest"])
+    assert (out / "model.safetensors").is_file() and (out / "trainer_state.json").is_file()
+
+
+def test_train_holds_out_validation_and_never_writes_into_the_dataset(tmp_path, capsys, caplog):
+    from datasets import DatasetDict
+
+    data = tmp_path / "data"
+    DatasetDict({"train": tiny_dataset(sizes=(20, 4, 4))["train"]}).save_to_disk(data)
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    out = tmp_path / "run"
+    argv = tiny_train_argv("clcr", out, "--max_steps", "1", "--eval_strategy", "epoch", "--save_strategy", "no",
+                           "--load_best_model_at_end", "false", "--seed", "3", sizes=(8, 4, 4))
+    argv[argv.index("--dataset") + 1] = str(data)
+    with caplog.at_level("WARNING", logger="hf_mmfusion.training"):
+        status, err = _cli(["train", *argv], capsys)
+    assert status == 0, err
+    assert "no validation split: holding out 2 of its 20 train rows (10%, seed 3)" in caplog.text
+    assert "eval_mae" in json.loads((out / "all_results.json").read_text())
+    assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
+
+
+def test_encoding_a_saved_dataset_writes_no_cache_into_its_folder(tmp_path):
+    from datasets import load_from_disk
+
+    from hf_mmfusion.loading import encode_dataset
+    from hf_mmfusion.training import ModelArguments, build_processor
+
+    data = tmp_path / "data"
+    tiny_dataset(sizes=(8, 4, 4)).save_to_disk(data)
+    before = sorted(data.rglob("*"))
+    processor = build_processor(ModelArguments(), ("text", "audio", "visual"), AUDIO_DIM, VISUAL_DIM, 32)
+    split = load_from_disk(str(data))["train"]
+    encoded = encode_dataset(split, processor, ("text", "audio", "visual"), "label", 32)
+    assert len(encoded) == 8 and "audio_features" in encoded.column_names
+    assert sorted(data.rglob("*")) == before
+    again = encode_dataset(split, processor, ("text", "audio", "visual"), "label", 32)
+    assert again.cache_files == encoded.cache_files  # the cache in the datasets cache is reused
+
+
+def test_baseline_on_data_without_text_gets_the_right_advice(tmp_path, capsys):
+    out = tmp_path / "run"
+    status, err = _cli(["train", *tiny_train_argv("clcr", out, *QUICK, sizes=(8, 4, 4), modalities=("audio", "visual")),
+                        "--model_type", "baseline"], capsys)
+    line = _one_error_line(err)
+    assert status == 2 and "--synthetic_modalities text audio visual" in line and "<one of the columns>" not in line
+    assert not (out / "config.json").exists()

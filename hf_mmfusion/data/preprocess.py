@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -139,23 +140,40 @@ def preprocess_dataset(
     if label_column is not None and label_column not in names:
         raise ValueError(f"label_column {label_column!r} is not a column of the dataset (columns: {sorted(names)})")
     keep_columns = [c for c in keep_columns if c in names and c != label_column]
+    features = _output_features(dataset, processor, columns, label_column, keep_columns)
+    fn_kwargs = {
+        "processor": processor,
+        "text_column": columns["text"],
+        "audio_column": columns["audio"],
+        "visual_column": columns["visual"],
+        "label_column": label_column,
+        "max_length": max_length,
+        "audio_max_length": audio_max_length,
+        "visual_max_length": visual_max_length,
+    }
     return dataset.map(
         _process_batch,
         batched=True,
         batch_size=batch_size,
         num_proc=num_proc,
         remove_columns=[c for c in dataset.column_names if c not in keep_columns],
-        features=_output_features(dataset, processor, columns, label_column, keep_columns),
+        features=features,
         load_from_cache_file=load_from_cache_file,
-        fn_kwargs={
-            "processor": processor,
-            "text_column": columns["text"],
-            "audio_column": columns["audio"],
-            "visual_column": columns["visual"],
-            "label_column": label_column,
-            "max_length": max_length,
-            "audio_max_length": audio_max_length,
-            "visual_max_length": visual_max_length,
-        },
+        cache_file_name=_cache_file_name(dataset, fn_kwargs, features, batch_size, keep_columns),
+        fn_kwargs=fn_kwargs,
         desc="Processing multimodal rows",
     )
+
+
+def _cache_file_name(dataset, *processing) -> str | None:
+    """Where ``map`` caches its result: in the ``datasets`` cache, named by the input's fingerprint and the
+    processing, never beside the dataset's own files (for ``load_from_disk`` that is the user's dataset folder,
+    perhaps read-only). ``None`` for a dataset in memory, which ``map`` does not cache."""
+    if not dataset.cache_files:
+        return None
+    import datasets
+    from datasets.fingerprint import Hasher
+
+    folder = Path(datasets.config.HF_DATASETS_CACHE) / "hf_mmfusion" / "preprocess"
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / f"{Hasher.hash([dataset._fingerprint, *processing])}.arrow")

@@ -1,0 +1,222 @@
+"""Output folders of the commands: which ones a command may write into, and writing there without losing files.
+
+A command writes only into a folder it creates, or into one that carries its marker file from an earlier run.
+The marker (a hidden JSON file, one name per command) lists the entries the command wrote there, so that
+replacing an earlier output removes exactly those and never a file the user added. A folder is never both a
+command's input and its output. A run holds a lock file with its process id for as long as it writes, so a
+second run into the same folder stops before it touches anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+LOCK_NAME = ".hf_mmfusion.lock"
+# Prefix of the folder a save writes into before renaming its files into place; one left by a killed run
+# belongs to that run.
+STAGING_PREFIX = ".staging-"
+_WRITTEN_KEY = "written"
+
+
+def _is_bookkeeping(name: str, marker: str) -> bool:
+    return name in (marker, LOCK_NAME) or name.startswith((STAGING_PREFIX, f"{marker}.tmp-"))
+
+
+def written_entries(folder: str | os.PathLike, marker: str) -> set[str] | None:
+    """The names ``marker`` in ``folder`` records as written by its command; ``None`` when there is no marker.
+
+    An empty marker file (written before markers listed their entries) records nothing.
+    """
+    path = Path(folder) / marker
+    if not path.is_file() or Path(folder).is_symlink():
+        return None
+    text = path.read_text().strip()
+    if not text:
+        return set()
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        return set()
+    names = payload.get(_WRITTEN_KEY, []) if isinstance(payload, dict) else []
+    return {str(name) for name in names if isinstance(name, str)}
+
+
+def record_written(folder: str | os.PathLike, marker: str, names: Iterable[str] = (), reset: bool = False) -> None:
+    """Add ``names`` (entries directly under ``folder``) to its marker, creating the marker when absent.
+
+    The marker is replaced atomically, so an interrupted write leaves the previous list."""
+    folder = Path(folder)
+    known = set() if reset else (written_entries(folder, marker) or set())
+    known.update(str(name) for name in names)
+    tmp = folder / f"{marker}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({_WRITTEN_KEY: sorted(known)}, indent=1) + "\n")
+    os.replace(tmp, folder / marker)
+
+
+def foreign_entries(
+    folder: str | os.PathLike, marker: str, also_ours: Callable[[Path], bool] | None = None
+) -> list[str]:
+    """Entries of ``folder`` that its marker does not record (all of them when it has no marker), except the
+    marker and the lock; ``also_ours(path)`` may accept more (such as a trainer's interrupted checkpoint)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    written = written_entries(folder, marker) or set()
+    return sorted(
+        child.name
+        for child in folder.iterdir()
+        if not _is_bookkeeping(child.name, marker)
+        and child.name not in written
+        and not (also_ours is not None and also_ours(child))
+    )
+
+
+def _shown(names: Sequence[str], limit: int = 5) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def check_not_input(output: str | os.PathLike, inputs: Iterable, flag: str = "--output_dir") -> None:
+    """Refuse an output folder that is one of the command's local inputs or lies inside one. (An input inside
+    the output folder is safe: the commands replace only entries their marker records.)"""
+    out = Path(output).resolve()
+    for item in inputs:
+        if item in (None, "") or not os.path.exists(item):
+            continue
+        path = Path(item).resolve()
+        if path == out or path in out.parents:
+            raise ValueError(
+                f"{flag} {output} overlaps the input {str(item)!r}; a command never writes into its own input: "
+                "choose an output folder outside it"
+            )
+
+
+def check_output_dir(
+    folder: str | os.PathLike, marker: str, command: str, inputs: Iterable = (), flag: str = "--output_dir"
+) -> Path:
+    """``folder`` once ``command`` may write into it: absent, empty, or carrying ``marker``; else a ``ValueError``
+    that names the files it would put at risk. Nothing is created here."""
+    folder = Path(folder)
+    check_not_input(folder, inputs, flag)
+    if folder.is_symlink() and not folder.is_dir():
+        raise ValueError(f"{flag} {folder} is a broken symbolic link; choose a folder")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{flag} {folder} is a file, not a folder")
+    if not folder.exists():
+        return folder
+    others = [c.name for c in folder.iterdir() if not _is_bookkeeping(c.name, marker)]
+    if others and written_entries(folder, marker) is None:
+        raise ValueError(
+            f"{flag} {folder} holds files that hf-mmfusion {command} did not write ({_shown(sorted(others))}); "
+            "it never writes over them: choose an empty or new folder"
+        )
+    return folder
+
+
+def claim_output_dir(folder: str | os.PathLike, marker: str, names: Iterable[str] = ()) -> Path:
+    """Create ``folder`` (when absent) and record ``names`` in its marker before anything is written there, so
+    that an interrupted run still leaves a folder its next run recognises as its own."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    record_written(folder, marker, names)
+    return folder
+
+
+def remove_written(folder: str | os.PathLike, marker: str, names: Iterable[str]) -> None:
+    """Delete ``names`` under ``folder``; each must be recorded in its marker or be a staging folder left by an
+    interrupted save (a ``ValueError`` otherwise)."""
+    folder = Path(folder)
+    written = written_entries(folder, marker) or set()
+    for name in names:
+        ours = name in written or (name.startswith(STAGING_PREFIX) and (folder / name).is_dir())
+        if not ours or "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"refusing to delete {folder / name}: it was not written by this command")
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def _lock_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+@contextlib.contextmanager
+def run_lock(folder: str | os.PathLike, what: str) -> Iterator[Path]:
+    """Hold ``folder``'s lock file for the block, with this process's id in it.
+
+    The lock is an ``flock`` on the file: the kernel releases it when its process ends, however it ends, so
+    a lock left by a killed run never blocks the next one, and a held lock always belongs to a live process.
+    A second run fails at once with a ``ValueError`` naming the process that holds it.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    path = folder / LOCK_NAME
+    handle = open(path, "a+")  # noqa: SIM115  (held until the block ends)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _lock_pid(path)
+            holder = f" (process {pid})" if pid else ""
+            raise ValueError(
+                f"another {what} run is writing to {folder}{holder}; wait for it to finish or choose another "
+                "--output_dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield folder
+    finally:
+        handle.close()
+
+
+def lock_holder(folder: str | os.PathLike) -> int | None:
+    """The id of the live process that holds ``folder``'s lock (0 when it wrote none), or ``None``."""
+    import fcntl
+
+    path = Path(folder) / LOCK_NAME
+    if not path.is_file():
+        return None
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _lock_pid(path) or 0
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+@contextlib.contextmanager
+def staged_files(folder: str | os.PathLike, last: Sequence[str] = ()) -> Iterator[Path]:
+    """A hidden staging folder inside ``folder`` for the block to write into; afterwards each entry moves into
+    ``folder`` by rename (``last`` ones at the end), so ``folder`` never holds half of what the block wrote.
+
+    On an error in the block the staging folder is removed and ``folder`` is as before. Entries of ``folder``
+    with the same names are replaced: the caller makes sure they are its own.
+    """
+    folder = Path(folder)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+    try:
+        yield staging
+        names = sorted(p.name for p in staging.iterdir())
+        for name in [n for n in names if n not in last] + [n for n in last if n in names]:
+            target = folder / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(staging / name, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
