@@ -189,10 +189,15 @@ class ScratchDirectory:
             # Locked under a private name, then renamed: a cleaner never sees the lock file unlocked.
             pending = self.path / f"{SCRATCH_LOCK}.{os.getpid()}"
             self._handle = open(pending, "w")  # noqa: SIM115  (held until close)
-            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self._handle.write(f"{os.getpid()}\n")
-            self._handle.flush()
-            os.replace(pending, self.path / SCRATCH_LOCK)
+            try:
+                fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                # A file system without locks: the directory stays unmarked, so no later run removes it.
+                pending.unlink()
+            else:
+                self._handle.write(f"{os.getpid()}\n")
+                self._handle.flush()
+                os.replace(pending, self.path / SCRATCH_LOCK)
         except BaseException:
             shutil.rmtree(self.path, ignore_errors=True)
             raise
