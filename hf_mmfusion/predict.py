@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .cpu_memory import retain_freed_memory
+from .data.manifest import read_npy_frames
 from .evaluation import is_regression, load_pretrained
 from .loading import MODALITY_COLUMNS, check_text_length
 from .processing.feature_extraction_mmfusion import VIDEO_SUFFIXES
@@ -37,11 +38,14 @@ def load_frames(value, modality: str, base_dir: Path | None = None):
             path = base_dir / path
         if not path.is_file():
             raise ValueError(f"`{modality}`: file {str(path)!r} does not exist")
-        if path.suffix == ".npy":
-            frames = np.load(path, allow_pickle=False)
+        if path.suffix.lower() == ".npy":
+            try:
+                frames = read_npy_frames(path)
+            except ValueError as err:
+                raise ValueError(f"`{modality}`: {err}") from None
             if frames.ndim != 2:
                 raise ValueError(f"`{modality}`: {path.name} must hold [frames, features], got shape {list(frames.shape)}")
-            return frames.astype(np.float32)
+            return frames
         if path.suffix.lower() == ".wav":
             if modality != "audio":
                 raise ValueError(f"`{modality}`: a .wav recording can only be the audio input")

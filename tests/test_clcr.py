@@ -726,3 +726,33 @@ def test_level_weights_under_the_selection_term(form):
         assert largest < 0.9, largest
     else:
         assert largest > 0.95, largest
+
+
+def test_whole_model_pickles_and_torch_saves_with_live_orthogonal_projectors(tmp_path):
+    import pickle
+
+    from torch.nn.utils import parametrize
+
+    model = build(tiny_config())
+    batch = make_batch()
+    model(**batch)  # after a forward pass, as after training, transformers holds hooks on the text encoder
+    expected = model(**without_labels(batch)).logits
+    torch.save(model, tmp_path / "model.pt")
+    restored = [torch.load(tmp_path / "model.pt", weights_only=False), pickle.loads(pickle.dumps(model))]
+    torch.testing.assert_close(model(**without_labels(batch)).logits, expected, atol=0, rtol=0)
+    before = model.clcr.intra_levels[0].bank.weight.detach()
+    eye = torch.eye(16).expand(3, 16, 16)
+    for loaded in restored:
+        assert type(loaded) is CLCRForSequenceClassification and not loaded.training
+        torch.testing.assert_close(loaded(**without_labels(batch)).logits, expected, atol=0, rtol=0)
+        bank = loaded.clcr.intra_levels[0].bank
+        assert parametrize.is_parametrized(bank, "weight")
+        # The parametrization is live, not a frozen copy: a training step moves Q and keeps it orthogonal.
+        loaded.train()
+        optimizer = torch.optim.SGD(loaded.parameters(), lr=0.5)
+        loaded(**batch).loss.backward()
+        optimizer.step()
+        q = bank.weight.detach()
+        assert not torch.allclose(q, before)
+        torch.testing.assert_close(q.transpose(1, 2) @ q, eye, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.clcr.intra_levels[0].bank.weight.detach(), before, atol=0, rtol=0)

@@ -2,6 +2,9 @@ import csv
 import json
 import os
 import pickle
+import tempfile
+import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -447,7 +450,7 @@ def test_corrupt_sources_give_one_error_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "a.csv").write_text("id,text,label,audio,visual\na,x,1,bad.wav,bad.wav\n")
     assert "cannot read" in _cli_error(capsys, "manifest", tmp_path / "a.csv", "--audio-column", "audio", "-o", tmp_path / "o")
     assert "only the audio column" in _cli_error(capsys, "manifest", tmp_path / "a.csv", "--visual-column", "visual",
-                                                 "-o", tmp_path / "o")
+                                                 "--audio-column", "", "-o", tmp_path / "o")
     np.save(tmp_path / "f3.npy", np.ones((4, 3), np.float32))
     np.save(tmp_path / "f4.npy", np.ones((4, 4), np.float32))
     (tmp_path / "mixed.csv").write_text("id,text,label,audio\na,x,1,f3.npy\nb,y,1,f4.npy\n")
@@ -463,3 +466,149 @@ def test_corrupt_sources_give_one_error_line(tmp_path, capsys, monkeypatch):
 def test_manifest_with_a_byte_order_mark(tmp_path):
     (tmp_path / "bom.csv").write_bytes("\ufeffid,text,label\na,fine,1.5\n".encode())
     assert load_converted(convert("manifest", tmp_path / "bom.csv", "-o", tmp_path / "o"))["train"]["id"] == ["a"]
+
+
+# ---------------------------------------------------------------- arguments, columns and frame files
+def test_sizes_are_checked_while_parsing(tmp_path, capsys):
+    from hf_mmfusion.cli import main as cli_main
+    from hf_mmfusion.data.videos import read_video_folder
+
+    (tmp_path / "labels.csv").write_text("id,label\nclip,1\n")
+    for flag in ("--batch-size", "--video-fps", "--video-grid-size", "--audio-feature-size"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(["convert", "videos", str(tmp_path), "--labels", str(tmp_path / "labels.csv"), flag, "0",
+                      "-o", str(tmp_path / "o")])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.splitlines() == [f"error: argument {flag}: must be a positive integer, got 0 "
+                                    "(see hf-mmfusion convert --help)"]
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        read_video_folder(tmp_path, tmp_path / "labels.csv", visual_extractor=VisualFeatureExtractor(), batch_size=0)
+    assert not (tmp_path / "o").exists() and not (tmp_path / ".hf-mmfusion-cache").exists()
+
+
+def test_manifest_reads_the_canonical_audio_and_visual_columns(tmp_path):
+    rng = np.random.default_rng(2)
+    for name, shape in (("a1.npy", (5, 3)), ("a2.npy", (6, 3)), ("v1.npy", (2, 4)), ("v2.npy", (3, 4))):
+        np.save(tmp_path / name, rng.normal(size=shape).astype(np.float32))
+    manifest = tmp_path / "my_data.csv"
+    manifest.write_text("id,text,label,split,audio,visual,other\n"
+                        "s1,good,1,train,a1.npy,v1.npy,a2.npy\ns2,bad,-1,test,a2.npy,v2.npy,a1.npy\n")
+    ds = load_converted(convert("manifest", manifest, "-o", tmp_path / "out")).with_format("numpy")
+    assert list(ds["train"].features) == ["id", "text", "audio", "visual", "label"]
+    assert np.allclose(ds["test"][0]["audio"], np.load(tmp_path / "a2.npy"))
+    assert np.allclose(ds["test"][0]["visual"], np.load(tmp_path / "v2.npy"))
+    # Explicit flags still decide: another column, or none.
+    ds = load_converted(convert("manifest", manifest, "-o", tmp_path / "out2", "--audio-column", "other",
+                                "--visual-column", "")).with_format("numpy")
+    assert "visual" not in ds["train"].features
+    assert np.allclose(ds["train"][0]["audio"], np.load(tmp_path / "a2.npy"))
+    from hf_mmfusion.data.manifest import read_manifest
+
+    assert {"audio", "visual"} <= set(read_manifest(manifest)["train"][0])
+
+
+def test_npy_suffix_case_and_non_numeric_npy_files(tmp_path, capsys):
+    from hf_mmfusion.predict import check_record, load_frames
+
+    frames = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.save(tmp_path / "a16.npy", frames)
+    (tmp_path / "a16.npy").rename(tmp_path / "A16.NPY")
+    check_record({"audio": "A16.NPY"}, ("audio",), base_dir=tmp_path)
+    assert np.array_equal(load_frames("A16.NPY", "audio", tmp_path), frames)
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "words.npy", np.array([["x", "y"], ["z", "w"]]))
+    for name in ("objects.npy", "words.npy"):
+        with pytest.raises(ValueError, match=f"`audio`: .*{name}"):
+            load_frames(name, "audio", tmp_path)
+    (tmp_path / "m.csv").write_text("id,text,label,audio\na,x,1,A16.NPY\nb,y,2,words.npy\n")
+    error = _cli_error(capsys, "manifest", tmp_path / "m.csv", "-o", tmp_path / "o")
+    assert "row 2" in error and "words.npy" in error and "dtype <U1" in error
+    assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------- concurrent and killed conversions
+def test_two_conversions_racing_for_one_output_keep_one_whole_result(tmp_path, monkeypatch, capsys):
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text("id,text,label\na,good,1\nb,fine,2\n")
+    second.write_text("id,text,label\nc,bad,-1\nd,awful,-2\n")
+    out = tmp_path / "out"
+    save = DatasetDict.save_to_disk
+    racing = []
+
+    def save_while_another_run_finishes(self, path, *args, **kwargs):
+        if racing:
+            racing.pop()()  # the other run writes the output while this one is still saving
+        return save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(DatasetDict, "save_to_disk", save_while_another_run_finishes)
+    racing.append(lambda: convert("manifest", second, "-o", out))
+    assert "appeared while this conversion ran" in _cli_error(capsys, "manifest", first, "-o", out)
+    assert load_converted(out)["train"]["label"] == [-1.0, -2.0]
+    assert _leftovers(tmp_path) == []
+    # With --overwrite, a folder of the user's that appeared meanwhile is still never replaced.
+    user = tmp_path / "mine"
+
+    def user_creates_the_folder():
+        user.mkdir()
+        (user / "notes.txt").write_text("mine")
+
+    racing.append(user_creates_the_folder)
+    with pytest.raises(ValueError, match="not a dataset written by"):
+        convert("manifest", first, "-o", user, "--overwrite")
+    assert (user / "notes.txt").read_text() == "mine" and sorted(p.name for p in user.iterdir()) == ["notes.txt"]
+    assert _leftovers(tmp_path) == []
+
+
+def _convert_and_hang(manifest, output, paths):
+    save = DatasetDict.save_to_disk
+
+    def save_then_hang(self, path, *args, **kwargs):
+        save(self, path, *args, **kwargs)
+        work = Path(self["train"].cache_files[0]["filename"])
+        paths.put((path, next(p for p in work.parents if p.parent == Path(tempfile.gettempdir()))))
+        time.sleep(600)
+
+    DatasetDict.save_to_disk = save_then_hang
+    convert("manifest", manifest, "-o", output)
+
+
+def test_a_killed_conversion_leaves_nothing_after_the_next_run(tmp_path, monkeypatch):
+    import multiprocessing
+    import signal
+
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,text,label\na,good,1\n")
+    context = multiprocessing.get_context("fork")
+    paths = context.Queue()
+    runs = {}
+    for name, output in (("killed", tmp_path / "out"), ("running", tmp_path / "other")):
+        process = context.Process(target=_convert_and_hang, args=(manifest, output, paths), daemon=True)
+        process.start()
+        runs[name] = (process, *map(Path, paths.get(timeout=120)))
+    try:
+        killed, staging, work = runs["killed"]
+        assert staging.parent == tmp_path and staging.name.startswith(".out.partial-") and work.is_dir()
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.join(timeout=60)
+        assert staging.is_dir() and work.is_dir()
+        # Look-alikes without the lock file are not provably ours.
+        lookalikes = [tmp_path / ".out.partial-mine", scratch_root / "hf-mmfusion-convert-mine"]
+        for folder in lookalikes:
+            folder.mkdir()
+            (folder / "keep.txt").write_text("not ours")
+        convert("manifest", manifest, "-o", tmp_path / "out")
+        assert load_converted(tmp_path / "out")["train"]["id"] == ["a"]
+        assert not staging.exists() and not work.exists()
+        _, live_staging, live_work = runs["running"]
+        assert (live_staging / "dataset_dict.json").is_file() and live_work.is_dir()
+        assert all((folder / "keep.txt").read_text() == "not ours" for folder in lookalikes)
+        assert sorted(p.name for p in scratch_root.iterdir()) == sorted([live_work.name, "hf-mmfusion-convert-mine"])
+    finally:
+        for process, *_ in runs.values():
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGKILL)
+                process.join(timeout=60)

@@ -32,20 +32,36 @@ import numpy as np
 from .schema import (
     FILE_FORMATS,
     SPLITS,
+    ScratchDirectory,
     build_dataset_dict,
     canonical_features,
     check_replaceable_output,
     check_row,
     normalize_split,
+    remove_abandoned_scratch,
     write_dataset_dict,
 )
 
 SOURCES = ("mmsa", "misa", "sdk", "manifest", "npz", "videos")
 EXTRA_LABELS = ("label_text", "label_audio", "label_visual")
+# The Arrow files a conversion streams its rows through, in the system's temporary folder.
+WORK_PREFIX = "hf-mmfusion-convert-"
+WORK_PATTERN = re.escape(WORK_PREFIX) + r".+"
 
 
 def _comma_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _positive_int(value: str) -> int:
+    # Checked while parsing, so a zero or negative size never reaches a long extraction.
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {number}")
+    return number
 
 
 def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -77,13 +93,14 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     manifest.add_argument("--split-column", default="split")
     manifest.add_argument("--default-split", default="train", help="split of rows when the manifest has no split column")
     manifest.add_argument("--label-class-column", help="integer class column, stored as label_class")
-    manifest.add_argument("--audio-column", help="column of .npy / .wav paths")
-    manifest.add_argument("--visual-column", help="column of .npy / video file paths")
-    manifest.add_argument("--audio-feature-size", type=int, default=80, help="mel bins / MFCCs for .wav audio")
+    manifest.add_argument("--audio-column", help="column of .npy / .wav paths (default: `audio` when the manifest has it; '' for none)")
+    manifest.add_argument("--visual-column",
+                          help="column of .npy / video file paths (default: `visual` when the manifest has it; '' for none)")
+    manifest.add_argument("--audio-feature-size", type=_positive_int, default=80, help="mel bins / MFCCs for .wav audio")
     manifest.add_argument("--raw-audio-features", choices=("log_mel", "mfcc"), default="log_mel")
-    manifest.add_argument("--video-grid-size", type=int, default=4,
+    manifest.add_argument("--video-grid-size", type=_positive_int, default=4,
                           help="video files: mean colours of a G x G grid per frame (3 * G^2 features)")
-    manifest.add_argument("--video-fps", type=int, default=10, help="video files: frames sampled per second")
+    manifest.add_argument("--video-fps", type=_positive_int, default=10, help="video files: frames sampled per second")
     videos = parser.add_argument_group("videos (CLIPS_DIR as the input)")
     videos.add_argument("--labels", help="CSV / JSON labels file: id (clip file name), label[, split, text]")
     videos.add_argument("--audio-features", default="log_mel",
@@ -95,7 +112,7 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     videos.add_argument("--face-crop", action="store_true", help="describe the largest face of each frame (OpenCV)")
     videos.add_argument("--asr-model", help="speech recogniser for clips without a transcript (Hub id / directory)")
     videos.add_argument("--cache-dir", help="per-clip feature cache (default: CLIPS_DIR/.hf-mmfusion-cache)")
-    videos.add_argument("--batch-size", type=int, default=8, help="clips per extraction batch")
+    videos.add_argument("--batch-size", type=_positive_int, default=8, help="clips per extraction batch")
     videos.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -176,16 +193,17 @@ def read_source(args: argparse.Namespace) -> dict[str, list[dict]]:
             raise ValueError("the sdk source needs --folds (the SDK's standard folds file)")
         return read_sdk_dataset(args.inputs[0], read_standard_folds(args.folds), args.audio_csd, args.visual_csd, args.words_csd)
     if args.source == "manifest":
-        from .manifest import read_manifest
+        from .manifest import frame_columns, manifest_columns, read_manifest
 
         _single_input(args)
+        audio_column, visual_column = frame_columns(manifest_columns(args.inputs[0]), args.audio_column, args.visual_column)
         extractor = None
-        if args.audio_column:
+        if audio_column:
             from ..processing.feature_extraction_mmfusion import AcousticFeatureExtractor
 
             extractor = AcousticFeatureExtractor(feature_size=args.audio_feature_size, raw_features=args.raw_audio_features)
         visual_extractor = None
-        if args.visual_column:
+        if visual_column:
             from ..processing.feature_extraction_mmfusion import VisualFeatureExtractor
 
             visual_extractor = VisualFeatureExtractor(
@@ -199,8 +217,8 @@ def read_source(args: argparse.Namespace) -> dict[str, list[dict]]:
             split_column=args.split_column or None,
             default_split=args.default_split,
             label_class_column=args.label_class_column,
-            audio_column=args.audio_column,
-            visual_column=args.visual_column,
+            audio_column=audio_column or "",
+            visual_column=visual_column or "",
             audio_extractor=extractor,
             visual_extractor=visual_extractor,
         )
@@ -316,7 +334,10 @@ def run_convert(args: argparse.Namespace) -> Path:
     order = [s for s in SPLITS if s in rows] + [s for s in rows if s not in SPLITS]
     from datasets.exceptions import DatasetGenerationError
 
-    with tempfile.TemporaryDirectory(prefix="hf-mmfusion-convert-") as work:
+    scratch_root = tempfile.gettempdir()
+    remove_abandoned_scratch(scratch_root, WORK_PATTERN)
+    with ScratchDirectory(scratch_root, WORK_PREFIX) as scratch:
+        work = scratch.path
         try:
             dataset = build_dataset_dict(
                 {split: _row_generator(rows[split], features, split, args.non_finite) for split in order}, features, work
@@ -338,8 +359,15 @@ def run_convert(args: argparse.Namespace) -> Path:
     return output
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """Argument errors end as one ``error:`` line, like every other user error of the command."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser = _ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     return add_convert_arguments(parser)
 
 

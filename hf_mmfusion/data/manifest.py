@@ -51,13 +51,31 @@ def _present(value) -> bool:
     return value is not None and not (isinstance(value, str) and not value.strip())
 
 
+def read_npy_frames(path: str | os.PathLike) -> np.ndarray:
+    """The float32 array of a ``.npy`` feature file; a ``ValueError`` naming the file when it is not a
+    readable array of real numbers (pickled object arrays are refused, as they could run code)."""
+    path = Path(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError) as err:
+        raise ValueError(f"cannot read {path} as a .npy array ({type(err).__name__}: {err})") from err
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{path}: expected a .npy array, got {type(array).__name__}")
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: features must be real numbers, got an array of dtype {array.dtype}")
+    return array.astype(np.float32)
+
+
 def _load_frames(value, base: Path, where: str, extractor) -> np.ndarray:
     path = Path(str(value))
     path = path if path.is_absolute() else base / path
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            frames = np.load(path, allow_pickle=False)  # pickled .npy files could run code
+            try:
+                frames = read_npy_frames(path)
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from None
         elif suffix in VIDEO_SUFFIXES:
             if extractor is None or not hasattr(extractor, "video_to_frames"):
                 raise ValueError(f"{where}: {path} is a video; a visual extractor is needed to frame it")
@@ -85,6 +103,23 @@ def _load_frames(value, base: Path, where: str, extractor) -> np.ndarray:
     return frames
 
 
+def frame_columns(columns, audio_column: str | None = None, visual_column: str | None = None):
+    """The (audio, visual) frame columns to read: a name given is kept, ``None`` becomes the canonical
+    ``audio`` / ``visual`` column when ``columns`` has it, ``""`` means none (``None`` in the result)."""
+    resolved = []
+    for given, canonical in ((audio_column, "audio"), (visual_column, "visual")):
+        if given is None:
+            given = canonical if canonical in columns else ""
+        resolved.append(given or None)
+    return tuple(resolved)
+
+
+def manifest_columns(path: str | os.PathLike) -> set[str]:
+    """The column names of a manifest (those of its first record)."""
+    records = _read_records(Path(path))
+    return set(records[0]) if records and isinstance(records[0], dict) else set()
+
+
 def read_manifest(
     path: str | os.PathLike,
     *,
@@ -105,7 +140,8 @@ def read_manifest(
     ``("text_lower", "text_upper")``); give ``()`` for data without text. Without ``split_column`` in the
     manifest every row goes to ``default_split``. ``audio_column`` / ``visual_column`` name columns with
     paths to ``.npy`` frame files (``.wav`` for audio, framed by ``audio_extractor``; video files for
-    visual, framed by ``visual_extractor``).
+    visual, framed by ``visual_extractor``); ``None`` reads the canonical ``audio`` / ``visual`` column
+    when the manifest has one, ``""`` reads none.
     """
     path = Path(path)
     records = _read_records(path)
@@ -114,6 +150,7 @@ def read_manifest(
     if not isinstance(records[0], dict):
         raise ValueError(f"{path} row 1: a record must be an object with named columns, got {type(records[0]).__name__}")
     columns = set(records[0])
+    audio_column, visual_column = frame_columns(columns, audio_column, visual_column)
     for needed in [id_column, label_column] + [c for c in (label_class_column, audio_column, visual_column) if c]:
         if needed not in columns:
             raise ValueError(f"{path}: column {needed!r} not found; columns are {sorted(columns)}")

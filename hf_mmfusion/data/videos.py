@@ -104,6 +104,8 @@ def read_video_folder(
     """
     from tqdm.auto import tqdm
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     clips_dir, labels = Path(clips_dir), Path(labels)
     if not clips_dir.is_dir():
         raise ValueError(f"clips folder {clips_dir} does not exist")

@@ -94,6 +94,13 @@ class CLCROrthogonalBank(nn.Module):
         self.weight = nn.Parameter(torch.empty(num, dim, dim))
         parametrizations.orthogonal(self, "weight", orthogonal_map="cayley", use_trivialization=False)
 
+    def __reduce_ex__(self, protocol):
+        # torch refuses to pickle a parametrized module (its class is made at runtime), which breaks
+        # torch.save / pickle / multiprocessing of a whole model. The raw generator is the bank's whole
+        # state, so the bank is pickled as that tensor and rebuilt with a fresh parametrization.
+        original = self.parametrizations.weight.original
+        return _rebuild_orthogonal_bank, (original, self.training)
+
     def matrices(self) -> torch.Tensor:
         """``Q[num, dim, dim]``, evaluated once per call; half-precision banks are mapped in float32
         because the linear solve of the Cayley map has no half-precision CPU kernel."""
@@ -101,6 +108,15 @@ class CLCROrthogonalBank(nn.Module):
         if original.dtype in (torch.float16, torch.bfloat16):
             return self.parametrizations.weight[0](original.float()).to(original.dtype)
         return self.weight
+
+
+def _rebuild_orthogonal_bank(original: nn.Parameter, training: bool) -> CLCROrthogonalBank:
+    """A pickled :class:`CLCROrthogonalBank` from its raw generator ``original[num, dim, dim]``."""
+    num, dim, _ = original.shape
+    with torch.device("meta"):
+        bank = CLCROrthogonalBank(num, dim)
+    bank.parametrizations.weight.original = original
+    return bank.train(training)
 
 
 class CLCRGroupedLayerNorm(nn.Module):

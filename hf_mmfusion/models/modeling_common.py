@@ -68,11 +68,33 @@ def init_common_weights(module: nn.Module, std: float) -> bool:
     return False
 
 
+def drop_output_capturing_hooks(model: nn.Module) -> None:
+    """Remove the forward hooks transformers installs to collect hidden states and attentions.
+
+    They are closures, so a model that has run a forward pass cannot be pickled while it holds them;
+    clearing the ``_output_capturing_hooks_installed`` marks makes transformers install them again at
+    the next forward pass, so the model behaves as before.
+    """
+    for module in model.modules():
+        for hook_id, hook in list(module._forward_hooks.items()):
+            if getattr(hook, "__module__", None) == "transformers.utils.output_capturing":
+                del module._forward_hooks[hook_id]
+                module._forward_hooks_with_kwargs.pop(hook_id, None)
+                module._forward_hooks_always_called.pop(hook_id, None)
+        if getattr(module, "_output_capturing_hooks_installed", False):
+            module._output_capturing_hooks_installed = False
+
+
 class TextPretrainedMixin:
-    """Adds ``from_text_pretrained`` and input-embedding delegation to a fusion ``PreTrainedModel``.
+    """Adds ``from_text_pretrained``, input-embedding delegation and pickling to a fusion ``PreTrainedModel``.
 
     The model's base must hold a ``TextLevelEncoder`` as ``text_encoder`` when text is configured.
     """
+
+    def __reduce_ex__(self, protocol):
+        # torch.save / pickle of a whole model, as plain torch users do, after it has run a forward pass.
+        drop_output_capturing_hooks(self)
+        return super().__reduce_ex__(protocol)
 
     @classmethod
     def from_text_pretrained(cls, text_model_name_or_path: str | os.PathLike, **config_kwargs):
