@@ -520,6 +520,17 @@ def test_npz_sequences_as_a_dataset_dict_from_python(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seq.npz"]  # nothing written
 
 
+def test_npz_sequence_arrays_of_the_wrong_shape_give_one_error_line(tmp_path, capsys):
+    np.savez(tmp_path / "deep.npz", train_label=np.zeros(2), train_audio=np.zeros((2, 3, 4, 5), np.float32))
+    assert "`train_audio` must be [segments, dim] or [segments, steps, dim], got [2, 3, 4, 5]" in _cli_error(
+        capsys, "npz", tmp_path / "deep.npz", "-o", tmp_path / "o1")
+    np.savez(tmp_path / "widths.npz", train_label=np.zeros(2), train_vision=np.ones((2, 3, 4), np.float32),
+             valid_label=np.zeros(1), valid_vision=np.ones((1, 3, 5), np.float32))
+    assert "`visual` must have shape [frames, 4], got [3, 5]" in _cli_error(
+        capsys, "npz", tmp_path / "widths.npz", "-o", tmp_path / "o2")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
 def test_real_mmmo_sequences_convert_through_the_cli(shared_data, tmp_path, capsys):
     path = shared_data / "ict_mmmo" / "mmmo_av.npz"
     raw = np.load(path)
