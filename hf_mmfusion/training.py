@@ -363,8 +363,15 @@ def build_processor(
     return MMFusionProcessor(**kwargs)
 
 
-def build_model(model_args: ModelArguments, modalities, audio_dim, visual_dim, num_labels: int, tokenizer=None):
-    """A fresh CLCR/SSU model for the data's modalities and frame widths (or the plain text baseline)."""
+def build_model(
+    model_args: ModelArguments, modalities, audio_dim, visual_dim, num_labels: int, tokenizer=None,
+    label_offset: float | None = None,
+):
+    """A fresh CLCR/SSU model for the data's modalities and frame widths (or the plain text baseline).
+
+    ``label_offset`` (regression: the training labels' mean) is where the head's output starts; a
+    ``label_offset`` in ``--config_overrides`` wins.
+    """
     if model_args.model_type == BASELINE_MODEL_TYPE:
         return build_baseline_model(model_args, modalities, num_labels, tokenizer)
     config_cls, model_cls = model_classes(model_args.model_type)
@@ -377,6 +384,8 @@ def build_model(model_args: ModelArguments, modalities, audio_dim, visual_dim, n
     }
     if num_labels == 1:
         kwargs["problem_type"] = "regression"
+        if label_offset is not None:
+            kwargs["label_offset"] = float(label_offset)
     if model_args.model_type == "clcr":
         # The paper's split is d/2 shared dimensions; keep it when only the width changes.
         kwargs["shared_dim"] = max(1, model_args.hidden_size // 2)
@@ -917,7 +926,8 @@ def _train(
         processor = build_processor(model_args, modalities, audio_dim, visual_dim, data_args.max_text_length, recorded)
         fit_feature_normalization(processor, train_raw)
         model = build_model(
-            model_args, modalities, audio_dim, visual_dim, num_labels, tokenizer=getattr(processor, "tokenizer", None)
+            model_args, modalities, audio_dim, visual_dim, num_labels, tokenizer=getattr(processor, "tokenizer", None),
+            label_offset=float(np.mean(train_raw[data_args.label_column])) if regression else None,
         )
     check_text_length(model, data_args.max_text_length)
     torch.set_num_threads(choose_threads(model, model_args.threads))

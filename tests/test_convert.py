@@ -612,3 +612,89 @@ def test_a_killed_conversion_leaves_nothing_after_the_next_run(tmp_path, monkeyp
             if process.is_alive():
                 os.kill(process.pid, signal.SIGKILL)
                 process.join(timeout=60)
+
+
+# ---------------------------------------------------------------- fixed-length sequence arrays in npz archives
+def _padded_sequences():
+    """[N, T, D] audio and vision with zero steps at the front, the back, both ends and inside, and all-zero rows."""
+    rng = np.random.default_rng(0)
+    audio = np.zeros((4, 6, 3), np.float32)
+    audio[0, 2:] = rng.normal(size=(4, 3))  # front padding
+    audio[1, :3] = rng.normal(size=(3, 3))  # back padding
+    audio[2, 1:5] = rng.normal(size=(4, 3))  # both ends, with a zero step inside
+    audio[2, 3] = 0.0
+    vision = np.zeros((4, 6, 2), np.float32)
+    vision[0] = rng.normal(size=(6, 2))  # no padding
+    vision[2, 5:] = rng.normal(size=(1, 2))
+    vision[3, 4:] = rng.normal(size=(2, 2))  # row 1 has no visual steps at all; row 3 no audio steps
+    return audio, vision
+
+
+def test_npz_sequences_drop_end_padding_and_keep_labels(tmp_path):
+    audio, vision = _padded_sequences()
+    labels = np.array([1.0, 3.5, 5.0, 4.5], np.float32)
+    np.savez(tmp_path / "seq.npz", train_id=np.array(["a", "b", "c", "d"]), train_audio=audio, train_vision=vision,
+             train_label=labels, valid_id=np.array(["e"]), valid_audio=audio[:1], valid_vision=vision[:1],
+             valid_label=np.array([2.0], np.float32))
+    ds = load_converted(convert("npz", tmp_path / "seq.npz", "-o", tmp_path / "out"))
+    assert set(ds) == {"train", "validation"}
+    train = ds["train"].with_format("numpy")
+    assert train.features["audio"].shape == (None, 3) and train.features["visual"].shape == (None, 2)
+    assert [len(a) for a in train["audio"]] == [4, 3, 4, 0]
+    assert [len(v) for v in train["visual"]] == [6, 0, 1, 2]
+    np.testing.assert_array_equal(train[0]["audio"], audio[0, 2:])
+    np.testing.assert_array_equal(train[1]["audio"], audio[1, :3])
+    np.testing.assert_array_equal(train[2]["audio"], audio[2, 1:5])  # the zero step inside stays a frame
+    np.testing.assert_array_equal(train[3]["visual"], vision[3, 4:])
+    np.testing.assert_array_equal(np.asarray(train["label"]), labels)  # ratings 1-5 are not rescaled
+
+    proc = MMFusionProcessor(None, AcousticFeatureExtractor(feature_size=3), VisualFeatureExtractor(feature_size=2))
+    rows = preprocess_dataset(ds["train"], proc)
+    batch = MMFusionDataCollator(proc)([rows[i] for i in range(4)])
+    assert batch["audio_attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0]]
+    assert batch["visual_attention_mask"].sum(1).tolist() == [6, 0, 1, 2]
+    assert torch.equal(batch["audio_features"][0], torch.from_numpy(audio[0, 2:]))
+
+
+def test_npz_sequences_as_a_dataset_dict_from_python(tmp_path):
+    from hf_mmfusion.data import load_npz_dataset
+
+    audio, vision = _padded_sequences()
+    np.savez(tmp_path / "seq.npz", train_audio=audio, train_vision=vision[:, 0], train_label=np.arange(4.0))
+    ds = load_npz_dataset(tmp_path / "seq.npz")
+    train = ds["train"].with_format("numpy")
+    assert [len(a) for a in train["audio"]] == [4, 3, 4, 0]
+    assert train[0]["visual"].shape == (1, 2)  # per-segment vectors stay single frames beside the sequences
+    assert list(train["id"]) == ["train-000000", "train-000001", "train-000002", "train-000003"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seq.npz"]  # nothing written
+
+
+def test_npz_sequence_arrays_of_the_wrong_shape_give_one_error_line(tmp_path, capsys):
+    np.savez(tmp_path / "deep.npz", train_label=np.zeros(2), train_audio=np.zeros((2, 3, 4, 5), np.float32))
+    assert "`train_audio` must be [segments, dim] or [segments, steps, dim], got [2, 3, 4, 5]" in _cli_error(
+        capsys, "npz", tmp_path / "deep.npz", "-o", tmp_path / "o1")
+    np.savez(tmp_path / "widths.npz", train_label=np.zeros(2), train_vision=np.ones((2, 3, 4), np.float32),
+             valid_label=np.zeros(1), valid_vision=np.ones((1, 3, 5), np.float32))
+    assert "`visual` must have shape [frames, 4], got [3, 5]" in _cli_error(
+        capsys, "npz", tmp_path / "widths.npz", "-o", tmp_path / "o2")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_real_mmmo_sequences_convert_through_the_cli(shared_data, tmp_path, capsys):
+    path = shared_data / "ict_mmmo" / "mmmo_av.npz"
+    raw = np.load(path)
+    assert main(["npz", str(path), "-o", str(tmp_path / "mmmo")]) == 0
+    ds = load_converted(tmp_path / "mmmo")
+    assert {k: len(v) for k, v in ds.items()} == {"train": 220, "validation": 40}
+    assert set(ds["train"].column_names) == {"id", "audio", "visual", "label"}
+    train = ds["train"].with_format("numpy")
+    assert train.features["audio"].shape == (None, 74) and train.features["visual"].shape == (None, 36)
+    labels = np.asarray(train["label"])
+    np.testing.assert_array_equal(labels, raw["train_label"])
+    assert labels.min() == 1.0 and labels.max() == 5.0
+    for i in range(220):
+        frames, padded = train[i]["audio"], raw["train_audio"][i]
+        steps = np.flatnonzero(np.abs(padded).sum(1) > 0)
+        np.testing.assert_array_equal(frames, padded[steps[0] : steps[-1] + 1])
+        assert np.abs(frames[0]).sum() > 0 and np.abs(frames[-1]).sum() > 0
+    assert min(len(a) for a in train["audio"]) == 3 and max(len(a) for a in train["audio"]) == 20

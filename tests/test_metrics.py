@@ -91,6 +91,50 @@ def test_msa_rejects_bad_input_and_rounds_on_request(msa):
     assert out["f1_has0"] == round((6 * 8 / 11 + 2 * 2 / 5) / 8, 4)
 
 
+def test_polarity_boundary_for_other_label_scales(msa):
+    # ICT-MMMO ratings 1-5, >= 3.5 positive.
+    preds = [4.2, 3.0, 1.5, 3.6, 3.4]
+    truth = [4.5, 4.0, 1.0, 3.5, 2.0]
+    out = msa.compute(predictions=preds, references=truth, boundary=3.5)
+    # has-0: truth >= 3.5 is [T T F T F], preds >= 3.5 is [T F F T F]: idx 1 differs.
+    assert out["acc2_has0"] == pytest.approx(4 / 5)
+    assert out["f1_has0"] == pytest.approx((3 * 4 / 5 + 2 * 4 / 5) / 5)
+    # non-0 drops idx 3 (truth exactly 3.5): [T T F F] versus [T F F F].
+    assert out["acc2_non0"] == pytest.approx(3 / 4)
+    # zero_as="negative": truth > 3.5 is [T T F F F], preds > 3.5 is [T F F T F].
+    assert msa.compute(predictions=preds, references=truth, boundary=3.5, zero_as="negative")["acc2_has0"] == 3 / 5
+    # Every label is positive against the default boundary 0, so all predictions are "right" there.
+    assert msa.compute(predictions=preds, references=truth)["acc2_has0"] == 1.0
+    # Acc-5 / Acc-7 are grades of the [-3, 3] scale: not reported on another scale.
+    assert set(out) == {"mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0"}
+    assert out["mae"] == pytest.approx(np.mean(np.abs(np.subtract(preds, truth))))
+    assert {"acc5", "acc7"} <= set(msa.compute(predictions=preds, references=truth, boundary=0))
+    for bad in (float("nan"), "3.5", None, True):
+        with pytest.raises(ValueError, match="boundary"):
+            msa.compute(predictions=preds, references=truth, boundary=bad)
+    with pytest.raises(ValueError, match="boundary applies to binning='mosi'"):
+        msa.compute(predictions=preds, references=truth, binning="sims", boundary=0.5)
+
+
+def test_invalid_decimals_are_refused(msa):
+    for bad in (-1, 2.5, "4", True):
+        with pytest.raises(ValueError, match="decimals must be a non-negative integer"):
+            msa.compute(predictions=PREDS, references=TRUTH, decimals=bad)
+    assert msa.compute(predictions=PREDS, references=TRUTH, decimals=0)["acc7"] == 1.0  # 0.625 rounds up
+
+
+def test_extreme_finite_values_give_finite_metrics_or_a_clear_error(msa):
+    out = msa.compute(predictions=[1e308, -1e308], references=[1, 0])
+    assert out["corr"] == pytest.approx(1.0)
+    assert out["mae"] == pytest.approx(1e308)
+    scaled = msa.compute(predictions=[3e300, -2e300, 1e300], references=[1.0, 0.0, 2.0])
+    assert scaled["corr"] == pytest.approx(np.corrcoef([3.0, -2.0, 1.0], [1.0, 0.0, 2.0])[0, 1])
+    with pytest.raises(ValueError, match="mae"):
+        msa.compute(predictions=[1.7e308, 1.7e308], references=[-1.7e308, -1.7e308])
+    sims = msa.compute(predictions=[1e308, -1e308], references=[1, 0], binning="sims")
+    assert math.isfinite(sims["mae"]) and math.isfinite(sims["corr"])
+
+
 def test_classification_metric():
     clf = load_metric("classification", keep_in_memory=True)
     preds, refs = [0, 1, 2, 2, 1, 0], [0, 1, 1, 2, 2, 2]

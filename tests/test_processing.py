@@ -169,6 +169,38 @@ def test_normalization_statistics_fitted_stored_and_applied(tmp_path):
         AcousticFeatureExtractor(feature_size=3, do_normalize=True)
 
 
+def _covarep_like(lengths, seed=0):
+    """Frames like real COVAREP: a dimension near 0 with rare values clipped at -255, a constant one, a normal one."""
+    frames = _frames(lengths, 3, seed=seed)
+    for f in frames:
+        f[:, 0] = -0.3 + 0.1 * f[:, 0]
+        f[:, 1] = 0.0
+    frames[0][0, 0] = -255.0
+    return frames
+
+
+@pytest.mark.parametrize("padding", [True, False])
+def test_fitted_normalisation_bounds_clipped_values_and_unseen_constant_features(tmp_path, padding):
+    fe = AcousticFeatureExtractor(feature_size=3).fit_normalization(_covarep_like([30, 40, 50]))
+    assert fe.feature_std[1] == 0.0 and fe.normalization_clip == 10.0
+    test = np.array([[-255.0, 0.5, 0.0], [-0.3, 0.0, 1e6]], np.float32)
+    out = fe([test], padding=padding, return_tensors="np")["audio_features"][0]
+    # A train-constant dimension is only centred: 0.5 at test time is 0.5, not 0.5 / eps = 50000.
+    assert out[0, 1] == pytest.approx(0.5) and out[1, 1] == 0.0
+    # The -255 value (about -11 standard deviations here) and the extreme value stop at the clip.
+    assert out[0, 0] == -10.0 and out[1, 2] == 10.0
+    assert np.abs(out).max() <= 10.0
+    fe.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "preprocessor_config.json").read_text())["normalization_clip"] == 10.0
+    loaded = AutoFeatureExtractor.from_pretrained(tmp_path)
+    assert np.array_equal(loaded([test], padding=padding, return_tensors="np")["audio_features"][0], out)
+    unclipped = AcousticFeatureExtractor(feature_size=3).fit_normalization(_covarep_like([30, 40, 50]), clip=None)
+    assert unclipped([test], return_tensors="np")["audio_features"][0, 1, 2] > 1e5
+    for bad in (0, -1.0, float("inf"), "10", True):
+        with pytest.raises(ValueError, match="normalization_clip"):
+            AcousticFeatureExtractor(feature_size=3, normalization_clip=bad)
+
+
 @pytest.mark.parametrize("cls", [AcousticFeatureExtractor, VisualFeatureExtractor])
 def test_extractor_round_trip_through_auto_feature_extractor(tmp_path, cls):
     fe = cls(feature_size=4, non_finite="clip", padding_value=-1.0).fit_normalization(_frames([5, 3], 4))

@@ -225,3 +225,40 @@ def test_text_level_taps():
     assert bool(mask.all())
     _, from_embeds = encoder(inputs_embeds=encoder.get_input_embeddings()(ids))
     torch.testing.assert_close(from_embeds.last_hidden_state, from_ids.last_hidden_state)
+
+
+# ---------------------------------------------------------------- regression output offset
+
+
+@pytest.mark.parametrize("model_type", ["clcr", "ssu"])
+def test_regression_head_starts_at_label_offset(model_type):
+    from hf_mmfusion.training import ModelArguments, build_model
+
+    args = ModelArguments(model_type=model_type, hidden_size=16)
+    torch.manual_seed(0)
+    model = build_model(args, ["audio", "visual"], 6, 5, num_labels=1, label_offset=3.4).eval()
+    assert model.config.label_offset == pytest.approx(3.4)
+    batch = {"audio_features": torch.zeros(8, 4, 6), "visual_features": torch.zeros(8, 3, 5)}
+    torch.manual_seed(1)
+    with torch.no_grad():
+        shifted = model(**{k: torch.randn_like(v) for k, v in batch.items()}).logits
+    # A 1-5 rating head starts near the labels' mean, not near 0.
+    assert abs(float(shifted.mean()) - 3.4) < 1.5
+    classifier = build_model(args, ["audio", "visual"], 6, 5, num_labels=3, label_offset=3.4)
+    output_layer = [m for m in classifier.modules() if type(m).__name__ == "OutputLinear"]
+    assert len(output_layer) == 1 and torch.all(output_layer[0].bias == 0)
+
+
+def test_training_sets_label_offset_to_training_label_mean(tmp_path):
+    import json
+
+    from workflow_helpers import tiny_dataset, tiny_train_argv
+
+    from hf_mmfusion.training import main
+
+    argv = tiny_train_argv("clcr", tmp_path / "run", "--num_train_epochs", "1", modalities=("audio", "visual"))
+    assert main(argv) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    expected = float(np.mean(tiny_dataset(modalities=("audio", "visual"))["train"]["label"]))
+    assert saved["label_offset"] == pytest.approx(expected, abs=1e-6)
+    assert saved["label_offset"] != 0.0

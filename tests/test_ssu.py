@@ -452,6 +452,22 @@ def test_polarity_classes():
     assert polarity_classes(y, 7).tolist() == [3, 3, 3, 1, 5, 0, 5]              # half to even, clipped
 
 
+def test_supervised_polarity_follows_the_boundary_of_the_label_scale():
+    # ICT-MMMO ratings 1-5: >= 3.5 is positive. Around 0 every rating would be one class.
+    ratings = torch.tensor([1.0, 3.0, 3.5, 4.5, 5.0])
+    assert polarity_classes(ratings, 2, boundary=3.5).tolist() == [0, 0, 1, 1, 1]
+    assert polarity_classes(ratings, 3, boundary=3.5).tolist() == [0, 0, 1, 2, 2]
+    torch.manual_seed(0)
+    m = SSUForSequenceClassification(tiny_config(sup_num_classes=2, sup_polarity_boundary=3.5)).eval()
+    batch = make_batch(B=4)
+    batch["labels"] = torch.tensor([1.0, 4.5, 2.0, 5.0])
+    out = m(**batch)
+    expected = torch.nn.functional.cross_entropy(m.classifier.supervised(out.z_ori), torch.tensor([0, 1, 0, 1]))
+    torch.testing.assert_close(out.sup_loss, expected)
+    with pytest.raises(ValueError, match="sup_polarity_boundary"):
+        tiny_config(sup_num_classes=7, sup_polarity_boundary=3.5)
+
+
 def test_loss_terms_and_total(model):
     batch = make_batch()
     model.train()

@@ -485,3 +485,48 @@ def test_baseline_on_data_without_text_gets_the_right_advice(tmp_path, capsys):
     line = _one_error_line(err)
     assert status == 2 and "--synthetic_modalities text audio visual" in line and "<one of the columns>" not in line
     assert not (out / "config.json").exists()
+
+
+@pytest.mark.parametrize("model_type", ["clcr", "ssu"])
+def test_real_style_sequence_features_are_normalised_on_train_and_train_stably(tmp_path, model_type):
+    """[N, T, D] archives with zero padding, COVAREP-like +-255 values and a constant dimension, labels 1-5."""
+    from transformers import AutoProcessor
+
+    from hf_mmfusion.data.convert import build_parser, run_convert
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        audio = np.zeros((n, 8, AUDIO_DIM), np.float32)
+        vision = np.zeros((n, 8, VISUAL_DIM), np.float32)
+        for i in range(n):
+            start = int(rng.integers(0, 5))  # front padding, as in the real MMMO release
+            audio[i, start:] = rng.normal(size=(8 - start, AUDIO_DIM)) * np.array([50, 1, 1, 1, 1, 0.1]) + 100
+            audio[i, start:, 1] = 0.25  # constant on every real step
+            vision[i, start:] = rng.normal(size=(8 - start, VISUAL_DIM))
+        audio[:, :, 0][(audio[:, :, 0] != 0) & (rng.random((n, 8)) < 0.2)] = 255.0
+        audio[0, -1, 2] = -255.0
+        return audio, vision, rng.choice(np.arange(1.0, 5.5, 0.5), size=n).astype(np.float32)
+
+    (tra, trv, trl), (vaa, vav, val) = split(16), split(6)
+    vaa += 1000.0  # validation statistics differ wildly: they must not leak into the normalisation
+    np.savez(tmp_path / "av.npz", train_audio=tra, train_vision=trv, train_label=trl,
+             valid_audio=vaa, valid_vision=vav, valid_label=val)
+    run_convert(build_parser().parse_args(["npz", str(tmp_path / "av.npz"), "-o", str(tmp_path / "data")]))
+    out = tmp_path / "model"
+    argv = [
+        "--model_type", model_type, "--output_dir", str(out), "--dataset", str(tmp_path / "data"),
+        "--modalities", "audio", "visual", "--hidden_size", "16", "--config_overrides", TINY_OVERRIDES[model_type],
+        "--per_device_train_batch_size", "4", "--learning_rate", "1e-3", "--logging_steps", "1",
+        "--num_train_epochs", "2", "--disable_tqdm", "true", "--dataloader_num_workers", "0", "--use_cpu", "true",
+    ]
+    outcome = train(argv)
+    real = np.concatenate([a[np.abs(a).sum(1) > 0] for a in tra]).astype(np.float64)
+    extractor = AutoProcessor.from_pretrained(out).audio_feature_extractor
+    assert extractor.do_normalize and extractor.normalization_clip == 10.0
+    np.testing.assert_allclose(extractor.feature_mean, real.mean(0), rtol=1e-6)  # real train steps only
+    np.testing.assert_allclose(extractor.feature_std, real.std(0), rtol=1e-6, atol=1e-12)
+    losses = [log["loss"] for log in training_logs(outcome)]
+    assert len(losses) == 8 and np.isfinite(losses).all()
+    assert np.mean(losses[-2:]) < np.mean(losses[:2])
+    assert np.isfinite(outcome.metrics["eval_mae"])  # validation frames 1000 away: clipped, still finite

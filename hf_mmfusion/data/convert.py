@@ -8,7 +8,8 @@ Sources:
   audio / visual / word sequences;
 - ``manifest``: a CSV / TSV / JSON / JSON-Lines manifest of your own data (ids, text, labels, optional
   splits and ``.npy`` / ``.wav`` paths);
-- ``npz``: one feature vector per segment and split (``{split}_{id,label,audio,vision}``);
+- ``npz``: features per segment and split (``{split}_{id,label,audio,vision}``): one vector per segment
+  (``[N, D]``) or fixed-length sequences (``[N, T, D]``, all-zero steps at either end dropped as padding);
 - ``videos``: a folder of video clips and a labels file: acoustic frames from each clip's audio track
   (log-mel, openSMILE eGeMAPS / ComParE or any transformers audio encoder), visual frames from its picture
   (grid colours or any transformers vision encoder, optionally on face crops) and optionally transcripts
@@ -22,6 +23,7 @@ optionally pushed to the Hub. Run as ``hf-mmfusion convert ...``, ``python -m hf
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tempfile
@@ -309,6 +311,37 @@ def _row_generator(split_rows: list[dict], features, split: str, non_finite: str
             yield {name: row[name] for name in features}
 
     return generate
+
+
+def dataset_dict_from_rows(rows: dict[str, list[dict]], non_finite: str = "keep"):
+    """An in-memory canonical ``DatasetDict`` from rows per split (as the readers return them), with the
+    same schema and row checks as the converter's output."""
+    from datasets import Dataset, DatasetDict
+
+    if non_finite not in ("keep", "zero"):
+        raise ValueError(f"non_finite must be 'keep' or 'zero', got {non_finite!r}")
+    features = _schema(rows)
+    order = [s for s in SPLITS if s in rows] + [s for s in rows if s not in SPLITS]
+    return DatasetDict(
+        {
+            split: Dataset.from_list(list(_row_generator(rows[split], features, split, non_finite)()), features=features)
+            for split in order
+        }
+    )
+
+
+def load_npz_dataset(path: str | os.PathLike, non_finite: str = "keep"):
+    """``convert npz`` without writing anything: the archive at ``path`` as a canonical ``DatasetDict``.
+
+    Splits are named as the converter names them (``valid`` becomes ``validation``). ``[N, T, D]`` arrays
+    keep only each segment's real steps (all-zero steps at either end are padding; see
+    :func:`~hf_mmfusion.data.manifest.read_utterance_npz`), so a row's ``audio`` is ``[frames, D]`` and its
+    length is ``len(row["audio"])``; the processor and the collator turn the rows into padded frames with
+    attention masks. A segment whose steps are all zero has ``[0, D]`` frames (the modality is missing).
+    """
+    from .manifest import read_utterance_npz
+
+    return dataset_dict_from_rows(read_utterance_npz(path), non_finite)
 
 
 def input_folders(args: argparse.Namespace) -> list[Path]:

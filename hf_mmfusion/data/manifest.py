@@ -204,11 +204,29 @@ def read_manifest(
     return out
 
 
-def read_utterance_npz(path: str | os.PathLike) -> dict[str, list[dict]]:
-    """An archive of one feature vector per segment: keys ``{split}_{id,label,audio,vision[,text]}``.
+def trim_zero_steps(steps: np.ndarray) -> np.ndarray:
+    """``steps[T, D]`` without its all-zero steps at either end (the padding of fixed-length releases).
 
-    Audio and vision vectors become single-frame sequences (``[1, D]``). Text *vectors* are not a
-    canonical column and are left out; join transcripts by id (``--text-from`` of the converter).
+    All-zero steps between real ones stay: only the ends are padding. A sequence whose steps are all zero
+    gives ``[0, D]``: the modality is missing for that sample.
+    """
+    real = np.flatnonzero(np.any(steps != 0, axis=1))
+    if real.size == 0:
+        return steps[:0]
+    return steps[real[0] : real[-1] + 1]
+
+
+def read_utterance_npz(path: str | os.PathLike) -> dict[str, list[dict]]:
+    """An archive of features per segment and split: keys ``{split}_{id,label,audio,vision[,text]}``.
+
+    ``audio`` / ``vision`` are either one vector per segment (``[N, D]``, becoming single-frame sequences
+    ``[1, D]``) or fixed-length sequences (``[N, T, D]``, as MulT's and MFN's releases publish them): their
+    all-zero steps at either end are padding and are dropped, so each row keeps only its real steps
+    (``[frames, D]`` with ``frames <= T``) and the padding never reaches a model as frames. A segment whose
+    steps are all zero has no frames (``[0, D]``): that modality is missing for it, and the processor gives
+    it an all-zero attention mask. Labels keep their values and scale (ratings 1-5 stay 1-5). Text
+    *vectors* are not a canonical column and are left out; join transcripts by id (``--text-from`` of the
+    converter).
     """
     try:
         archive = np.load(path, allow_pickle=False)
@@ -227,6 +245,14 @@ def read_utterance_npz(path: str | os.PathLike) -> dict[str, list[dict]]:
         for name, values in list(parts.items()) + [("id", ids)]:
             if values is not None and len(values) != n:
                 raise ValueError(f"{path}: `{prefix}_{name}` has {len(values)} rows, expected {n}")
+        for modality, values in parts.items():
+            key = f"{prefix}_{'vision' if modality == 'visual' else modality}"
+            if values is not None and values.ndim not in (2, 3):
+                raise ValueError(
+                    f"{path}: `{key}` must be [segments, dim] or [segments, steps, dim], got {list(values.shape)}"
+                )
+            if values is not None and not np.issubdtype(values.dtype, np.number):
+                raise ValueError(f"{path}: `{key}` must hold numbers, got dtype {values.dtype}")
         if ids is not None:
             names, counts = np.unique(np.asarray(ids).astype(str), return_counts=True)
             if (counts > 1).any():
@@ -235,8 +261,10 @@ def read_utterance_npz(path: str | os.PathLike) -> dict[str, list[dict]]:
         for i in range(n):
             row = {"id": str(ids[i]) if ids is not None else f"{prefix}-{i:06d}", "label": float(labels[i])}
             for modality, values in parts.items():
-                if values is not None:
-                    row[modality] = np.asarray(values[i], dtype=np.float32).reshape(1, -1)
+                if values is None:
+                    continue
+                frames = np.asarray(values[i], dtype=np.float32)
+                row[modality] = trim_zero_steps(frames) if frames.ndim == 2 else frames.reshape(1, -1)
             rows.append(row)
         out[normalize_split(prefix)] = rows
     return out

@@ -3,7 +3,8 @@
 Columns: ``id`` (string), ``text`` (string), ``audio`` (``Array2D((None, Da), float32)``), ``visual``
 (``Array2D((None, Dv), float32)``), ``label`` (float32 score), optional ``label_class`` (int64) and
 optional extra float32 label columns (CH-SIMS' per-modality labels). Modalities a source lacks are absent
-columns.
+columns. A modality missing for some rows only is a row with no frames (``[0, D]``): ``Array2D`` stores it,
+the processor gives it an all-zero attention mask, and the models ignore it like padding.
 """
 
 from __future__ import annotations

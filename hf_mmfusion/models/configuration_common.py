@@ -30,6 +30,9 @@ class MMFusionConfig(PreTrainedConfig):
             The fusion width `d` every modality is projected to.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialiser of linear and embedding weights.
+        label_offset (`float`, *optional*, defaults to 0.0):
+            Initial bias of a regression head's output, in label units. `hf-mmfusion train` sets it to the
+            training labels' mean, so a head for 1-5 ratings starts at their average instead of at 0.
     """
 
     sub_configs_defaults = {
@@ -42,6 +45,7 @@ class MMFusionConfig(PreTrainedConfig):
     visual_input_dim: int = 35
     hidden_size: int = 128
     initializer_range: float = 0.02
+    label_offset: float | int = 0.0
 
     def __post_init__(self, **kwargs):
         # Before anything derives a width from them (strict's own type check runs after __post_init__).

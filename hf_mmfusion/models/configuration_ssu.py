@@ -84,6 +84,9 @@ class SSUConfig(MMFusionConfig):
         sup_num_classes (`int`, *optional*, defaults to 3):
             Polarity classes for the supervised loss derived from regression scores: 3 (negative / neutral /
             positive), 2 (negative / non-negative) or 7 (rounded score in [-3, 3]).
+        sup_polarity_boundary (`float`, *optional*, defaults to 0.0):
+            The score that separates negative from positive for `sup_num_classes` 2 and 3: 0 on the [-3, 3]
+            scale of CMU-MOSI / MOSEI, 3.5 for the 1-5 ratings of ICT-MMMO. With 7 classes it must be 0.
         lambda_sup (`float`, *optional*, defaults to 0.1):
             Weight of the supervised classification loss on `z_ori` (Eq. 8). 0 disables it.
         lambda_self (`float`, *optional*, defaults to 0.1):
@@ -138,6 +141,7 @@ class SSUConfig(MMFusionConfig):
     aug_edge_add: float | int = 0.1
     contrastive_temperature: float | int = 0.2
     sup_num_classes: int = 3
+    sup_polarity_boundary: float | int = 0.0
     lambda_sup: float | int = 0.1
     lambda_self: float | int = 0.1
     lambda_align: float | int = 0.1
@@ -171,6 +175,11 @@ class SSUConfig(MMFusionConfig):
         for name in ("gat_dropout", "aug_edge_drop", "feature_dropout", "classifier_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"`{name}` must lie in [0, 1), got {getattr(self, name)}")
+        if self.sup_num_classes == 7 and self.sup_polarity_boundary != 0:
+            raise ValueError(
+                "`sup_polarity_boundary` must be 0 with sup_num_classes=7 (grades of the [-3, 3] scale), "
+                f"got {self.sup_polarity_boundary}"
+            )
         if self.aug_edge_add < 0:
             raise ValueError(f"`aug_edge_add` must be >= 0, got {self.aug_edge_add}")
         for name in ("graph_sim_scale_init", "threshold_soft_temp", "contrastive_temperature"):

@@ -37,7 +37,14 @@ from .configuration_clcr import CLCRConfig
 from .configuration_common import MODALITIES
 from .inputs import cast_embeddings, check_labels, prepare_inputs
 from .masking import masked_mean, masked_softmax, segment_pool
-from .modeling_common import SignalLinear, TextPretrainedMixin, carry_fields, init_common_weights
+from .modeling_common import (
+    OutputLinear,
+    SignalLinear,
+    TextPretrainedMixin,
+    carry_fields,
+    init_common_weights,
+    regression_offset,
+)
 from .positional import ScaledSinusoidalEncoding
 from .simplex import project_capped_simplex
 from .tcn import ThreeStageTCN
@@ -837,7 +844,7 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
         # the scale of the labels in a few epochs (text-only CMU-MOSI validation MAE 0.908 -> 0.865, seed 1111).
         self.classifier = nn.Sequential(
             SignalLinear(2 * d, hidden), nn.GELU(), nn.Dropout(config.classifier_dropout),
-            SignalLinear(hidden, config.num_labels),
+            OutputLinear(hidden, config.num_labels, regression_offset(config)),
         )
         self.main_input_name = self.clcr.main_input_name
         self.post_init()

@@ -28,6 +28,25 @@ class SignalLinear(nn.Linear):
     """
 
 
+class OutputLinear(SignalLinear):
+    """The last layer of a prediction head: a ``SignalLinear`` whose bias starts at ``offset``.
+
+    A regression head starting at 0 spends its first epochs learning the labels' offset (a 1-5 rating
+    averages about 3.4): on ICT-MMMO the validation MAE of the first epoch was about 2.5, twice that of
+    predicting the mean, and the representation moved to carry the offset before any signal.
+    """
+
+    def __init__(self, in_features: int, out_features: int, offset: float = 0.0):
+        super().__init__(in_features, out_features)
+        self.offset = float(offset)
+
+
+def regression_offset(config) -> float:
+    """``config.label_offset`` for a regression head, 0 for classification logits."""
+    regression = config.problem_type == "regression" or (config.problem_type is None and config.num_labels == 1)
+    return float(getattr(config, "label_offset", 0.0)) if regression else 0.0
+
+
 def init_common_weights(module: nn.Module, std: float) -> bool:
     """Initialise the standard layer types; returns ``True`` when ``module`` was one of them.
 
@@ -35,7 +54,7 @@ def init_common_weights(module: nn.Module, std: float) -> bool:
     if isinstance(module, SignalLinear):
         init.normal_(module.weight, mean=0.0, std=module.in_features**-0.5)
         if module.bias is not None:
-            init.zeros_(module.bias)
+            init.constant_(module.bias, getattr(module, "offset", 0.0))
         return True
     if isinstance(module, nn.Linear):
         init.normal_(module.weight, mean=0.0, std=std)

@@ -48,7 +48,14 @@ from .graphs_ssu import (
 )
 from .inputs import check_labels, prepare_inputs
 from .masking import cap_length, masked_mean, masked_softmax, zero_padding
-from .modeling_common import SignalLinear, TextPretrainedMixin, carry_fields, init_common_weights
+from .modeling_common import (
+    OutputLinear,
+    SignalLinear,
+    TextPretrainedMixin,
+    carry_fields,
+    init_common_weights,
+    regression_offset,
+)
 from .text_backbone import TextLevelEncoder
 
 
@@ -66,12 +73,13 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Te
         return F.cross_entropy(logits, torch.arange(z1.shape[0], device=z1.device))
 
 
-def polarity_classes(scores: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Sentiment classes from scores: 3 = neg / neutral / pos, 2 = neg / non-neg, 7 = round(clip(y, -3, 3)) + 3."""
+def polarity_classes(scores: torch.Tensor, num_classes: int, boundary: float = 0.0) -> torch.Tensor:
+    """Sentiment classes from scores: 3 = below / at / above ``boundary``, 2 = below / at or above it,
+    7 = round(clip(y, -3, 3)) + 3 (the [-3, 3] scale's grades)."""
     if num_classes == 3:
-        return (scores > 0).long() * 2 + (scores == 0).long()
+        return (scores > boundary).long() * 2 + (scores == boundary).long()
     if num_classes == 2:
-        return (scores >= 0).long()
+        return (scores >= boundary).long()
     if num_classes == 7:
         return torch.round(scores.clamp(-3.0, 3.0)).long() + 3
     raise ValueError(f"sup_num_classes must be 2, 3 or 7, got {num_classes}")
@@ -510,7 +518,7 @@ class SSUClassificationHead(nn.Module):
         self.dropout = nn.Dropout(float(config.classifier_dropout))
         # Unit gain, as CLCR's head: with std 0.02 a fine-tuning learning rate (5e-5) leaves the prediction short
         # of the labels' scale (text-only CMU-MOSI validation MAE 0.933 -> 0.891, seed 1112).
-        self.out_proj = SignalLinear(d, config.num_labels)
+        self.out_proj = OutputLinear(d, config.num_labels, regression_offset(config))
         self.sup_outputs = sup_outputs
         # Without the supervised term the classifier would get no gradient (and DDP would need
         # find_unused_parameters), so it only exists with lambda_sup > 0.
@@ -564,7 +572,9 @@ class SSUForSequenceClassification(SSUPreTrainedModel):
         sup_logits = self.classifier.supervised(z_ori)
         if sup_logits is not None:
             if regression:
-                classes = polarity_classes(labels.view(-1, self.num_labels), cfg.sup_num_classes).view(-1)
+                classes = polarity_classes(
+                    labels.view(-1, self.num_labels), cfg.sup_num_classes, float(cfg.sup_polarity_boundary)
+                ).view(-1)
                 sup = F.cross_entropy(sup_logits.view(-1, cfg.sup_num_classes), classes)
             elif cfg.problem_type == "single_label_classification":
                 sup = F.cross_entropy(sup_logits, labels.view(-1))

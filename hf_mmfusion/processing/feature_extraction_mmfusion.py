@@ -7,7 +7,8 @@ frame mask. They optionally
 - clean non-finite values (``non_finite``: ``"zero"``, ``"clip"`` or ``"error"``; CMU-MOSEI's COVAREP
   frames contain ``-inf``);
 - standardise every feature dimension with a mean and standard deviation fitted on a training split
-  (:meth:`fit_normalization`); the statistics are stored in the saved config.
+  (:meth:`fit_normalization`), and clip the standardised values to +-``normalization_clip`` (10 by default
+  when fitted); the statistics and the clip are stored in the saved config.
 
 ``AcousticFeatureExtractor`` also turns raw waveforms into frames: a waveform at any sampling rate is
 resampled to ``sampling_rate`` (polyphase filtering, ``scipy.signal.resample_poly``) and becomes log-mel or
@@ -65,6 +66,10 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
 RAW_AUDIO_FEATURES = ("log_mel", "mfcc", "egemaps", "compare", "pretrained")
 RAW_VISUAL_FEATURES = ("grid", "pretrained")
 # Widths of the frames each kind gives when the config does not say (the first two are the historic defaults).
+# Standard deviations a fitted normalisation clips at: far beyond any value of a well-behaved feature (at
+# most 1% of any distribution lies 10 standard deviations out), but it bounds sentinel values such as
+# COVAREP's clipped +-255 and unseen extremes of nearly constant dimensions.
+DEFAULT_NORMALIZATION_CLIP = 10.0
 DEFAULT_AUDIO_WIDTH = {"log_mel": 74, "mfcc": 74, **{k: w for k, (_, w) in OPENSMILE_SETS.items()}}
 
 
@@ -83,6 +88,16 @@ def _to_numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):  # torch tensors, without importing torch here
         x = x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def _check_clip(clip) -> float | None:
+    if clip is None:
+        return None
+    if isinstance(clip, bool) or not isinstance(clip, (int, float, np.integer, np.floating)) or not clip > 0 or not (
+        math.isfinite(clip)
+    ):
+        raise ValueError(f"normalization_clip must be a positive number of standard deviations or None, got {clip!r}")
+    return float(clip)
 
 
 class _FrameFeatureExtractor(SequenceFeatureExtractor):
@@ -112,7 +127,14 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         feature_mean, feature_std (`list[float]`, *optional*):
             Per-dimension statistics, ``feature_size`` values each.
         normalization_eps (`float`, *optional*, defaults to 1e-5):
-            Lower bound of the standard deviation (constant dimensions are centred, not blown up).
+            A dimension whose standard deviation is at most this is constant on the fitting split: it is
+            centred and not scaled (divided by 1), so a different value at test time moves it by that
+            difference instead of blowing it up by 1 / eps.
+        normalization_clip (`float`, *optional*):
+            Clip standardised values to +-this many standard deviations; ``None`` (the default of an
+            extractor built without :meth:`fit_normalization`) does not clip. Real features need it: clipped
+            COVAREP values (+-255) and rare values of nearly constant dimensions lie tens of standard
+            deviations out, and one such value would dominate a frame's projection.
     """
 
     modality: str = ""
@@ -130,6 +152,7 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         feature_mean: Sequence[float] | None = None,
         feature_std: Sequence[float] | None = None,
         normalization_eps: float = 1e-5,
+        normalization_clip: float | None = None,
         **kwargs,
     ):
         if int(feature_size) < 1:
@@ -145,6 +168,7 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         )
         self.non_finite = non_finite
         self.normalization_eps = float(normalization_eps)
+        self.normalization_clip = _check_clip(normalization_clip)
         self.feature_mean = None if feature_mean is None else [float(v) for v in feature_mean]
         self.feature_std = None if feature_std is None else [float(v) for v in feature_std]
         for name in ("feature_mean", "feature_std"):
@@ -228,14 +252,17 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         return arr.astype(np.float32, copy=False)
 
     # ---------------------------------------------------------------- normalisation
-    def fit_normalization(self, samples: Iterable) -> _FrameFeatureExtractor:
+    def fit_normalization(
+        self, samples: Iterable, clip: float | None = DEFAULT_NORMALIZATION_CLIP
+    ) -> _FrameFeatureExtractor:
         """Fit per-dimension mean and standard deviation on ``samples`` and switch normalisation on.
 
         ``samples`` is any iterable of ``[frames, feature_size]`` arrays (for example a training split's
         ``audio`` column). Every real frame counts once; the non-finite policy is applied first. Uses a
         streaming (Chan et al.) update in float64, so it works on splits that do not fit in memory.
-        Returns ``self``.
+        ``clip`` becomes ``normalization_clip`` (``None``: no clipping). Returns ``self``.
         """
+        clip = _check_clip(clip)
         count = 0
         mean = np.zeros(self.feature_size, dtype=np.float64)
         m2 = np.zeros(self.feature_size, dtype=np.float64)
@@ -259,19 +286,24 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"fit_normalization got no {self.modality} frames; pass a non-empty split")
         self.feature_mean = mean.tolist()
         self.feature_std = np.sqrt(m2 / count).tolist()
+        self.normalization_clip = clip
         self.do_normalize = True
         return self
 
     def _normalization_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         mean = np.asarray(self.feature_mean, dtype=np.float32)
-        std = np.maximum(np.asarray(self.feature_std, dtype=np.float32), np.float32(self.normalization_eps))
+        std = np.asarray(self.feature_std, dtype=np.float32)
+        std = np.where(std > np.float32(self.normalization_eps), std, np.float32(1.0))
         return mean, std
 
     def _normalize(self, frames: np.ndarray) -> np.ndarray:
         if not self.do_normalize:
             return frames
         mean, std = self._normalization_arrays()
-        return (frames - mean) / std
+        out = (frames - mean) / std
+        if self.normalization_clip is not None:
+            np.clip(out, -self.normalization_clip, self.normalization_clip, out=out)
+        return out
 
     # ---------------------------------------------------------------- batching
     def _split_batch(self, inputs) -> list:
@@ -433,6 +465,8 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
             if normalize:
                 real -= mean
                 real /= std
+                if self.normalization_clip is not None:
+                    np.clip(real, -self.normalization_clip, self.normalization_clip, out=real)
             if missing[i] is not None:
                 real[missing[i]] = self.padding_value
         positions = np.arange(target)[None, :]
@@ -485,7 +519,7 @@ class VisualFeatureExtractor(_FrameFeatureExtractor):
         sampling_rate (`int`, *optional*, defaults to 30):
             Frames per second sampled from raw video (and the nominal rate of given features).
         padding_value, return_attention_mask, non_finite, do_normalize, feature_mean, feature_std,
-        normalization_eps: see the shared options above.
+        normalization_eps, normalization_clip: see the shared options above.
 
         raw_features (`str`, *optional*, defaults to `"grid"`):
             What a sampled frame of raw video (a file path, or ``[frames, H, W, 3]`` pixels with
@@ -706,7 +740,7 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
         min_frequency, max_frequency (`float`, *optional*, defaults to 20 and ``sampling_rate / 2``):
             Band covered by the mel filters.
         padding_value, return_attention_mask, non_finite, do_normalize, feature_mean, feature_std,
-        normalization_eps: see the shared options above.
+        normalization_eps, normalization_clip: see the shared options above.
 
     Waveforms are recognised by passing ``sampling_rate=`` to the call, or as paths: a ``.wav`` file or any
     file with an audio track PyAV decodes (a video's sound); without either the inputs must be frame features

