@@ -162,7 +162,8 @@ def _holds_predictions(path: Path) -> bool:
 
 def check_output_target(output: str | Path | None, inputs=(), model: str | Path | None = None) -> None:
     """A ``ValueError`` unless predictions may be written to ``output``: a .jsonl or .csv file that is not one
-    of ``inputs``, not a file of the local ``model`` folder, and either new or an earlier predictions file."""
+    of ``inputs`` and is either new or an earlier predictions file (never another file, of the local
+    ``model`` folder or elsewhere)."""
     check_output_path(output)
     if output is None:
         return
@@ -172,11 +173,9 @@ def check_output_target(output: str | Path | None, inputs=(), model: str | Path 
             raise ValueError(f"--output {output} is the input file {item}; write the predictions to another file")
     if output.is_dir():
         raise ValueError(f"--output {output} is a directory; give a .jsonl or .csv file name")
-    if model is not None and Path(model).is_dir() and output.exists():
-        folder = Path(model).resolve()
-        if folder in output.resolve().parents:
-            raise ValueError(f"--output {output} is a file of the model {model}; write the predictions elsewhere")
     if output.exists() and not _holds_predictions(output):
+        if model is not None and Path(model).is_dir() and Path(model).resolve() in output.resolve().parents:
+            raise ValueError(f"--output {output} is a file of the model {model}; write the predictions elsewhere")
         raise ValueError(
             f"--output {output} exists and is not a predictions file written by hf-mmfusion predict; "
             "remove it yourself or choose another file name"
