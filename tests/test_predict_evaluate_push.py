@@ -22,6 +22,10 @@ def checkpoint(tmp_path_factory):
     return path
 
 
+def must_not_run(*args, **kwargs):
+    raise AssertionError("the work started before the arguments were checked")
+
+
 def one_error_line(capsys, *fragments: str) -> str:
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
@@ -138,10 +142,8 @@ def test_evaluate_refuses_a_label_column_of_the_other_problem_type(checkpoint, t
     from workflow_helpers import tiny_dataset
 
     import hf_mmfusion.evaluation as evaluation
-    from hf_mmfusion.evaluation import check_label_column
 
-    encoded = []
-    monkeypatch.setattr(evaluation, "encode_dataset", lambda *a, **k: encoded.append(1) / 0)
+    monkeypatch.setattr(evaluation, "encode_dataset", must_not_run)
     assert main(["evaluate", str(checkpoint), "--label_column", "label_class", "--output_dir", str(tmp_path / "ev"),
                  *EVALUATE_FLAGS]) == 2
     one_error_line(capsys, "--label_column 'label_class' holds class ids", "regressor", "['label']")
@@ -151,7 +153,9 @@ def test_evaluate_refuses_a_label_column_of_the_other_problem_type(checkpoint, t
     assert main(["evaluate", str(classifier), "--label_column", "label", "--output_dir", str(tmp_path / "ev"),
                  *EVALUATE_FLAGS]) == 2
     one_error_line(capsys, "--label_column 'label' holds float values", "classifier", "class ids 0..1")
-    assert encoded == [] and not (tmp_path / "ev").exists()
+    assert not (tmp_path / "ev").exists()
+
+    from hf_mmfusion.evaluation import check_label_column
 
     split = tiny_dataset()["test"]
     model = evaluation.load_pretrained(str(classifier), progress=False)[0]
@@ -168,8 +172,7 @@ def test_evaluate_refuses_a_label_column_of_the_other_problem_type(checkpoint, t
 def test_evaluate_checks_its_output_folder_before_computing(checkpoint, tmp_path, capsys, monkeypatch):
     import hf_mmfusion.evaluation as evaluation
 
-    loads = []
-    monkeypatch.setattr(evaluation, "load_pretrained", lambda *a, **k: loads.append(1) / 0)
+    monkeypatch.setattr(evaluation, "load_pretrained", must_not_run)
     blocker = tmp_path / "results.md"
     blocker.write_text("my notes")
     for target, message in ((blocker, "is a file, not a folder"), (blocker / "eval", "cannot be created")):
@@ -190,7 +193,7 @@ def test_evaluate_checks_its_output_folder_before_computing(checkpoint, tmp_path
             one_error_line(capsys, "cannot be written")
         finally:
             read_only.chmod(0o755)
-    assert loads == [] and blocker.read_text() == "my notes"
+    assert blocker.read_text() == "my notes"
 
 
 @pytest.fixture
@@ -216,8 +219,7 @@ def test_push_reports_an_unreachable_hub_in_one_line(checkpoint, online_push, ca
 def test_push_metrics_file_errors_name_the_file(checkpoint, online_push, tmp_path, capsys, monkeypatch):
     import hf_mmfusion.evaluation as evaluation
 
-    loads = []
-    monkeypatch.setattr(evaluation, "load_pretrained", lambda *a, **k: loads.append(1) / 0)
+    monkeypatch.setattr(evaluation, "load_pretrained", must_not_run)
     cases = {
         "list.json": ("[0.5, 0.7]", "must hold a JSON object", "got a list"),
         "notes.txt": ("mae was good", "is not JSON", "line 1"),
@@ -230,35 +232,20 @@ def test_push_metrics_file_errors_name_the_file(checkpoint, online_push, tmp_pat
         one_error_line(capsys, f"--metrics_file {path}", *fragments)
     assert main(["push", str(checkpoint), "org/x", "--metrics_file", str(tmp_path / "absent.json")]) == 2
     one_error_line(capsys, "absent.json", "cannot read")
-    assert loads == []  # refused before the model was loaded
 
 
 def test_one_thread_rule_for_every_command(checkpoint, tmp_path, monkeypatch):
     import hf_mmfusion.evaluation as evaluation
     import hf_mmfusion.explanation as explanation
     import hf_mmfusion.predict as predict_module
-    from hf_mmfusion.cpu_threads import SMALL_MODEL_PARAMETERS, choose_threads
-    from hf_mmfusion.training import choose_threads as training_rule
 
-    assert training_rule is choose_threads  # train follows the same rule
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    small, large = torch.nn.Linear(4, 4), torch.nn.Linear(SMALL_MODEL_PARAMETERS, 1, bias=False)
     torch.set_num_threads(2)
-    assert choose_threads(small) == 1 and choose_threads(small, 3) == 3 and choose_threads(large) == 2
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert choose_threads(small) == 3 and choose_threads(small, 2) == 2
-    monkeypatch.setenv("OMP_NUM_THREADS", "4,2")  # OpenMP's per-level list: the first level counts
-    assert choose_threads(small) == 4
-    monkeypatch.delenv("OMP_NUM_THREADS")
-
     seen = []
-
-    class Stop(ValueError):
-        pass
 
     def record(*args, **kwargs):
         seen.append(torch.get_num_threads())
-        raise Stop("recorded")
+        raise ValueError("recorded")
 
     monkeypatch.setattr(predict_module, "iter_predictions", record)
     monkeypatch.setattr(evaluation, "robustness_rows", record)
@@ -271,6 +258,19 @@ def test_one_thread_rule_for_every_command(checkpoint, tmp_path, monkeypatch):
     ]
     for argv in commands:
         assert main(argv) == 2 and torch.get_num_threads() == 2  # the caller's setting comes back
+    assert seen == [1, 1, 1]  # a tiny model runs with one thread, as in train
+    for argv in commands:
         assert main([*argv, "--threads", "2"]) == 2
         assert main([*argv, "--threads", "0"]) == 2
-    assert seen == [1, 2] * 3  # --threads 0 is refused before any work
+    assert seen == [1, 1, 1, 2, 2, 2]  # --threads 0 is refused before any work
+
+    from hf_mmfusion.cpu_threads import SMALL_MODEL_PARAMETERS, choose_threads
+    from hf_mmfusion.training import choose_threads as training_rule
+
+    assert training_rule is choose_threads  # train follows the same rule
+    small, large = torch.nn.Linear(4, 4), torch.nn.Linear(SMALL_MODEL_PARAMETERS, 1, bias=False)
+    assert choose_threads(small) == 1 and choose_threads(small, 3) == 3 and choose_threads(large) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert choose_threads(small) == 3 and choose_threads(small, 2) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "4,2")  # OpenMP's per-level list: the first level counts
+    assert choose_threads(small) == 4
