@@ -350,7 +350,7 @@ def _strict_json(row: dict) -> str:
 
 def open_staged_output(output: str | Path) -> tuple[Path, object]:
     """(temporary path, open text file) beside ``output``: predictions are written there and renamed onto
-    ``output`` only when complete (:func:`commit_staged_output`), so ``output`` never holds a partial file."""
+    ``output`` only when complete, so ``output`` never holds a partial file."""
     output = Path(output)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -474,7 +474,7 @@ def run_predict(args: argparse.Namespace) -> list[dict]:
                 write_predictions(batches, None)
             else:
                 _write_staged(batches, args.output, staged)
-    except Exception:
+    except BaseException:  # an interrupt too: no temporary file is left behind
         if staged is not None:
             staged[1].close()
             staged[0].unlink(missing_ok=True)
