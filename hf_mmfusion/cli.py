@@ -48,7 +48,17 @@ def _card_metrics_and_split(path: str | None) -> tuple[dict[str, float], str]:
     """Quality metrics of a metrics file for the card (test ones, else validation ones) and their split."""
     if not path:
         return {}, "test"
-    values = json.loads(Path(path).read_text())
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ValueError(f"--metrics_file {path}: cannot read it ({err.strerror or err})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"--metrics_file {path} is not JSON ({err})") from None
+    if not isinstance(values, dict):
+        raise ValueError(
+            f"--metrics_file {path} must hold a JSON object of metric names and values "
+            f"(as all_results.json does), got a {type(values).__name__}"
+        )
     test = {k.removeprefix("test_"): v for k, v in values.items() if k.startswith("test_")}
     validation = {k.removeprefix("eval_"): v for k, v in values.items() if k.startswith("eval_")}
     chosen = test or validation or values
@@ -76,8 +86,8 @@ def run_push(args: argparse.Namespace):
         raise ValueError(f"checkpoint {args.checkpoint!r} is not a directory written by `hf-mmfusion train`")
     card = None
     if not args.keep_card:
-        model, _ = load_pretrained(args.checkpoint)
         metrics, split = _card_metrics_and_split(args.metrics_file)
+        model, _ = load_pretrained(args.checkpoint)
         card = build_model_card(
             model,
             metrics,
@@ -92,14 +102,27 @@ def run_push(args: argparse.Namespace):
             commit_message=args.commit_message,
         )
     except Exception as err:
-        import httpx
-
-        if not isinstance(err, (httpx.HTTPError, OSError)):
+        if not isinstance(err, hub_connection_errors()):
             raise
         raise ValueError(f"pushing to {args.repo_id} failed ({type(err).__name__}: {_first_line(err)}); "
                          "check the network, the token's write access and the repository id") from err
     print(f"pushed {args.checkpoint} to {args.repo_id}: {getattr(info, 'commit_url', info)}")
     return info
+
+
+def hub_connection_errors() -> tuple[type[BaseException], ...]:
+    """What huggingface_hub raises when the Hub cannot be reached or refuses a request.
+
+    Its HTTP library changes between releases (requests, httpx, httpx2), so the base class is taken from
+    ``huggingface_hub.errors``, which imports it, rather than named here.
+    """
+    from huggingface_hub import errors
+
+    library_error = getattr(errors, "HTTPError", None)
+    found = [errors.HfHubHTTPError, errors.OfflineModeIsEnabled, OSError]
+    if isinstance(library_error, type) and issubclass(library_error, BaseException):
+        found.append(library_error)
+    return tuple(found)
 
 
 def _first_line(err: BaseException) -> str:

@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 import math
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from .cpu_memory import retain_freed_memory
+from .cpu_threads import THREADS_HELP, model_threads
 from .loading import (
     MODALITY_COLUMNS,
     check_dataset_modalities,
@@ -261,8 +263,58 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--synthetic_visual_dim", type=int, default=12)
     parser.add_argument("--synthetic_seed", type=int, default=0)
     parser.add_argument("--trust_remote_code", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     parser.add_argument("--no_progress", action="store_true")
     return parser
+
+
+def check_output_dir(output_dir: str | Path, what: str = "--output_dir") -> Path:
+    """``output_dir`` once results can be written there (it exists as a writable folder or can be created
+    in one); a ``ValueError`` naming ``what`` otherwise. Nothing is created."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"{what} {output_dir} is a file, not a folder; choose another --output_dir")
+    existing = output_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{what} {output_dir} cannot be created: {existing} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ValueError(f"{what} {output_dir} cannot be written ({existing}: {err.strerror}); "
+                         "choose another --output_dir") from None
+    return output_dir
+
+
+def check_label_column(model, split, label_column: str) -> None:
+    """A ``ValueError`` naming ``label_column`` unless its values are what the model predicts: float scores
+    for a regressor, class ids ``0 .. num_labels - 1`` for a classifier."""
+    from .loading import is_regression_label, num_classes
+
+    float_labels = is_regression_label(split, label_column)
+    dtype = getattr(split.features[label_column], "dtype", type(split.features[label_column]).__name__)
+    if is_regression(model):
+        if not float_labels:
+            floats = [c for c, f in split.features.items() if getattr(f, "dtype", "").startswith("float")
+                      and c not in MODALITY_COLUMNS]
+            raise ValueError(
+                f"--label_column {label_column!r} holds class ids ({dtype}), but the model is a regressor that "
+                f"predicts float scores; pass a float label column{f' (this split has {floats})' if floats else ''}"
+            )
+        return
+    if float_labels:
+        raise ValueError(
+            f"--label_column {label_column!r} holds float values ({dtype}), but the model is a classifier that "
+            f"expects class ids 0..{model.config.num_labels - 1}; pass its class-id column"
+        )
+    classes = num_classes(split, label_column) if len(split) else 0
+    if classes > model.config.num_labels or (len(split) and min(split[label_column]) < 0):
+        raise ValueError(
+            f"--label_column {label_column!r} holds class ids outside 0..{model.config.num_labels - 1}, the "
+            f"{model.config.num_labels} classes of the model"
+        )
 
 
 def run_evaluate(args: argparse.Namespace) -> list[dict]:
@@ -271,6 +323,14 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
     bad_noise = [s for s in args.noise or [] if not math.isfinite(s) or s < 0]
     if bad_noise:
         raise ValueError(f"--noise strengths must be finite and non-negative, got {bad_noise}")
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
+    if args.output_dir:
+        output_dir = check_output_dir(args.output_dir)
+    else:
+        output_dir = Path(args.model) / "eval" if Path(args.model).is_dir() else Path("eval")
+        check_output_dir(output_dir, "the default --output_dir")
     model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code, progress=not args.no_progress)
     check_text_length(model, args.max_text_length)
     synthetic = {}
@@ -290,19 +350,20 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
     modalities = list(model.config.modalities)
     check_dataset_modalities(modalities, dataset_modalities(split), args.dataset)
     label_column = args.label_column or ("label" if is_regression(model) else "label_class")
-    encoded = encode_dataset(split, processor, modalities, label_column, args.max_text_length)
-    rows = robustness_rows(
-        model,
-        encoded,
-        make_collator(processor),
-        noise_levels=args.noise or [0.0],
-        drop_modalities=not args.no_drop,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        binning=args.binning,
-        progress=not args.no_progress,
-    )
-    output_dir = Path(args.output_dir) if args.output_dir else Path(args.model) / "eval" if Path(args.model).is_dir() else Path("eval")
+    check_label_column(model, split, label_column)
+    with model_threads(model, threads):
+        encoded = encode_dataset(split, processor, modalities, label_column, args.max_text_length)
+        rows = robustness_rows(
+            model,
+            encoded,
+            make_collator(processor),
+            noise_levels=args.noise or [0.0],
+            drop_modalities=not args.no_drop,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            binning=args.binning,
+            progress=not args.no_progress,
+        )
     write_rows(rows, output_dir)
     regression = is_regression(model)
     plot_robustness(

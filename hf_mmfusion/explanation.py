@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .cpu_memory import retain_freed_memory
+from .cpu_threads import THREADS_HELP, model_threads
 from .evaluation import is_regression, load_pretrained, perturb_batch, score
 from .loading import MODALITY_COLUMNS
 
@@ -987,6 +988,7 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--max_text_length", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trust_remote_code", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     synthetic = parser.add_argument_group("synthetic data (with --dataset synthetic)")
     synthetic.add_argument("--synthetic_sizes", type=int, nargs=3, default=defaults.synthetic_sizes)
     synthetic.add_argument("--synthetic_modalities", nargs="+", default=None, choices=MODALITY_COLUMNS,
@@ -1027,6 +1029,9 @@ def run_explain(args: argparse.Namespace) -> Explanation:
         raise ValueError("pass --dataset (with --split) or --inputs")
     if args.examples < 0 or args.batch_size < 1:
         raise ValueError("--examples must be >= 0 and --batch_size >= 1")
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
     model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code)
     base_dir = None
     if args.inputs:
@@ -1048,10 +1053,11 @@ def run_explain(args: argparse.Namespace) -> Explanation:
     output_dir = Path(args.output_dir) if args.output_dir else (
         Path(args.model) / "explain" if Path(args.model).is_dir() else Path("explain")
     )
-    explanation = explain(
-        model, processor, data, output_dir, tsne=args.tsne, examples=args.examples, batch_size=args.batch_size,
-        max_length=args.max_text_length, seed=args.seed, base_dir=base_dir, svg=not args.no_svg,
-    )
+    with model_threads(model, threads):
+        explanation = explain(
+            model, processor, data, output_dir, tsne=args.tsne, examples=args.examples, batch_size=args.batch_size,
+            max_length=args.max_text_length, seed=args.seed, base_dir=base_dir, svg=not args.no_svg,
+        )
     print(f"explained {len(explanation.samples)} samples: {output_dir}/index.html, explain.json and figures",
           file=sys.stderr)
     return explanation

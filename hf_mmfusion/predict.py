@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from .cpu_memory import retain_freed_memory
+from .cpu_threads import THREADS_HELP, model_threads
 from .data.manifest import read_npy_frames
 from .evaluation import is_regression, load_pretrained
 from .loading import MODALITY_COLUMNS, check_text_length
@@ -135,6 +138,54 @@ def check_output_path(output: str | Path | None) -> None:
         raise ValueError(f"--output must end in .jsonl or .csv, got {Path(output).name!r}")
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _holds_predictions(path: Path) -> bool:
+    """Whether an existing ``path`` is empty or starts as :func:`write_predictions` writes: ids with scores."""
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            head = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not head.strip():
+        return path.stat().st_size == 0
+    if path.suffix == ".csv":
+        fields = next(csv.reader([head]), [])
+        return fields[:1] == ["id"] and (len(fields) == 1 or "score" in fields or "label" in fields)
+    try:
+        row = json.loads(head)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and "id" in row and ("score" in row or "label" in row)
+
+
+def check_output_target(output: str | Path | None, inputs=(), model: str | Path | None = None) -> None:
+    """A ``ValueError`` unless predictions may be written to ``output``: a .jsonl or .csv file that is not one
+    of ``inputs`` and is either new or an earlier predictions file (never another file, of the local
+    ``model`` folder or elsewhere)."""
+    check_output_path(output)
+    if output is None:
+        return
+    output = Path(output)
+    for item in inputs:
+        if item and _same_file(output, Path(item)):
+            raise ValueError(f"--output {output} is the input file {item}; write the predictions to another file")
+    if output.is_dir():
+        raise ValueError(f"--output {output} is a directory; give a .jsonl or .csv file name")
+    if output.exists() and not _holds_predictions(output):
+        if model is not None and Path(model).is_dir() and Path(model).resolve() in output.resolve().parents:
+            raise ValueError(f"--output {output} is a file of the model {model}; write the predictions elsewhere")
+        raise ValueError(
+            f"--output {output} exists and is not a predictions file written by hf-mmfusion predict; "
+            "remove it yourself or choose another file name"
+        )
+
+
 def encode_records(processor, records: Sequence[dict], modalities: Sequence[str], max_length: int = 128, base_dir=None):
     """Model inputs (padded tensors) for a list of records; every record must give the same modalities.
 
@@ -234,6 +285,13 @@ def _predict_batches(model, processor, records, modalities, batch_size, max_leng
             inputs = encode_records(processor, [chunk[o] for o in offsets], modalities, max_length, base_dir)
             with torch.inference_mode():
                 logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
+            finite = torch.isfinite(logits.reshape(len(offsets), -1)).all(-1).tolist()
+            if not all(finite):
+                bad = [f"{start + o} (id {_record_id(chunk[o], start + o)!r})" for o, ok in zip(offsets, finite) if not ok]
+                raise ValueError(
+                    f"the model's output is not finite (NaN or infinite) for record(s) {', '.join(bad[:10])}"
+                    f"{' and more' if len(bad) > 10 else ''}; its weights or these inputs hold non-finite values"
+                )
             for offset, pred in zip(offsets, postprocess(model, logits)):
                 preds[offset] = pred
         yield [{"id": _record_id(chunk[o], start + o), **preds[o]} for o in range(len(chunk))]
@@ -289,12 +347,34 @@ def records_from_flags(texts, audios, visuals, videos=None) -> list[dict]:
     return [{"id": str(i), **{k: v[i] for k, v in columns.items() if v}} for i in range(n)]
 
 
+def _strict_json(row: dict) -> str:
+    # Python's default writes NaN / Infinity, which no JSON parser reads.
+    return json.dumps(row, allow_nan=False)
+
+
+def open_staged_output(output: str | Path) -> tuple[Path, object]:
+    """(temporary path, open text file) beside ``output``: predictions are written there and renamed onto
+    ``output`` only when complete, so ``output`` never holds a partial file."""
+    output = Path(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{output.name}.partial-", dir=output.parent)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {output}: {err.strerror}") from err
+    # mkstemp makes the file private (0600); the result gets the permissions of any new file.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
+    return Path(temporary), os.fdopen(fd, "w", newline="", encoding="utf-8")
+
+
 def write_predictions(results, output: str | Path | None) -> int:
     """JSONL or CSV by the file suffix; without a file, one JSON line per record on stdout.
 
-    ``results`` is a list of rows or an iterable of row batches (as :func:`iter_predictions` yields):
-    each batch is written and flushed as it comes, so a failure late in a long input keeps every
-    prediction made before it. Returns the number of rows written.
+    ``results`` is a list of rows or an iterable of row batches (as :func:`iter_predictions` yields). A file
+    is written atomically: into a temporary file beside it, renamed onto ``output`` when every row is
+    written, so a failure leaves ``output`` as it was. JSON is strict (a non-finite number is an error).
+    Returns the number of rows written.
     """
     check_output_path(output)
     batches = [results] if isinstance(results, list) and (not results or isinstance(results[0], dict)) else results
@@ -302,30 +382,42 @@ def write_predictions(results, output: str | Path | None) -> int:
     if output is None:
         for batch in batches:
             for row in batch:
-                print(json.dumps(row), flush=True)
+                print(_strict_json(row), flush=True)
             written += len(batch)
         return written
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("w", newline="") as f:
-        writer = None
-        if output.suffix == ".jsonl":
-            for batch in batches:
-                f.write("".join(json.dumps(r) + "\n" for r in batch))
-                f.flush()
-                written += len(batch)
-            return written
+    return _write_staged(batches, output, open_staged_output(output))
+
+
+def _write_staged(batches, output: str | Path, staged) -> int:
+    temporary, f = staged
+    try:
+        with f:
+            written = _write_rows(batches, f, Path(output).suffix)
+        os.replace(temporary, output)
+    finally:
+        f.close()
+        temporary.unlink(missing_ok=True)
+    return written
+
+
+def _write_rows(batches, f, suffix: str) -> int:
+    written = 0
+    writer = None
+    if suffix == ".jsonl":
         for batch in batches:
-            if writer is None and batch:
-                fields = [k for k in batch[0] if k != "probabilities"]
-                writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-                writer.writeheader()
-            if batch:
-                writer.writerows(batch)
-            f.flush()
+            f.write("".join(_strict_json(r) + "\n" for r in batch))
             written += len(batch)
-        if writer is None:
-            f.write("id\r\n")
+        return written
+    for batch in batches:
+        if writer is None and batch:
+            fields = [k for k in batch[0] if k != "probabilities"]
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+        if batch:
+            writer.writerows(batch)
+        written += len(batch)
+    if writer is None:
+        f.write("id\r\n")
     return written
 
 
@@ -343,14 +435,19 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--max_text_length", type=int, default=128)
     parser.add_argument("--trust_remote_code", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     parser.add_argument("--no_progress", action="store_true")
     return parser
 
 
 def run_predict(args: argparse.Namespace) -> list[dict]:
-    check_output_path(args.output)
+    flag_files = [*(args.audio or []), *(args.visual or []), *(getattr(args, "video", None) or [])]
+    check_output_target(args.output, [args.inputs, *flag_files], args.model)
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be at least 1, got {args.batch_size}")
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
     records = records_from_flags(args.text, args.audio, args.visual, getattr(args, "video", None))
     base_dir = None
     if args.inputs:
@@ -358,25 +455,36 @@ def run_predict(args: argparse.Namespace) -> list[dict]:
         base_dir = Path(args.inputs).resolve().parent
     if not records:
         raise ValueError("nothing to predict: pass --text/--audio/--visual/--video or --inputs")
-    model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code, progress=not args.no_progress)
-    check_text_length(model, args.max_text_length)
+    # Opened before the model loads: an output folder that cannot be written fails now, not after the work.
+    staged = open_staged_output(args.output) if args.output else None
     results: list[dict] = []
 
-    batches = iter_predictions(
-        model, processor, records, args.batch_size, args.max_text_length, progress=not args.no_progress,
-        base_dir=base_dir,
-    )
-
-    def collected():
+    def collected(batches):
         for batch in batches:
             results.extend(batch)
             yield batch
 
     try:
-        write_predictions(collected(), args.output)
-    except Exception:
-        if args.output and results:
-            print(f"kept the {len(results)} predictions made before the failure in {args.output}", file=sys.stderr)
+        model, processor = load_pretrained(
+            args.model, trust_remote_code=args.trust_remote_code, progress=not args.no_progress
+        )
+        check_text_length(model, args.max_text_length)
+        with model_threads(model, threads):
+            batches = collected(iter_predictions(
+                model, processor, records, args.batch_size, args.max_text_length, progress=not args.no_progress,
+                base_dir=base_dir,
+            ))
+            if staged is None:
+                write_predictions(batches, None)
+            else:
+                _write_staged(batches, args.output, staged)
+    except BaseException:  # an interrupt too: no temporary file is left behind
+        if staged is not None:
+            staged[1].close()
+            staged[0].unlink(missing_ok=True)
+            if results:
+                print(f"{args.output} was left as it was: the {len(results)} predictions made before the failure "
+                      "are not written", file=sys.stderr)
         raise
     if args.output:
         print(f"wrote {len(results)} predictions to {args.output}", file=sys.stderr)

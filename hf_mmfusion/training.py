@@ -31,6 +31,7 @@ from transformers import (
 )
 
 from .cpu_memory import retain_freed_memory
+from .cpu_threads import SMALL_MODEL_PARAMETERS, THREADS_HELP, choose_threads  # noqa: F401  (public names here too)
 from .data.schema import read_feature_extractors
 from .loading import (
     check_dataset_modalities,
@@ -62,8 +63,6 @@ FUSION_MODEL_TYPES = ("clcr", "ssu")
 BASELINE_MODEL_TYPE = "baseline"
 MODEL_TYPES = (*FUSION_MODEL_TYPES, BASELINE_MODEL_TYPE)
 LOSS_SUFFIX = "_loss"
-# Below this size one CPU thread trains fastest (benchmarks/train_threads.py measures it).
-SMALL_MODEL_PARAMETERS = 5_000_000
 DEFAULT_EVAL_SPLIT = "validation"
 # Recipe for the built-in synthetic data (the demo's): its label is a product of two signs, so training
 # sits on a plateau until both features form; a constant step with loose clipping leaves it soonest.
@@ -132,9 +131,7 @@ class ModelArguments:
     threads: int | None = field(
         default=None,
         metadata={
-            "help": "torch intra-op CPU threads for the run. Default: 1 for models under "
-            f"{SMALL_MODEL_PARAMETERS // 1_000_000}M parameters (several threads only add synchronisation at "
-            "these sizes), torch's own default otherwise."
+            "help": f"{THREADS_HELP}."
         },
     )
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters on the text encoder's attention."})
@@ -770,17 +767,6 @@ def run_training(
             return _train(model_args, data_args, training_args, callbacks, console_logs)
     finally:
         torch.set_num_threads(threads)  # the caller's setting, whatever the run chose
-
-
-def choose_threads(model, requested: int | None) -> int:
-    """CPU threads for training ``model``: ``requested``, else 1 for small models, else torch's current."""
-    if requested is not None:
-        if requested < 1:
-            raise ValueError(f"--threads must be at least 1, got {requested}")
-        return requested
-    if sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS:
-        return 1
-    return torch.get_num_threads()
 
 
 def _resume_requested(training_args: TrainingArguments) -> bool:
