@@ -92,6 +92,8 @@ def test_evaluate_command_writes_table_csv_json_and_plot(checkpoint, data_dir, t
 
 
 def test_predict_command_with_text_npy_wav_and_record_files(checkpoint, tmp_path, capsys):
+    import shutil
+
     import scipy.io.wavfile
 
     path, model, processor = checkpoint
@@ -116,16 +118,32 @@ def test_predict_command_with_text_npy_wav_and_record_files(checkpoint, tmp_path
         json.dumps({"id": "wav", "text": "a great film", "audio": "clip.wav", "visual": "v0.npy"}) + "\n"
         + json.dumps({"id": "npy", "text": str(rows["text"][1]), "audio": "a1.npy", "visual": "v1.npy"}) + "\n"
     )
+    # The checkpoint was trained on precomputed frames: a recording is refused before anything is computed.
+    capsys.readouterr()
+    assert main(["predict", str(path), "--inputs", str(records), "--output", str(tmp_path / "scores.csv"),
+                 "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert "error: record 0 (id 'wav'): `audio` is a recording" in err and "precomputed audio frames" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "scores.csv").exists()
+    # The same weights with a processor whose frames come from its own extraction read the recording.
+    raw_audio = tmp_path / "raw-audio"
+    shutil.copytree(path, raw_audio)
+    config = json.loads((raw_audio / "processor_config.json").read_text())
+    assert config["audio_feature_extractor"]["feature_source"] == "precomputed"
+    config["audio_feature_extractor"]["feature_source"] = "raw"
+    (raw_audio / "processor_config.json").write_text(json.dumps(config))
     for suffix in ("csv", "jsonl"):
         target = tmp_path / f"scores.{suffix}"
-        assert main(["predict", str(path), "--inputs", str(records), "--output", str(target), "--batch_size", "1",
+        assert main(["predict", str(raw_audio), "--inputs", str(records), "--output", str(target), "--batch_size", "1",
                      "--no_progress"]) == 0
     with (tmp_path / "scores.csv").open() as f:
         table = list(csv.DictReader(f))
     lines = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
     assert [r["id"] for r in table] == ["wav", "npy"] == [r["id"] for r in lines]
     assert float(table[1]["score"]) == pytest.approx(expected[1].item(), abs=1e-5)
-    wav_frames = processor.audio_feature_extractor(str(tmp_path / "clip.wav"))["audio_features"]
+    from transformers import AutoProcessor
+
+    wav_frames = AutoProcessor.from_pretrained(raw_audio).audio_feature_extractor(str(tmp_path / "clip.wav"))["audio_features"]
     assert wav_frames.shape[-1] == processor.audio_feature_extractor.feature_size  # the WAV became frames
     assert np.isfinite(lines[0]["score"])
 
