@@ -332,6 +332,35 @@ def test_predict_inputs_route_video_files_to_the_extractors(tmp_path):
         load_frames(str(tmp_path / "missing.mp4"), "visual")
 
 
+def test_predict_refuses_videos_for_precomputed_frames_and_folders_before_decoding(checkpoint, tmp_path, capsys):
+    path, _, _ = checkpoint
+    clip = tmp_path / "interview_07.mp4"
+    clip.write_bytes(b"placeholder: refused before anything is decoded")
+    capsys.readouterr()
+    assert main(["predict", str(path), "--video", str(clip), "--text", "a fine film", "--no_progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: record 0 (id 'interview_07'): `video` is a video, but this audio feature extractor")
+    assert "precomputed audio frames" in err and len(err.splitlines()) == 1
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "folder.mp4").mkdir()
+    for folder in ("clips", "folder.mp4"):
+        assert main(["predict", str(path), "--video", str(tmp_path / folder), "--no_progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"'{tmp_path / folder}' is a folder, not a video file" in err and len(err.splitlines()) == 1
+    assert main(["predict", str(path), "--visual", str(tmp_path / "folder.mp4"), "--no_progress"]) == 2
+    assert f"record 0 (id 'folder'): `visual` '{tmp_path / 'folder.mp4'}' is a folder, not a file" in capsys.readouterr().err
+
+
+def test_records_from_flags_are_named_after_their_files():
+    from hf_mmfusion.predict import records_from_flags
+
+    assert [r["id"] for r in records_from_flags(None, None, None, ["clips/a.mp4", "b.MP4"])] == ["a", "b"]
+    assert [r["id"] for r in records_from_flags(["x", "y"], ["u1.wav", "u2.npy"], None)] == ["u1", "u2"]
+    # Repeated names (or records without a file) keep their positions.
+    assert [r["id"] for r in records_from_flags(None, None, None, ["a/c.mp4", "b/c.mp4"])] == ["0", "1"]
+    assert [r["id"] for r in records_from_flags(["x"], None, None)] == ["0"]
+
+
 def test_usage_does_not_load_torch_but_the_package_still_works():
     import subprocess
     import sys
