@@ -27,6 +27,7 @@ from .evaluation import is_regression, load_pretrained
 from .loading import MODALITY_COLUMNS, check_text_length
 from .processing.feature_extraction_mmfusion import VIDEO_SUFFIXES
 from .processing.media import WAV_SUFFIXES, check_media_file
+from .processing.processing_mmfusion import has_visible_text
 
 FRAME_MODALITIES = ("audio", "visual")
 
@@ -114,6 +115,8 @@ def check_record(record, modalities: Sequence[str], where: str = "record", base_
         raise ValueError(f"{where}: needs at least one of {list(modalities)}")
     if "text" in given and not isinstance(record["text"], str):
         raise ValueError(f"{where}: `text` must be a string, got {type(record['text']).__name__}")
+    if "text" in given and not has_visible_text(record["text"]):
+        raise ValueError(f"{where}: `text` is empty (no visible character); give at least one word or leave it out")
     for modality in FRAME_MODALITIES:
         value = record.get(modality)
         if not _present(value) or not isinstance(value, (str, Path)):

@@ -332,7 +332,7 @@ def test_predict_inputs_route_video_files_to_the_extractors(tmp_path):
         load_frames(str(tmp_path / "missing.mp4"), "visual")
 
 
-def test_predict_refuses_videos_for_precomputed_frames_and_folders_before_decoding(checkpoint, tmp_path, capsys):
+def test_predict_checks_raw_media_folders_and_invisible_text_before_decoding(checkpoint, tmp_path, capsys):
     path, _, _ = checkpoint
     clip = tmp_path / "interview_07.mp4"
     clip.write_bytes(b"placeholder: refused before anything is decoded")
@@ -347,6 +347,10 @@ def test_predict_refuses_videos_for_precomputed_frames_and_folders_before_decodi
         assert main(["predict", str(path), "--video", str(tmp_path / folder), "--no_progress"]) == 2
         err = capsys.readouterr().err.strip()
         assert f"'{tmp_path / folder}' is a folder, not a video file" in err and len(err.splitlines()) == 1
+    for invisible in ("\u200b\u200b", " \u2060 "):
+        assert main(["predict", str(path), "--text", "a fine film", "--text", invisible, "--no_progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == "error: record 1 (id '1'): `text` is empty (no visible character); give at least one word or leave it out"
     assert main(["predict", str(path), "--visual", str(tmp_path / "folder.mp4"), "--no_progress"]) == 2
     assert f"record 0 (id 'folder'): `visual` '{tmp_path / 'folder.mp4'}' is a folder, not a file" in capsys.readouterr().err
 

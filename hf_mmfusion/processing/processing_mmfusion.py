@@ -43,8 +43,8 @@ def pad_heads(heads: list, length: int, padding_side: str = "right") -> np.ndarr
 
 
 # Characters that show nothing: separators, controls, format characters (zero-width spaces and joiners, the
-# byte-order mark, soft hyphens), unassigned and surrogate code points, and marks with nothing to combine on.
-_INVISIBLE_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Cn", "Cs", "Mn", "Me"})
+# byte-order mark, soft hyphens) and marks with nothing to combine on (tokenizers that strip accents drop them).
+_INVISIBLE_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
 
 
 def has_visible_text(text: str) -> bool:
