@@ -3,11 +3,12 @@
 An input record has any of ``text`` (a string), ``audio`` and ``visual``: a ``.npy`` file of
 ``[frames, features]`` frame features, a ``.wav`` recording (audio only; the processor's acoustic feature
 extractor turns it into frames), a video file (decoded by the feature extractor: frames, or the audio
-track), or an array; recordings and videos are refused, before anything is computed, for a model trained on
-precomputed frames (the extractor's ``feature_source``); and ``video``, a video file that supplies every stream the record does not give
+track), or an array; and ``video``, a video file that supplies every stream the record does not give
 (audio track, frames, and the transcript when the processor has an ``asr_model``). The processor's frame
 widths are checked against the model's ``audio_input_dim`` / ``visual_input_dim`` first. Records come from flags (``--text``, ``--audio``,
-``--visual``, aligned by position) or from a JSONL / CSV file with those columns.
+``--visual``, aligned by position; named after their file when they have one) or from a JSONL / CSV file
+with those columns. Recordings and videos are refused, before anything is computed, for a model trained
+on precomputed frames (its extractor's ``feature_source``).
 """
 
 from __future__ import annotations
