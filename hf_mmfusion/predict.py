@@ -6,7 +6,9 @@ extractor turns it into frames), a video file (decoded by the feature extractor:
 track), or an array; and ``video``, a video file that supplies every stream the record does not give
 (audio track, frames, and the transcript when the processor has an ``asr_model``). The processor's frame
 widths are checked against the model's ``audio_input_dim`` / ``visual_input_dim`` first. Records come from flags (``--text``, ``--audio``,
-``--visual``, aligned by position) or from a JSONL / CSV file with those columns.
+``--visual``, aligned by position; named after their file when they have one) or from a JSONL / CSV file
+with those columns. Recordings and videos are refused, before anything is computed, for a model trained
+on precomputed frames (its extractor's ``feature_source``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from .data.manifest import read_npy_frames
 from .evaluation import is_regression, load_pretrained
 from .loading import MODALITY_COLUMNS, check_text_length
 from .processing.feature_extraction_mmfusion import VIDEO_SUFFIXES
+from .processing.media import WAV_SUFFIXES, check_media_file
+from .processing.processing_mmfusion import has_visible_text
 
 FRAME_MODALITIES = ("audio", "visual")
 
@@ -39,8 +43,7 @@ def load_frames(value, modality: str, base_dir: Path | None = None):
         path = Path(value)
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
-        if not path.is_file():
-            raise ValueError(f"`{modality}`: file {str(path)!r} does not exist")
+        check_media_file(path, modality)
         if path.suffix.lower() == ".npy":
             try:
                 frames = read_npy_frames(path)
@@ -81,8 +84,7 @@ def video_paths(records: Sequence[dict], base_dir=None) -> list[str] | None:
         path = Path(record["video"])
         if base_dir is not None and not path.is_absolute():
             path = Path(base_dir) / path
-        if not path.is_file():
-            raise ValueError(f"`video`: file {str(path)!r} does not exist")
+        check_media_file(path, "video", "video file")
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise ValueError(f"`video`: {path.name!r} is not a video file ({', '.join(VIDEO_SUFFIXES)})")
         paths.append(str(path))
@@ -108,6 +110,10 @@ def check_record(record, modalities: Sequence[str], where: str = "record", base_
     if _present(record.get("video")):
         if not isinstance(record["video"], (str, Path)):
             raise ValueError(f"{where}: `video` must be a path to a video file, got {type(record['video']).__name__}")
+        try:
+            video_paths([record], base_dir)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
         # A video supplies the frame streams the model uses (and the text, with a processor that transcribes).
         given += [m for m in ("audio", "visual") if m in modalities and m not in given]
     extra = [m for m in given if m not in modalities]
@@ -117,6 +123,8 @@ def check_record(record, modalities: Sequence[str], where: str = "record", base_
         raise ValueError(f"{where}: needs at least one of {list(modalities)}")
     if "text" in given and not isinstance(record["text"], str):
         raise ValueError(f"{where}: `text` must be a string, got {type(record['text']).__name__}")
+    if "text" in given and not has_visible_text(record["text"]):
+        raise ValueError(f"{where}: `text` is empty (no visible character); give at least one word or leave it out")
     for modality in FRAME_MODALITIES:
         value = record.get(modality)
         if not _present(value) or not isinstance(value, (str, Path)):
@@ -129,8 +137,33 @@ def check_record(record, modalities: Sequence[str], where: str = "record", base_
         if not readable:
             kinds = "a .npy frame file, a .wav recording or a video file" if modality == "audio" else "a .npy frame file or a video file"
             raise ValueError(f"{where}: `{modality}` must be {kinds}, got {path.name!r}")
+        if path.is_dir():
+            raise ValueError(f"{where}: `{modality}` {str(path)!r} is a folder, not a file")
         if not path.is_file():
             raise ValueError(f"{where}: `{modality}` file {str(path)!r} does not exist")
+
+
+def _is_raw_media(value) -> bool:
+    return isinstance(value, (str, Path)) and Path(value).suffix.lower() in (*WAV_SUFFIXES, *VIDEO_SUFFIXES)
+
+
+def check_raw_media(processor, record: dict, modalities: Sequence[str], where: str = "record") -> None:
+    """A ``ValueError`` naming ``where`` when ``record`` gives a recording or a video for a stream whose
+    extractor serves a model trained on precomputed frames (checked before anything is decoded)."""
+    for modality in FRAME_MODALITIES:
+        extractor = getattr(processor, f"{modality}_feature_extractor", None)
+        if extractor is None or modality not in modalities or not hasattr(extractor, "check_raw_media"):
+            continue
+        value = record.get(modality)
+        from_video = not _present(value) and _present(record.get("video"))
+        if _is_raw_media(value) or from_video:
+            try:
+                if from_video:
+                    extractor.check_raw_media("video", "a video" if modality == "audio" else None)
+                else:
+                    extractor.check_raw_media(modality)
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from None
 
 
 def check_output_path(output: str | Path | None) -> None:
@@ -264,7 +297,9 @@ def iter_predictions(
     """
     modalities = list(model.config.modalities)
     for i, record in enumerate(records):
-        check_record(record, modalities, f"record {i} (id {_record_id(record, i)!r})", base_dir)
+        where = f"record {i} (id {_record_id(record, i)!r})"
+        check_record(record, modalities, where, base_dir)
+        check_raw_media(processor, record, modalities, where)
     if hasattr(processor, "check_model_widths"):
         processor.check_model_widths(model.config)
     return _predict_batches(model, processor, records, modalities, batch_size, max_length, progress, base_dir)
@@ -344,7 +379,19 @@ def records_from_flags(texts, audios, visuals, videos=None) -> list[dict]:
     if len(set(lengths.values())) > 1:
         raise ValueError(f"--text/--audio/--visual/--video must be given the same number of times, got {lengths}")
     n = next(iter(lengths.values()))
-    return [{"id": str(i), **{k: v[i] for k, v in columns.items() if v}} for i in range(n)]
+    records = [{k: v[i] for k, v in columns.items() if v} for i in range(n)]
+    # A record given as files is named after them, as a converted clip is; by position when names repeat.
+    stems = [_file_stem(r) for r in records]
+    named = None not in stems and len(set(stems)) == n
+    return [{"id": stems[i] if named else str(i), **record} for i, record in enumerate(records)]
+
+
+def _file_stem(record: dict) -> str | None:
+    """The name stem of the record's video, else of its audio or visual file, or ``None``."""
+    for key in ("video", "audio", "visual"):
+        if _present(record.get(key)):
+            return Path(record[key]).stem
+    return None
 
 
 def _strict_json(row: dict) -> str:

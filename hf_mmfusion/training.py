@@ -324,8 +324,10 @@ def _frame_extractor(cls, recorded: dict | None, width: int, modality: str):
     """The extractor that computed the dataset's ``modality`` frames when the converter recorded it (so a saved
     model computes the same features from raw media), else a plain one of the data's width."""
     if recorded is None:
-        return cls(feature_size=width)
-    extractor = cls.from_dict(recorded)
+        # Frames from elsewhere: the saved processor must refuse raw media rather than compute other features.
+        return cls(feature_size=width, feature_source="precomputed")
+    # The converter computed the frames with this extractor (its record may predate `feature_source`).
+    extractor = cls.from_dict({**recorded, "feature_source": "raw"})
     if extractor.feature_size != width:
         raise ValueError(
             f"the dataset's {modality} frames are {width} wide, but the extractor recorded with them gives "

@@ -92,6 +92,8 @@ def test_evaluate_command_writes_table_csv_json_and_plot(checkpoint, data_dir, t
 
 
 def test_predict_command_with_text_npy_wav_and_record_files(checkpoint, tmp_path, capsys):
+    import shutil
+
     import scipy.io.wavfile
 
     path, model, processor = checkpoint
@@ -116,16 +118,32 @@ def test_predict_command_with_text_npy_wav_and_record_files(checkpoint, tmp_path
         json.dumps({"id": "wav", "text": "a great film", "audio": "clip.wav", "visual": "v0.npy"}) + "\n"
         + json.dumps({"id": "npy", "text": str(rows["text"][1]), "audio": "a1.npy", "visual": "v1.npy"}) + "\n"
     )
+    # The checkpoint was trained on precomputed frames: a recording is refused before anything is computed.
+    capsys.readouterr()
+    assert main(["predict", str(path), "--inputs", str(records), "--output", str(tmp_path / "scores.csv"),
+                 "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert "error: record 0 (id 'wav'): `audio` is a recording" in err and "precomputed audio frames" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "scores.csv").exists()
+    # The same weights with a processor whose frames come from its own extraction read the recording.
+    raw_audio = tmp_path / "raw-audio"
+    shutil.copytree(path, raw_audio)
+    config = json.loads((raw_audio / "processor_config.json").read_text())
+    assert config["audio_feature_extractor"]["feature_source"] == "precomputed"
+    config["audio_feature_extractor"]["feature_source"] = "raw"
+    (raw_audio / "processor_config.json").write_text(json.dumps(config))
     for suffix in ("csv", "jsonl"):
         target = tmp_path / f"scores.{suffix}"
-        assert main(["predict", str(path), "--inputs", str(records), "--output", str(target), "--batch_size", "1",
+        assert main(["predict", str(raw_audio), "--inputs", str(records), "--output", str(target), "--batch_size", "1",
                      "--no_progress"]) == 0
     with (tmp_path / "scores.csv").open() as f:
         table = list(csv.DictReader(f))
     lines = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
     assert [r["id"] for r in table] == ["wav", "npy"] == [r["id"] for r in lines]
     assert float(table[1]["score"]) == pytest.approx(expected[1].item(), abs=1e-5)
-    wav_frames = processor.audio_feature_extractor(str(tmp_path / "clip.wav"))["audio_features"]
+    from transformers import AutoProcessor
+
+    wav_frames = AutoProcessor.from_pretrained(raw_audio).audio_feature_extractor(str(tmp_path / "clip.wav"))["audio_features"]
     assert wav_frames.shape[-1] == processor.audio_feature_extractor.feature_size  # the WAV became frames
     assert np.isfinite(lines[0]["score"])
 
@@ -312,6 +330,39 @@ def test_predict_inputs_route_video_files_to_the_extractors(tmp_path):
         load_frames(str(recording), "visual")
     with pytest.raises(ValueError, match="does not exist"):
         load_frames(str(tmp_path / "missing.mp4"), "visual")
+
+
+def test_predict_checks_raw_media_folders_and_invisible_text_before_decoding(checkpoint, tmp_path, capsys):
+    path, _, _ = checkpoint
+    clip = tmp_path / "interview_07.mp4"
+    clip.write_bytes(b"placeholder: refused before anything is decoded")
+    capsys.readouterr()
+    assert main(["predict", str(path), "--video", str(clip), "--text", "a fine film", "--no_progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: record 0 (id 'interview_07'): `video` is a video, but this audio feature extractor")
+    assert "precomputed audio frames" in err and len(err.splitlines()) == 1
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "folder.mp4").mkdir()
+    for folder in ("clips", "folder.mp4"):
+        assert main(["predict", str(path), "--video", str(tmp_path / folder), "--no_progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"'{tmp_path / folder}' is a folder, not a video file" in err and len(err.splitlines()) == 1
+    for invisible in ("\u200b\u200b", " \u2060 "):
+        assert main(["predict", str(path), "--text", "a fine film", "--text", invisible, "--no_progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == "error: record 1 (id '1'): `text` is empty (no visible character); give at least one word or leave it out"
+    assert main(["predict", str(path), "--visual", str(tmp_path / "folder.mp4"), "--no_progress"]) == 2
+    assert f"record 0 (id 'folder'): `visual` '{tmp_path / 'folder.mp4'}' is a folder, not a file" in capsys.readouterr().err
+
+
+def test_records_from_flags_are_named_after_their_files():
+    from hf_mmfusion.predict import records_from_flags
+
+    assert [r["id"] for r in records_from_flags(None, None, None, ["clips/a.mp4", "b.MP4"])] == ["a", "b"]
+    assert [r["id"] for r in records_from_flags(["x", "y"], ["u1.wav", "u2.npy"], None)] == ["u1", "u2"]
+    # Repeated names (or records without a file) keep their positions.
+    assert [r["id"] for r in records_from_flags(None, None, None, ["a/c.mp4", "b/c.mp4"])] == ["0", "1"]
+    assert [r["id"] for r in records_from_flags(["x"], None, None)] == ["0"]
 
 
 def test_usage_does_not_load_torch_but_the_package_still_works():

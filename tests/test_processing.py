@@ -251,6 +251,78 @@ def test_mfcc_frames_and_batches_of_waveforms():
         fe(np.zeros((2, 3, 4)), sampling_rate=8000)
 
 
+def test_eight_bit_pcm_is_centred_like_sixteen_bit(tmp_path):
+    from hf_mmfusion.processing.media import read_audio, to_mono
+
+    rng = np.random.default_rng(3)
+    wave = np.clip(rng.normal(scale=0.25, size=8000), -0.99, 0.99)            # broadband: every mel bin has energy
+    wavfile.write(tmp_path / "u8.wav", 8000, np.round(wave * 128 + 128).clip(0, 255).astype(np.uint8))
+    wavfile.write(tmp_path / "i16.wav", 8000, np.round(wave * 32768).astype(np.int16))
+    decoded, rate = read_audio(tmp_path / "u8.wav")
+    assert rate == 8000 and decoded.dtype == np.uint8 and abs(to_mono(decoded).mean()) < 0.01
+    mono = to_mono(decoded)
+    assert mono.min() >= -1.0 and mono.max() < 1.0 and np.abs(mono - wave).max() <= 1 / 128 + 1e-9
+    fe = AcousticFeatureExtractor(feature_size=16)
+    u8, i16 = (fe(str(tmp_path / name), return_tensors="np")["audio_features"][0] for name in ("u8.wav", "i16.wav"))
+    # 8-bit quantisation noise is ~40 dB below the signal; an uncentred DC offset floods the lowest bins.
+    assert np.abs(u8 - i16).mean(axis=0).max() < 0.1
+
+
+def test_extractors_refuse_raw_media_for_models_trained_on_precomputed_frames(tmp_path):
+    rng = np.random.default_rng(0)
+    wavfile.write(tmp_path / "clip.wav", 16000, (rng.normal(size=1600) * 1000).astype(np.int16))
+    audio = AcousticFeatureExtractor(feature_size=5, feature_source="precomputed")
+    for raw, kwargs in ((str(tmp_path / "clip.wav"), {}), (rng.normal(size=1600), {"sampling_rate": 16000})):
+        with pytest.raises(ValueError, match=r"`audio\[0\]` is a recording, .*precomputed audio frames.*\[frames, 5\] frame"):
+            audio(raw, **kwargs)
+    assert audio(_frames([4], 5))["audio_features"].shape == (1, 4, 5)          # frames are what it takes
+    visual = VisualFeatureExtractor(feature_size=48, feature_source="precomputed")
+    with pytest.raises(ValueError, match=r"`visual\[0\]` is raw video, .*precomputed visual frames"):
+        visual(np.zeros((2, 8, 8, 3), np.uint8), video_fps=2)
+    with pytest.raises(ValueError, match="feature_source must be one of"):
+        AcousticFeatureExtractor(feature_size=5, feature_source="wav")
+    # A fresh extractor computes its own frames; the field is saved and restored.
+    assert AcousticFeatureExtractor(feature_size=5).feature_source == "raw"
+    audio.save_pretrained(tmp_path / "fe")
+    assert AutoFeatureExtractor.from_pretrained(tmp_path / "fe").feature_source == "precomputed"
+    # The training workflow records it: dataset frames, or the frames a converter computed with its extractor.
+    from hf_mmfusion.training import ModelArguments, build_processor
+
+    built = build_processor(ModelArguments(model_type="clcr"), ("audio", "visual"), 5, 48, 32)
+    assert built.audio_feature_extractor.feature_source == built.visual_feature_extractor.feature_source == "precomputed"
+    recorded = {"visual": {k: v for k, v in VisualFeatureExtractor(feature_size=48).to_dict().items() if k != "feature_source"}}
+    from_converter = build_processor(ModelArguments(model_type="clcr"), ("visual",), 5, 48, 32, recorded)
+    assert from_converter.visual_feature_extractor.feature_source == "raw"
+
+
+def test_configs_saved_without_feature_source_refuse_raw_media_unless_their_settings_are_raw_only(tmp_path):
+    def saved_without_field(extractor, name):
+        extractor.save_pretrained(tmp_path / name)
+        path = tmp_path / name / "preprocessor_config.json"
+        config = json.loads(path.read_text())
+        del config["feature_source"]
+        path.write_text(json.dumps(config))
+        return AutoFeatureExtractor.from_pretrained(tmp_path / name)
+
+    old = saved_without_field(AcousticFeatureExtractor(feature_size=5), "plain")
+    assert old.feature_source == "precomputed"
+    with pytest.raises(ValueError, match="precomputed audio frames"):
+        old(np.zeros(800), sampling_rate=8000)
+    assert saved_without_field(AcousticFeatureExtractor(feature_size=13, raw_features="mfcc"), "mfcc").feature_source == "raw"
+    assert saved_without_field(VisualFeatureExtractor(feature_size=48, face_crop=True), "face").feature_source == "raw"
+    assert AutoFeatureExtractor.from_pretrained(tmp_path / "plain", feature_source="raw").feature_source == "raw"
+    # The same reading inside a saved processor.
+    MMFusionProcessor(audio_feature_extractor=AcousticFeatureExtractor(feature_size=5)).save_pretrained(tmp_path / "proc")
+    path = tmp_path / "proc" / "processor_config.json"
+    config = json.loads(path.read_text())
+    del config["audio_feature_extractor"]["feature_source"]
+    path.write_text(json.dumps(config))
+    loaded = AutoProcessor.from_pretrained(tmp_path / "proc")
+    assert loaded.audio_feature_extractor.feature_source == "precomputed"
+    with pytest.raises(ValueError, match=r"`audio\[0\]` is a recording"):
+        loaded(audio=[np.zeros(800)], sampling_rate=8000)
+
+
 # ---------------------------------------------------------------- processor
 def test_processor_outputs_exactly_the_model_inputs(processor):
     cols = generate_synthetic_examples(3, audio_dim=5, visual_dim=3, seed=1)
@@ -287,6 +359,53 @@ def test_processor_bad_inputs_raise_value_errors(processor):
         MMFusionProcessor(build_synthetic_tokenizer(), parser=42)
     with pytest.raises(ValueError, match="visual_max_length"):
         processor(visual=_frames([2], 3), padding="max_length", max_length=8)
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200b", "\ufeff", "\u2060 \u200b\u00ad", " \t\n"])
+def test_text_without_a_visible_character_is_empty(processor, text):
+    with pytest.raises(ValueError, match=r"`text\[1\]` is empty"):
+        processor(text=["good", text])
+    assert processor(text="good\u200bfilm")["input_ids"]
+
+
+def test_wrong_argument_types_and_rates_are_value_errors_naming_the_argument(processor):
+    with pytest.raises(ValueError, match="`text` must be a string, a spaCy Doc or a list of them, got int"):
+        processor(text=5)
+    with pytest.raises(ValueError, match="`text` must be .* got bytes; decode it first"):
+        processor(text=b"a good film")
+    with pytest.raises(ValueError, match=r"`text\[0\]` must be a string or a spaCy Doc, got bytes"):
+        processor(text=[b"a good film"])
+    pixels = np.zeros((4, 8, 8, 3), np.uint8)
+    video = VisualFeatureExtractor(feature_size=48)
+    for fps in (float("nan"), float("inf"), 0, -2, "fast"):
+        with pytest.raises(ValueError, match=r"video_fps must be a positive number \(per second\), got"):
+            video(pixels, video_fps=fps)
+    for rate in (float("nan"), 0, 8000.5, "high"):
+        with pytest.raises(ValueError, match=r"sampling_rate must be a positive whole number"):
+            processor(audio=[np.zeros(800)], sampling_rate=rate)
+
+
+def test_images_empty_pixels_and_folders_are_named_as_such(tmp_path):
+    video = VisualFeatureExtractor(feature_size=48)
+    image = np.zeros((24, 32, 3), np.uint8)
+    for given in (image, [image], torch.from_numpy(image)):
+        with pytest.raises(ValueError, match=r"\[24, 32, 3\]; that looks like one \[height, width, 3\] image"):
+            video(given, video_fps=10)
+    for empty in ((0, 24, 32, 3), (4, 0, 32, 3), (4, 24, 0, 3)):
+        with pytest.raises(ValueError, match=rf"`visual\[0\]` pixels are empty \(shape \{list(empty)}\)"):
+            video(np.zeros(empty, np.uint8), video_fps=10)
+    # Frame features three wide stay frames, as [batch, frames, 3].
+    assert VisualFeatureExtractor(feature_size=3)(np.zeros((2, 4, 3), np.float32))["visual_features"].shape == (2, 4, 3)
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "x.mp4").mkdir()
+    (tmp_path / "y.wav").mkdir()
+    for folder in ("clips", "x.mp4"):
+        with pytest.raises(ValueError, match=rf"`visual\[0\]`: '.*{folder}' is a folder, not a video file"):
+            video(str(tmp_path / folder))
+    with pytest.raises(ValueError, match=r"`audio\[0\]`: '.*y.wav' is a folder, not a file"):
+        AcousticFeatureExtractor(feature_size=5)(str(tmp_path / "y.wav"))
+    with pytest.raises(ValueError, match="does not exist"):
+        AcousticFeatureExtractor(feature_size=5)(str(tmp_path / "gone.wav"))
 
 
 def test_processor_round_trip_with_every_part(tmp_path, processor):
@@ -556,6 +675,23 @@ def test_saved_processor_loads_with_remote_code_without_the_package(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("en_core_web_sm")
     assert np.array_equal(np.load(tmp_path / "out.npy"), expected)
+
+
+def test_remote_code_processor_beside_its_model_loads_without_a_prompt(tmp_path):
+    from workflow_helpers import run_python, tiny_checkpoint
+
+    tiny_checkpoint(tmp_path / "model", "clcr")
+    result = run_python(
+        ["-c", "from transformers import AutoProcessor\n"
+               f"p = AutoProcessor.from_pretrained({str(tmp_path / 'model')!r}, trust_remote_code=True)\n"
+               "print(type(p).__module__, type(p.tokenizer).__name__)\n"],
+        with_package=False, env_extra={"HF_MODULES_CACHE": str(tmp_path / "modules")}, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    # trust_remote_code reaches the tokenizer's config lookup: no question on stdin, no empty model type.
+    assert "Do you wish to run the custom code" not in output and "model of type ``" not in output
+    assert result.stdout.startswith("transformers_modules")
 
 
 def _write_video(path, pixels, fps):

@@ -325,6 +325,9 @@ def test_predict_and_pipeline_from_the_video_alone(raw, encoders, tmp_path, caps
     assert predict_main([str(tmp_path / "model"), "--video", str(raw / MP4), "--no_progress"]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["score"] == pytest.approx(expected, abs=1e-4)
+    assert line["id"] == "Oz06ZWiO20M_6"                                             # the clip's name
+    assert json.loads((tmp_path / "model" / "processor_config.json").read_text())["audio_feature_extractor"][
+        "feature_source"] == "raw"
     pipe = pipeline("multimodal-sentiment", model=str(tmp_path / "model"))
     assert pipe({"video": str(raw / MP4)})["score"] == pytest.approx(expected, abs=1e-4)
 

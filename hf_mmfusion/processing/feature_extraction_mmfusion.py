@@ -62,6 +62,8 @@ from .media import (
 )
 
 NON_FINITE_POLICIES = ("zero", "clip", "error")
+# Where the frames a model is trained on come from: computed by this extractor from raw media, or given.
+FEATURE_SOURCES = ("raw", "precomputed")
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
 RAW_AUDIO_FEATURES = ("log_mel", "mfcc", "egemaps", "compare", "pretrained")
 RAW_VISUAL_FEATURES = ("grid", "pretrained")
@@ -82,6 +84,18 @@ def _surely_finite(frames: np.ndarray) -> bool:
     False also when the sum of squares merely overflows, so callers confirm with ``np.isfinite``."""
     flat = frames.reshape(-1)
     return math.isfinite(np.vdot(flat, flat))  # vdot, unlike dot, does not warn when the sum overflows
+
+
+def check_rate(value, name: str, whole: bool = False) -> float:
+    """``value`` as a positive finite float (a whole number with ``whole``), or a ``ValueError`` naming ``name``."""
+    kind = "a positive whole number" if whole else "a positive number"
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {kind} (per second), got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(rate) or rate <= 0 or (whole and not rate.is_integer()):
+        raise ValueError(f"{name} must be {kind} (per second), got {value!r}")
+    return rate
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -135,9 +149,20 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
             extractor built without :meth:`fit_normalization`) does not clip. Real features need it: clipped
             COVAREP values (+-255) and rare values of nearly constant dimensions lie tens of standard
             deviations out, and one such value would dominate a frame's projection.
+        feature_source (`str`, *optional*, defaults to `"raw"`):
+            Where the frames of the model this extractor serves come from: ``"raw"`` when this extractor
+            computes them from raw media (recordings, videos), ``"precomputed"`` when they were computed
+            elsewhere (COVAREP, Facet, a dataset's frames) and are given as arrays. An extractor with
+            ``"precomputed"`` refuses raw media, since the frames it would compute are not the features the
+            model was trained on. ``hf-mmfusion train`` records it; a saved config without it (written by an
+            earlier version) loads as ``"precomputed"``, unless its settings only make sense for raw media
+            (a non-default ``raw_features``, ``face_crop``).
     """
 
     modality: str = ""
+    # What raw input of this modality is called in messages, and the raw settings a config has by default.
+    raw_media: str = "raw media"
+    default_raw_features: str = ""
     # Whether a frame whose values are all NaN is a missing frame (mask 0) rather than a frame to clean.
     missing_nan_rows: bool = False
 
@@ -153,8 +178,11 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         feature_std: Sequence[float] | None = None,
         normalization_eps: float = 1e-5,
         normalization_clip: float | None = None,
+        feature_source: str = "raw",
         **kwargs,
     ):
+        if feature_source not in FEATURE_SOURCES:
+            raise ValueError(f"feature_source must be one of {FEATURE_SOURCES}, got {feature_source!r}")
         if int(feature_size) < 1:
             raise ValueError(f"feature_size must be a positive frame width, got {feature_size}")
         if non_finite not in NON_FINITE_POLICIES:
@@ -178,6 +206,31 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         if do_normalize and (self.feature_mean is None or self.feature_std is None):
             raise ValueError("do_normalize=True needs feature_mean and feature_std (see fit_normalization)")
         self.do_normalize = bool(do_normalize)
+        self.feature_source = feature_source
+
+    @classmethod
+    def from_dict(cls, feature_extractor_dict: dict, **kwargs):
+        if "feature_source" not in feature_extractor_dict:
+            # Configs saved before the field existed: refusing raw media is the safe reading (a model trained on
+            # precomputed frames would otherwise score frames it never saw), unless the settings say raw.
+            raw_only = feature_extractor_dict.get("raw_features", cls.default_raw_features) != cls.default_raw_features
+            raw_only = raw_only or bool(feature_extractor_dict.get("face_crop", False))
+            feature_extractor_dict = {**feature_extractor_dict, "feature_source": "raw" if raw_only else "precomputed"}
+        return super().from_dict(feature_extractor_dict, **kwargs)
+
+    def check_raw_media(self, where: str, media: str | None = None) -> None:
+        """A ``ValueError`` naming ``where`` (the input, which is ``media``) when this extractor's model was
+        trained on precomputed frames, which raw media cannot be turned into."""
+        if self.feature_source == "raw":
+            return
+        media = media or self.raw_media
+        raise ValueError(
+            f"`{where}` is {media}, but this {self.modality} feature extractor serves a model trained on "
+            f"precomputed {self.modality} frames, which it cannot compute from {media}; pass `{self.modality}` "
+            f"as [frames, {self.feature_size}] frame features made as the training data's were (a .npy file or an "
+            "array). If the training frames were computed by this extractor, set feature_source='raw' in the "
+            f"{self.modality}_feature_extractor of processor_config.json"
+        )
 
     # ---------------------------------------------------------------- names
     @property
@@ -245,11 +298,15 @@ class _FrameFeatureExtractor(SequenceFeatureExtractor):
         if arr.ndim != 2 or arr.shape[1] != self.feature_size:
             raise ValueError(
                 f"`{self.modality}[{index}]` must have shape [frames, {self.feature_size}] (feature_size), "
-                f"got {list(arr.shape)}"
+                f"got {list(arr.shape)}{self._shape_hint(arr.shape)}"
             )
         if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
             raise ValueError(f"`{self.modality}[{index}]` must hold numbers, got dtype {arr.dtype}")
         return arr.astype(np.float32, copy=False)
+
+    def _shape_hint(self, shape: tuple) -> str:
+        """What a wrongly shaped input probably is, appended to the shape error (nothing by default)."""
+        return ""
 
     # ---------------------------------------------------------------- normalisation
     def fit_normalization(
@@ -519,7 +576,7 @@ class VisualFeatureExtractor(_FrameFeatureExtractor):
         sampling_rate (`int`, *optional*, defaults to 30):
             Frames per second sampled from raw video (and the nominal rate of given features).
         padding_value, return_attention_mask, non_finite, do_normalize, feature_mean, feature_std,
-        normalization_eps, normalization_clip: see the shared options above.
+        normalization_eps, normalization_clip, feature_source: see the shared options above.
 
         raw_features (`str`, *optional*, defaults to `"grid"`):
             What a sampled frame of raw video (a file path, or ``[frames, H, W, 3]`` pixels with
@@ -556,6 +613,8 @@ class VisualFeatureExtractor(_FrameFeatureExtractor):
     modality = "visual"
     model_input_names = ["visual_features", "visual_attention_mask"]
     missing_nan_rows = True
+    raw_media = "raw video"
+    default_raw_features = "grid"
 
     def __init__(
         self,
@@ -669,6 +728,7 @@ class VisualFeatureExtractor(_FrameFeatureExtractor):
         each sampling time, described per ``raw_features``. With ``face_crop`` the frames without a face are
         all-NaN rows (missing frames).
         """
+        self.check_raw_media(where)
         self._check_video_width(where)
         if isinstance(video, (str, os.PathLike)):
             described = sample_video(
@@ -676,18 +736,26 @@ class VisualFeatureExtractor(_FrameFeatureExtractor):
             )
         else:
             pixels = _to_numpy(video)
-            if pixels.ndim != 4 or pixels.shape[-1] != 3 or pixels.shape[0] == 0:
+            if pixels.ndim != 4 or pixels.shape[-1] != 3:
                 raise ValueError(f"`{where}` pixels must have shape [frames, height, width, 3], got {list(pixels.shape)}")
+            if 0 in pixels.shape:
+                raise ValueError(
+                    f"`{where}` pixels are empty (shape {list(pixels.shape)}): pass at least one frame of at least "
+                    "one pixel, as [frames, height, width, 3]"
+                )
+            if not np.issubdtype(pixels.dtype, np.number) or pixels.dtype == bool:
+                raise ValueError(f"`{where}` pixels must be numbers (uint8, or floats in [0, 1]), got dtype {pixels.dtype}")
             if not np.issubdtype(pixels.dtype, np.integer) and not np.isfinite(pixels).all():
                 raise ValueError(f"`{where}` pixels contain NaN or infinite values")
-            if video_fps is None or float(video_fps) <= 0:
+            if video_fps is None:
                 raise ValueError(f"`{where}` is raw pixels: pass video_fps= (frames per second, > 0)")
+            video_fps = check_rate(video_fps, "video_fps")
             described = [self._describe_frame(rgb, where) for rgb in sample_pixels(pixels, video_fps, self.sampling_rate)]
         return self._frames_from_described(described, where)
 
     def _frames_from_input(self, sample, index: int, video_fps: float | None = None, **kwargs) -> np.ndarray:
         if isinstance(sample, (str, os.PathLike)):
-            if os.fspath(sample).lower().endswith(VIDEO_SUFFIXES):
+            if os.fspath(sample).lower().endswith(VIDEO_SUFFIXES) or os.path.isdir(sample):
                 return self.video_to_frames(sample, where=f"visual[{index}]")
             raise ValueError(
                 f"`visual[{index}]`: {os.fspath(sample)!r} is not a video file ({', '.join(VIDEO_SUFFIXES)}); "
@@ -697,11 +765,24 @@ class VisualFeatureExtractor(_FrameFeatureExtractor):
             return self.video_to_frames(sample, video_fps, where=f"visual[{index}]")
         return self._as_frames(sample, index)
 
+    def _shape_hint(self, shape: tuple) -> str:
+        if len(shape) == 3 and shape[-1] == 3:
+            return (
+                "; that looks like one [height, width, 3] image: raw video is [frames, height, width, 3] pixels "
+                "with video_fps= (one image is [1, height, width, 3])"
+            )
+        return ""
+
     def _split_batch(self, inputs) -> list:
         if isinstance(inputs, (str, os.PathLike)):
             return [inputs]
-        if _is_tensor_like(inputs) and not isinstance(inputs, (list, tuple)) and len(inputs.shape) == 4:
-            return [inputs]                                                       # one clip of pixels
+        if _is_tensor_like(inputs) and not isinstance(inputs, (list, tuple)):
+            if len(inputs.shape) == 4:
+                return [inputs]                                                   # one clip of pixels
+            arr = _to_numpy(inputs)
+            if arr.ndim == 3 and arr.shape[-1] == 3 and (self.feature_size != 3 or np.issubdtype(arr.dtype, np.integer)):
+                # Not [batch, frames, feature_size] frames but an image; split by rows it would be misreported.
+                raise ValueError(f"`visual` must be frame features or raw video, got shape {list(arr.shape)}{self._shape_hint(arr.shape)}")
         return super()._split_batch(inputs)
 
 
@@ -740,7 +821,7 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
         min_frequency, max_frequency (`float`, *optional*, defaults to 20 and ``sampling_rate / 2``):
             Band covered by the mel filters.
         padding_value, return_attention_mask, non_finite, do_normalize, feature_mean, feature_std,
-        normalization_eps, normalization_clip: see the shared options above.
+        normalization_eps, normalization_clip, feature_source: see the shared options above.
 
     Waveforms are recognised by passing ``sampling_rate=`` to the call, or as paths: a ``.wav`` file or any
     file with an audio track PyAV decodes (a video's sound); without either the inputs must be frame features
@@ -749,6 +830,8 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
 
     modality = "audio"
     model_input_names = ["audio_features", "audio_attention_mask"]
+    raw_media = "a recording"
+    default_raw_features = "log_mel"
 
     def __init__(
         self,
@@ -833,7 +916,8 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
         return self._filter_cache[1:]
 
     def _mono_at(self, waveform, sampling_rate: int, target: int, where: str = "audio") -> np.ndarray:
-        return resample(to_mono(waveform, where), int(sampling_rate), int(target))
+        rate = int(check_rate(sampling_rate, f"the sampling rate of `{where}`", whole=True))
+        return resample(to_mono(waveform, where), rate, int(target))
 
     def _encoder_rate(self) -> int:
         return encoder_sampling_rate(self.pretrained_model_name_or_path)
@@ -841,6 +925,7 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
     def waveforms_to_frames(self, waveforms: list, where: str = "audio") -> list[np.ndarray]:
         """``[(waveform, sampling_rate), ...]`` -> one ``[frames, feature_size]`` float32 array each; encoders
         see the whole list in batches."""
+        self.check_raw_media(where)
         if self.raw_features != "pretrained":
             return [self.waveform_to_frames(wav, rate) for wav, rate in waveforms]
         target = self._encoder_rate()
@@ -863,6 +948,7 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
         ``self.sampling_rate``. openSMILE: 100 frames a second (a frame every 10 ms that fits the clip).
         Encoders: their own frame rate (50 a second for wav2vec2-style models and Whisper).
         """
+        self.check_raw_media("audio")
         if self.raw_features == "pretrained":
             return self.waveforms_to_frames([(waveform, sampling_rate)])[0]
         wav = self._mono_at(waveform, sampling_rate, self.sampling_rate)
@@ -897,9 +983,11 @@ class AcousticFeatureExtractor(_FrameFeatureExtractor):
     def _waveform_from_input(self, sample, index: int, sampling_rate: int | None):
         """``(waveform, rate)`` for a path or a waveform, ``None`` for frame features."""
         if isinstance(sample, (str, os.PathLike)):
+            self.check_raw_media(f"audio[{index}]")
             return read_audio(sample, where=f"audio[{index}]")
         if sampling_rate is not None:
-            return sample, sampling_rate
+            self.check_raw_media(f"audio[{index}]")
+            return sample, int(check_rate(sampling_rate, "sampling_rate", whole=True))
         return None
 
     def _frames_from_input(self, sample, index: int, sampling_rate: int | None = None, **kwargs) -> np.ndarray:

@@ -42,13 +42,33 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+# ---------------------------------------------------------------------------------------------- files
+def check_media_file(path: str | os.PathLike, where: str, kind: str = "file") -> str:
+    """``path`` as a string, or a ``ValueError`` naming ``where`` when it is missing or a folder."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"`{where}`: {path!r} is a folder, not a {kind}; pass the path of one {kind}")
+    if not os.path.isfile(path):
+        raise ValueError(f"`{where}`: {kind} {path!r} does not exist")
+    return path
+
+
 # ---------------------------------------------------------------------------------------------- audio
+def pcm_to_float(wav: np.ndarray) -> np.ndarray:
+    """Integer PCM samples scaled to [-1, 1]; unsigned formats (8-bit WAV) are centred on their midpoint
+    first. Float samples are returned as they are."""
+    if not np.issubdtype(wav.dtype, np.integer):
+        return wav
+    info = np.iinfo(wav.dtype)
+    half = (float(info.max) - float(info.min) + 1.0) / 2.0                # 128 for 8-bit, 32768 for 16-bit
+    centre = float(info.min) + half                                      # 0 for signed, 128 for 8-bit
+    return (wav.astype(np.float64) - centre) / half
+
+
 def to_mono(waveform, where: str = "audio") -> np.ndarray:
     """``[samples]``, ``[samples, channels]`` or ``[channels, samples]`` (the short axis is the channels;
     integer PCM is scaled to [-1, 1]) -> float64 ``[samples]``, the mean of the channels."""
-    wav = np.asarray(waveform.detach().cpu().numpy() if hasattr(waveform, "detach") else waveform)
-    if np.issubdtype(wav.dtype, np.integer):
-        wav = wav.astype(np.float64) / float(np.iinfo(wav.dtype).max + 1)
+    wav = pcm_to_float(np.asarray(waveform.detach().cpu().numpy() if hasattr(waveform, "detach") else waveform))
     wav = wav.astype(np.float64)
     if wav.ndim == 2:
         wav = wav.mean(axis=1) if wav.shape[1] <= wav.shape[0] else wav.mean(axis=0)
@@ -77,9 +97,7 @@ def resample(wav: np.ndarray, rate: int, target: int) -> np.ndarray:
 def read_audio(path: str | os.PathLike, where: str = "audio") -> tuple[np.ndarray, int]:
     """A ``.wav`` file, or the first audio track of any container PyAV reads (``.mp4``, ``.mkv``, ``.mp3``,
     ...) -> (``[samples, channels]`` waveform, its sampling rate)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"`{where}`: file {path!r} does not exist")
+    path = check_media_file(path, where)
     if path.lower().endswith(WAV_SUFFIXES):
         from scipy.io import wavfile
 
@@ -106,9 +124,7 @@ def read_audio(path: str | os.PathLike, where: str = "audio") -> tuple[np.ndarra
         raise ValueError(f"`{where}`: cannot decode {path!r} ({err})") from err
     if not chunks:
         raise ValueError(f"`{where}`: the audio track of {path!r} has no decodable sample")
-    wav = np.concatenate(chunks, axis=0)
-    if np.issubdtype(wav.dtype, np.integer):
-        wav = wav.astype(np.float64) / float(np.iinfo(wav.dtype).max + 1)
+    wav = pcm_to_float(np.concatenate(chunks, axis=0))
     return wav.astype(np.float32, copy=False), int(rate)
 
 
@@ -345,9 +361,8 @@ def sample_video(path: str, sampling_rate: float, transform=None, where: str = "
     without a transform) of the frame on screen at every sampling time ``k / sampling_rate`` of the clip:
     ``floor(duration * sampling_rate)`` entries, at least one. Frames are decoded one at a time and only
     sampled ones are converted and transformed (once each), so memory stays flat."""
+    path = check_media_file(path, where, "video file")
     av = require("av", "av", "video")
-    if not os.path.isfile(path):
-        raise ValueError(f"`{where}`: video file {path!r} does not exist")
     transform = transform or (lambda rgb: rgb)
     step = 1.0 / float(sampling_rate)
     out: list = []

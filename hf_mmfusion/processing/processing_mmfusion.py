@@ -9,6 +9,7 @@ text-audio-visual, bimodal (audio + visual) and text-only setups.
 from __future__ import annotations
 
 import os
+import unicodedata
 
 import numpy as np
 from transformers import AutoTokenizer
@@ -39,6 +40,17 @@ def pad_heads(heads: list, length: int, padding_side: str = "right") -> np.ndarr
         else:
             out[i, : row.shape[0]] = row
     return out
+
+
+# Characters that show nothing: separators, controls, format characters (zero-width spaces and joiners, the
+# byte-order mark, soft hyphens) and marks with nothing to combine on (tokenizers that strip accents drop them).
+_INVISIBLE_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether ``text`` has a character that shows: a text of spaces, zero-width characters or other
+    invisible code points is empty, as a tokenizer turns it into special tokens only."""
+    return any(unicodedata.category(ch) not in _INVISIBLE_CATEGORIES for ch in text)
 
 
 class MMFusionProcessor(ProcessorMixin):
@@ -140,6 +152,8 @@ class MMFusionProcessor(ProcessorMixin):
                 kind = getattr(extractor, "raw_features", None)
                 source = getattr(extractor, "pretrained_model_name_or_path", None)
                 described = f"{kind} frames" + (f" of {source}" if kind == "pretrained" and source else "")
+                if getattr(extractor, "feature_source", "raw") == "precomputed":
+                    described = "precomputed frames"
                 raise ValueError(
                     f"the processor's {modality} feature extractor gives {extractor.feature_size}-wide frames "
                     f"({described}) but the model expects {modality}_input_dim={expected}; use the processor saved "
@@ -185,14 +199,19 @@ class MMFusionProcessor(ProcessorMixin):
     # ------------------------------------------------------------------ inputs
     @staticmethod
     def _text_batch(text) -> list:
+        if isinstance(text, (bytes, bytearray, memoryview)):
+            raise ValueError("`text` must be a string, a spaCy Doc or a list of them, got bytes; decode it first")
+        if not (isinstance(text, str) or _is_doc(text) or hasattr(text, "__iter__")):
+            raise ValueError(f"`text` must be a string, a spaCy Doc or a list of them, got {type(text).__name__}")
         items = [text] if isinstance(text, str) or _is_doc(text) else list(text)
         if not items:
             raise ValueError("`text` is an empty list; pass at least one string or spaCy Doc")
         for i, item in enumerate(items):
             if not (isinstance(item, str) or _is_doc(item)):
-                raise ValueError(f"`text[{i}]` must be a string or a spaCy Doc, got {type(item).__name__}")
-            if not (item if isinstance(item, str) else item.text).strip():
-                raise ValueError(f"`text[{i}]` is empty; every sample needs at least one word")
+                hint = "; decode it first" if isinstance(item, (bytes, bytearray)) else ""
+                raise ValueError(f"`text[{i}]` must be a string or a spaCy Doc, got {type(item).__name__}{hint}")
+            if not has_visible_text(item if isinstance(item, str) else item.text):
+                raise ValueError(f"`text[{i}]` is empty (no visible character); every sample needs at least one word")
         return items
 
     def _encode_text(self, text, padding, truncation, max_length, pad_to_multiple_of, tokenizer_kwargs) -> dict:
@@ -339,7 +358,7 @@ class MMFusionProcessor(ProcessorMixin):
             visual = paths
         if text is None and self.tokenizer is not None and self.asr_model is not None:
             results = self.transcribe(paths)
-            empty = [p for p, r in zip(paths, results) if not r["text"]]
+            empty = [p for p, r in zip(paths, results) if not has_visible_text(r["text"])]
             if empty:
                 raise ValueError(f"the speech recogniser found no words in {empty[:3]}; pass the transcript as `text`")
             text = [r["text"] for r in results]
@@ -436,7 +455,6 @@ class MMFusionProcessor(ProcessorMixin):
     @classmethod
     def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
         processor_dict = processor_dict or {}
-        kwargs.pop("trust_remote_code", None)
         tokenizer = None
         if processor_dict.get("tokenizer", {}) is not None:
             tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **kwargs)
@@ -448,5 +466,6 @@ class MMFusionProcessor(ProcessorMixin):
                 continue
             config = dict(config)
             extractor_class = cls.get_possibly_dynamic_module(config.pop("feature_extractor_type"))
-            extractors.append(extractor_class(**config))
+            # from_dict reads configs saved before `feature_source` existed as refusing raw media.
+            extractors.append(extractor_class.from_dict(config))
         return [tokenizer, *extractors]
