@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -301,29 +302,135 @@ class Explanation:
     def save(self, output_dir: str | Path, svg: bool = True) -> dict[str, Path]:
         """``explain.json``, the figures and ``index.html`` in ``output_dir``, written all at once.
 
-        An existing ``output_dir`` is replaced only when it holds an earlier report (``explain.json``).
+        ``output_dir`` is a new or empty folder, or an earlier report (see :func:`check_report_dir`); in an
+        earlier report only the files that report wrote are replaced, the user's own files stay.
         """
-        output_dir = Path(output_dir)
-        if output_dir.exists() and (not output_dir.is_dir() or (any(output_dir.iterdir()) and not (output_dir / "explain.json").is_file())):
-            raise ValueError(
-                f"output directory {str(output_dir)!r} exists and is not an earlier explain report; "
-                "choose a new or empty directory"
-            )
-        output_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
+        folder = check_report_dir(output_dir)
+        existed = folder.exists()
+        if not existed:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+        # Staged beside the report's files (same file system), so moving them into place is a rename.
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder if existed else folder.parent))
         try:
             figures = draw_figures(self, staging, svg=svg)
             (staging / "explain.json").write_text(json.dumps(self.to_json(), indent=1, allow_nan=False))
             (staging / "index.html").write_text(render_html(self, figures))
-            if output_dir.exists():
-                shutil.rmtree(output_dir)
-            staging.rename(output_dir)
-        except BaseException:
+            names = sorted(p.name for p in staging.iterdir())
+            if existed:
+                _replace_report_files(folder, staging, names)
+            else:
+                (staging / REPORT_MARKER).write_text(json.dumps({"files": names}))
+                # mkdtemp makes the folder private (0700); a report folder gets the usual permissions.
+                staging.chmod(_umask_mode())
+                staging.rename(folder)
+        finally:
             shutil.rmtree(staging, ignore_errors=True)
-            raise
-        paths = {"json": output_dir / "explain.json", "html": output_dir / "index.html"}
-        paths.update({name: output_dir / rel for name, rel in figures.items()})
+        paths = {"json": folder / "explain.json", "html": folder / "index.html"}
+        paths.update({name: folder / rel for name, rel in figures.items()})
         return paths
+
+
+# Names the files of a report; explain replaces files in an existing folder only when this marker lists them.
+REPORT_MARKER = ".hf_mmfusion_explain"
+
+
+def _marked_files(folder: Path) -> list[str] | None:
+    """The report files an earlier run listed in ``folder``'s marker; ``None`` without a valid marker."""
+    marker = folder / REPORT_MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return None
+    try:
+        names = json.loads(marker.read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    # Plain names only: a marker must never point outside its folder.
+    if not isinstance(names, list) or not all(
+        isinstance(n, str) and n and n == Path(n).name and not n.startswith(".") for n in names
+    ):
+        return None
+    return names
+
+
+def _umask_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
+
+
+def check_report_dir(output_dir: str | Path) -> Path:
+    """The absolute report folder once ``explain`` may write there; a ``ValueError`` naming it otherwise.
+
+    A report goes into a folder explain creates, an empty folder, or a folder holding an earlier report
+    (it carries the ``.hf_mmfusion_explain`` marker listing that report's files). A symbolic link is refused
+    rather than followed. Nothing is written here, so callers check before any long computation.
+    """
+    folder = Path(os.path.abspath(output_dir))
+    shown = repr(str(output_dir))
+    if folder.is_symlink():
+        raise ValueError(
+            f"output directory {shown} is a symbolic link (to {os.readlink(folder)!r}); pass the folder it points to"
+        )
+    if not folder.exists():
+        ancestor = folder.parent
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise ValueError(f"output directory {shown}: {ancestor} is a file, not a folder")
+        return folder
+    if not folder.is_dir():
+        raise ValueError(f"output directory {shown} is a file; choose a new or empty directory")
+    if any(folder.iterdir()) and _marked_files(folder) is None:
+        raise ValueError(
+            f"output directory {shown} exists and is not an earlier explain report (no {REPORT_MARKER} marker); "
+            "choose a new or empty directory"
+        )
+    return folder
+
+
+def _is_file_entry(path: Path) -> bool:
+    return path.is_symlink() or path.is_file()
+
+
+def _write_marker(staging: Path, folder: Path, names: list[str]) -> None:
+    staged = staging / REPORT_MARKER
+    staged.write_text(json.dumps({"files": sorted(names)}))
+    os.replace(staged, folder / REPORT_MARKER)
+
+
+def _replace_report_files(folder: Path, staging: Path, names: list[str]) -> None:
+    """Move the staged report ``names`` into the earlier report ``folder``, retiring that report's files.
+
+    Only files the folder's marker lists are replaced or removed; a failure puts the earlier report back.
+    """
+    old = [n for n in _marked_files(folder) or [] if _is_file_entry(folder / n)]
+    foreign = [n for n in names if n not in old and ((folder / n).exists() or (folder / n).is_symlink())]
+    if foreign:
+        raise ValueError(
+            f"output directory {str(folder)!r} holds {foreign[:5]}, which the earlier report did not write; "
+            "move them away or choose another directory"
+        )
+    marker = folder / REPORT_MARKER
+    previous = marker.read_text()
+    # Until the swap is done the marker lists both reports, so an interrupted run is cleaned up by the next.
+    _write_marker(staging, folder, sorted(set(old) | set(names)))
+    retired = Path(tempfile.mkdtemp(prefix=".retired-", dir=staging))
+    moved_out, moved_in = [], []
+    try:
+        for name in old:
+            os.replace(folder / name, retired / name)
+            moved_out.append(name)
+        for name in names:
+            os.replace(staging / name, folder / name)
+            moved_in.append(name)
+        _write_marker(staging, folder, names)
+    except BaseException:
+        for name in moved_in:
+            os.replace(folder / name, staging / name)
+        for name in moved_out:
+            os.replace(retired / name, folder / name)
+        (staging / REPORT_MARKER).write_text(previous)
+        os.replace(staging / REPORT_MARKER, marker)
+        raise
 
 
 def _finite(value):
@@ -390,6 +497,8 @@ def explain(
         )
     if tsne and model_type != "clcr":
         raise ValueError("tsne: the 2-D map is of CLCR's shared / private summaries; SSU has none")
+    if output_dir is not None:
+        check_report_dir(output_dir)
     model.eval()
     device = next(model.parameters()).device
     modalities = list(model.config.modalities)
@@ -1017,7 +1126,7 @@ def _load_split(args, model):
     split = raw[args.split]
     if args.ids:
         split = select_ids(split, args.ids)
-    if args.max_samples:
+    if args.max_samples is not None:
         split = split.select(range(min(args.max_samples, len(split))))
     return split
 
@@ -1027,6 +1136,12 @@ def run_explain(args: argparse.Namespace) -> Explanation:
         raise ValueError("pass --dataset (with --split) or --inputs")
     if args.examples < 0 or args.batch_size < 1:
         raise ValueError("--examples must be >= 0 and --batch_size >= 1")
+    if args.max_samples is not None and args.max_samples < 1:
+        raise ValueError(f"--max_samples must be at least 1, got {args.max_samples}")
+    output_dir = Path(args.output_dir) if args.output_dir else (
+        Path(args.model) / "explain" if Path(args.model).is_dir() else Path("explain")
+    )
+    check_report_dir(output_dir)
     model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code)
     base_dir = None
     if args.inputs:
@@ -1040,14 +1155,11 @@ def run_explain(args: argparse.Namespace) -> Explanation:
             data = [r for r in data if str(r.get("id")) in wanted]
             if not data:
                 raise ValueError(f"--ids: none of {args.ids[:10]} is the id of a record in {args.inputs}")
-        if args.max_samples:
+        if args.max_samples is not None:
             data = data[: args.max_samples]
         base_dir = Path(args.inputs).resolve().parent
     else:
         data = _load_split(args, model)
-    output_dir = Path(args.output_dir) if args.output_dir else (
-        Path(args.model) / "explain" if Path(args.model).is_dir() else Path("explain")
-    )
     explanation = explain(
         model, processor, data, output_dir, tsne=args.tsne, examples=args.examples, batch_size=args.batch_size,
         max_length=args.max_text_length, seed=args.seed, base_dir=base_dir, svg=not args.no_svg,

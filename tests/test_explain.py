@@ -286,3 +286,108 @@ def test_bad_input_is_refused_and_nothing_is_written(clcr, ssu, tmp_path, capsys
         hf_mmfusion.explain(model, processor, split, occupied)
     assert [p.name for p in occupied.iterdir()] == ["notes.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]        # no staging left behind
+
+
+def _refuse_model_loading(monkeypatch):
+    """Output checks come before the model loads: loading it fails the test."""
+    def fail(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output directory was checked")
+
+    monkeypatch.setattr("hf_mmfusion.explanation.load_pretrained", fail)
+
+
+def _explain_argv(path, out, *extra):
+    ids = list(tiny_dataset()["test"]["id"])
+    return ["explain", str(path), *tiny_synthetic_flags(), "--ids", ids[1], ids[3], "-o", str(out), "--no_svg", *extra]
+
+
+def test_rerun_into_the_current_report_folder_keeps_the_users_files(clcr, tmp_path, monkeypatch):
+    from hf_mmfusion.cli import main
+
+    _, _, path = clcr
+    report = tmp_path / "report"
+    assert main(_explain_argv(path, report, "--examples", "1")) == 0
+    assert (report / "tokens_0.png").is_file()
+    (report / "my_notes.txt").write_text("keep me")
+    (report / "mymodel").mkdir()
+    (report / "mymodel" / "config.json").write_text("{}")
+    monkeypatch.chdir(report)
+    assert main(_explain_argv(path, ".", "--examples", "0", "--max_samples", "1")) == 0
+    assert (report / "my_notes.txt").read_text() == "keep me"
+    assert (report / "mymodel" / "config.json").read_text() == "{}"
+    assert len(json.loads((report / "explain.json").read_text())["samples"]) == 1
+    # The earlier report's own files that this run did not write are gone; nothing staged is left.
+    assert not (report / "tokens_0.png").exists()
+    assert {p.name for p in report.iterdir() if p.name.startswith(".")} == {".hf_mmfusion_explain"}
+    # Again by name, from elsewhere.
+    monkeypatch.chdir(tmp_path)
+    assert main(_explain_argv(path, report, "--examples", "1")) == 0
+    assert (report / "my_notes.txt").read_text() == "keep me" and (report / "mymodel" / "config.json").is_file()
+    assert (report / "tokens_0.png").is_file()
+
+
+def test_output_folder_is_checked_before_the_model_loads(clcr, tmp_path, monkeypatch, capsys):
+    from hf_mmfusion.cli import main
+
+    _, _, path = clcr
+    report = tmp_path / "report"
+    assert main(_explain_argv(path, report, "--examples", "0")) == 0
+    before = {p.name: p.read_bytes() for p in report.iterdir() if p.is_file()}
+    _refuse_model_loading(monkeypatch)
+    capsys.readouterr()
+    link = tmp_path / "link"
+    link.symlink_to(report, target_is_directory=True)
+    assert main(_explain_argv(path, link)) == 2
+    assert "symbolic link" in capsys.readouterr().err
+    # A folder with an explain.json but no marker was not written by explain: refused, nothing deleted.
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "explain.json").write_text("{}")
+    (legacy / "my_notes.txt").write_text("keep me")
+    monkeypatch.chdir(legacy)
+    assert main(_explain_argv(path, ".")) == 2
+    assert "not an earlier explain report" in capsys.readouterr().err
+    assert {p.name: p.read_text() for p in legacy.iterdir()} == {"explain.json": "{}", "my_notes.txt": "keep me"}
+    (tmp_path / "a-file").write_text("keep me")
+    assert main(_explain_argv(path, tmp_path / "a-file" / "report")) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in report.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("value", ["-5", "0"])
+def test_max_samples_must_be_positive(clcr, tmp_path, monkeypatch, capsys, value):
+    from hf_mmfusion.cli import main
+
+    _refuse_model_loading(monkeypatch)
+    assert main(_explain_argv(clcr[2], tmp_path / "report", "--max_samples", value)) == 2
+    assert f"error: --max_samples must be at least 1, got {value}" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()
+
+
+def test_report_folder_follows_the_umask_and_a_failed_write_changes_nothing(clcr, tmp_path, monkeypatch):
+    import os
+    import stat
+
+    model, processor, _ = clcr
+    split = tiny_dataset()["test"].select(range(3))
+    umask = os.umask(0o022)
+    try:
+        report = tmp_path / "report"
+        hf_mmfusion.explain(model, processor, split, report, examples=1)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(report.stat().st_mode) == 0o755
+    (report / "my_notes.txt").write_text("keep me")
+    before = {p.name: p.read_bytes() for p in report.iterdir()}
+
+    def broken(exp, directory, svg=True):
+        (directory / "weights.png").write_bytes(b"half a figure")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("hf_mmfusion.explanation.draw_figures", broken)
+    with pytest.raises(OSError, match="No space"):
+        hf_mmfusion.explain(model, processor, split, report, examples=0)
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == before
+    with pytest.raises(OSError, match="No space"):
+        hf_mmfusion.explain(model, processor, split, tmp_path / "new", examples=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
