@@ -71,18 +71,58 @@ def _dataset_chunks(model, processor, split, batch_size: int, max_length: int):
         yield _Chunk(batch, labels, ids[start:stop], texts[start:stop])
 
 
-def _record_chunks(model, processor, records: Sequence[dict], batch_size: int, max_length: int, base_dir=None):
-    from .predict import encode_records
+def _record_labels(model, records: Sequence[dict]) -> list:
+    """Each record's label as the model's task reads it (``None`` where absent); a ``ValueError`` naming the
+    record otherwise. A classifier's label is a class id or one of its ``label2id`` names."""
+    regression = is_regression(model)
+    num_labels = int(model.config.num_labels)
+    names = {str(k).lower(): int(v) for k, v in (getattr(model.config, "label2id", None) or {}).items()}
+    labels = []
+    for i, record in enumerate(records):
+        value = record.get("label")
+        if value is None or value == "":
+            labels.append(None)
+            continue
+        where = f"record {i} (id {str(record.get('id', i))!r})"
+        if not regression and isinstance(value, str) and value.strip().lower() in names:
+            labels.append(names[value.strip().lower()])
+            continue
+        expected = "a finite number" if regression else f"a class id in 0..{num_labels - 1} or one of {sorted(names)}"
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: `label` must be {expected}, got {value!r}") from None
+        # Labels are scored as float32: a float64 beyond its range would become inf there.
+        with np.errstate(over="ignore"):
+            finite = bool(np.isfinite(np.float32(number)))
+        if not finite or (not regression and (number != int(number) or not 0 <= number < num_labels)):
+            raise ValueError(f"{where}: `label` must be {expected}, got {value!r}")
+        labels.append(number if regression else int(number))
+    return labels
 
-    for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
-        batch = dict(encode_records(processor, chunk, list(model.config.modalities), max_length, base_dir))
-        labels = None
-        if all(r.get("label") not in (None, "") for r in chunk):
-            labels = np.asarray([float(r["label"]) for r in chunk], dtype=np.float32)
+
+def _record_chunks(model, processor, records: Sequence[dict], batch_size: int, max_length: int, base_dir=None):
+    from .predict import check_record, encode_records, given_inputs
+
+    modalities = list(model.config.modalities)
+    for i, record in enumerate(records):
+        check_record(record, modalities, f"record {i} (id {str(record.get('id', i))!r})", base_dir)
+    labels = _record_labels(model, records)
+    # As predict does, records are encoded together only when they give the same inputs; a configured
+    # modality a record lacks is then absent from its batch, which the model masks out. Runs of such
+    # records keep the report in the records' order.
+    start = 0
+    while start < len(records):
+        stop = start + 1
+        while stop < min(start + batch_size, len(records)) and given_inputs(records[stop]) == given_inputs(records[start]):
+            stop += 1
+        chunk = records[start:stop]
+        batch = dict(encode_records(processor, chunk, modalities, max_length, base_dir))
+        known = labels[start:stop]
         ids = [str(r.get("id", start + i)) for i, r in enumerate(chunk)]
         texts = [r.get("text") if isinstance(r.get("text"), str) else None for r in chunk]
-        yield _Chunk(batch, labels, ids, texts)
+        yield _Chunk(batch, None if None in known else np.asarray(known, dtype=np.float32), ids, texts)
+        start = stop
 
 
 def _batch_chunk(batch: Mapping) -> _Chunk:

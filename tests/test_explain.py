@@ -391,3 +391,78 @@ def test_report_folder_follows_the_umask_and_a_failed_write_changes_nothing(clcr
     with pytest.raises(OSError, match="No space"):
         hf_mmfusion.explain(model, processor, split, tmp_path / "new", examples=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def _records(n=3):
+    split = tiny_dataset()["test"].select(range(n))
+    return [{"id": r["id"], "text": r["text"], "audio": np.array(r["audio"]), "visual": np.array(r["visual"]),
+             "label": r["label"]} for r in split]
+
+
+@pytest.mark.parametrize("which", ["clcr", "ssu"])
+def test_records_with_different_modalities_are_explained_as_predict_scores_them(which, request, tmp_path):
+    from hf_mmfusion.cli import main
+    from hf_mmfusion.predict import predict_records
+
+    model, processor, path = request.getfixturevalue(which)
+    records = _records(4)
+    del records[1]["visual"]
+    records[2]["visual"] = ""
+    del records[3]["audio"]
+    exp = hf_mmfusion.explain(model, processor, records)
+    expected = predict_records(model, processor, records, progress=False)
+    assert [s["id"] for s in exp.samples] == [r["id"] for r in records]
+    assert [s["prediction"] for s in exp.samples] == pytest.approx([r["score"] for r in expected], abs=1e-5)
+    assert [s["lengths"]["visual"] for s in exp.samples][1:3] == [0, 0]
+    assert exp.samples[3]["lengths"]["audio"] == 0 and exp.samples[0]["lengths"]["visual"] > 0
+    # Dropping a modality the record lacks changes nothing.
+    assert exp.samples[1]["occlusion"]["visual"]["change"] == pytest.approx(0.0, abs=1e-6)
+    # The same from the command line, with the frames in .npy files beside the records file.
+    lines = []
+    for r in records:
+        row = {"id": r["id"], "text": r["text"], "label": r["label"]}
+        for m in ("audio", "visual"):
+            if isinstance(r.get(m), np.ndarray):
+                np.save(tmp_path / f"{r['id']}-{m}.npy", r[m])
+                row[m] = f"{r['id']}-{m}.npy"
+        lines.append(json.dumps(row))
+    (tmp_path / "records.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "report"
+    assert main(["explain", str(path), "--inputs", str(tmp_path / "records.jsonl"), "-o", str(out), "--examples", "0",
+                 "--no_svg"]) == 0
+    report = json.loads((out / "explain.json").read_text())
+    assert [s["prediction"] for s in report["samples"]] == pytest.approx([r["score"] for r in expected], abs=1e-5)
+
+
+def test_record_labels_are_checked_and_named(clcr, tmp_path, capsys):
+    from hf_mmfusion.cli import main
+
+    model, processor, path = clcr
+    for label, message in ((float("nan"), "must be a finite number, got nan"),
+                           ("positive", "must be a finite number, got 'positive'"), (1e300, "must be a finite number")):
+        records = _records(3)
+        records[1]["label"] = label
+        with pytest.raises(ValueError, match=rf"record 1 \(id '{records[1]['id']}'\): `label` {message}"):
+            hf_mmfusion.explain(model, processor, records, tmp_path / "report")
+    assert not (tmp_path / "report").exists()
+    rows = [{"id": "a", "text": "good film", "label": 1.5}, {"id": "b", "text": "bad film", "label": "positive"}]
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    capsys.readouterr()
+    assert main(["explain", str(path), "--inputs", str(tmp_path / "records.jsonl"), "-o", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "error: record 1 (id 'b'): `label` must be a finite number, got 'positive'"
+    assert "Traceback" not in err
+    (tmp_path / "records.jsonl").write_text('{"id": "a", "text": "good film", "label": NaN}\n')
+    assert main(["explain", str(path), "--inputs", str(tmp_path / "records.jsonl"), "-o", str(tmp_path / "r")]) == 2
+    assert "error: record 0 (id 'a'): `label` must be a finite number, got nan" in capsys.readouterr().err
+
+
+def test_classifier_record_labels_are_class_ids_or_names(tmp_path):
+    model, processor = tiny_checkpoint(tmp_path / "classifier", "clcr", num_labels=3)
+    records = [{**r, "label": label} for r, label in zip(_records(2), ("LABEL_2", 1))]
+    records[1]["id"] = "b"
+    exp = hf_mmfusion.explain(model, processor, records)
+    assert [s["label"] for s in exp.samples] == [2, 1]
+    for bad in (3, 1.5, "great"):
+        with pytest.raises(ValueError, match=r"record 1 \(id 'b'\): `label` must be a class id in 0..2"):
+            hf_mmfusion.explain(model, processor, [records[0], {**records[1], "label": bad}])
