@@ -744,21 +744,25 @@ def _weights_figure(plt, exp: Explanation, directory: Path, svg: bool, figures: 
 def _participation_figure(plt, exp: Explanation, directory: Path, svg: bool, figures: dict) -> None:
     mods = [m for m in exp.modalities if any(s["lengths"][m] for s in exp.samples)]
     L = len(exp.level_names)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * L * len(mods) / 2, 3.4))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * L * len(mods) / 2, 3.6), layout="constrained")
     width = 0.8 / len(mods)
+    highest = 1.0
     for j, m in enumerate(mods):
         values = np.array([s["participation"][m] for s in exp.samples if s["lengths"][m]])
         x = np.arange(L) + (j - (len(mods) - 1) / 2) * width
-        ax.bar(x, values.mean(0), width, yerr=values.std(0), capsize=3, color=MODALITY_COLOURS[m], label=m)
-        for xi, v in zip(x, values.mean(0)):
-            ax.text(xi, min(v + 0.03, 1.02), f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+        mean, std = values.mean(0), values.std(0)
+        ax.bar(x, mean, width, yerr=std, capsize=3, color=MODALITY_COLOURS[m], label=m)
+        # Each value stands above the end of its error bar, which would otherwise cross it.
+        for xi, v, top in zip(x, mean, mean + std):
+            ax.annotate(f"{v:.2f}", (xi, top), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=7)
+        highest = max(highest, float((mean + std).max()))
     ax.set_xticks(np.arange(L), exp.level_names)
-    ax.set_ylim(0, 1.3)
+    ax.set_ylim(0, highest + 0.15)
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("fraction of tokens with budget > 0")
     ax.set_title(f"token participation per level and modality (mean ± std, {len(exp.samples)} samples)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper right", ncol=len(mods))
-    fig.tight_layout()
+    fig.legend(fontsize=8, loc="outside lower center", ncol=len(mods), frameon=False)
     _save(fig, directory, "participation", False, figures, "participation")
     _close(plt, fig)
 

@@ -466,3 +466,78 @@ def test_classifier_record_labels_are_class_ids_or_names(tmp_path):
     for bad in (3, 1.5, "great"):
         with pytest.raises(ValueError, match=r"record 1 \(id 'b'\): `label` must be a class id in 0..2"):
             hf_mmfusion.explain(model, processor, [records[0], {**records[1], "label": bad}])
+
+
+def _kept_figures(monkeypatch):
+    """Figures the drawing code closes are kept open here, so that the test can lay them out and measure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kept = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: kept.append(fig))
+    return kept
+
+
+def _text_boxes(fig, keep):
+    from matplotlib.text import Text
+
+    renderer = fig.canvas.get_renderer()
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in fig.findobj(Text)
+            if t.get_visible() and t.get_text() and keep(t.get_text())]
+
+
+def test_robustness_figure_labels_do_not_overlap(tmp_path, monkeypatch):
+    from hf_mmfusion.evaluation import plot_robustness
+
+    kept = _kept_figures(monkeypatch)
+    rows = [{"condition": f"noise {s}", "noise": s, "dropped": "", "mae": 0.8 + 0.2 * s, "acc2_has0": 0.7 - 0.1 * s}
+            for s in (0.0, 0.5, 1.0)]
+    # Two dropped conditions that score alike: their labels used to be drawn on top of each other.
+    rows += [{"condition": f"drop {m}", "noise": 0.0, "dropped": m, "mae": mae, "acc2_has0": acc}
+             for m, mae, acc in (("text", 1.3, 0.52), ("audio", 0.81, 0.695), ("visual", 0.812, 0.7))]
+    plot_robustness(rows, tmp_path / "robustness.png", title="CLCR")
+    boxes = _text_boxes(kept[-1], lambda text: text.startswith("drop") or text == "Gaussian noise")
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1 :]:
+            assert not box_a.overlaps(box_b), (a, b)
+    assert sorted(text for text, _ in boxes) == ["Gaussian noise", "drop audio", "drop text", "drop visual"]
+
+
+def test_participation_values_stand_clear_of_error_bars_and_legend(tmp_path, monkeypatch):
+    import re
+
+    from matplotlib.container import ErrorbarContainer
+
+    from hf_mmfusion.explanation import Explanation, _participation_figure, _pyplot
+
+    rng = np.random.default_rng(0)
+    samples = [{"id": str(i), "lengths": {m: 5 for m in MODALITIES},
+                "participation": {m: np.clip(rng.normal([0.5, 0.9, 0.3], 0.2), 0, 1).tolist() for m in MODALITIES}}
+               for i in range(30)]
+    exp = Explanation("clcr", list(MODALITIES), True, ["level 1", "level 2", "level 3"], samples, {}, [])
+    kept = _kept_figures(monkeypatch)
+    _participation_figure(_pyplot(), exp, tmp_path, False, {})
+    fig = kept[-1]
+    ax = fig.axes[0]
+    values = _text_boxes(fig, lambda text: re.fullmatch(r"\d\.\d\d", text) is not None)
+    assert len(values) == 9
+    scale = fig.dpi / 72
+    segments = []
+    for container in ax.containers:
+        if not isinstance(container, ErrorbarContainer):
+            continue
+        _, caps, bars = container.lines
+        for (x0, y0), (x1, y1) in (ax.transData.transform(seg) for seg in bars[0].get_segments()):
+            segments.append((x0 - 1, x1 + 1, min(y0, y1), max(y0, y1)))
+        for cap in caps:
+            for x, y in ax.transData.transform(cap.get_xydata()):
+                half = cap.get_markersize() / 2 * scale
+                segments.append((x - half, x + half, y - scale, y + scale))
+    assert len(segments) == 9 * 3
+    for text, box in values:
+        for x0, x1, y0, y1 in segments:
+            assert not (x0 <= box.x1 and box.x0 <= x1 and y0 <= box.y1 and box.y0 <= y1), text
+    legend = fig.legends[0].get_window_extent(fig.canvas.get_renderer())
+    assert not any(legend.overlaps(box) for _, box in values)
