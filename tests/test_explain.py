@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -541,3 +542,31 @@ def test_participation_values_stand_clear_of_error_bars_and_legend(tmp_path, mon
             assert not (x0 <= box.x1 and box.x0 <= x1 and y0 <= box.y1 and box.y0 <= y1), text
     legend = fig.legends[0].get_window_extent(fig.canvas.get_renderer())
     assert not any(legend.overlaps(box) for _, box in values)
+
+
+def test_a_report_that_fails_while_moving_into_place_leaves_the_earlier_one(clcr, tmp_path, monkeypatch):
+    import os
+
+    model, processor, _ = clcr
+    split = tiny_dataset()["test"]
+    report = tmp_path / "report"
+    hf_mmfusion.explain(model, processor, split.select(range(3)), report, examples=1)
+    (report / "my_notes.txt").write_text("keep me")
+    before = {p.name: p.read_bytes() for p in report.iterdir()}
+    replace = os.replace
+    moved_in = []
+
+    def failing(src, dst):
+        # The new report's files go in by name order: fail after three of them replaced the earlier ones.
+        if Path(dst).parent == report and ".retired" not in str(src) and Path(dst).name != ".hf_mmfusion_explain":
+            if len(moved_in) == 3:
+                raise OSError("Input/output error")
+            moved_in.append(Path(dst).name)
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="Input/output"):
+        hf_mmfusion.explain(model, processor, split.select(range(5)), report, examples=0)
+    monkeypatch.setattr(os, "replace", replace)
+    assert moved_in == ["explain.json", "index.html", "occlusion.png"]
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == before
