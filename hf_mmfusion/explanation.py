@@ -450,7 +450,7 @@ def _replace_report_files(folder: Path, staging: Path, names: list[str]) -> None
             "move them away or choose another directory"
         )
     marker = folder / REPORT_MARKER
-    previous = marker.read_text()
+    previous = marker.read_text() if marker.is_file() else None
     # Until the swap is done the marker lists both reports, so an interrupted run is cleaned up by the next.
     _write_marker(staging, folder, sorted(set(old) | set(names)))
     retired = Path(tempfile.mkdtemp(prefix=".retired-", dir=staging))
@@ -468,8 +468,11 @@ def _replace_report_files(folder: Path, staging: Path, names: list[str]) -> None
             os.replace(folder / name, staging / name)
         for name in moved_out:
             os.replace(retired / name, folder / name)
-        (staging / REPORT_MARKER).write_text(previous)
-        os.replace(staging / REPORT_MARKER, marker)
+        if previous is None:
+            marker.unlink(missing_ok=True)
+        else:
+            (staging / REPORT_MARKER).write_text(previous)
+            os.replace(staging / REPORT_MARKER, marker)
         raise
 
 

@@ -378,6 +378,12 @@ def test_report_folder_follows_the_umask_and_a_failed_write_changes_nothing(clcr
     finally:
         os.umask(umask)
     assert stat.S_IMODE(report.stat().st_mode) == 0o755
+    # An empty folder the user made is taken as it is.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    hf_mmfusion.explain(model, processor, split, empty, examples=0)
+    assert (empty / "explain.json").is_file() and (empty / ".hf_mmfusion_explain").is_file()
+    shutil.rmtree(empty)
     (report / "my_notes.txt").write_text("keep me")
     before = {p.name: p.read_bytes() for p in report.iterdir()}
 
