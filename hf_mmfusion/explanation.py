@@ -33,6 +33,7 @@ from .loading import MODALITY_COLUMNS
 
 FIGURE_DPI = 110
 FRAME_MODALITIES = ("audio", "visual")
+MODEL_INPUT_KEYS = ("input_ids", "inputs_embeds", "audio_features", "visual_features")
 MODALITY_COLOURS = {"text": "#1f77b4", "audio": "#d62728", "visual": "#2ca02c"}
 LEVEL_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
 
@@ -581,11 +582,17 @@ def explain(
         per_drop = {}
         for m in occlude:
             dropped = perturb_batch(batch, model, drop=(m,))
-            with torch.inference_mode():
-                logits = model(**dropped).logits
-            per_drop[m] = _scores(model, logits, classes)
+            if any(key in dropped for key in MODEL_INPUT_KEYS):
+                with torch.inference_mode():
+                    logits = model(**dropped).logits
+                per_drop[m] = _scores(model, logits, classes)
+                logits = logits.float().cpu().numpy()
+            else:
+                # Records that give no other modality have no prediction without this one: undefined (NaN).
+                per_drop[m] = np.full(n, np.nan, dtype=np.float32)
+                logits = np.full(tuple(out.logits.shape), np.nan, dtype=np.float32)
             drop_scores[m].append(per_drop[m])
-            drop_logits[m].append(logits.float().cpu().numpy())
+            drop_logits[m].append(logits)
         if chunk.labels is not None:
             all_labels.append(chunk.labels)
         if model_type == "clcr":
@@ -673,17 +680,29 @@ def _summarise(model, samples, modalities, level_names, occlude, labels, clean_l
         }
         summary["threshold_lambda"] = samples[0]["threshold_lambda"]
     if occlude:
-        changes = {m: np.array([s["occlusion"][m]["change"] for s in samples]) for m in occlude}
-        summary["occlusion"] = {
-            m: {"mean_change": float(v.mean()), "mean_abs_change": float(np.abs(v).mean()), "std_change": float(v.std())}
-            for m, v in changes.items()
-        }
+        summary["occlusion"] = {}
+        for m in occlude:
+            # Over the samples that keep another modality (the change is undefined for the others).
+            v = np.array([s["occlusion"][m]["change"] for s in samples])
+            v = v[np.isfinite(v)]
+            summary["occlusion"][m] = {
+                "mean_change": float(v.mean()) if len(v) else math.nan,
+                "mean_abs_change": float(np.abs(v).mean()) if len(v) else math.nan,
+                "std_change": float(v.std()) if len(v) else math.nan,
+                "num_samples": len(v),
+            }
         if labels is not None and len(labels) >= 2:
             def metrics(logits):
                 preds = np.concatenate(logits)
-                return score(model, preds.reshape(-1) if is_regression(model) else preds, labels)
+                kept = np.isfinite(preds.reshape(len(preds), -1)).all(1)
+                if kept.sum() < 2:
+                    return None
+                preds = preds[kept]
+                return score(model, preds.reshape(-1) if is_regression(model) else preds, labels[kept])
 
-            summary["metrics"] = {"clean": metrics(clean_logits), **{f"drop {m}": metrics(drop_logits[m]) for m in occlude}}
+            conditions = {"clean": clean_logits, **{f"drop {m}": drop_logits[m] for m in occlude}}
+            scored = {name: metrics(logits) for name, logits in conditions.items()}
+            summary["metrics"] = {name: values for name, values in scored.items() if values is not None}
     return summary
 
 
@@ -921,24 +940,29 @@ def _occlusion_figure(plt, exp: Explanation, directory: Path, svg: bool, figures
     changes = np.array([[s["occlusion"][m]["change"] for m in mods] for s in exp.samples])
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
     means = [occlusion[m]["mean_abs_change"] for m in mods]
-    spread = [float(np.abs(changes[:, j]).std()) for j in range(len(mods))]
+    known = np.isfinite(changes)
+    spread = [float(np.abs(changes[known[:, j], j]).std()) if known[:, j].any() else math.nan for j in range(len(mods))]
     bars = axes[0].bar(mods, means, yerr=spread, capsize=4, color=[MODALITY_COLOURS[m] for m in mods])
     metric_name = "mae" if exp.regression else "accuracy"
     metrics = exp.summary.get("metrics")
     for bar, m in zip(bars, mods):
+        if not math.isfinite(bar.get_height()):
+            continue
         note = f"{bar.get_height():.3f}"
-        if metrics:
+        if metrics and f"drop {m}" in metrics:
             note += f"\n{metric_name} {metrics[f'drop {m}'][metric_name]:.3f}"
         axes[0].annotate(note, (bar.get_x() + bar.get_width() / 2, bar.get_height() + spread[mods.index(m)]), ha="center",
                          va="bottom", fontsize=8, xytext=(0, 3), textcoords="offset points")
-    axes[0].set_ylim(0, max([a + b for a, b in zip(means, spread)] + [1e-6]) * 1.3)
+    axes[0].set_ylim(0, max([a + b for a, b in zip(means, spread) if math.isfinite(a + b)] + [1e-6]) * 1.3)
     title = "mean |score change| with the modality dropped"
-    if metrics:
+    if metrics and "clean" in metrics:
         title += f"\n(clean {metric_name} {metrics['clean'][metric_name]:.3f})"
     axes[0].set_title(title, fontsize=9)
     axes[0].set_ylabel("prediction score change" if exp.regression else "probability change")
-    limit = max(float(np.abs(changes).max()), 1e-6)
-    image = axes[1].imshow(changes.T, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    limit = max(float(np.abs(changes[known]).max()) if known.any() else 0.0, 1e-6)
+    # Grey marks a sample with nothing left once the modality is dropped (no change defined), not a zero.
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#9e9e9e")
+    image = axes[1].imshow(changes.T, aspect="auto", cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
     axes[1].set_yticks(range(len(mods)), mods)
     axes[1].set_xlabel(f"sample ({len(exp.samples)})")
     if len(exp.samples) <= 30:

@@ -576,3 +576,26 @@ def test_a_report_that_fails_while_moving_into_place_leaves_the_earlier_one(clcr
     monkeypatch.setattr(os, "replace", replace)
     assert moved_in == ["explain.json", "index.html", "occlusion.png"]
     assert {p.name: p.read_bytes() for p in report.iterdir()} == before
+
+
+def test_records_with_a_single_modality_have_no_occlusion_for_it(clcr, tmp_path):
+    model, processor, _ = clcr
+    records = _records(4)
+    records[1] = {"id": records[1]["id"], "text": records[1]["text"], "label": records[1]["label"]}
+    exp = hf_mmfusion.explain(model, processor, records, tmp_path / "mixed", examples=0)
+    # Without its text the record has no input left: no score, rather than an error for the whole file.
+    assert np.isnan(exp.samples[1]["occlusion"]["text"]["score"])
+    assert exp.samples[1]["occlusion"]["audio"]["change"] == pytest.approx(0.0, abs=1e-6)
+    saved = json.loads((tmp_path / "mixed" / "explain.json").read_text())
+    assert saved["samples"][1]["occlusion"]["text"] == {"score": None, "change": None}
+    text = exp.summary["occlusion"]["text"]
+    changes = [s["occlusion"]["text"]["change"] for i, s in enumerate(exp.samples) if i != 1]
+    assert text["num_samples"] == 3 and text["mean_abs_change"] == pytest.approx(np.abs(changes).mean(), abs=1e-6)
+    labels = np.array([r["label"] for i, r in enumerate(records) if i != 1])
+    dropped = np.array([s["occlusion"]["text"]["score"] for i, s in enumerate(exp.samples) if i != 1])
+    assert exp.summary["metrics"]["drop text"]["mae"] == pytest.approx(np.abs(dropped - labels).mean(), abs=1e-5)
+    # Text alone in every record: the report is still written.
+    only_text = [{"id": r["id"], "text": r["text"], "label": r["label"]} for r in records]
+    exp = hf_mmfusion.explain(model, processor, only_text, tmp_path / "text", examples=0)
+    assert exp.summary["occlusion"]["text"]["num_samples"] == 0 and "drop text" not in exp.summary["metrics"]
+    assert (tmp_path / "text" / "occlusion.png").is_file()
