@@ -209,19 +209,24 @@ def plot_robustness(rows: list[dict], path: str | Path, metrics: Sequence[str] =
 
     metrics = [m for m in metrics if m in rows[0]] or [k for k in rows[0] if k not in ("condition", "noise", "dropped")][:2]
     noise_rows = sorted((r for r in rows if not r["dropped"]), key=lambda r: r["noise"])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
+    drop_rows = [r for r in rows if r["dropped"]]
+    # Dropped conditions are told apart by colour and dash in one legend below the panels: labels written at
+    # the lines would cover each other whenever two conditions score alike.
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6 + 0.3 * bool(drop_rows)), squeeze=False,
+                             layout="constrained")
+    dashes = ("--", "-.", ":")
     for ax, metric in zip(axes[0], metrics):
-        ax.plot([r["noise"] for r in noise_rows], [r[metric] for r in noise_rows], marker="o", label="Gaussian noise")
-        for r in rows:
-            if r["dropped"]:
-                ax.axhline(r[metric], linestyle="--", linewidth=0.8, color="gray")
-                ax.annotate(f"drop {r['dropped']}", (noise_rows[-1]["noise"], r[metric]), fontsize=7, ha="right", va="bottom")
+        ax.plot([r["noise"] for r in noise_rows], [r[metric] for r in noise_rows], marker="o", color="#333333",
+                label="Gaussian noise")
+        for i, r in enumerate(drop_rows):
+            ax.axhline(r[metric], linestyle=dashes[i % len(dashes)], linewidth=1.2, color=f"C{i}", label=f"drop {r['dropped']}")
         ax.set_xlabel("noise strength sigma (relative to feature RMS)")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from .loading import MODALITY_COLUMNS
 
 FIGURE_DPI = 110
 FRAME_MODALITIES = ("audio", "visual")
+MODEL_INPUT_KEYS = ("input_ids", "inputs_embeds", "audio_features", "visual_features")
 MODALITY_COLOURS = {"text": "#1f77b4", "audio": "#d62728", "visual": "#2ca02c"}
 LEVEL_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
 
@@ -71,18 +73,58 @@ def _dataset_chunks(model, processor, split, batch_size: int, max_length: int):
         yield _Chunk(batch, labels, ids[start:stop], texts[start:stop])
 
 
-def _record_chunks(model, processor, records: Sequence[dict], batch_size: int, max_length: int, base_dir=None):
-    from .predict import encode_records
+def _record_labels(model, records: Sequence[dict]) -> list:
+    """Each record's label as the model's task reads it (``None`` where absent); a ``ValueError`` naming the
+    record otherwise. A classifier's label is a class id or one of its ``label2id`` names."""
+    regression = is_regression(model)
+    num_labels = int(model.config.num_labels)
+    names = {str(k).lower(): int(v) for k, v in (getattr(model.config, "label2id", None) or {}).items()}
+    labels = []
+    for i, record in enumerate(records):
+        value = record.get("label")
+        if value is None or value == "":
+            labels.append(None)
+            continue
+        where = f"record {i} (id {str(record.get('id', i))!r})"
+        if not regression and isinstance(value, str) and value.strip().lower() in names:
+            labels.append(names[value.strip().lower()])
+            continue
+        expected = "a finite number" if regression else f"a class id in 0..{num_labels - 1} or one of {sorted(names)}"
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: `label` must be {expected}, got {value!r}") from None
+        # Labels are scored as float32: a float64 beyond its range would become inf there.
+        with np.errstate(over="ignore"):
+            finite = bool(np.isfinite(np.float32(number)))
+        if not finite or (not regression and (number != int(number) or not 0 <= number < num_labels)):
+            raise ValueError(f"{where}: `label` must be {expected}, got {value!r}")
+        labels.append(number if regression else int(number))
+    return labels
 
-    for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
-        batch = dict(encode_records(processor, chunk, list(model.config.modalities), max_length, base_dir))
-        labels = None
-        if all(r.get("label") not in (None, "") for r in chunk):
-            labels = np.asarray([float(r["label"]) for r in chunk], dtype=np.float32)
+
+def _record_chunks(model, processor, records: Sequence[dict], batch_size: int, max_length: int, base_dir=None):
+    from .predict import check_record, encode_records, given_inputs
+
+    modalities = list(model.config.modalities)
+    for i, record in enumerate(records):
+        check_record(record, modalities, f"record {i} (id {str(record.get('id', i))!r})", base_dir)
+    labels = _record_labels(model, records)
+    # As predict does, records are encoded together only when they give the same inputs; a configured
+    # modality a record lacks is then absent from its batch, which the model masks out. Runs of such
+    # records keep the report in the records' order.
+    start = 0
+    while start < len(records):
+        stop = start + 1
+        while stop < min(start + batch_size, len(records)) and given_inputs(records[stop]) == given_inputs(records[start]):
+            stop += 1
+        chunk = records[start:stop]
+        batch = dict(encode_records(processor, chunk, modalities, max_length, base_dir))
+        known = labels[start:stop]
         ids = [str(r.get("id", start + i)) for i, r in enumerate(chunk)]
         texts = [r.get("text") if isinstance(r.get("text"), str) else None for r in chunk]
-        yield _Chunk(batch, labels, ids, texts)
+        yield _Chunk(batch, None if None in known else np.asarray(known, dtype=np.float32), ids, texts)
+        start = stop
 
 
 def _batch_chunk(batch: Mapping) -> _Chunk:
@@ -302,29 +344,138 @@ class Explanation:
     def save(self, output_dir: str | Path, svg: bool = True) -> dict[str, Path]:
         """``explain.json``, the figures and ``index.html`` in ``output_dir``, written all at once.
 
-        An existing ``output_dir`` is replaced only when it holds an earlier report (``explain.json``).
+        ``output_dir`` is a new or empty folder, or an earlier report (see :func:`check_report_dir`); in an
+        earlier report only the files that report wrote are replaced, the user's own files stay.
         """
-        output_dir = Path(output_dir)
-        if output_dir.exists() and (not output_dir.is_dir() or (any(output_dir.iterdir()) and not (output_dir / "explain.json").is_file())):
-            raise ValueError(
-                f"output directory {str(output_dir)!r} exists and is not an earlier explain report; "
-                "choose a new or empty directory"
-            )
-        output_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
+        folder = check_report_dir(output_dir)
+        existed = folder.exists()
+        if not existed:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+        # Staged beside the report's files (same file system), so moving them into place is a rename.
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder if existed else folder.parent))
         try:
             figures = draw_figures(self, staging, svg=svg)
             (staging / "explain.json").write_text(json.dumps(self.to_json(), indent=1, allow_nan=False))
             (staging / "index.html").write_text(render_html(self, figures))
-            if output_dir.exists():
-                shutil.rmtree(output_dir)
-            staging.rename(output_dir)
-        except BaseException:
+            names = sorted(p.name for p in staging.iterdir())
+            if existed:
+                _replace_report_files(folder, staging, names)
+            else:
+                (staging / REPORT_MARKER).write_text(json.dumps({"files": names}))
+                # mkdtemp makes the folder private (0700); a report folder gets the usual permissions.
+                staging.chmod(_umask_mode())
+                staging.rename(folder)
+        finally:
             shutil.rmtree(staging, ignore_errors=True)
-            raise
-        paths = {"json": output_dir / "explain.json", "html": output_dir / "index.html"}
-        paths.update({name: output_dir / rel for name, rel in figures.items()})
+        paths = {"json": folder / "explain.json", "html": folder / "index.html"}
+        paths.update({name: folder / rel for name, rel in figures.items()})
         return paths
+
+
+# Names the files of a report; explain replaces files in an existing folder only when this marker lists them.
+REPORT_MARKER = ".hf_mmfusion_explain"
+
+
+def _marked_files(folder: Path) -> list[str] | None:
+    """The report files an earlier run listed in ``folder``'s marker; ``None`` without a valid marker."""
+    marker = folder / REPORT_MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return None
+    try:
+        names = json.loads(marker.read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    # Plain names only: a marker must never point outside its folder.
+    if not isinstance(names, list) or not all(
+        isinstance(n, str) and n and n == Path(n).name and not n.startswith(".") for n in names
+    ):
+        return None
+    return names
+
+
+def _umask_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
+
+
+def check_report_dir(output_dir: str | Path) -> Path:
+    """The absolute report folder once ``explain`` may write there; a ``ValueError`` naming it otherwise.
+
+    A report goes into a folder explain creates, an empty folder, or a folder holding an earlier report
+    (it carries the ``.hf_mmfusion_explain`` marker listing that report's files). A symbolic link is refused
+    rather than followed. Nothing is written here, so callers check before any long computation.
+    """
+    folder = Path(os.path.abspath(output_dir))
+    shown = repr(str(output_dir))
+    if folder.is_symlink():
+        raise ValueError(
+            f"output directory {shown} is a symbolic link (to {os.readlink(folder)!r}); pass the folder it points to"
+        )
+    if not folder.exists():
+        ancestor = folder.parent
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise ValueError(f"output directory {shown}: {ancestor} is a file, not a folder")
+        return folder
+    if not folder.is_dir():
+        raise ValueError(f"output directory {shown} is a file; choose a new or empty directory")
+    if any(folder.iterdir()) and _marked_files(folder) is None:
+        raise ValueError(
+            f"output directory {shown} exists and is not an earlier explain report (no {REPORT_MARKER} marker); "
+            "choose a new or empty directory"
+        )
+    return folder
+
+
+def _is_file_entry(path: Path) -> bool:
+    return path.is_symlink() or path.is_file()
+
+
+def _write_marker(staging: Path, folder: Path, names: list[str]) -> None:
+    staged = staging / REPORT_MARKER
+    staged.write_text(json.dumps({"files": sorted(names)}))
+    os.replace(staged, folder / REPORT_MARKER)
+
+
+def _replace_report_files(folder: Path, staging: Path, names: list[str]) -> None:
+    """Move the staged report ``names`` into the earlier report ``folder``, retiring that report's files.
+
+    Only files the folder's marker lists are replaced or removed; a failure puts the earlier report back.
+    """
+    old = [n for n in _marked_files(folder) or [] if _is_file_entry(folder / n)]
+    foreign = [n for n in names if n not in old and ((folder / n).exists() or (folder / n).is_symlink())]
+    if foreign:
+        raise ValueError(
+            f"output directory {str(folder)!r} holds {foreign[:5]}, which the earlier report did not write; "
+            "move them away or choose another directory"
+        )
+    marker = folder / REPORT_MARKER
+    previous = marker.read_text() if marker.is_file() else None
+    # Until the swap is done the marker lists both reports, so an interrupted run is cleaned up by the next.
+    _write_marker(staging, folder, sorted(set(old) | set(names)))
+    retired = Path(tempfile.mkdtemp(prefix=".retired-", dir=staging))
+    moved_out, moved_in = [], []
+    try:
+        for name in old:
+            os.replace(folder / name, retired / name)
+            moved_out.append(name)
+        for name in names:
+            os.replace(staging / name, folder / name)
+            moved_in.append(name)
+        _write_marker(staging, folder, names)
+    except BaseException:
+        for name in moved_in:
+            os.replace(folder / name, staging / name)
+        for name in moved_out:
+            os.replace(retired / name, folder / name)
+        if previous is None:
+            marker.unlink(missing_ok=True)
+        else:
+            (staging / REPORT_MARKER).write_text(previous)
+            os.replace(staging / REPORT_MARKER, marker)
+        raise
 
 
 def _finite(value):
@@ -391,6 +542,8 @@ def explain(
         )
     if tsne and model_type != "clcr":
         raise ValueError("tsne: the 2-D map is of CLCR's shared / private summaries; SSU has none")
+    if output_dir is not None:
+        check_report_dir(output_dir)
     model.eval()
     device = next(model.parameters()).device
     modalities = list(model.config.modalities)
@@ -430,11 +583,17 @@ def explain(
         per_drop = {}
         for m in occlude:
             dropped = perturb_batch(batch, model, drop=(m,))
-            with torch.inference_mode():
-                logits = model(**dropped).logits
-            per_drop[m] = _scores(model, logits, classes)
+            if any(key in dropped for key in MODEL_INPUT_KEYS):
+                with torch.inference_mode():
+                    logits = model(**dropped).logits
+                per_drop[m] = _scores(model, logits, classes)
+                logits = logits.float().cpu().numpy()
+            else:
+                # Records that give no other modality have no prediction without this one: undefined (NaN).
+                per_drop[m] = np.full(n, np.nan, dtype=np.float32)
+                logits = np.full(tuple(out.logits.shape), np.nan, dtype=np.float32)
             drop_scores[m].append(per_drop[m])
-            drop_logits[m].append(logits.float().cpu().numpy())
+            drop_logits[m].append(logits)
         if chunk.labels is not None:
             all_labels.append(chunk.labels)
         if model_type == "clcr":
@@ -522,17 +681,29 @@ def _summarise(model, samples, modalities, level_names, occlude, labels, clean_l
         }
         summary["threshold_lambda"] = samples[0]["threshold_lambda"]
     if occlude:
-        changes = {m: np.array([s["occlusion"][m]["change"] for s in samples]) for m in occlude}
-        summary["occlusion"] = {
-            m: {"mean_change": float(v.mean()), "mean_abs_change": float(np.abs(v).mean()), "std_change": float(v.std())}
-            for m, v in changes.items()
-        }
+        summary["occlusion"] = {}
+        for m in occlude:
+            # Over the samples that keep another modality (the change is undefined for the others).
+            v = np.array([s["occlusion"][m]["change"] for s in samples])
+            v = v[np.isfinite(v)]
+            summary["occlusion"][m] = {
+                "mean_change": float(v.mean()) if len(v) else math.nan,
+                "mean_abs_change": float(np.abs(v).mean()) if len(v) else math.nan,
+                "std_change": float(v.std()) if len(v) else math.nan,
+                "num_samples": len(v),
+            }
         if labels is not None and len(labels) >= 2:
             def metrics(logits):
                 preds = np.concatenate(logits)
-                return score(model, preds.reshape(-1) if is_regression(model) else preds, labels)
+                kept = np.isfinite(preds.reshape(len(preds), -1)).all(1)
+                if kept.sum() < 2:
+                    return None
+                preds = preds[kept]
+                return score(model, preds.reshape(-1) if is_regression(model) else preds, labels[kept])
 
-            summary["metrics"] = {"clean": metrics(clean_logits), **{f"drop {m}": metrics(drop_logits[m]) for m in occlude}}
+            conditions = {"clean": clean_logits, **{f"drop {m}": drop_logits[m] for m in occlude}}
+            scored = {name: metrics(logits) for name, logits in conditions.items()}
+            summary["metrics"] = {name: values for name, values in scored.items() if values is not None}
     return summary
 
 
@@ -596,21 +767,25 @@ def _weights_figure(plt, exp: Explanation, directory: Path, svg: bool, figures: 
 def _participation_figure(plt, exp: Explanation, directory: Path, svg: bool, figures: dict) -> None:
     mods = [m for m in exp.modalities if any(s["lengths"][m] for s in exp.samples)]
     L = len(exp.level_names)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * L * len(mods) / 2, 3.4))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * L * len(mods) / 2, 3.6), layout="constrained")
     width = 0.8 / len(mods)
+    highest = 1.0
     for j, m in enumerate(mods):
         values = np.array([s["participation"][m] for s in exp.samples if s["lengths"][m]])
         x = np.arange(L) + (j - (len(mods) - 1) / 2) * width
-        ax.bar(x, values.mean(0), width, yerr=values.std(0), capsize=3, color=MODALITY_COLOURS[m], label=m)
-        for xi, v in zip(x, values.mean(0)):
-            ax.text(xi, min(v + 0.03, 1.02), f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+        mean, std = values.mean(0), values.std(0)
+        ax.bar(x, mean, width, yerr=std, capsize=3, color=MODALITY_COLOURS[m], label=m)
+        # Each value stands above the end of its error bar, which would otherwise cross it.
+        for xi, v, top in zip(x, mean, mean + std):
+            ax.annotate(f"{v:.2f}", (xi, top), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=7)
+        highest = max(highest, float((mean + std).max()))
     ax.set_xticks(np.arange(L), exp.level_names)
-    ax.set_ylim(0, 1.3)
+    ax.set_ylim(0, highest + 0.15)
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("fraction of tokens with budget > 0")
     ax.set_title(f"token participation per level and modality (mean ± std, {len(exp.samples)} samples)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper right", ncol=len(mods))
-    fig.tight_layout()
+    fig.legend(fontsize=8, loc="outside lower center", ncol=len(mods), frameon=False)
     _save(fig, directory, "participation", False, figures, "participation")
     _close(plt, fig)
 
@@ -766,24 +941,29 @@ def _occlusion_figure(plt, exp: Explanation, directory: Path, svg: bool, figures
     changes = np.array([[s["occlusion"][m]["change"] for m in mods] for s in exp.samples])
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
     means = [occlusion[m]["mean_abs_change"] for m in mods]
-    spread = [float(np.abs(changes[:, j]).std()) for j in range(len(mods))]
+    known = np.isfinite(changes)
+    spread = [float(np.abs(changes[known[:, j], j]).std()) if known[:, j].any() else math.nan for j in range(len(mods))]
     bars = axes[0].bar(mods, means, yerr=spread, capsize=4, color=[MODALITY_COLOURS[m] for m in mods])
     metric_name = "mae" if exp.regression else "accuracy"
     metrics = exp.summary.get("metrics")
     for bar, m in zip(bars, mods):
+        if not math.isfinite(bar.get_height()):
+            continue
         note = f"{bar.get_height():.3f}"
-        if metrics:
+        if metrics and f"drop {m}" in metrics:
             note += f"\n{metric_name} {metrics[f'drop {m}'][metric_name]:.3f}"
         axes[0].annotate(note, (bar.get_x() + bar.get_width() / 2, bar.get_height() + spread[mods.index(m)]), ha="center",
                          va="bottom", fontsize=8, xytext=(0, 3), textcoords="offset points")
-    axes[0].set_ylim(0, max([a + b for a, b in zip(means, spread)] + [1e-6]) * 1.3)
+    axes[0].set_ylim(0, max([a + b for a, b in zip(means, spread) if math.isfinite(a + b)] + [1e-6]) * 1.3)
     title = "mean |score change| with the modality dropped"
-    if metrics:
+    if metrics and "clean" in metrics:
         title += f"\n(clean {metric_name} {metrics['clean'][metric_name]:.3f})"
     axes[0].set_title(title, fontsize=9)
     axes[0].set_ylabel("prediction score change" if exp.regression else "probability change")
-    limit = max(float(np.abs(changes).max()), 1e-6)
-    image = axes[1].imshow(changes.T, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    limit = max(float(np.abs(changes[known]).max()) if known.any() else 0.0, 1e-6)
+    # Grey marks a sample with nothing left once the modality is dropped (no change defined), not a zero.
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#9e9e9e")
+    image = axes[1].imshow(changes.T, aspect="auto", cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
     axes[1].set_yticks(range(len(mods)), mods)
     axes[1].set_xlabel(f"sample ({len(exp.samples)})")
     if len(exp.samples) <= 30:
@@ -1019,7 +1199,7 @@ def _load_split(args, model):
     split = raw[args.split]
     if args.ids:
         split = select_ids(split, args.ids)
-    if args.max_samples:
+    if args.max_samples is not None:
         split = split.select(range(min(args.max_samples, len(split))))
     return split
 
@@ -1032,6 +1212,12 @@ def run_explain(args: argparse.Namespace) -> Explanation:
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be at least 1, got {threads}")
+    if args.max_samples is not None and args.max_samples < 1:
+        raise ValueError(f"--max_samples must be at least 1, got {args.max_samples}")
+    output_dir = Path(args.output_dir) if args.output_dir else (
+        Path(args.model) / "explain" if Path(args.model).is_dir() else Path("explain")
+    )
+    check_report_dir(output_dir)
     model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code)
     base_dir = None
     if args.inputs:
@@ -1045,14 +1231,11 @@ def run_explain(args: argparse.Namespace) -> Explanation:
             data = [r for r in data if str(r.get("id")) in wanted]
             if not data:
                 raise ValueError(f"--ids: none of {args.ids[:10]} is the id of a record in {args.inputs}")
-        if args.max_samples:
+        if args.max_samples is not None:
             data = data[: args.max_samples]
         base_dir = Path(args.inputs).resolve().parent
     else:
         data = _load_split(args, model)
-    output_dir = Path(args.output_dir) if args.output_dir else (
-        Path(args.model) / "explain" if Path(args.model).is_dir() else Path("explain")
-    )
     with model_threads(model, threads):
         explanation = explain(
             model, processor, data, output_dir, tsne=args.tsne, examples=args.examples, batch_size=args.batch_size,

@@ -71,6 +71,11 @@ def _present(value) -> bool:
     return value is not None and not (isinstance(value, str) and value == "")
 
 
+def given_inputs(record: dict) -> tuple[str, ...]:
+    """The inputs a record gives: records are encoded together only when they give the same ones."""
+    return tuple(m for m in (*MODALITY_COLUMNS, "video") if _present(record.get(m)))
+
+
 def video_paths(records: Sequence[dict], base_dir=None) -> list[str] | None:
     """The records' ``video`` files (resolved against ``base_dir``), or ``None`` when no record has one."""
     flags = [_present(r.get("video")) for r in records]
@@ -313,8 +318,7 @@ def _predict_batches(model, processor, records, modalities, batch_size, max_leng
         chunk = records[start : start + batch_size]
         groups: dict[tuple[str, ...], list[int]] = {}
         for offset, record in enumerate(chunk):
-            given = tuple(m for m in (*MODALITY_COLUMNS, "video") if _present(record.get(m)))
-            groups.setdefault(given, []).append(offset)
+            groups.setdefault(given_inputs(record), []).append(offset)
         preds: list[dict | None] = [None] * len(chunk)
         for offsets in groups.values():
             inputs = encode_records(processor, [chunk[o] for o in offsets], modalities, max_length, base_dir)

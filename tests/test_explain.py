@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -286,3 +287,315 @@ def test_bad_input_is_refused_and_nothing_is_written(clcr, ssu, tmp_path, capsys
         hf_mmfusion.explain(model, processor, split, occupied)
     assert [p.name for p in occupied.iterdir()] == ["notes.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]        # no staging left behind
+
+
+def _refuse_model_loading(monkeypatch):
+    """Output checks come before the model loads: loading it fails the test."""
+    def fail(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output directory was checked")
+
+    monkeypatch.setattr("hf_mmfusion.explanation.load_pretrained", fail)
+
+
+def _explain_argv(path, out, *extra):
+    ids = list(tiny_dataset()["test"]["id"])
+    return ["explain", str(path), *tiny_synthetic_flags(), "--ids", ids[1], ids[3], "-o", str(out), "--no_svg", *extra]
+
+
+def test_rerun_into_the_current_report_folder_keeps_the_users_files(clcr, tmp_path, monkeypatch):
+    from hf_mmfusion.cli import main
+
+    _, _, path = clcr
+    report = tmp_path / "report"
+    assert main(_explain_argv(path, report, "--examples", "1")) == 0
+    assert (report / "tokens_0.png").is_file()
+    (report / "my_notes.txt").write_text("keep me")
+    (report / "mymodel").mkdir()
+    (report / "mymodel" / "config.json").write_text("{}")
+    monkeypatch.chdir(report)
+    assert main(_explain_argv(path, ".", "--examples", "0", "--max_samples", "1")) == 0
+    assert (report / "my_notes.txt").read_text() == "keep me"
+    assert (report / "mymodel" / "config.json").read_text() == "{}"
+    assert len(json.loads((report / "explain.json").read_text())["samples"]) == 1
+    # The earlier report's own files that this run did not write are gone; nothing staged is left.
+    assert not (report / "tokens_0.png").exists()
+    assert {p.name for p in report.iterdir() if p.name.startswith(".")} == {".hf_mmfusion_explain"}
+    # Again by name, from elsewhere.
+    monkeypatch.chdir(tmp_path)
+    assert main(_explain_argv(path, report, "--examples", "1")) == 0
+    assert (report / "my_notes.txt").read_text() == "keep me" and (report / "mymodel" / "config.json").is_file()
+    assert (report / "tokens_0.png").is_file()
+
+
+def test_output_folder_is_checked_before_the_model_loads(clcr, tmp_path, monkeypatch, capsys):
+    from hf_mmfusion.cli import main
+
+    _, _, path = clcr
+    report = tmp_path / "report"
+    assert main(_explain_argv(path, report, "--examples", "0")) == 0
+    before = {p.name: p.read_bytes() for p in report.iterdir() if p.is_file()}
+    _refuse_model_loading(monkeypatch)
+    capsys.readouterr()
+    link = tmp_path / "link"
+    link.symlink_to(report, target_is_directory=True)
+    assert main(_explain_argv(path, link)) == 2
+    assert "symbolic link" in capsys.readouterr().err
+    # A folder with an explain.json but no marker was not written by explain: refused, nothing deleted.
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "explain.json").write_text("{}")
+    (legacy / "my_notes.txt").write_text("keep me")
+    monkeypatch.chdir(legacy)
+    assert main(_explain_argv(path, ".")) == 2
+    assert "not an earlier explain report" in capsys.readouterr().err
+    assert {p.name: p.read_text() for p in legacy.iterdir()} == {"explain.json": "{}", "my_notes.txt": "keep me"}
+    (tmp_path / "a-file").write_text("keep me")
+    assert main(_explain_argv(path, tmp_path / "a-file" / "report")) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in report.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("value", ["-5", "0"])
+def test_max_samples_must_be_positive(clcr, tmp_path, monkeypatch, capsys, value):
+    from hf_mmfusion.cli import main
+
+    _refuse_model_loading(monkeypatch)
+    assert main(_explain_argv(clcr[2], tmp_path / "report", "--max_samples", value)) == 2
+    assert f"error: --max_samples must be at least 1, got {value}" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()
+
+
+def test_report_folder_follows_the_umask_and_a_failed_write_changes_nothing(clcr, tmp_path, monkeypatch):
+    import os
+    import stat
+
+    model, processor, _ = clcr
+    split = tiny_dataset()["test"].select(range(3))
+    umask = os.umask(0o022)
+    try:
+        report = tmp_path / "report"
+        hf_mmfusion.explain(model, processor, split, report, examples=1)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(report.stat().st_mode) == 0o755
+    # An empty folder the user made is taken as it is.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    hf_mmfusion.explain(model, processor, split, empty, examples=0)
+    assert (empty / "explain.json").is_file() and (empty / ".hf_mmfusion_explain").is_file()
+    shutil.rmtree(empty)
+    (report / "my_notes.txt").write_text("keep me")
+    before = {p.name: p.read_bytes() for p in report.iterdir()}
+
+    def broken(exp, directory, svg=True):
+        (directory / "weights.png").write_bytes(b"half a figure")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("hf_mmfusion.explanation.draw_figures", broken)
+    with pytest.raises(OSError, match="No space"):
+        hf_mmfusion.explain(model, processor, split, report, examples=0)
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == before
+    with pytest.raises(OSError, match="No space"):
+        hf_mmfusion.explain(model, processor, split, tmp_path / "new", examples=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def _records(n=3):
+    split = tiny_dataset()["test"].select(range(n))
+    return [{"id": r["id"], "text": r["text"], "audio": np.array(r["audio"]), "visual": np.array(r["visual"]),
+             "label": r["label"]} for r in split]
+
+
+@pytest.mark.parametrize("which", ["clcr", "ssu"])
+def test_records_with_different_modalities_are_explained_as_predict_scores_them(which, request, tmp_path):
+    from hf_mmfusion.cli import main
+    from hf_mmfusion.predict import predict_records
+
+    model, processor, path = request.getfixturevalue(which)
+    records = _records(4)
+    del records[1]["visual"]
+    records[2]["visual"] = ""
+    del records[3]["audio"]
+    exp = hf_mmfusion.explain(model, processor, records)
+    expected = predict_records(model, processor, records, progress=False)
+    assert [s["id"] for s in exp.samples] == [r["id"] for r in records]
+    assert [s["prediction"] for s in exp.samples] == pytest.approx([r["score"] for r in expected], abs=1e-5)
+    assert [s["lengths"]["visual"] for s in exp.samples][1:3] == [0, 0]
+    assert exp.samples[3]["lengths"]["audio"] == 0 and exp.samples[0]["lengths"]["visual"] > 0
+    # Dropping a modality the record lacks changes nothing.
+    assert exp.samples[1]["occlusion"]["visual"]["change"] == pytest.approx(0.0, abs=1e-6)
+    # The same from the command line, with the frames in .npy files beside the records file.
+    lines = []
+    for r in records:
+        row = {"id": r["id"], "text": r["text"], "label": r["label"]}
+        for m in ("audio", "visual"):
+            if isinstance(r.get(m), np.ndarray):
+                np.save(tmp_path / f"{r['id']}-{m}.npy", r[m])
+                row[m] = f"{r['id']}-{m}.npy"
+        lines.append(json.dumps(row))
+    (tmp_path / "records.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "report"
+    assert main(["explain", str(path), "--inputs", str(tmp_path / "records.jsonl"), "-o", str(out), "--examples", "0",
+                 "--no_svg"]) == 0
+    report = json.loads((out / "explain.json").read_text())
+    assert [s["prediction"] for s in report["samples"]] == pytest.approx([r["score"] for r in expected], abs=1e-5)
+
+
+def test_record_labels_are_checked_and_named(clcr, tmp_path, capsys):
+    from hf_mmfusion.cli import main
+
+    model, processor, path = clcr
+    for label, message in ((float("nan"), "must be a finite number, got nan"),
+                           ("positive", "must be a finite number, got 'positive'"), (1e300, "must be a finite number")):
+        records = _records(3)
+        records[1]["label"] = label
+        with pytest.raises(ValueError, match=rf"record 1 \(id '{records[1]['id']}'\): `label` {message}"):
+            hf_mmfusion.explain(model, processor, records, tmp_path / "report")
+    assert not (tmp_path / "report").exists()
+    rows = [{"id": "a", "text": "good film", "label": 1.5}, {"id": "b", "text": "bad film", "label": "positive"}]
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    capsys.readouterr()
+    assert main(["explain", str(path), "--inputs", str(tmp_path / "records.jsonl"), "-o", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "error: record 1 (id 'b'): `label` must be a finite number, got 'positive'"
+    assert "Traceback" not in err
+    (tmp_path / "records.jsonl").write_text('{"id": "a", "text": "good film", "label": NaN}\n')
+    assert main(["explain", str(path), "--inputs", str(tmp_path / "records.jsonl"), "-o", str(tmp_path / "r")]) == 2
+    assert "error: record 0 (id 'a'): `label` must be a finite number, got nan" in capsys.readouterr().err
+
+
+def test_classifier_record_labels_are_class_ids_or_names(tmp_path):
+    model, processor = tiny_checkpoint(tmp_path / "classifier", "clcr", num_labels=3)
+    records = [{**r, "label": label} for r, label in zip(_records(2), ("LABEL_2", 1))]
+    records[1]["id"] = "b"
+    exp = hf_mmfusion.explain(model, processor, records)
+    assert [s["label"] for s in exp.samples] == [2, 1]
+    for bad in (3, 1.5, "great"):
+        with pytest.raises(ValueError, match=r"record 1 \(id 'b'\): `label` must be a class id in 0..2"):
+            hf_mmfusion.explain(model, processor, [records[0], {**records[1], "label": bad}])
+
+
+def _kept_figures(monkeypatch):
+    """Figures the drawing code closes are kept open here, so that the test can lay them out and measure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kept = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: kept.append(fig))
+    return kept
+
+
+def _text_boxes(fig, keep):
+    from matplotlib.text import Text
+
+    renderer = fig.canvas.get_renderer()
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in fig.findobj(Text)
+            if t.get_visible() and t.get_text() and keep(t.get_text())]
+
+
+def test_robustness_figure_labels_do_not_overlap(tmp_path, monkeypatch):
+    from hf_mmfusion.evaluation import plot_robustness
+
+    kept = _kept_figures(monkeypatch)
+    rows = [{"condition": f"noise {s}", "noise": s, "dropped": "", "mae": 0.8 + 0.2 * s, "acc2_has0": 0.7 - 0.1 * s}
+            for s in (0.0, 0.5, 1.0)]
+    # Two dropped conditions that score alike: their labels used to be drawn on top of each other.
+    rows += [{"condition": f"drop {m}", "noise": 0.0, "dropped": m, "mae": mae, "acc2_has0": acc}
+             for m, mae, acc in (("text", 1.3, 0.52), ("audio", 0.81, 0.695), ("visual", 0.812, 0.7))]
+    plot_robustness(rows, tmp_path / "robustness.png", title="CLCR")
+    boxes = _text_boxes(kept[-1], lambda text: text.startswith("drop") or text == "Gaussian noise")
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1 :]:
+            assert not box_a.overlaps(box_b), (a, b)
+    assert sorted(text for text, _ in boxes) == ["Gaussian noise", "drop audio", "drop text", "drop visual"]
+
+
+def test_participation_values_stand_clear_of_error_bars_and_legend(tmp_path, monkeypatch):
+    import re
+
+    from matplotlib.container import ErrorbarContainer
+
+    from hf_mmfusion.explanation import Explanation, _participation_figure, _pyplot
+
+    rng = np.random.default_rng(0)
+    samples = [{"id": str(i), "lengths": {m: 5 for m in MODALITIES},
+                "participation": {m: np.clip(rng.normal([0.5, 0.9, 0.3], 0.2), 0, 1).tolist() for m in MODALITIES}}
+               for i in range(30)]
+    exp = Explanation("clcr", list(MODALITIES), True, ["level 1", "level 2", "level 3"], samples, {}, [])
+    kept = _kept_figures(monkeypatch)
+    _participation_figure(_pyplot(), exp, tmp_path, False, {})
+    fig = kept[-1]
+    ax = fig.axes[0]
+    values = _text_boxes(fig, lambda text: re.fullmatch(r"\d\.\d\d", text) is not None)
+    assert len(values) == 9
+    scale = fig.dpi / 72
+    segments = []
+    for container in ax.containers:
+        if not isinstance(container, ErrorbarContainer):
+            continue
+        _, caps, bars = container.lines
+        for (x0, y0), (x1, y1) in (ax.transData.transform(seg) for seg in bars[0].get_segments()):
+            segments.append((x0 - 1, x1 + 1, min(y0, y1), max(y0, y1)))
+        for cap in caps:
+            for x, y in ax.transData.transform(cap.get_xydata()):
+                half = cap.get_markersize() / 2 * scale
+                segments.append((x - half, x + half, y - scale, y + scale))
+    assert len(segments) == 9 * 3
+    for text, box in values:
+        for x0, x1, y0, y1 in segments:
+            assert not (x0 <= box.x1 and box.x0 <= x1 and y0 <= box.y1 and box.y0 <= y1), text
+    legend = fig.legends[0].get_window_extent(fig.canvas.get_renderer())
+    assert not any(legend.overlaps(box) for _, box in values)
+
+
+def test_a_report_that_fails_while_moving_into_place_leaves_the_earlier_one(clcr, tmp_path, monkeypatch):
+    import os
+
+    model, processor, _ = clcr
+    split = tiny_dataset()["test"]
+    report = tmp_path / "report"
+    hf_mmfusion.explain(model, processor, split.select(range(3)), report, examples=1)
+    (report / "my_notes.txt").write_text("keep me")
+    before = {p.name: p.read_bytes() for p in report.iterdir()}
+    replace = os.replace
+    moved_in = []
+
+    def failing(src, dst):
+        # The new report's files go in by name order: fail after three of them replaced the earlier ones.
+        if Path(dst).parent == report and ".retired" not in str(src) and Path(dst).name != ".hf_mmfusion_explain":
+            if len(moved_in) == 3:
+                raise OSError("Input/output error")
+            moved_in.append(Path(dst).name)
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="Input/output"):
+        hf_mmfusion.explain(model, processor, split.select(range(5)), report, examples=0)
+    monkeypatch.setattr(os, "replace", replace)
+    assert moved_in == ["explain.json", "index.html", "occlusion.png"]
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == before
+
+
+def test_records_with_a_single_modality_have_no_occlusion_for_it(clcr, tmp_path):
+    model, processor, _ = clcr
+    records = _records(4)
+    records[1] = {"id": records[1]["id"], "text": records[1]["text"], "label": records[1]["label"]}
+    exp = hf_mmfusion.explain(model, processor, records, tmp_path / "mixed", examples=0)
+    # Without its text the record has no input left: no score, rather than an error for the whole file.
+    assert np.isnan(exp.samples[1]["occlusion"]["text"]["score"])
+    assert exp.samples[1]["occlusion"]["audio"]["change"] == pytest.approx(0.0, abs=1e-6)
+    saved = json.loads((tmp_path / "mixed" / "explain.json").read_text())
+    assert saved["samples"][1]["occlusion"]["text"] == {"score": None, "change": None}
+    text = exp.summary["occlusion"]["text"]
+    changes = [s["occlusion"]["text"]["change"] for i, s in enumerate(exp.samples) if i != 1]
+    assert text["num_samples"] == 3 and text["mean_abs_change"] == pytest.approx(np.abs(changes).mean(), abs=1e-6)
+    labels = np.array([r["label"] for i, r in enumerate(records) if i != 1])
+    dropped = np.array([s["occlusion"]["text"]["score"] for i, s in enumerate(exp.samples) if i != 1])
+    assert exp.summary["metrics"]["drop text"]["mae"] == pytest.approx(np.abs(dropped - labels).mean(), abs=1e-5)
+    # Text alone in every record: the report is still written.
+    only_text = [{"id": r["id"], "text": r["text"], "label": r["label"]} for r in records]
+    exp = hf_mmfusion.explain(model, processor, only_text, tmp_path / "text", examples=0)
+    assert exp.summary["occlusion"]["text"]["num_samples"] == 0 and "drop text" not in exp.summary["metrics"]
+    assert (tmp_path / "text" / "occlusion.png").is_file()
