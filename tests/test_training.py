@@ -530,3 +530,20 @@ def test_real_style_sequence_features_are_normalised_on_train_and_train_stably(t
     assert len(losses) == 8 and np.isfinite(losses).all()
     assert np.mean(losses[-2:]) < np.mean(losses[:2])
     assert np.isfinite(outcome.metrics["eval_mae"])  # validation frames 1000 away: clipped, still finite
+
+
+def test_resuming_into_a_folder_that_is_not_a_run_is_refused(tmp_path):
+    """A resumed run saves its model card as README.md: never into a user's folder that holds one."""
+    from hf_mmfusion.training import claim_output_dir
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "README.md").write_text("my notes\n")
+    with pytest.raises(ValueError, match="not a training run"):
+        with claim_output_dir(folder, resume=True):
+            pass
+    assert (folder / "README.md").read_text() == "my notes\n"
+    assert sorted(p.name for p in folder.iterdir() if p.name != ".hf_mmfusion.lock") == ["README.md"]
+    # An empty folder is fine to resume into (the checkpoint lives elsewhere).
+    with claim_output_dir(tmp_path / "empty", resume=True):
+        pass
