@@ -9,6 +9,7 @@ local Hub cache is read. The module imports nothing of the package, so every lay
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from pathlib import Path
@@ -109,3 +110,20 @@ def model_source(
             f"pass a folder holding the model, or load it once with the Hub reachable{'. ' + hint if hint else ''}"
         )
     return {"local_files_only": True}
+
+
+@contextlib.contextmanager
+def cache_only_when_unreachable():
+    """Within the block, a Hub that cannot be reached is not asked at all: ``huggingface_hub`` (and
+    ``transformers`` through it) works in offline mode and reads its cache, instead of retrying every file
+    that is not cached for about half a minute each. The mode is restored on leaving."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or hub_unreachable() is None:
+        yield
+        return
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = False

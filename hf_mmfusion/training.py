@@ -45,7 +45,7 @@ from .loading import (
     num_classes,
     resolve_split,
 )
-from .sources import model_source
+from .sources import cache_only_when_unreachable, model_source
 
 logger = logging.getLogger(__name__)
 
@@ -703,10 +703,15 @@ def run_training(
     resume = _resume_requested(training_args)
     threads = torch.get_num_threads()
     try:
-        if int(os.environ.get("RANK", "0")) != 0:
-            return _train(model_args, data_args, training_args, callbacks, console_logs)
-        with claim_output_dir(training_args.output_dir, resume=resume, overwrite=data_args.overwrite_output_dir):
-            return _train(model_args, data_args, training_args, callbacks, console_logs)
+        if model_args.text_model:
+            model_source(model_args.text_model, "--text_model", hint=text_model_hint())
+        if model_args.model_name_or_path:
+            model_source(model_args.model_name_or_path, "--model_name_or_path")
+        with cache_only_when_unreachable():
+            if int(os.environ.get("RANK", "0")) != 0:
+                return _train(model_args, data_args, training_args, callbacks, console_logs)
+            with claim_output_dir(training_args.output_dir, resume=resume, overwrite=data_args.overwrite_output_dir):
+                return _train(model_args, data_args, training_args, callbacks, console_logs)
     finally:
         torch.set_num_threads(threads)  # the caller's setting, whatever the run chose
 
@@ -748,10 +753,6 @@ def _train(
     from .hub import build_model_card
     from .loading import encode_dataset, make_collator
 
-    if model_args.text_model:
-        model_source(model_args.text_model, "--text_model", hint=text_model_hint())
-    if model_args.model_name_or_path:
-        model_source(model_args.model_name_or_path, "--model_name_or_path")
     set_seed(training_args.seed)
     raw = load_any_dataset(data_args.dataset, config_name=data_args.dataset_config, **data_args.synthetic_kwargs())
     data_args.train_split = resolve_split(raw, data_args.train_split, data_args.dataset)

