@@ -262,3 +262,31 @@ def test_an_unloadable_text_model_keeps_the_offline_hint(baseline, tmp_path, cap
         assert constants.HF_HUB_OFFLINE is False  # the process-wide mode is given back
     finally:
         sources._unreachable.cache_clear()
+
+
+def test_the_hub_probe_tells_an_answering_endpoint_from_a_refusing_one(monkeypatch):
+    import http.server
+    import threading
+
+    from huggingface_hub import constants
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(404)  # any answer means the Hub is there
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    try:
+        sources._unreachable.cache_clear()
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        assert sources.hub_unreachable() is None
+        monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+        assert "Connect" in sources.hub_unreachable()
+    finally:
+        server.shutdown()
+        sources._unreachable.cache_clear()
