@@ -66,6 +66,9 @@ def test_the_text_baseline_predicts_and_evaluates_and_explain_refuses_it(baselin
     assert row["score"] == pytest.approx(float(expected), abs=1e-5)
     loaded, _ = load_pretrained(str(path))
     assert loaded.config.model_type == "bert"
+    from transformers import pipeline
+
+    assert pipeline("multimodal-sentiment", model=str(path))("what a great film")["score"] == pytest.approx(row["score"], abs=1e-5)
     out = tmp_path / "eval"
     assert main(["evaluate", str(path), "--noise", "0", "0.5", "--output_dir", str(out), "--no_progress",
                  "--synthetic_sizes", "16", "8", "8"]) == 0
