@@ -3,7 +3,7 @@
 ``transformers`` and ``datasets`` treat every name that is not an existing folder as a Hub id, so a mistyped
 folder ends in a Hub error ("Repo id must be in the form ...") and an unreachable Hub costs a minute of
 retries. These checks answer in the user's terms first: a path that looks local and does not exist is
-"no such folder", a file is not a folder, and an unreachable Hub is one quick probe, after which only the
+"no such folder", a file is not a folder, and an unreachable Hub costs one quick request, after which only the
 local Hub cache is read. The module imports nothing of the package, so every layer can use it.
 """
 
@@ -14,8 +14,8 @@ import functools
 import os
 from pathlib import Path
 
-# One probe of the endpoint; a Hub that does not answer this fast is treated as unreachable for the process.
-HUB_PROBE_TIMEOUT_S = 3.0
+# One request to the endpoint; a Hub that does not answer this fast is treated as unreachable for the process.
+HUB_CHECK_TIMEOUT_S = 3.0
 
 
 def _valid_repo_id(name: str) -> bool:
@@ -52,7 +52,7 @@ def _unreachable(endpoint: str) -> str | None:
     from huggingface_hub.utils import get_session
 
     try:
-        get_session().head(endpoint, timeout=HUB_PROBE_TIMEOUT_S, follow_redirects=False)
+        get_session().head(endpoint, timeout=HUB_CHECK_TIMEOUT_S, follow_redirects=False)
     except Exception as err:  # any failure to get an answer (refused, DNS, timeout, proxy, TLS) means the same
         text = str(err).strip().splitlines()
         return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
@@ -61,7 +61,7 @@ def _unreachable(endpoint: str) -> str | None:
 
 def hub_unreachable() -> str | None:
     """Why the Hub cannot be used now (offline mode, or no answer from ``HF_ENDPOINT`` within
-    ``HUB_PROBE_TIMEOUT_S``), or ``None`` when it answers. The probe runs once per process and endpoint."""
+    ``HUB_CHECK_TIMEOUT_S``), or ``None`` when it answers. The request is made once per process and endpoint."""
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
@@ -91,7 +91,7 @@ def model_source(
 ) -> dict:
     """Check a model argument before anything is loaded; returns extra ``from_pretrained`` keyword arguments.
 
-    A local folder must exist. For a Hub id the Hub is probed once: when it cannot be reached (or offline
+    A local folder must exist. For a Hub id the Hub is asked once whether it answers: when it cannot be reached (or offline
     mode is set), the model must already be in the local Hub cache, which is then read without any network
     call (``local_files_only=True``, no retries); otherwise an ``OSError`` says so in one line, followed by
     ``hint``.

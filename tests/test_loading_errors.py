@@ -267,7 +267,7 @@ def test_an_unloadable_text_model_keeps_the_offline_hint(baseline, tmp_path, cap
         sources._unreachable.cache_clear()
 
 
-def test_the_hub_probe_tells_an_answering_endpoint_from_a_refusing_one(monkeypatch):
+def test_the_hub_check_tells_an_answering_endpoint_from_a_refusing_one(monkeypatch):
     import http.server
     import threading
 
