@@ -29,6 +29,7 @@ from .loading import (
     dataset_modalities,
     encode_dataset,
     make_collator,
+    model_modalities,
 )
 
 TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "dependency_heads", "inputs_embeds")
@@ -44,27 +45,34 @@ def load_pretrained(
 ):
     """(model in eval mode, processor) from a saved directory or a Hub id, through the Auto classes.
 
-    ``strict`` refuses a checkpoint whose weights are not exactly the model's
-    (:func:`hf_mmfusion.loading.check_checkpoint_weights`); ``progress=False`` hides the loading bar.
+    The checkpoint is checked before its weights load (:func:`hf_mmfusion.loading.check_checkpoint`): a
+    missing folder, a file, an unknown ``model_type``, damaged or unsafe weight files and weights of other
+    shapes than ``config.json`` gives raise a ``ValueError`` (an ``OSError`` for a path or a Hub model that
+    cannot be found). ``strict`` also refuses a checkpoint whose weights are not exactly the model's
+    (:func:`hf_mmfusion.loading.check_checkpoint_weights`); ``progress=False`` hides the loading bar. The
+    text-only baseline (``train --model_type baseline``) loads too: its modalities are text alone
+    (:func:`hf_mmfusion.loading.model_modalities`).
     """
     from transformers import AutoModelForSequenceClassification, AutoProcessor
     from transformers.utils import logging as hf_logging
 
     import hf_mmfusion  # noqa: F401  (registers the Auto classes)
 
-    from .loading import check_checkpoint_weights
+    from .loading import check_checkpoint
+    from .sources import model_source
 
-    kwargs = {"trust_remote_code": trust_remote_code, "revision": revision}
+    kwargs = {"trust_remote_code": trust_remote_code, "revision": revision, **model_source(name_or_path, "model", revision)}
+    check_checkpoint(name_or_path, strict=strict, **kwargs)
     bars = hf_logging.is_progress_bar_enabled()
     if not progress:
         hf_logging.disable_progress_bar()
+    # transformers looks for a PEFT adapter without passing `local_files_only` on: it must be told separately.
+    adapter = {"adapter_kwargs": {"local_files_only": True}} if kwargs.get("local_files_only") else {}
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs, **adapter)
     finally:
         if bars and not progress:
             hf_logging.enable_progress_bar()
-    if strict:
-        check_checkpoint_weights(model, name_or_path, revision)
     processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
     return model.eval(), processor
 
@@ -174,8 +182,9 @@ def robustness_rows(
     conditions = [(float(s), ()) for s in noise_levels]
     if 0.0 not in [s for s, _ in conditions]:
         conditions.insert(0, (0.0, ()))
-    if drop_modalities and len(model.config.modalities) > 1:
-        conditions += [(0.0, (m,)) for m in model.config.modalities]
+    modalities = model_modalities(model.config)
+    if drop_modalities and len(modalities) > 1:
+        conditions += [(0.0, (m,)) for m in modalities]
     rows = []
     for sigma, drop in conditions:
         name = f"drop {drop[0]}" if drop else ("clean" if sigma == 0 else f"noise {sigma:g}")
@@ -346,13 +355,13 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
         synthetic = DataArguments(
             synthetic_sizes=list(args.synthetic_sizes), synthetic_audio_dim=args.synthetic_audio_dim,
             synthetic_visual_dim=args.synthetic_visual_dim, synthetic_seed=args.synthetic_seed,
-            synthetic_modalities=[m for m in MODALITY_COLUMNS if m in model.config.modalities],
+            synthetic_modalities=[m for m in MODALITY_COLUMNS if m in model_modalities(model.config)],
         ).synthetic_kwargs()
     raw = load_any_dataset(args.dataset, config_name=args.dataset_config, **synthetic)
     split = raw[resolve_split(raw, args.split, args.dataset)]
     if args.max_samples:
         split = split.select(range(min(args.max_samples, len(split))))
-    modalities = list(model.config.modalities)
+    modalities = list(model_modalities(model.config))
     check_dataset_modalities(modalities, dataset_modalities(split), args.dataset)
     label_column = args.label_column or ("label" if is_regression(model) else "label_class")
     check_label_column(model, split, label_column)

