@@ -4,7 +4,8 @@ A command writes only into a folder it creates, or into one that carries its mar
 The marker (a hidden JSON file, one name per command) lists the entries the command wrote there, so that
 replacing an earlier output removes exactly those and never a file the user added. A folder is never both a
 command's input and its output. A run holds a lock file with its process id for as long as it writes, so a
-second run into the same folder stops before it touches anything.
+second run into the same folder stops before it touches anything. What a run writes first goes into a
+locked scratch folder (:mod:`hf_mmfusion.scratch`), so one a killed run left is removed by the next run.
 """
 
 from __future__ import annotations
@@ -12,29 +13,47 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+
+from .scratch import (  # noqa: F401  (the scratch primitives are part of this module's interface)
+    SCRATCH_LOCK,
+    STAGING_PATTERN,
+    ScratchDirectory,
+    creation_mode,
+    is_scratch,
+    remove_abandoned_scratch,
+    scratch_entries,
+)
 
 LOCK_NAME = ".hf_mmfusion.lock"
 # Prefix of the folder a save writes into before renaming its files into place; one left by a killed run
 # belongs to that run.
 STAGING_PREFIX = ".staging-"
 _WRITTEN_KEY = "written"
+# Read as well: explain's markers listed their files under this key before all commands shared one format.
+_EARLIER_KEYS = ("files",)
 
 
 def _is_bookkeeping(name: str, marker: str) -> bool:
     return name in (marker, LOCK_NAME) or name.startswith((STAGING_PREFIX, f"{marker}.tmp-"))
 
 
+def _plain_name(name, marker: str) -> bool:
+    # A marker never points outside its folder, nor at the bookkeeping files themselves.
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and not _is_bookkeeping(name, marker)
+
+
 def written_entries(folder: str | os.PathLike, marker: str) -> set[str] | None:
     """The names ``marker`` in ``folder`` records as written by its command; ``None`` when there is no marker.
 
-    An empty marker file (written before markers listed their entries) records nothing.
+    An empty or unreadable marker file (written before markers listed their entries) records nothing; names
+    that are not plain entries of ``folder`` are ignored.
     """
     path = Path(folder) / marker
-    if not path.is_file() or Path(folder).is_symlink():
+    if path.is_symlink() or not path.is_file() or Path(folder).is_symlink():
         return None
     text = path.read_text().strip()
     if not text:
@@ -43,8 +62,13 @@ def written_entries(folder: str | os.PathLike, marker: str) -> set[str] | None:
         payload = json.loads(text)
     except json.JSONDecodeError:
         return set()
-    names = payload.get(_WRITTEN_KEY, []) if isinstance(payload, dict) else []
-    return {str(name) for name in names if isinstance(name, str)}
+    names = []
+    if isinstance(payload, dict):
+        key = next((k for k in (_WRITTEN_KEY, *_EARLIER_KEYS) if k in payload), _WRITTEN_KEY)
+        names = payload.get(key, [])
+    if not isinstance(names, list):
+        return set()
+    return {name for name in names if _plain_name(name, marker)}
 
 
 def record_written(folder: str | os.PathLike, marker: str, names: Iterable[str] = (), reset: bool = False) -> None:
@@ -205,18 +229,18 @@ def staged_files(folder: str | os.PathLike, last: Sequence[str] = ()) -> Iterato
     """A hidden staging folder inside ``folder`` for the block to write into; afterwards each entry moves into
     ``folder`` by rename (``last`` ones at the end), so ``folder`` never holds half of what the block wrote.
 
-    On an error in the block the staging folder is removed and ``folder`` is as before. Entries of ``folder``
-    with the same names are replaced: the caller makes sure they are its own.
+    On an error in the block the staging folder is removed and ``folder`` is as before; one a killed run left
+    is removed by the next call. Entries of ``folder`` with the same names are replaced: the caller makes sure
+    they are its own. List what was staged with :func:`scratch_entries` (it leaves out the lock file).
     """
     folder = Path(folder)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
-    try:
+    remove_abandoned_scratch(folder, re.escape(STAGING_PREFIX) + ".+")
+    with ScratchDirectory(folder, STAGING_PREFIX) as scratch:
+        staging = scratch.path
         yield staging
-        names = sorted(p.name for p in staging.iterdir())
+        names = scratch.entries()
         for name in [n for n in names if n not in last] + [n for n in last if n in names]:
             target = folder / name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             os.replace(staging / name, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
