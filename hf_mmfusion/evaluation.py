@@ -249,13 +249,15 @@ def write_rows(rows: list[dict], output_dir: str | Path, stem: str = "robustness
     return paths
 
 
-def write_results(rows: list[dict], output_dir: str | Path, metrics: Sequence[str], title: str) -> None:
+def write_results(
+    rows: list[dict], output_dir: str | Path, metrics: Sequence[str], title: str, what: str = "--output_dir"
+) -> None:
     """``robustness.{csv,json,md,png}`` into ``output_dir``, all at once (staged, then renamed into place),
     replacing only files an earlier evaluate wrote (checked again here: the folder may have changed while
     the model ran); the folder's marker then lists them."""
     from .outputs import record_written, staged_files
 
-    output_dir = check_output_dir(output_dir)
+    output_dir = check_output_dir(output_dir, what)
     output_dir.mkdir(parents=True, exist_ok=True)
     with staged_files(output_dir) as staging:
         write_rows(rows, staging)
@@ -362,11 +364,12 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be at least 1, got {threads}")
+    what = "--output_dir" if args.output_dir else "the default --output_dir"
     if args.output_dir:
         output_dir = check_output_dir(args.output_dir)
     else:
         output_dir = Path(args.model) / "eval" if Path(args.model).is_dir() else Path("eval")
-        check_output_dir(output_dir, "the default --output_dir")
+        check_output_dir(output_dir, what)
     model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code, progress=not args.no_progress)
     check_text_length(model, args.max_text_length)
     synthetic = {}
@@ -402,7 +405,7 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
         )
     write_results(
         rows, output_dir, metrics=("mae", "acc2_has0") if is_regression(model) else ("accuracy", "f1_macro"),
-        title=f"{model.config.model_type.upper()} on {args.dataset} ({args.split})",
+        title=f"{model.config.model_type.upper()} on {args.dataset} ({args.split})", what=what,
     )
     print(format_table(rows))
     print(f"wrote {output_dir}/robustness.{{csv,json,md,png}}")

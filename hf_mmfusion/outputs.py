@@ -5,82 +5,33 @@ The marker (a hidden JSON file, one name per command) lists the entries the comm
 replacing an earlier output removes exactly those and never a file the user added. A folder is never both a
 command's input and its output. A run holds a lock file with its process id for as long as it writes, so a
 second run into the same folder stops before it touches anything. What a run writes first goes into a
-locked scratch folder (:mod:`hf_mmfusion.scratch`), so one a killed run left is removed by the next run.
+locked scratch folder, so one a killed run left is removed by the next run. The marker format and the
+scratch folders themselves live in :mod:`hf_mmfusion.ownership`, which the converters use too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from .scratch import (  # noqa: F401  (the scratch primitives are part of this module's interface)
+from .ownership import (  # noqa: F401  (markers and scratch folders are part of this module's interface)
+    LOCK_NAME,
     SCRATCH_LOCK,
     STAGING_PATTERN,
+    STAGING_PREFIX,
     ScratchDirectory,
     creation_mode,
+    is_bookkeeping,
     is_scratch,
+    record_written,
     remove_abandoned_scratch,
     scratch_entries,
+    written_entries,
 )
-
-LOCK_NAME = ".hf_mmfusion.lock"
-# Prefix of the folder a save writes into before renaming its files into place; one left by a killed run
-# belongs to that run.
-STAGING_PREFIX = ".staging-"
-_WRITTEN_KEY = "written"
-# Read as well: explain's markers listed their files under this key before all commands shared one format.
-_EARLIER_KEYS = ("files",)
-
-
-def _is_bookkeeping(name: str, marker: str) -> bool:
-    return name in (marker, LOCK_NAME) or name.startswith((STAGING_PREFIX, f"{marker}.tmp-"))
-
-
-def _plain_name(name, marker: str) -> bool:
-    # A marker never points outside its folder, nor at the bookkeeping files themselves.
-    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and not _is_bookkeeping(name, marker)
-
-
-def written_entries(folder: str | os.PathLike, marker: str) -> set[str] | None:
-    """The names ``marker`` in ``folder`` records as written by its command; ``None`` when there is no marker.
-
-    An empty or unreadable marker file (written before markers listed their entries) records nothing; names
-    that are not plain entries of ``folder`` are ignored.
-    """
-    path = Path(folder) / marker
-    if path.is_symlink() or not path.is_file() or Path(folder).is_symlink():
-        return None
-    text = path.read_text().strip()
-    if not text:
-        return set()
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError:
-        return set()
-    names = []
-    if isinstance(payload, dict):
-        key = next((k for k in (_WRITTEN_KEY, *_EARLIER_KEYS) if k in payload), _WRITTEN_KEY)
-        names = payload.get(key, [])
-    if not isinstance(names, list):
-        return set()
-    return {name for name in names if _plain_name(name, marker)}
-
-
-def record_written(folder: str | os.PathLike, marker: str, names: Iterable[str] = (), reset: bool = False) -> None:
-    """Add ``names`` (entries directly under ``folder``) to its marker, creating the marker when absent.
-
-    The marker is replaced atomically, so an interrupted write leaves the previous list."""
-    folder = Path(folder)
-    known = set() if reset else (written_entries(folder, marker) or set())
-    known.update(str(name) for name in names)
-    tmp = folder / f"{marker}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps({_WRITTEN_KEY: sorted(known)}, indent=1) + "\n")
-    os.replace(tmp, folder / marker)
 
 
 def foreign_entries(
@@ -95,7 +46,7 @@ def foreign_entries(
     return sorted(
         child.name
         for child in folder.iterdir()
-        if not _is_bookkeeping(child.name, marker)
+        if not is_bookkeeping(child.name, marker)
         and child.name not in written
         and not (also_ours is not None and also_ours(child))
     )
@@ -134,7 +85,7 @@ def check_output_dir(
         raise ValueError(f"{flag} {folder} is a file, not a folder")
     if not folder.exists():
         return folder
-    others = [c.name for c in folder.iterdir() if not _is_bookkeeping(c.name, marker)]
+    others = [c.name for c in folder.iterdir() if not is_bookkeeping(c.name, marker)]
     if others and written_entries(folder, marker) is None:
         raise ValueError(
             f"{flag} {folder} holds files that hf-mmfusion {command} did not write ({_shown(sorted(others))}); "

@@ -563,6 +563,12 @@ def _wav(path, seconds=0.4, rate=16000):
 def test_a_model_trained_on_a_manifest_of_recordings_takes_recordings(tmp_path, capsys):
     names = [_wav(tmp_path / f"clip{i}.wav", 0.3 + 0.05 * i).name for i in range(6)]
     out = _manifest_run(tmp_path, capsys, names)
+    from hf_mmfusion.data.schema import OUTPUT_MARKER, read_feature_extractors
+    from hf_mmfusion.outputs import written_entries
+
+    assert read_feature_extractors(tmp_path / "data")["audio"]["feature_size"] == 8
+    # The dataset's marker lists its entries in the format every command's marker has.
+    assert {"dataset_dict.json", "feature_extractors.json"} <= written_entries(tmp_path / "data", OUTPUT_MARKER)
     config = json.loads((out / "processor_config.json").read_text())
     assert config["audio_feature_extractor"]["feature_source"] == "raw"
     status, err = _cli(["predict", str(out), "--text", "a good clip", "--audio", str(_wav(tmp_path / "x.wav")),

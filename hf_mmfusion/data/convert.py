@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..scratch import ScratchDirectory, remove_abandoned_scratch
+from ..ownership import ScratchDirectory, remove_abandoned_scratch
 from .schema import (
     FILE_FORMATS,
     SPLITS,

@@ -19,14 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..scratch import STAGING_PATTERN, ScratchDirectory, creation_mode, remove_abandoned_scratch
+from ..ownership import (
+    STAGING_PATTERN,
+    ScratchDirectory,
+    creation_mode,
+    record_written,
+    remove_abandoned_scratch,
+)
 
 SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "validation", "validation": "validation",
                  "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
 FILE_FORMATS = ("arrow", "parquet")
-# Written into every converter output; only a folder carrying it may be replaced by ``overwrite``.
-# ``datasets`` skips hidden files, so neither loader sees it.
+# Written into every converter output (listing its entries, in the marker format every command shares);
+# only a folder carrying it may be replaced by ``overwrite``. ``datasets`` skips hidden files, so neither
+# loader sees it.
 OUTPUT_MARKER = ".hf_mmfusion_dataset"
 
 
@@ -195,7 +202,8 @@ def write_dataset_dict(
                 ds.to_parquet(staging / "data" / f"{split}-00000-of-00001.parquet")
         if feature_extractors:
             (staging / FEATURE_EXTRACTORS_FILE).write_text(json.dumps(feature_extractors, indent=1, default=str))
-        (staging / OUTPUT_MARKER).write_text(f"{file_format}\n")
+        # The whole folder is the converter's: the marker lists everything in it.
+        record_written(staging, OUTPUT_MARKER, scratch.entries(), reset=True)
         scratch.seal()
         if overwrite and (output.exists() or output.is_symlink()):
             # Checked again: what is there now may not be what was checked before the conversion.

@@ -1,21 +1,83 @@
-"""Scratch folders a command writes into before its result moves into place, and the removal of those a
-killed run left behind.
+"""What this package's commands can prove they wrote: marker files and scratch folders.
 
-A scratch folder carries a lock file that its process holds (``flock``) for as long as it lives; the kernel
-drops the lock when the process dies, however it dies. So a later run can tell an abandoned folder (lock
-file present, lock free) from a live run's (lock held) and from a look-alike the user made (no lock file),
-and removes only the first kind.
+A marker is a hidden JSON file, one name per command (``{"written": [entry names]}``), in a folder the
+command writes into; it lists the entries the command wrote there, so that a later run replaces exactly
+those and never a file the user added.
 
-Only the standard library is used here: the converters (``data/``) and the commands both build on it.
+A scratch folder is where a command writes before its result moves into place. It carries a lock file
+that its process holds (``flock``) for as long as it lives; the kernel drops the lock when the process
+dies, however it dies. So a later run can tell an abandoned folder (lock file present, lock free) from a
+live run's (lock held) and from a look-alike the user made (no lock file), and removes only the first kind.
+
+Only the standard library is used here, so that every layer can build on it: the converters (``data/``)
+as well as the commands (:mod:`hf_mmfusion.outputs` holds the commands' rules for their output folders).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+
+LOCK_NAME = ".hf_mmfusion.lock"
+# Prefix of the folder a save writes into before renaming its files into place; one left by a killed run
+# belongs to that run.
+STAGING_PREFIX = ".staging-"
+_WRITTEN_KEY = "written"
+# Read as well: explain's markers listed their files under this key before all commands shared one format.
+_EARLIER_KEYS = ("files",)
+
+
+def is_bookkeeping(name: str, marker: str) -> bool:
+    """Whether ``name`` is one of the files a command keeps beside its entries (marker, lock, staging)."""
+    return name in (marker, LOCK_NAME) or name.startswith((STAGING_PREFIX, f"{marker}.tmp-"))
+
+
+def _plain_name(name, marker: str) -> bool:
+    # A marker never points outside its folder, nor at the bookkeeping files themselves.
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and not is_bookkeeping(name, marker)
+
+
+def written_entries(folder: str | os.PathLike, marker: str) -> set[str] | None:
+    """The names ``marker`` in ``folder`` records as written by its command; ``None`` when there is no marker.
+
+    An empty or unreadable marker file (written before markers listed their entries) records nothing; names
+    that are not plain entries of ``folder`` are ignored.
+    """
+    path = Path(folder) / marker
+    if path.is_symlink() or not path.is_file() or Path(folder).is_symlink():
+        return None
+    text = path.read_text().strip()
+    if not text:
+        return set()
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        return set()
+    names = []
+    if isinstance(payload, dict):
+        key = next((k for k in (_WRITTEN_KEY, *_EARLIER_KEYS) if k in payload), _WRITTEN_KEY)
+        names = payload.get(key, [])
+    if not isinstance(names, list):
+        return set()
+    return {name for name in names if _plain_name(name, marker)}
+
+
+def record_written(folder: str | os.PathLike, marker: str, names: Iterable[str] = (), reset: bool = False) -> None:
+    """Add ``names`` (entries directly under ``folder``) to its marker, creating the marker when absent.
+
+    The marker is replaced atomically, so an interrupted write leaves the previous list."""
+    folder = Path(folder)
+    known = set() if reset else (written_entries(folder, marker) or set())
+    known.update(str(name) for name in names)
+    tmp = folder / f"{marker}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({_WRITTEN_KEY: sorted(known)}, indent=1) + "\n")
+    os.replace(tmp, folder / marker)
+
 
 SCRATCH_LOCK = ".hf_mmfusion_writing"
 # The names scratch folders get beside or inside an output: ``.<output name>.partial-<random>``.
