@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from workflow_helpers import (
+    killed_and_live_runs,
     one_torch_thread,  # noqa: F401  (autouse fixture)
     tiny_checkpoint,
     tiny_dataset,
@@ -615,27 +616,13 @@ def _explain_and_hang(model, processor, split, report, paths):
 
 
 def test_a_killed_explain_leaves_nothing_after_the_next_run(clcr, tmp_path):
-    import multiprocessing
-    import os
-    import signal
-
     model, processor, _ = clcr
     split = tiny_dataset()["test"].select(range(3))
     report = tmp_path / "report"
     hf_mmfusion.explain(model, processor, split, report, examples=0)
     (report / "my_notes.txt").write_text("keep me")
-    context = multiprocessing.get_context("fork")
-    paths = context.Queue()
-    runs = []
-    for _ in range(2):
-        process = context.Process(target=_explain_and_hang, args=(model, processor, split, report, paths), daemon=True)
-        process.start()
-        runs.append((process, Path(paths.get(timeout=120))))
-    try:
-        (killed, dead_staging), (_, live_staging) = runs
+    with killed_and_live_runs(_explain_and_hang, model, processor, split, report) as (dead_staging, live_staging):
         assert dead_staging.parent == report and dead_staging.name.startswith(".report.partial-")
-        os.kill(killed.pid, signal.SIGKILL)
-        killed.join(timeout=60)
         assert dead_staging.is_dir()
         lookalike = report / ".report.partial-mine"  # no lock file: not provably ours
         lookalike.mkdir()
@@ -644,11 +631,6 @@ def test_a_killed_explain_leaves_nothing_after_the_next_run(clcr, tmp_path):
         assert not dead_staging.exists() and live_staging.is_dir()
         assert (lookalike / "keep.txt").read_text() == "not ours" and (report / "my_notes.txt").read_text() == "keep me"
         assert (report / "explain.json").is_file()
-    finally:
-        for process, _ in runs:
-            if process.is_alive():
-                os.kill(process.pid, signal.SIGKILL)
-                process.join(timeout=60)
 
 
 def test_a_report_marker_in_the_earlier_format_still_counts(clcr, tmp_path):

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 import torch
-from workflow_helpers import one_torch_thread, tiny_checkpoint  # noqa: F401
+from workflow_helpers import killed_and_live_runs, one_torch_thread, tiny_checkpoint  # noqa: F401
 
 from hf_mmfusion.cli import main
 
@@ -313,29 +313,16 @@ def _open_output_and_hang(output, paths):
 
     from hf_mmfusion.predict import open_staged_output
 
+    # What predict opens before its model loads; the run is killed while it computes.
     temporary, _ = open_staged_output(output)
     paths.put(str(temporary.parent))
     time.sleep(600)
 
 
 def test_a_killed_predict_leaves_nothing_after_the_next_run(checkpoint, tmp_path):
-    import multiprocessing
-    import signal
-    from pathlib import Path
-
     out = tmp_path / "scores.jsonl"
-    context = multiprocessing.get_context("fork")
-    paths = context.Queue()
-    runs = []
-    for _ in range(2):
-        process = context.Process(target=_open_output_and_hang, args=(out, paths), daemon=True)
-        process.start()
-        runs.append((process, Path(paths.get(timeout=60))))
-    try:
-        (killed, dead_scratch), (_, live_scratch) = runs
+    with killed_and_live_runs(_open_output_and_hang, out) as (dead_scratch, live_scratch):
         assert dead_scratch.parent == tmp_path and dead_scratch.name.startswith(".scores.jsonl.partial-")
-        os.kill(killed.pid, signal.SIGKILL)
-        killed.join(timeout=60)
         assert dead_scratch.is_dir()
         lookalike = tmp_path / ".scores.jsonl.partial-mine"  # no lock file: not provably ours
         lookalike.mkdir()
@@ -345,11 +332,6 @@ def test_a_killed_predict_leaves_nothing_after_the_next_run(checkpoint, tmp_path
         assert len(out.read_text().splitlines()) == 1
         assert not dead_scratch.exists() and live_scratch.is_dir()
         assert (lookalike / "keep.txt").read_text() == "not ours"
-    finally:
-        for process, _ in runs:
-            if process.is_alive():
-                os.kill(process.pid, signal.SIGKILL)
-                process.join(timeout=60)
 
 
 def _frames(folder, name, width):
