@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -257,6 +258,22 @@ def write_rows(rows: list[dict], output_dir: str | Path, stem: str = "robustness
     return paths
 
 
+def write_results(
+    rows: list[dict], output_dir: str | Path, metrics: Sequence[str], title: str, what: str = "--output_dir"
+) -> None:
+    """``robustness.{csv,json,md,png}`` into ``output_dir``, all at once (staged, then renamed into place),
+    replacing only files an earlier evaluate wrote (checked again here: the folder may have changed while
+    the model ran); the folder's marker then lists them."""
+    from .outputs import record_written, staged_files
+
+    output_dir = check_output_dir(output_dir, what)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with staged_files(output_dir) as staging:
+        write_rows(rows, staging)
+        plot_robustness(rows, staging / "robustness.png", metrics=metrics, title=title)
+    record_written(output_dir, OUTPUT_MARKER, RESULT_FILES)
+
+
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("model", help="saved model directory or Hub id (with its processor)")
     parser.add_argument("--dataset", default="synthetic", help="'synthetic', a save_to_disk directory or a Hub dataset id")
@@ -282,12 +299,28 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     return parser
 
 
+# Lists the result files evaluate wrote into a folder; only those are ever replaced by a later run.
+OUTPUT_MARKER = ".hf_mmfusion_evaluate"
+RESULT_FILES = tuple(f"robustness.{suffix}" for suffix in ("csv", "json", "md", "png"))
+
+
 def check_output_dir(output_dir: str | Path, what: str = "--output_dir") -> Path:
     """``output_dir`` once results can be written there (it exists as a writable folder or can be created
-    in one); a ``ValueError`` naming ``what`` otherwise. Nothing is created."""
+    in one, and holds no result file that an earlier evaluate did not write); a ``ValueError`` naming
+    ``what`` otherwise. Nothing is created."""
+    from .outputs import written_entries
+
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"{what} {output_dir} is a file, not a folder; choose another --output_dir")
+    if output_dir.is_dir():
+        ours = written_entries(output_dir, OUTPUT_MARKER) or set()
+        foreign = [n for n in RESULT_FILES if n not in ours and os.path.lexists(output_dir / n)]
+        if foreign:
+            raise ValueError(
+                f"{what} {output_dir} holds {', '.join(foreign)}, which hf-mmfusion evaluate did not write; it "
+                "never writes over them: move them away or choose another --output_dir"
+            )
     existing = output_dir
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -340,11 +373,12 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be at least 1, got {threads}")
+    what = "--output_dir" if args.output_dir else "the default --output_dir"
     if args.output_dir:
         output_dir = check_output_dir(args.output_dir)
     else:
         output_dir = Path(args.model) / "eval" if Path(args.model).is_dir() else Path("eval")
-        check_output_dir(output_dir, "the default --output_dir")
+        check_output_dir(output_dir, what)
     model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code, progress=not args.no_progress)
     check_text_length(model, args.max_text_length)
     synthetic = {}
@@ -378,13 +412,9 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
             binning=args.binning,
             progress=not args.no_progress,
         )
-    write_rows(rows, output_dir)
-    regression = is_regression(model)
-    plot_robustness(
-        rows,
-        output_dir / "robustness.png",
-        metrics=("mae", "acc2_has0") if regression else ("accuracy", "f1_macro"),
-        title=f"{model.config.model_type.upper()} on {args.dataset} ({args.split})",
+    write_results(
+        rows, output_dir, metrics=("mae", "acc2_has0") if is_regression(model) else ("accuracy", "f1_macro"),
+        title=f"{model.config.model_type.upper()} on {args.dataset} ({args.split})", what=what,
     )
     print(format_table(rows))
     print(f"wrote {output_dir}/robustness.{{csv,json,md,png}}")

@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -31,6 +30,15 @@ from .cpu_memory import retain_freed_memory
 from .cpu_threads import THREADS_HELP, model_threads
 from .evaluation import is_regression, load_pretrained, perturb_batch, score
 from .loading import MODALITY_COLUMNS
+from .outputs import (
+    STAGING_PATTERN,
+    ScratchDirectory,
+    creation_mode,
+    is_scratch,
+    record_written,
+    remove_abandoned_scratch,
+    written_entries,
+)
 
 FIGURE_DPI = 110
 FRAME_MODALITIES = ("audio", "visual")
@@ -351,22 +359,22 @@ class Explanation:
         existed = folder.exists()
         if not existed:
             folder.parent.mkdir(parents=True, exist_ok=True)
-        # Staged beside the report's files (same file system), so moving them into place is a rename.
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder if existed else folder.parent))
-        try:
+        # Staged beside the report's files (same file system), so moving them into place is a rename; a
+        # staging folder a killed run left there is removed now.
+        parent = folder if existed else folder.parent
+        remove_abandoned_scratch(parent, STAGING_PATTERN)
+        with ScratchDirectory(parent, f".{folder.name}.partial-", mode=creation_mode(directory=True)) as scratch:
+            staging = scratch.path
             figures = draw_figures(self, staging, svg=svg)
             (staging / "explain.json").write_text(json.dumps(self.to_json(), indent=1, allow_nan=False))
             (staging / "index.html").write_text(render_html(self, figures))
-            names = sorted(p.name for p in staging.iterdir())
+            names = scratch.entries()
             if existed:
                 _replace_report_files(folder, staging, names)
             else:
-                (staging / REPORT_MARKER).write_text(json.dumps({"files": names}))
-                # mkdtemp makes the folder private (0700); a report folder gets the usual permissions.
-                staging.chmod(_umask_mode())
+                record_written(staging, REPORT_MARKER, names, reset=True)
+                scratch.seal()
                 staging.rename(folder)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         paths = {"json": folder / "explain.json", "html": folder / "index.html"}
         paths.update({name: folder / rel for name, rel in figures.items()})
         return paths
@@ -374,29 +382,6 @@ class Explanation:
 
 # Names the files of a report; explain replaces files in an existing folder only when this marker lists them.
 REPORT_MARKER = ".hf_mmfusion_explain"
-
-
-def _marked_files(folder: Path) -> list[str] | None:
-    """The report files an earlier run listed in ``folder``'s marker; ``None`` without a valid marker."""
-    marker = folder / REPORT_MARKER
-    if marker.is_symlink() or not marker.is_file():
-        return None
-    try:
-        names = json.loads(marker.read_text()).get("files")
-    except (OSError, ValueError, AttributeError):
-        return None
-    # Plain names only: a marker must never point outside its folder.
-    if not isinstance(names, list) or not all(
-        isinstance(n, str) and n and n == Path(n).name and not n.startswith(".") for n in names
-    ):
-        return None
-    return names
-
-
-def _umask_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o777 & ~umask
 
 
 def check_report_dir(output_dir: str | Path) -> Path:
@@ -421,7 +406,8 @@ def check_report_dir(output_dir: str | Path) -> Path:
         return folder
     if not folder.is_dir():
         raise ValueError(f"output directory {shown} is a file; choose a new or empty directory")
-    if any(folder.iterdir()) and _marked_files(folder) is None:
+    # Staging folders of explain runs (a live one's, or one a killed run left) are not the user's files.
+    if any(not is_scratch(p) for p in folder.iterdir()) and written_entries(folder, REPORT_MARKER) is None:
         raise ValueError(
             f"output directory {shown} exists and is not an earlier explain report (no {REPORT_MARKER} marker); "
             "choose a new or empty directory"
@@ -433,18 +419,12 @@ def _is_file_entry(path: Path) -> bool:
     return path.is_symlink() or path.is_file()
 
 
-def _write_marker(staging: Path, folder: Path, names: list[str]) -> None:
-    staged = staging / REPORT_MARKER
-    staged.write_text(json.dumps({"files": sorted(names)}))
-    os.replace(staged, folder / REPORT_MARKER)
-
-
 def _replace_report_files(folder: Path, staging: Path, names: list[str]) -> None:
     """Move the staged report ``names`` into the earlier report ``folder``, retiring that report's files.
 
     Only files the folder's marker lists are replaced or removed; a failure puts the earlier report back.
     """
-    old = [n for n in _marked_files(folder) or [] if _is_file_entry(folder / n)]
+    old = sorted(n for n in written_entries(folder, REPORT_MARKER) or () if _is_file_entry(folder / n))
     foreign = [n for n in names if n not in old and ((folder / n).exists() or (folder / n).is_symlink())]
     if foreign:
         raise ValueError(
@@ -454,7 +434,7 @@ def _replace_report_files(folder: Path, staging: Path, names: list[str]) -> None
     marker = folder / REPORT_MARKER
     previous = marker.read_text() if marker.is_file() else None
     # Until the swap is done the marker lists both reports, so an interrupted run is cleaned up by the next.
-    _write_marker(staging, folder, sorted(set(old) | set(names)))
+    record_written(folder, REPORT_MARKER, sorted(set(old) | set(names)), reset=True)
     retired = Path(tempfile.mkdtemp(prefix=".retired-", dir=staging))
     moved_out, moved_in = [], []
     try:
@@ -464,7 +444,7 @@ def _replace_report_files(folder: Path, staging: Path, names: list[str]) -> None
         for name in names:
             os.replace(staging / name, folder / name)
             moved_in.append(name)
-        _write_marker(staging, folder, names)
+        record_written(folder, REPORT_MARKER, names, reset=True)
     except BaseException:
         for name in moved_in:
             os.replace(folder / name, staging / name)

@@ -4,59 +4,34 @@ A command writes only into a folder it creates, or into one that carries its mar
 The marker (a hidden JSON file, one name per command) lists the entries the command wrote there, so that
 replacing an earlier output removes exactly those and never a file the user added. A folder is never both a
 command's input and its output. A run holds a lock file with its process id for as long as it writes, so a
-second run into the same folder stops before it touches anything.
+second run into the same folder stops before it touches anything. What a run writes first goes into a
+locked scratch folder, so one a killed run left is removed by the next run. The marker format and the
+scratch folders themselves live in :mod:`hf_mmfusion.ownership`, which the converters use too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-LOCK_NAME = ".hf_mmfusion.lock"
-# Prefix of the folder a save writes into before renaming its files into place; one left by a killed run
-# belongs to that run.
-STAGING_PREFIX = ".staging-"
-_WRITTEN_KEY = "written"
-
-
-def _is_bookkeeping(name: str, marker: str) -> bool:
-    return name in (marker, LOCK_NAME) or name.startswith((STAGING_PREFIX, f"{marker}.tmp-"))
-
-
-def written_entries(folder: str | os.PathLike, marker: str) -> set[str] | None:
-    """The names ``marker`` in ``folder`` records as written by its command; ``None`` when there is no marker.
-
-    An empty marker file (written before markers listed their entries) records nothing.
-    """
-    path = Path(folder) / marker
-    if not path.is_file() or Path(folder).is_symlink():
-        return None
-    text = path.read_text().strip()
-    if not text:
-        return set()
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError:
-        return set()
-    names = payload.get(_WRITTEN_KEY, []) if isinstance(payload, dict) else []
-    return {str(name) for name in names if isinstance(name, str)}
-
-
-def record_written(folder: str | os.PathLike, marker: str, names: Iterable[str] = (), reset: bool = False) -> None:
-    """Add ``names`` (entries directly under ``folder``) to its marker, creating the marker when absent.
-
-    The marker is replaced atomically, so an interrupted write leaves the previous list."""
-    folder = Path(folder)
-    known = set() if reset else (written_entries(folder, marker) or set())
-    known.update(str(name) for name in names)
-    tmp = folder / f"{marker}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps({_WRITTEN_KEY: sorted(known)}, indent=1) + "\n")
-    os.replace(tmp, folder / marker)
+from .ownership import (  # noqa: F401  (markers and scratch folders are part of this module's interface)
+    LOCK_NAME,
+    SCRATCH_LOCK,
+    STAGING_PATTERN,
+    STAGING_PREFIX,
+    ScratchDirectory,
+    creation_mode,
+    is_bookkeeping,
+    is_scratch,
+    record_written,
+    remove_abandoned_scratch,
+    scratch_entries,
+    written_entries,
+)
 
 
 def foreign_entries(
@@ -71,7 +46,7 @@ def foreign_entries(
     return sorted(
         child.name
         for child in folder.iterdir()
-        if not _is_bookkeeping(child.name, marker)
+        if not is_bookkeeping(child.name, marker)
         and child.name not in written
         and not (also_ours is not None and also_ours(child))
     )
@@ -110,7 +85,7 @@ def check_output_dir(
         raise ValueError(f"{flag} {folder} is a file, not a folder")
     if not folder.exists():
         return folder
-    others = [c.name for c in folder.iterdir() if not _is_bookkeeping(c.name, marker)]
+    others = [c.name for c in folder.iterdir() if not is_bookkeeping(c.name, marker)]
     if others and written_entries(folder, marker) is None:
         raise ValueError(
             f"{flag} {folder} holds files that hf-mmfusion {command} did not write ({_shown(sorted(others))}); "
@@ -205,18 +180,18 @@ def staged_files(folder: str | os.PathLike, last: Sequence[str] = ()) -> Iterato
     """A hidden staging folder inside ``folder`` for the block to write into; afterwards each entry moves into
     ``folder`` by rename (``last`` ones at the end), so ``folder`` never holds half of what the block wrote.
 
-    On an error in the block the staging folder is removed and ``folder`` is as before. Entries of ``folder``
-    with the same names are replaced: the caller makes sure they are its own.
+    On an error in the block the staging folder is removed and ``folder`` is as before; one a killed run left
+    is removed by the next call. Entries of ``folder`` with the same names are replaced: the caller makes sure
+    they are its own. List what was staged with :func:`scratch_entries` (it leaves out the lock file).
     """
     folder = Path(folder)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
-    try:
+    remove_abandoned_scratch(folder, re.escape(STAGING_PREFIX) + ".+")
+    with ScratchDirectory(folder, STAGING_PREFIX) as scratch:
+        staging = scratch.path
         yield staging
-        names = sorted(p.name for p in staging.iterdir())
+        names = scratch.entries()
         for name in [n for n in names if n not in last] + [n for n in last if n in names]:
             target = folder / name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             os.replace(staging / name, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

@@ -18,7 +18,6 @@ import csv
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from .cpu_threads import THREADS_HELP, model_threads
 from .data.manifest import read_npy_frames
 from .evaluation import is_regression, load_pretrained
 from .loading import MODALITY_COLUMNS, check_text_length, model_modalities
+from .outputs import STAGING_PATTERN, ScratchDirectory, remove_abandoned_scratch
 from .processing.feature_extraction_mmfusion import VIDEO_SUFFIXES
 from .processing.media import WAV_SUFFIXES, check_media_file
 from .processing.processing_mmfusion import has_visible_text
@@ -405,18 +405,47 @@ def _strict_json(row: dict) -> str:
 
 def open_staged_output(output: str | Path) -> tuple[Path, object]:
     """(temporary path, open text file) beside ``output``: predictions are written there and renamed onto
-    ``output`` only when complete, so ``output`` never holds a partial file."""
+    ``output`` only when complete, so ``output`` never holds a partial file.
+
+    The temporary file lies in a locked scratch folder (``.<name>.partial-*``) that the file object keeps:
+    one a killed run left beside ``output`` is removed here, by the next run."""
     output = Path(output)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=f".{output.name}.partial-", dir=output.parent)
+        remove_abandoned_scratch(output.parent, STAGING_PATTERN)
+        scratch = ScratchDirectory(output.parent, f".{output.name}.partial-")
     except OSError as err:
         raise OSError(err.errno, f"cannot write {output}: {err.strerror}") from err
-    # mkstemp makes the file private (0600); the result gets the permissions of any new file.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
-    return Path(temporary), os.fdopen(fd, "w", newline="", encoding="utf-8")
+    temporary = scratch.path / output.name
+    try:
+        handle = _ScratchFile(temporary.open("w", newline="", encoding="utf-8"), scratch)
+    except BaseException:
+        scratch.close()
+        raise
+    return temporary, handle
+
+
+class _ScratchFile:
+    """A text file in a scratch folder; closing it removes the folder with whatever is still in it."""
+
+    def __init__(self, handle, scratch: ScratchDirectory):
+        self._handle, self._scratch = handle, scratch
+
+    def write(self, text: str) -> int:
+        return self._handle.write(text)
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+        self._scratch.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.close()
 
 
 def write_predictions(results, output: str | Path | None) -> int:

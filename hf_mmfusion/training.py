@@ -52,6 +52,7 @@ from .outputs import (
     record_written,
     remove_written,
     run_lock,
+    scratch_entries,
     staged_files,
     written_entries,
 )
@@ -1039,7 +1040,7 @@ def _save_final(trainer, final_model, processor, model_args, data_args, metrics,
                 ).save(staging / "README.md")
             (staging / "all_results.json").write_text(json.dumps(_jsonable(metrics), indent=2))
             trainer.state.save_to_json(str(staging / "trainer_state.json"))
-            record_written(output_dir, RUN_MARKER, [child.name for child in staging.iterdir()])
+            record_written(output_dir, RUN_MARKER, scratch_entries(staging))
     except (OSError, SafetensorError) as err:
         kept = last_valid_checkpoint(output_dir)
         hint = "; the checkpoints are kept: free space and continue with --resume_from_checkpoint latest" if kept else ""

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from workflow_helpers import (
+    killed_and_live_runs,
     one_torch_thread,  # noqa: F401  (autouse fixture)
     tiny_checkpoint,
     tiny_dataset,
@@ -599,3 +600,50 @@ def test_records_with_a_single_modality_have_no_occlusion_for_it(clcr, tmp_path)
     exp = hf_mmfusion.explain(model, processor, only_text, tmp_path / "text", examples=0)
     assert exp.summary["occlusion"]["text"]["num_samples"] == 0 and "drop text" not in exp.summary["metrics"]
     assert (tmp_path / "text" / "occlusion.png").is_file()
+
+
+def _explain_and_hang(model, processor, split, report, paths):
+    import time
+
+    import hf_mmfusion.explanation as explanation
+
+    def hang(exp, directory, svg=True):
+        paths.put(str(directory))
+        time.sleep(600)
+
+    explanation.draw_figures = hang
+    hf_mmfusion.explain(model, processor, split, report, examples=0)
+
+
+def test_a_killed_explain_leaves_nothing_after_the_next_run(clcr, tmp_path):
+    model, processor, _ = clcr
+    split = tiny_dataset()["test"].select(range(3))
+    report = tmp_path / "report"
+    hf_mmfusion.explain(model, processor, split, report, examples=0)
+    (report / "my_notes.txt").write_text("keep me")
+    with killed_and_live_runs(_explain_and_hang, model, processor, split, report) as (dead_staging, live_staging):
+        assert dead_staging.parent == report and dead_staging.name.startswith(".report.partial-")
+        assert dead_staging.is_dir()
+        lookalike = report / ".report.partial-mine"  # no lock file: not provably ours
+        lookalike.mkdir()
+        (lookalike / "keep.txt").write_text("not ours")
+        hf_mmfusion.explain(model, processor, split, report, examples=0)
+        assert not dead_staging.exists() and live_staging.is_dir()
+        assert (lookalike / "keep.txt").read_text() == "not ours" and (report / "my_notes.txt").read_text() == "keep me"
+        assert (report / "explain.json").is_file()
+
+
+def test_a_report_marker_in_the_earlier_format_still_counts(clcr, tmp_path):
+    model, processor, _ = clcr
+    split = tiny_dataset()["test"].select(range(3))
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "explain.json").write_text("{}")
+    (report / "old.png").write_bytes(b"png")
+    (report / "my_notes.txt").write_text("keep me")
+    (report / ".hf_mmfusion_explain").write_text(json.dumps({"files": ["explain.json", "old.png"]}))
+    hf_mmfusion.explain(model, processor, split, report, examples=0)
+    assert json.loads((report / "explain.json").read_text())["samples"]
+    assert not (report / "old.png").exists() and (report / "my_notes.txt").read_text() == "keep me"
+    # The earlier format is rewritten in the one all commands share.
+    assert "explain.json" in json.loads((report / ".hf_mmfusion_explain").read_text())["written"]

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 import torch
-from workflow_helpers import one_torch_thread, tiny_checkpoint  # noqa: F401
+from workflow_helpers import killed_and_live_runs, one_torch_thread, tiny_checkpoint  # noqa: F401
 
 from hf_mmfusion.cli import main
 
@@ -274,3 +274,69 @@ def test_one_thread_rule_for_every_command(checkpoint, tmp_path, monkeypatch):
     assert choose_threads(small) == 3 and choose_threads(small, 2) == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "4,2")  # OpenMP's per-level list: the first level counts
     assert choose_threads(small) == 4
+
+
+def test_evaluate_never_writes_over_result_files_it_did_not_write(checkpoint, tmp_path, capsys, monkeypatch):
+    import hf_mmfusion.evaluation as evaluation
+
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "robustness.csv").write_text("my own table")
+    (out / "notes.txt").write_text("keep me")
+    load = evaluation.load_pretrained
+    monkeypatch.setattr(evaluation, "load_pretrained", must_not_run)
+    assert main(["evaluate", str(checkpoint), "--output_dir", str(out), *EVALUATE_FLAGS]) == 2
+    one_error_line(capsys, "--output_dir", "robustness.csv", "did not write")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "robustness.csv"]
+    assert (out / "robustness.csv").read_text() == "my own table"
+    # Another folder the user keeps files in takes the results, and a later run replaces only those.
+    monkeypatch.setattr(evaluation, "load_pretrained", load)
+    (out / "robustness.csv").rename(tmp_path / "mine.csv")
+    assert main(["evaluate", str(checkpoint), "--output_dir", str(out), *EVALUATE_FLAGS]) == 0
+    names = {"robustness.csv", "robustness.json", "robustness.md", "robustness.png"}
+    assert {p.name for p in out.iterdir()} == names | {"notes.txt", evaluation.OUTPUT_MARKER}
+    assert main(["evaluate", str(checkpoint), "--output_dir", str(out), *EVALUATE_FLAGS]) == 0
+    assert {p.name for p in out.iterdir()} == names | {"notes.txt", evaluation.OUTPUT_MARKER}
+    assert (out / "notes.txt").read_text() == "keep me"
+    # A result file the marker does not list is the user's, even beside results evaluate wrote.
+    from hf_mmfusion.outputs import record_written
+
+    (out / "robustness.md").write_text("mine now")
+    record_written(out, evaluation.OUTPUT_MARKER, ["robustness.csv", "robustness.json", "robustness.png"], reset=True)
+    assert main(["evaluate", str(checkpoint), "--output_dir", str(out), *EVALUATE_FLAGS]) == 2
+    one_error_line(capsys, "robustness.md", "did not write")
+    assert (out / "robustness.md").read_text() == "mine now"
+
+
+def _open_output_and_hang(output, paths):
+    import time
+
+    from hf_mmfusion.predict import open_staged_output
+
+    # What predict opens before its model loads; the run is killed while it computes.
+    temporary, _ = open_staged_output(output)
+    paths.put(str(temporary.parent))
+    time.sleep(600)
+
+
+def test_a_killed_predict_leaves_nothing_after_the_next_run(checkpoint, tmp_path):
+    out = tmp_path / "scores.jsonl"
+    with killed_and_live_runs(_open_output_and_hang, out) as (dead_scratch, live_scratch):
+        assert dead_scratch.parent == tmp_path and dead_scratch.name.startswith(".scores.jsonl.partial-")
+        assert dead_scratch.is_dir()
+        lookalike = tmp_path / ".scores.jsonl.partial-mine"  # no lock file: not provably ours
+        lookalike.mkdir()
+        (lookalike / "keep.txt").write_text("not ours")
+        assert main(["predict", str(checkpoint), "--text", "good", "--audio", str(_frames(tmp_path, "a", 6)),
+                     "--visual", str(_frames(tmp_path, "v", 5)), "--output", str(out), "--no_progress"]) == 0
+        assert len(out.read_text().splitlines()) == 1
+        assert not dead_scratch.exists() and live_scratch.is_dir()
+        assert (lookalike / "keep.txt").read_text() == "not ours"
+
+
+def _frames(folder, name, width):
+    import numpy as np
+
+    path = folder / f"{name}.npy"
+    np.save(path, np.ones((4, width), np.float32))
+    return path

@@ -547,3 +547,59 @@ def test_resuming_into_a_folder_that_is_not_a_run_is_refused(tmp_path):
     # An empty folder is fine to resume into (the checkpoint lives elsewhere).
     with claim_output_dir(tmp_path / "empty", resume=True):
         pass
+
+
+def _manifest_run(tmp_path, capsys, audio_files):
+    """A tiny model trained on a manifest whose audio column holds ``audio_files`` (one per row)."""
+    from hf_mmfusion.data.convert import build_parser, run_convert
+
+    lines = ["id,text,label,split,audio"]
+    for i, name in enumerate(audio_files):
+        lines.append(f"r{i},{'good' if i % 2 else 'bad'} clip,{i % 3 - 1},{('train', 'validation', 'test')[i % 3]},{name}")
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    data = tmp_path / "data"
+    run_convert(build_parser().parse_args(["manifest", str(tmp_path / "m.csv"), "-o", str(data),
+                                           "--audio-feature-size", "8"]))
+    out = tmp_path / "run"
+    argv = tiny_train_argv("clcr", out, "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no",
+                           "--load_best_model_at_end", "false", modalities=("text", "audio"))
+    argv[argv.index("--dataset") + 1] = str(data)
+    status, err = _cli(["train", *argv], capsys)
+    assert status == 0, err
+    return out
+
+
+def _wav(path, seconds=0.4, rate=16000):
+    from scipy.io import wavfile
+
+    t = np.arange(int(seconds * rate)) / rate
+    wavfile.write(path, rate, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32))
+    return path
+
+
+def test_a_model_trained_on_a_manifest_of_recordings_takes_recordings(tmp_path, capsys):
+    names = [_wav(tmp_path / f"clip{i}.wav", 0.3 + 0.05 * i).name for i in range(6)]
+    out = _manifest_run(tmp_path, capsys, names)
+    from hf_mmfusion.data.schema import OUTPUT_MARKER, read_feature_extractors
+    from hf_mmfusion.outputs import written_entries
+
+    assert read_feature_extractors(tmp_path / "data")["audio"]["feature_size"] == 8
+    # The dataset's marker lists its entries in the format every command's marker has.
+    assert {"dataset_dict.json", "feature_extractors.json"} <= written_entries(tmp_path / "data", OUTPUT_MARKER)
+    config = json.loads((out / "processor_config.json").read_text())
+    assert config["audio_feature_extractor"]["feature_source"] == "raw"
+    status, err = _cli(["predict", str(out), "--text", "a good clip", "--audio", str(_wav(tmp_path / "x.wav")),
+                        "--no_progress", "--output", str(tmp_path / "scores.jsonl")], capsys)
+    assert status == 0, err
+    assert np.isfinite(json.loads((tmp_path / "scores.jsonl").read_text())["score"])
+
+
+def test_a_model_trained_on_a_manifest_of_frame_files_refuses_recordings(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        np.save(tmp_path / f"clip{i}.npy", rng.normal(size=(5, 8)).astype(np.float32))
+    out = _manifest_run(tmp_path, capsys, [f"clip{i}.npy" for i in range(6)])
+    status, err = _cli(["predict", str(out), "--text", "a good clip", "--audio", str(_wav(tmp_path / "x.wav")),
+                        "--no_progress"], capsys)
+    line = _one_error_line(err)
+    assert status == 2 and "id 'x'" in line and "`audio` is a recording" in line and "precomputed" in line, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -106,3 +107,29 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def killed_and_live_runs(target, *args):
+    """Two forked runs of ``target(*args, paths)``, which puts the scratch folder it writes in on the queue
+    ``paths`` and hangs there; the first run is then killed with SIGKILL, as an out-of-memory kill or a lost
+    machine would end it. Yields (the killed run's folder, the live run's folder); the live run ends after."""
+    import multiprocessing
+    import signal
+
+    context = multiprocessing.get_context("fork")
+    paths = context.Queue()
+    runs = []
+    try:
+        for _ in range(2):
+            process = context.Process(target=target, args=(*args, paths), daemon=True)
+            process.start()
+            runs.append((process, Path(paths.get(timeout=120))))
+        os.kill(runs[0][0].pid, signal.SIGKILL)
+        runs[0][0].join(timeout=60)
+        yield runs[0][1], runs[1][1]
+    finally:
+        for process, _ in runs:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGKILL)
+                process.join(timeout=60)

@@ -31,16 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ownership import ScratchDirectory, remove_abandoned_scratch
 from .schema import (
     FILE_FORMATS,
     SPLITS,
-    ScratchDirectory,
     build_dataset_dict,
     canonical_features,
     check_replaceable_output,
     check_row,
     normalize_split,
-    remove_abandoned_scratch,
     write_dataset_dict,
 )
 
@@ -120,10 +119,37 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 def recorded_extractors(args: argparse.Namespace) -> dict[str, dict]:
-    """The configs of the extractors that computed the output's frames from raw media (modality -> config)."""
-    if args.source != "videos":
+    """The configs of the extractors that computed the output's frames from raw media (modality -> config).
+
+    A manifest's modality counts only when every row gives it as a recording or a video: frames read from
+    ``.npy`` files came from elsewhere, and a model trained on them must not take raw media.
+    """
+    if args.source == "manifest":
+        from .manifest import frame_columns, manifest_columns, raw_media_modalities
+
+        columns = frame_columns(manifest_columns(args.inputs[0]), args.audio_column, args.visual_column)
+        raw = raw_media_modalities(args.inputs[0], *columns)
+        extractors = manifest_extractors(args, *columns)
+    elif args.source == "videos":
+        raw, extractors = {"audio", "visual"}, video_extractors(args)
+    else:
         return {}
-    return {m: e.to_dict() for m, e in zip(("audio", "visual"), video_extractors(args)) if e is not None}
+    return {m: e.to_dict() for m, e in zip(("audio", "visual"), extractors) if e is not None and m in raw}
+
+
+def manifest_extractors(args: argparse.Namespace, audio_column: str | None, visual_column: str | None):
+    """The acoustic and visual extractors ``convert manifest`` frames recordings and videos with (``None`` for a
+    modality the manifest does not give)."""
+    from ..processing.feature_extraction_mmfusion import AcousticFeatureExtractor, VisualFeatureExtractor
+
+    audio = visual = None
+    if audio_column:
+        audio = AcousticFeatureExtractor(feature_size=args.audio_feature_size, raw_features=args.raw_audio_features)
+    if visual_column:
+        visual = VisualFeatureExtractor(
+            feature_size=3 * args.video_grid_size**2, sampling_rate=args.video_fps, video_grid_size=args.video_grid_size
+        )
+    return audio, visual
 
 
 def video_extractors(args: argparse.Namespace):
@@ -199,18 +225,7 @@ def read_source(args: argparse.Namespace) -> dict[str, list[dict]]:
 
         _single_input(args)
         audio_column, visual_column = frame_columns(manifest_columns(args.inputs[0]), args.audio_column, args.visual_column)
-        extractor = None
-        if audio_column:
-            from ..processing.feature_extraction_mmfusion import AcousticFeatureExtractor
-
-            extractor = AcousticFeatureExtractor(feature_size=args.audio_feature_size, raw_features=args.raw_audio_features)
-        visual_extractor = None
-        if visual_column:
-            from ..processing.feature_extraction_mmfusion import VisualFeatureExtractor
-
-            visual_extractor = VisualFeatureExtractor(
-                feature_size=3 * args.video_grid_size**2, sampling_rate=args.video_fps, video_grid_size=args.video_grid_size
-            )
+        extractor, visual_extractor = manifest_extractors(args, audio_column, visual_column)
         return read_manifest(
             args.inputs[0],
             id_column=args.id_column,

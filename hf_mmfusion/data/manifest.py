@@ -120,6 +120,20 @@ def manifest_columns(path: str | os.PathLike) -> set[str]:
     return set(records[0]) if records and isinstance(records[0], dict) else set()
 
 
+def raw_media_modalities(path: str | os.PathLike, audio_column: str | None, visual_column: str | None) -> set[str]:
+    """The modalities (``audio`` / ``visual``) whose column gives a recording (audio) or a video (visual) in every row of the
+    manifest at ``path``, so that :func:`read_manifest` computes all their frames with its extractors."""
+    media = {"audio": (".wav",), "visual": VIDEO_SUFFIXES}
+    records = [r for r in _read_records(Path(path)) if isinstance(r, dict)]
+    found = set()
+    for modality, column in (("audio", audio_column), ("visual", visual_column)):
+        if column and records and all(
+            _present(r.get(column)) and Path(str(r[column])).suffix.lower() in media[modality] for r in records
+        ):
+            found.add(modality)
+    return found
+
+
 def read_manifest(
     path: str | os.PathLike,
     *,

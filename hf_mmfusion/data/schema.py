@@ -12,21 +12,28 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from ..ownership import (
+    STAGING_PATTERN,
+    ScratchDirectory,
+    creation_mode,
+    record_written,
+    remove_abandoned_scratch,
+)
+
 SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "validation", "validation": "validation",
                  "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
 FILE_FORMATS = ("arrow", "parquet")
-# Written into every converter output; only a folder carrying it may be replaced by ``overwrite``.
-# ``datasets`` skips hidden files, so neither loader sees it.
+# Written into every converter output (listing its entries, in the marker format every command shares);
+# only a folder carrying it may be replaced by ``overwrite``. ``datasets`` skips hidden files, so neither
+# loader sees it.
 OUTPUT_MARKER = ".hf_mmfusion_dataset"
 
 
@@ -138,87 +145,6 @@ def check_replaceable_output(output_dir: str | os.PathLike, inputs=(), overwrite
     return output
 
 
-# Held (flock) by the process writing a scratch directory for as long as it lives; the kernel drops the
-# lock when the process dies, however it dies, so a lock that can be taken marks an abandoned directory.
-SCRATCH_LOCK = ".hf_mmfusion_writing"
-STAGING_PATTERN = r"\..+\.partial-.+"
-
-
-def remove_abandoned_scratch(parent: str | os.PathLike, pattern: str) -> list[Path]:
-    """Remove the directories of ``parent`` named like ``pattern`` (a full-match regex) that a process of
-    this package wrote and that no living process writes any more; returns those removed.
-
-    A directory counts only when it carries :data:`SCRATCH_LOCK` and that lock can be taken: one without
-    the file is not provably ours, one whose lock is held belongs to a running conversion.
-    """
-    import fcntl
-
-    removed = []
-    try:
-        children = list(Path(parent).iterdir())
-    except OSError:
-        return removed
-    for child in children:
-        if not re.fullmatch(pattern, child.name) or child.is_symlink() or not child.is_dir():
-            continue
-        try:
-            if child.stat().st_uid != os.getuid():
-                continue
-            with open(child / SCRATCH_LOCK, "rb") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                shutil.rmtree(child)
-        except OSError:  # no lock file, a live writer (BlockingIOError), or not ours to remove
-            continue
-        removed.append(child)
-    return removed
-
-
-class ScratchDirectory:
-    """A new directory ``parent/<prefix>XXXX`` that this process writes in, locked while the process lives.
-
-    Leaving the ``with`` block removes it (unless :meth:`seal` was called and it was renamed away); a run
-    killed before that leaves it behind, and :func:`remove_abandoned_scratch` of a later run removes it.
-    """
-
-    def __init__(self, parent: str | os.PathLike, prefix: str, mode: int | None = None):
-        import fcntl
-
-        self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-        try:
-            if mode is not None:
-                self.path.chmod(mode)
-            # Locked under a private name, then renamed: a cleaner never sees the lock file unlocked.
-            pending = self.path / f"{SCRATCH_LOCK}.{os.getpid()}"
-            self._handle = open(pending, "w")  # noqa: SIM115  (held until close)
-            try:
-                fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                # A file system without locks: the directory stays unmarked, so no later run removes it.
-                pending.unlink()
-            else:
-                self._handle.write(f"{os.getpid()}\n")
-                self._handle.flush()
-                os.replace(pending, self.path / SCRATCH_LOCK)
-        except BaseException:
-            shutil.rmtree(self.path, ignore_errors=True)
-            raise
-
-    def seal(self) -> None:
-        """Drop the lock file before the directory becomes a result (the lock is held until :meth:`close`)."""
-        (self.path / SCRATCH_LOCK).unlink(missing_ok=True)
-
-    def close(self) -> None:
-        if self.path.is_dir() and not self.path.is_symlink():
-            shutil.rmtree(self.path, ignore_errors=True)
-        self._handle.close()
-
-    def __enter__(self) -> ScratchDirectory:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
 def _rename_exclusive(staging: Path, output: Path) -> None:
     """Rename ``staging`` to ``output`` only if nothing is there yet; a ``ValueError`` otherwise.
 
@@ -266,10 +192,7 @@ def write_dataset_dict(
     output = check_replaceable_output(output_dir, inputs, overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_scratch(output.parent, STAGING_PATTERN)
-    # mkdtemp creates the directory private (0700); the result should have the usual permissions.
-    umask = os.umask(0)
-    os.umask(umask)
-    with ScratchDirectory(output.parent, f".{output.name}.partial-", mode=0o777 & ~umask) as scratch:
+    with ScratchDirectory(output.parent, f".{output.name}.partial-", mode=creation_mode(directory=True)) as scratch:
         staging = scratch.path
         if file_format == "arrow":
             dataset_dict.save_to_disk(staging)
@@ -279,7 +202,8 @@ def write_dataset_dict(
                 ds.to_parquet(staging / "data" / f"{split}-00000-of-00001.parquet")
         if feature_extractors:
             (staging / FEATURE_EXTRACTORS_FILE).write_text(json.dumps(feature_extractors, indent=1, default=str))
-        (staging / OUTPUT_MARKER).write_text(f"{file_format}\n")
+        # The whole folder is the converter's: the marker lists everything in it.
+        record_written(staging, OUTPUT_MARKER, scratch.entries(), reset=True)
         scratch.seal()
         if overwrite and (output.exists() or output.is_symlink()):
             # Checked again: what is there now may not be what was checked before the conversion.
