@@ -729,10 +729,11 @@ def claim_output_dir(output_dir: str | os.PathLike, resume: bool = False, overwr
             child.name for child in folder.iterdir()
             if child.name not in (LOCK_NAME, RUN_MARKER) and not child.name.startswith(f"{RUN_MARKER}.tmp-")
         ]
-        if contents and resume and written_entries(folder, RUN_MARKER) is None:
+        not_checkpoints = sorted(name for name in contents if not _trainer_checkpoint(folder / name))
+        if resume and not_checkpoints and written_entries(folder, RUN_MARKER) is None:
             # A resumed run saves its model, card and metrics here: only into a folder a run wrote.
             raise ValueError(
-                f"--output_dir {folder} holds files that are not a training run ({', '.join(sorted(contents)[:5])}); "
+                f"--output_dir {folder} holds files that are not a training run ({', '.join(not_checkpoints[:5])}); "
                 "a resumed run writes its model there: choose an empty folder or the run's own --output_dir"
             )
         if contents and not resume:
