@@ -183,8 +183,13 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+# The exact columns write_predictions writes (regression; classification), so an earlier output of predict is
+# told apart from a user's table that merely has an id and a score or label column (a manifest, records).
+PREDICTION_COLUMNS = (("id", "score", "polarity"), ("id", "label", "score", "probabilities"))
+
+
 def _holds_predictions(path: Path) -> bool:
-    """Whether an existing ``path`` is empty or starts as :func:`write_predictions` writes: ids with scores."""
+    """Whether an existing ``path`` is empty or is what :func:`write_predictions` writes, column for column."""
     try:
         with path.open(encoding="utf-8", newline="") as f:
             head = f.readline()
@@ -193,13 +198,13 @@ def _holds_predictions(path: Path) -> bool:
     if not head.strip():
         return path.stat().st_size == 0
     if path.suffix == ".csv":
-        fields = next(csv.reader([head]), [])
-        return fields[:1] == ["id"] and (len(fields) == 1 or "score" in fields or "label" in fields)
+        fields = tuple(next(csv.reader([head]), []))
+        return fields == ("id",) or any(fields == tuple(c for c in cols if c != "probabilities") for cols in PREDICTION_COLUMNS)
     try:
         row = json.loads(head)
     except ValueError:
         return False
-    return isinstance(row, dict) and "id" in row and ("score" in row or "label" in row)
+    return isinstance(row, dict) and any(set(row) == set(cols) for cols in PREDICTION_COLUMNS)
 
 
 def check_output_target(output: str | Path | None, inputs=(), model: str | Path | None = None) -> None:

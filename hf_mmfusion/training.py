@@ -705,8 +705,17 @@ _CHECKPOINT_NAME = re.compile(r"checkpoint-\d+")
 
 
 def _trainer_checkpoint(path: Path) -> bool:
-    """A ``checkpoint-<step>`` folder of a run whose save was interrupted before it was recorded."""
-    return path.is_dir() and not path.is_symlink() and _CHECKPOINT_NAME.fullmatch(path.name) is not None
+    """A ``checkpoint-<step>`` folder that ``Trainer`` wrote, for runs that did not record it in their marker.
+
+    The name alone proves nothing (a user's ``checkpoint-99`` folder has it too): ``Trainer`` writes
+    ``training_args.bin`` into every checkpoint, and ``trainer_state.json`` last.
+    """
+    return (
+        path.is_dir()
+        and not path.is_symlink()
+        and _CHECKPOINT_NAME.fullmatch(path.name) is not None
+        and any((path / name).is_file() for name in ("training_args.bin", "trainer_state.json"))
+    )
 
 
 @contextlib.contextmanager

@@ -302,6 +302,12 @@ def test_overwrite_replaces_only_a_previous_converter_output(tmp_path, monkeypat
         convert("manifest", inner, "-o", out, "--overwrite")
     assert inner.is_file()
     assert main(["manifest", str(manifest), "-o", str(keep), "--overwrite"]) == 2
+    # Notes the user added beside a previous output are not part of it.
+    inner.unlink()
+    (out / "notes.txt").write_text("which clips were noisy")
+    with pytest.raises(ValueError, match="did not write .*notes.txt"):
+        convert("manifest", manifest, "-o", out, "--overwrite")
+    assert (out / "notes.txt").read_text() == "which clips were noisy"
 
 
 def test_push_to_hub_only_behind_the_flag(tmp_path, monkeypatch):

@@ -340,3 +340,22 @@ def _frames(folder, name, width):
     path = folder / f"{name}.npy"
     np.save(path, np.ones((4, width), np.float32))
     return path
+
+
+def test_predict_never_takes_a_users_table_with_id_and_label_for_its_own_output(checkpoint, tmp_path, capsys):
+    """A manifest or a records file has ``id`` and ``label`` (or ``score``) columns too: only predict's exact
+    columns mark a file as an earlier output of predict."""
+    manifest = tmp_path / "my_data.csv"
+    manifest.write_text("id,text,label,split,audio,visual\nu1,great film,2.0,train,a0.npy,v0.npy\n")
+    records = tmp_path / "other_records.jsonl"
+    records.write_text(json.dumps({"id": "r1", "text": "fine", "label": 1.5, "score": 2}) + "\n")
+    for path in (manifest, records):
+        before = path.read_text()
+        assert main(["predict", str(checkpoint), "--text", "x", "--output", str(path), "--no_progress"]) == 2
+        one_error_line(capsys, "is not a predictions file written by hf-mmfusion predict")
+        assert path.read_text() == before
+    # Its own CSV output may be replaced, as its JSONL output may.
+    out = tmp_path / "scores.csv"
+    for _ in range(2):
+        assert main(["predict", str(checkpoint), "--text", "x", "--output", str(out), "--no_progress"]) == 0
+        assert out.read_text().splitlines()[0] == "id,score,polarity"

@@ -400,6 +400,15 @@ def test_overwrite_deletes_only_what_the_previous_run_wrote(tmp_path, capsys):
     assert json.loads((run / "config.json").read_text())["model_type"] == "clcr"
     assert all(torch.equal(before[k], v) for k, v in weights(run).items())
 
+    # A folder of the user's that is merely named like a checkpoint is the user's too.
+    (run / "notes.txt").unlink()
+    (run / "checkpoint-99").mkdir()
+    (run / "checkpoint-99" / "mine.txt").write_text("mine")
+    status, err = _cli(["train", *tiny_train_argv("ssu", run, *QUICK, "--overwrite_output_dir", "true", sizes=(8, 4, 4))],
+                       capsys)
+    assert status == 2 and "checkpoint-99" in _one_error_line(err)
+    assert (run / "checkpoint-99" / "mine.txt").read_text() == "mine"
+
 
 def test_config_override_typos_and_malformed_pairs_are_errors(tmp_path, capsys):
     for text in ("a=b=c,,==", "a=b=c", "lambda_intra=0.1,,use_hierarchy=false", "==", "x=1,=2"):

@@ -25,6 +25,7 @@ from ..ownership import (
     creation_mode,
     record_written,
     remove_abandoned_scratch,
+    written_entries,
 )
 
 SPLITS = ("train", "validation", "test")
@@ -142,6 +143,14 @@ def check_replaceable_output(output_dir: str | os.PathLike, inputs=(), overwrite
             f"refusing to replace {output}: it is not a dataset written by hf-mmfusion convert "
             f"(no {OUTPUT_MARKER} marker); remove it yourself or choose another output directory"
         )
+    written = written_entries(output, OUTPUT_MARKER)
+    if written:  # markers written before they listed their entries list nothing: the whole folder is the dataset
+        added = sorted(c.name for c in output.iterdir() if c.name not in written and c.name != OUTPUT_MARKER)
+        if added:
+            raise ValueError(
+                f"refusing to replace {output}: it holds files hf-mmfusion convert did not write "
+                f"({', '.join(added[:5])}); move them away or choose another output directory"
+            )
     return output
 
 
