@@ -57,17 +57,25 @@ RIDGE_ALPHAS = tuple(np.logspace(-2, 4, 25))
 PER_RUN_COLUMNS = ("model", "fold", "seed", "mae", "corr", "acc2_has0", "acc7")
 
 # `hf-mmfusion train` flags for the audio + visual models on MMMO ("model": ModelArguments fields,
-# "training": TrainingArguments fields on top of MMMO_TRAINING).
+# "training": TrainingArguments fields on top of MMMO_TRAINING): the small-real-data recipe. 220 videos
+# over-fit a width-64 model within a few epochs (train MAE 0.74 against 1.20 on validation), so the
+# width is small, dropout and weight decay are high and the learning rate is low; the head starts at the
+# training labels' mean (`hf-mmfusion train` sets label_offset). Both train on L1, the reported MAE (SSU's
+# default; with MSE CLCR's 3-seed validation Acc-2 was 0.725 against 0.792). SSU's supervised term uses
+# MMMO's polarity boundary (ratings >= 3.5 positive).
 MMMO_RECIPES = {
     "clcr": {
-        "model": {"hidden_size": 32, "config_overrides": None},
-        "training": {"learning_rate": 1e-3, "num_train_epochs": 30, "per_device_train_batch_size": 16,
-                     "weight_decay": 0.01},
+        "model": {"hidden_size": 32,
+                  "config_overrides": "tcn_dropout=0.3,attention_dropout=0.3,classifier_dropout=0.3,reg_loss=l1"},
+        "training": {"learning_rate": 3e-4, "num_train_epochs": 15, "per_device_train_batch_size": 32,
+                     "weight_decay": 0.1},
     },
     "ssu": {
-        "model": {"hidden_size": 32, "config_overrides": None},
-        "training": {"learning_rate": 1e-3, "num_train_epochs": 30, "per_device_train_batch_size": 16,
-                     "weight_decay": 0.01},
+        "model": {"hidden_size": 32,
+                  "config_overrides": "gat_dropout=0.3,feature_dropout=0.3,classifier_dropout=0.3,"
+                  "sup_num_classes=2,sup_polarity_boundary=3.5"},
+        "training": {"learning_rate": 3e-4, "num_train_epochs": 15, "per_device_train_batch_size": 32,
+                     "weight_decay": 0.1},
     },
 }
 MMMO_TRAINING = {

@@ -197,6 +197,15 @@ def test_unimodal_model_has_no_exchange_and_no_pair_terms():
     assert out.inter_pp_loss > 0
 
 
+def test_l1_regression_loss_on_request():
+    batch = make_batch()
+    l1 = build(tiny_config(lambda_intra=0.0, lambda_inter=0.0, reg_loss="l1"))
+    out = l1(**batch)
+    torch.testing.assert_close(out.task_loss, F.l1_loss(out.logits.view(-1), batch["labels"]))
+    with pytest.raises(ValueError, match="reg_loss"):
+        tiny_config(reg_loss="huber")
+
+
 def test_regression_and_classification_losses():
     batch = make_batch()
     reg = build(tiny_config(lambda_intra=0.0, lambda_inter=0.0))

@@ -125,6 +125,8 @@ class CLCRConfig(MMFusionConfig):
             Hidden width of the classification/regression head; defaults to `hidden_size`.
         classifier_dropout (`float`, *optional*, defaults to 0.1):
             Dropout inside the head.
+        reg_loss (`str`, *optional*, defaults to `"mse"`):
+            Regression task loss: `"mse"` (the paper's) or `"l1"` (the MAE that MOSI / MOSEI / MMMO report).
         use_intra_ced (`bool`, *optional*, defaults to `True`):
             Ablation "w/o IntraCED" when `False`: no shared/private factorisation and no budget; every level
             exchanges its full features with unconstrained cross-modal attention. The exchanged features are
@@ -186,6 +188,7 @@ class CLCRConfig(MMFusionConfig):
     level_mlp_hidden: int | None = None
     head_hidden: int | None = None
     classifier_dropout: float | int = 0.1
+    reg_loss: str = "mse"
     use_intra_ced: bool = True
     use_inter_cad: bool = True
     use_hierarchy: bool = True
@@ -229,6 +232,8 @@ class CLCRConfig(MMFusionConfig):
             non_negative(name)
         for name in ("tcn_dropout", "attention_dropout", "classifier_dropout"):
             probability(name)
+        if self.reg_loss not in ("mse", "l1"):
+            raise ValueError(f"reg_loss must be 'mse' or 'l1', got {self.reg_loss!r}")
         if not 1 <= self.shared_dim < d:
             raise ValueError(f"shared_dim (r) must satisfy 1 <= r < hidden_size = {d}, got {self.shared_dim}")
         if d % self.exchange_heads != 0:

@@ -851,8 +851,10 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
 
     def _task_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # check_labels refuses what transformers' loss would broadcast silently and settles problem_type;
-        # the loss itself is transformers' own sequence-classification loss (MSE / CE / BCE).
+        # the loss itself is transformers' own sequence-classification loss (MSE / CE / BCE), or L1 on request.
         labels = check_labels(self.config, logits, labels)
+        if self.config.problem_type == "regression" and self.config.reg_loss == "l1":
+            return F.l1_loss(logits, labels.view(-1, self.num_labels).to(logits.dtype))
         return self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
 
     @can_return_tuple
