@@ -29,8 +29,9 @@ only (same folds and seeds) with its 95% t interval.
   frames, through a small MLP: the fusion a user writes by hand.
 - ``clcr_t``, ``clcr_tav``, ``ssu_t``, ``ssu_tav``: text only / text + audio + visual over the same encoder.
 
-The output directory is created, or must carry this benchmark's marker from an earlier run (then the
-finished runs in it are kept and only the missing ones train).
+The output directory is created, or must be an earlier run's (it carries the per-seed runner's marker,
+`.hf_mmfusion_reproduce`, listing what the runs wrote): its finished runs are kept and only the missing ones
+train. A folder with anything else in it is refused before any work.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-MARKER = ".hf_mmfusion_real_multimodal"
 MMMO_BOUNDARY = 3.5
 MMMO_MODELS = ("ridge", "clcr", "ssu")
 CV_MODELS = ("text", "late_fusion", "clcr_t", "clcr_tav", "ssu_t", "ssu_tav")
@@ -133,30 +133,18 @@ PAIRS = (("clcr_tav", "clcr_t"), ("ssu_tav", "ssu_t"), ("late_fusion", "text"))
 # Output folder and small utilities
 
 
-def claim_output_dir(path: str, command: str, inputs=()) -> Path:
-    """Create ``path`` (or accept it when it carries this benchmark's marker); ``ValueError`` otherwise."""
-    folder = Path(path)
-    resolved = folder.resolve()
-    for item in inputs:
-        if item is None:
-            continue
-        source = Path(item).resolve()
-        if source == resolved or resolved in source.parents:
-            raise ValueError(f"--output-dir {folder} holds the input {item}; choose another folder")
-    if folder.exists() or folder.is_symlink():
-        if not folder.is_dir() or folder.is_symlink():
-            raise ValueError(f"--output-dir {folder} exists and is not a folder")
-        marker = folder / MARKER
-        if any(folder.iterdir()) and not marker.is_file():
-            raise ValueError(
-                f"--output-dir {folder} is not empty and was not written by this benchmark (no {MARKER}); "
-                "choose a new folder"
-            )
-        if marker.is_file() and marker.read_text().strip() not in ("", command):
-            raise ValueError(f"--output-dir {folder} holds a {marker.read_text().strip()!r} run; choose another folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / MARKER).write_text(command + "\n")
-    return folder
+def claim_output_dir(path: str | Path, names, inputs=()) -> Path:
+    """``path`` once this benchmark may write there, with ``names`` recorded as its own; ``ValueError`` otherwise.
+
+    The per-seed runner writes into the same folder, so the folder carries its marker: new, empty, or an earlier
+    run's (whose finished runs are kept); never one holding an input or files the runs did not write.
+    """
+    from hf_mmfusion.outputs import check_output_dir
+    from hf_mmfusion.outputs import claim_output_dir as claim
+    from hf_mmfusion.reproduce import OUTPUT_MARKER
+
+    folder = check_output_dir(path, OUTPUT_MARKER, "reproduce", inputs=[i for i in inputs if i], flag="--output-dir")
+    return claim(folder, OUTPUT_MARKER, names)
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -338,7 +326,7 @@ def run_mmmo(args) -> int:
                     f"{args.test}: test_{'vision' if modality == 'visual' else modality} has "
                     f"{test[modality].shape[-1]} features per step, the training data {data['train'][modality].shape[-1]}"
                 )
-    output_dir = claim_output_dir(args.output_dir, "mmmo", inputs=(args.data, args.test))
+    output_dir = claim_output_dir(args.output_dir, ["data", "ridge", "results.md"], inputs=(args.data, args.test))
     retain_freed_memory()
     start = time.perf_counter()
     cpu_start = time.process_time()
@@ -598,7 +586,10 @@ def run_mosi_cv(args) -> int:
     spacy_model = None
     if any(CV_RECIPES[m].get("model_type") == "ssu" for m in args.models):
         spacy_model = installed_spacy_pipeline()
-    output_dir = claim_output_dir(args.output_dir, "mosi-cv", inputs=(args.data,))
+    output_dir = claim_output_dir(
+        args.output_dir, ["folds.json", "per_run.csv", "results.md", *(f"fold-{f}" for f in range(args.folds))],
+        inputs=(args.data,),
+    )
     saved = output_dir / "folds.json"
     folds_record = {"cv_seed": args.cv_seed, "folds": args.folds,
                     "assignment": {r["id"]: int(f) for r, f in zip(rows, assignment)}}
@@ -616,8 +607,8 @@ def run_mosi_cv(args) -> int:
         train_rows = [r for r, f in zip(rows, assignment) if f != fold]
         held_rows = [r for r, f in zip(rows, assignment) if f == fold]
         held_labels = [r["label"] for r in held_rows]
-        fold_dir = output_dir / f"fold-{fold}"
-        fold_dir.mkdir(exist_ok=True)
+        data_names = {f"data-{'-'.join(CV_RECIPES[m]['modalities'])}" for m in args.models if m != "late_fusion"}
+        fold_dir = claim_output_dir(output_dir / f"fold-{fold}", ["late_fusion", *sorted(data_names)])
         for name in args.models:
             wall, cpu = time.perf_counter(), time.process_time()
             if name == "late_fusion":
