@@ -50,6 +50,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from mosi_text import COMMON_TRAINING  # noqa: E402  (the benchmarks' shared Trainer settings)
+
 MMMO_BOUNDARY = 3.5
 MMMO_MODELS = ("ridge", "clcr", "ssu")
 CV_MODELS = ("text", "late_fusion", "clcr_t", "clcr_tav", "ssu_t", "ssu_tav")
@@ -78,35 +80,12 @@ MMMO_RECIPES = {
                      "weight_decay": 0.1},
     },
 }
-MMMO_TRAINING = {
-    "eval_strategy": "epoch",
-    "save_strategy": "epoch",
-    "load_best_model_at_end": True,
-    "metric_for_best_model": "mae",
-    "greater_is_better": False,
-    "save_total_limit": 1,
-    "per_device_eval_batch_size": 64,
-    "logging_strategy": "epoch",
-    "report_to": "none",
-    "remove_unused_columns": False,
-    "label_names": ["labels"],
-    "dataloader_num_workers": 0,
-    "disable_tqdm": True,
-}
+# Selection per epoch on validation MAE, as mosi_text.py's recipes; the MMMO recipe sets its own weight decay.
+MMMO_TRAINING = {k: v for k, v in COMMON_TRAINING.items() if k != "weight_decay"} | {"disable_tqdm": True}
 # mosi-cv: one fixed recipe per model, trained to the end (no held-out selection).
 CV_EPOCHS = 8
-CV_TRAINING = {
-    "eval_strategy": "no",
-    "save_strategy": "no",
-    "load_best_model_at_end": False,
-    "per_device_eval_batch_size": 64,
-    "logging_strategy": "epoch",
-    "report_to": "none",
-    "remove_unused_columns": False,
-    "label_names": ["labels"],
-    "dataloader_num_workers": 0,
-    "disable_tqdm": True,
-    "weight_decay": 0.0,
+CV_TRAINING = COMMON_TRAINING | {
+    "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False, "disable_tqdm": True,
 }
 CV_RECIPES = {
     "text": {"model_type": "baseline", "modalities": ["text"], "model": {},
