@@ -247,6 +247,7 @@ def test_a_second_run_never_clears_the_seed_a_running_one_trains(tmp_path, capsy
     seed = out / "clcr" / "seed-41"
     (seed / "checkpoint-64").mkdir(parents=True)
     (seed / "checkpoint-64" / "model.safetensors").write_bytes(b"weights of the first run")
+    (seed / "checkpoint-64" / "training_args.bin").write_bytes(b"")  # Trainer writes it into every checkpoint
     argv = tiny_train_argv("clcr", out, "--max_steps", "1", "--seeds", "41", sizes=(8, 4, 4))
     # The first run holds the whole output folder, and its seed's training run holds the seed's folder.
     with run_lock(out, "reproduce"), claim_training_dir(seed, resume=True):

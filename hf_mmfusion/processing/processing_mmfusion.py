@@ -8,6 +8,7 @@ text-audio-visual, bimodal (audio + visual) and text-only setups.
 
 from __future__ import annotations
 
+import inspect
 import os
 import unicodedata
 
@@ -469,3 +470,16 @@ class MMFusionProcessor(ProcessorMixin):
             # from_dict reads configs saved before `feature_source` existed as refusing raw media.
             extractors.append(extractor_class.from_dict(config))
         return [tokenizer, *extractors]
+
+    @classmethod
+    def _resolve_subprocessors(cls, pretrained_model_name_or_path, processor_dict, **kwargs):
+        # transformers 5.25 and later load the sub-processors here (earlier versions through
+        # `_get_arguments_from_pretrained`); its generic loader would ask AutoTokenizer for a tokenizer this
+        # processor does not have and AutoFeatureExtractor for extractors it cannot name. One rule for both.
+        parts = cls._get_arguments_from_pretrained(pretrained_model_name_or_path, processor_dict, **kwargs)
+        names = ("tokenizer", "audio_feature_extractor", "visual_feature_extractor")  # in the order loaded above
+        resolved = dict(processor_dict, **dict(zip(names, parts)))
+        # This processor's own arguments given to from_pretrained (parser=...) override the saved ones; loading
+        # options (revision, token...) are not processor arguments.
+        own = inspect.signature(cls.__init__).parameters
+        return resolved, {k: v for k, v in kwargs.items() if k in own}
