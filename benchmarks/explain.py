@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def build(model_type: str):
     import torch
 
-    from hf_mmfusion.training import ModelArguments, build_model, build_processor
+    from hf_mmfusion.workflows.training.arguments import ModelArguments
+    from hf_mmfusion.workflows.training.builders import build_model, build_processor
 
     torch.manual_seed(0)
     overrides = {"clcr": "exchange_heads=2,tcn_dilations=[1,2,4],intra_pair_segments=4", "ssu": None}[model_type]
@@ -42,8 +43,8 @@ def build(model_type: str):
 
 def measure(model, processor, split, repeats: int) -> tuple[float, float, float]:
     import hf_mmfusion
-    from hf_mmfusion.evaluation import predict_dataset
-    from hf_mmfusion.loading import encode_dataset, make_collator
+    from hf_mmfusion.data.datasets import encode_dataset, make_collator
+    from hf_mmfusion.workflows.evaluation import predict_dataset
 
     def baseline():
         encoded = encode_dataset(split, processor, model.config.modalities, "label", 64)
@@ -72,7 +73,7 @@ def main() -> None:
     import datasets
     import torch
 
-    from hf_mmfusion.loading import fit_feature_normalization, load_any_dataset
+    from hf_mmfusion.data.datasets import fit_feature_normalization, load_any_dataset
 
     datasets.disable_progress_bars()
     torch.set_num_threads(args.threads)

@@ -29,7 +29,7 @@ COMMANDS = {
     "import hf_mmfusion": [sys.executable, "-c", "import hf_mmfusion"],
     # What the `hf-mmfusion` console script runs (its argv[0] is the script's path).
     "hf-mmfusion --help": [sys.executable, "-c", "import sys; sys.argv = ['hf-mmfusion', '--help']; "
-                           "from hf_mmfusion.cli import main; sys.exit(main(sys.argv[1:]))"],
+                           "from hf_mmfusion.commands import main; sys.exit(main(sys.argv[1:]))"],
 }
 
 

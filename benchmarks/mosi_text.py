@@ -5,7 +5,7 @@
         [--recipe own|plain]
 
 For every model and seed: train on the rows with ``split == "train"``, keep the epoch checkpoint with
-the lowest MAE on the ``valid`` rows (``hf-mmfusion reproduce``'s runner, ``hf_mmfusion.reproduce``),
+the lowest MAE on the ``valid`` rows (``hf-mmfusion reproduce``'s runner, ``hf_mmfusion.workflows.reproduce``),
 and report the validation metrics of that checkpoint, mean +- std over the seeds (printed and written
 to ``DIR/results.md``). With ``--test-csv`` (same columns; ``label`` may be absent) the selected
 checkpoint of each model and seed predicts that file once into
@@ -139,8 +139,9 @@ def make_specs(models, text_model: str, data_dir: Path, spacy_model: str | None,
                recipes: dict = RECIPES):
     from transformers import TrainingArguments
 
-    from hf_mmfusion.reproduce import RunSpec
-    from hf_mmfusion.training import DataArguments, ModelArguments, training_argument_defaults
+    from hf_mmfusion.data.datasets import DataArguments
+    from hf_mmfusion.workflows.reproduce import RunSpec
+    from hf_mmfusion.workflows.training.arguments import ModelArguments, training_argument_defaults
 
     data_args = DataArguments(
         dataset=str(data_dir), train_split="train", eval_split="validation", test_split="",
@@ -165,7 +166,7 @@ def test_predictor(rows: list[dict]):
     """``after_seed`` hook: the selected checkpoint predicts ``rows`` into ``test_predictions.csv``."""
     from datasets import Dataset
 
-    from hf_mmfusion.loading import encode_dataset
+    from hf_mmfusion.data.datasets import encode_dataset
 
     dataset = Dataset.from_list([{"id": r["id"], "text": r["text"]} for r in rows])
 
@@ -188,7 +189,7 @@ def test_predictor(rows: list[dict]):
 
 
 def validation_table(summary: dict) -> str:
-    from hf_mmfusion.reproduce import summary_markdown
+    from hf_mmfusion.workflows.reproduce import summary_markdown
 
     return summary_markdown(summary, splits=("validation",))
 
@@ -217,9 +218,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     from hf_mmfusion import retain_freed_memory
-    from hf_mmfusion.outputs import check_output_dir, claim_output_dir
     from hf_mmfusion.processing.dependency_parser import installed_spacy_pipeline
-    from hf_mmfusion.reproduce import OUTPUT_MARKER, run_seeds
+    from hf_mmfusion.utils.outputs import check_output_dir, claim_output_dir
+    from hf_mmfusion.workflows.reproduce import OUTPUT_MARKER, run_seeds
 
     args = parse_args(argv)
     # The dataset it builds lives in the folder of the seeds' runs, recorded there as the run's own.

@@ -118,9 +118,9 @@ def claim_output_dir(path: str | Path, names, inputs=()) -> Path:
     The per-seed runner writes into the same folder, so the folder carries its marker: new, empty, or an earlier
     run's (whose finished runs are kept); never one holding an input or files the runs did not write.
     """
-    from hf_mmfusion.outputs import check_output_dir
-    from hf_mmfusion.outputs import claim_output_dir as claim
-    from hf_mmfusion.reproduce import OUTPUT_MARKER
+    from hf_mmfusion.utils.outputs import check_output_dir
+    from hf_mmfusion.utils.outputs import claim_output_dir as claim
+    from hf_mmfusion.workflows.reproduce import OUTPUT_MARKER
 
     folder = check_output_dir(path, OUTPUT_MARKER, "reproduce", inputs=[i for i in inputs if i], flag="--output-dir")
     return claim(folder, OUTPUT_MARKER, names)
@@ -163,7 +163,7 @@ def mmmo_metrics(preds, labels) -> dict[str, float]:
 
 def mean_std(values) -> tuple[float, float]:
     """Mean and sample standard deviation (``ddof=1``; NaN for fewer than two values)."""
-    from hf_mmfusion.reproduce import mean_std as shared
+    from hf_mmfusion.workflows.reproduce import mean_std as shared
 
     return shared([v for v in values if not math.isnan(v)])
 
@@ -263,8 +263,9 @@ def av_dataset(split: dict, with_label: bool = True):
 def mmmo_specs(models, data_dir: Path, epochs: float | None):
     from transformers import TrainingArguments
 
-    from hf_mmfusion.reproduce import RunSpec
-    from hf_mmfusion.training import DataArguments, ModelArguments
+    from hf_mmfusion.data.datasets import DataArguments
+    from hf_mmfusion.workflows.reproduce import RunSpec
+    from hf_mmfusion.workflows.training.arguments import ModelArguments
 
     data_args = DataArguments(dataset=str(data_dir), train_split="train", eval_split="validation", test_split="")
     specs = []
@@ -279,7 +280,7 @@ def mmmo_specs(models, data_dir: Path, epochs: float | None):
 
 
 def model_predictions(outcome, dataset, modalities, max_length=None) -> np.ndarray:
-    from hf_mmfusion.loading import encode_dataset
+    from hf_mmfusion.data.datasets import encode_dataset
 
     label = "label" if "label" in dataset.column_names else None
     encoded = encode_dataset(dataset, outcome.processor, modalities, label, max_length)
@@ -294,7 +295,7 @@ def model_predictions(outcome, dataset, modalities, max_length=None) -> np.ndarr
 def run_mmmo(args) -> int:
     from hf_mmfusion import retain_freed_memory
     from hf_mmfusion.data.schema import write_dataset_dict
-    from hf_mmfusion.reproduce import run_seeds, seed_dir
+    from hf_mmfusion.workflows.reproduce import run_seeds, seed_dir
 
     data = read_mmmo(args.data)
     test = read_mmmo(args.test, splits=("test",), need_label=False)["test"] if args.test else None
@@ -436,8 +437,9 @@ def text_dataset(rows: list[dict], modalities):
 def cv_spec(name: str, text_model: str, data_dir: Path, spacy_model: str | None, epochs: float):
     from transformers import TrainingArguments
 
-    from hf_mmfusion.reproduce import RunSpec
-    from hf_mmfusion.training import DataArguments, ModelArguments
+    from hf_mmfusion.data.datasets import DataArguments
+    from hf_mmfusion.workflows.reproduce import RunSpec
+    from hf_mmfusion.workflows.training.arguments import ModelArguments
 
     recipe = CV_RECIPES[name]
     data_args = DataArguments(dataset=str(data_dir), train_split="train", eval_split="", test_split="",
@@ -557,7 +559,7 @@ def run_mosi_cv(args) -> int:
     from hf_mmfusion import retain_freed_memory
     from hf_mmfusion.data.schema import write_dataset_dict
     from hf_mmfusion.processing.dependency_parser import installed_spacy_pipeline
-    from hf_mmfusion.reproduce import run_seeds
+    from hf_mmfusion.workflows.reproduce import run_seeds
 
     rows = read_mosi(args.data)
     assignment = fold_assignment([r["group"] for r in rows], args.folds, args.cv_seed)

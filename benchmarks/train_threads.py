@@ -9,7 +9,7 @@ both see the same load. Prints the median step time per setting and the ratio to
     python benchmarks/train_threads.py --threads 1 2 4 --steps 10
 
 The figures decide ``train``'s default of one thread for models under
-``hf_mmfusion.training.SMALL_MODEL_PARAMETERS`` parameters. On a shared machine compare the ratio.
+``hf_mmfusion.utils.cpu_threads.SMALL_MODEL_PARAMETERS`` parameters. On a shared machine compare the ratio.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 
 def make_batches(processor, data, batch_size: int):
     from hf_mmfusion.data.collator import MMFusionDataCollator
-    from hf_mmfusion.loading import encode_dataset
+    from hf_mmfusion.data.datasets import encode_dataset
 
     encoded = encode_dataset(data, processor, ("audio", "visual"), "label", 64)
     collate = MMFusionDataCollator(processor)
@@ -32,8 +32,9 @@ def make_batches(processor, data, batch_size: int):
 
 
 def build(model_type: str, hidden_size: int):
-    from hf_mmfusion.loading import fit_feature_normalization, load_any_dataset
-    from hf_mmfusion.training import DataArguments, ModelArguments, build_model, build_processor
+    from hf_mmfusion.data.datasets import DataArguments, fit_feature_normalization, load_any_dataset
+    from hf_mmfusion.workflows.training.arguments import ModelArguments
+    from hf_mmfusion.workflows.training.builders import build_model, build_processor
 
     data_args = DataArguments()
     data = load_any_dataset("synthetic", **data_args.synthetic_kwargs())["train"]

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 try:
-    from hf_mmfusion.data.convert import main
+    from hf_mmfusion.commands.convert import main
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from hf_mmfusion.data.convert import main
+    from hf_mmfusion.commands.convert import main
 
 if __name__ == "__main__":
     sys.exit(main(["sdk", *sys.argv[1:]], prog="dataset_scripts/convert_sdk.py sdk"))

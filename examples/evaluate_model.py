@@ -7,14 +7,10 @@ writes robustness.{csv,json,md,png} to runs/clcr/eval and prints the table. The 
 
 import sys
 
-from hf_mmfusion.cli import main
-from hf_mmfusion.evaluation import (
-    format_table,
-    load_pretrained,
-    plot_robustness,
-    robustness_rows,
-)
-from hf_mmfusion.loading import encode_dataset, load_any_dataset, make_collator
+from hf_mmfusion.commands import main
+from hf_mmfusion.data.datasets import encode_dataset, load_any_dataset, make_collator
+from hf_mmfusion.inference.checkpoints import load_pretrained
+from hf_mmfusion.workflows.evaluation import format_table, plot_robustness, robustness_rows
 
 
 def evaluate_in_python(checkpoint: str, dataset: str = "synthetic", split: str = "test", **synthetic):

@@ -15,7 +15,7 @@ or, through the pipeline registered by `import hf_mmfusion`:
 
 import sys
 
-from hf_mmfusion.cli import main
+from hf_mmfusion.commands import main
 
 if __name__ == "__main__":
     sys.exit(main(["predict", *sys.argv[1:]]))

@@ -6,7 +6,7 @@
 
 The same from Python:
 
-    from hf_mmfusion.evaluation import load_pretrained
+    from hf_mmfusion.inference.checkpoints import load_pretrained
     from hf_mmfusion.hub import build_model_card, push_to_hub
 
     model, processor = load_pretrained("runs/clcr")
@@ -17,7 +17,7 @@ The same from Python:
 
 import sys
 
-from hf_mmfusion.cli import main
+from hf_mmfusion.commands import main
 
 if __name__ == "__main__":
     sys.exit(main(["push", *sys.argv[1:]]))

@@ -1,7 +1,7 @@
 """Train CLCR or SSU with transformers' Trainer.
 
 Every `TrainingArguments` option is a flag, next to the model and data options of
-`hf_mmfusion.training` (`python examples/train.py --help`). The same script runs on one process,
+`hf_mmfusion.commands.train` (`python examples/train.py --help`). The same script runs on one process,
 under `torchrun --nproc_per_node N` and under `accelerate launch`:
 
     python examples/train.py --model_type clcr --dataset synthetic --output_dir runs/clcr
@@ -15,7 +15,7 @@ A single JSON or YAML file with the same keys works too: `python examples/train.
 
 import sys
 
-from hf_mmfusion.cli import main
+from hf_mmfusion.commands import main
 
 if __name__ == "__main__":
     sys.exit(main(["train", *sys.argv[1:]]))

@@ -13,8 +13,7 @@ import sys as _sys
 from typing import TYPE_CHECKING
 
 from . import registration as _registration
-
-__version__ = "0.1.0"
+from .utils.version import __version__  # noqa: F401  (the package version)
 
 # Public name -> the module that defines it.
 _PUBLIC = {
@@ -23,7 +22,7 @@ _PUBLIC = {
     "MMFusionProcessor": "processing",
     "VisualFeatureExtractor": "processing",
     "MMFusionDataCollator": "data.collator",
-    "MultimodalSentimentPipeline": "pipeline",
+    "MultimodalSentimentPipeline": "inference.pipeline",
     "CLCRConfig": "models.configuration_clcr",
     "CLCRForSequenceClassification": "models.modeling_clcr",
     "CLCRModel": "models.modeling_clcr",
@@ -35,7 +34,7 @@ _PUBLIC = {
     "Explanation": "explanation",
     "explain": "explanation",
     "load_metric": "metrics",
-    "retain_freed_memory": "cpu_memory",
+    "retain_freed_memory": "utils.cpu_memory",
 }
 __all__ = [
     "AcousticFeatureExtractor",
@@ -59,21 +58,21 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .cpu_memory import retain_freed_memory
     from .data.collator import MMFusionDataCollator
     from .explanation import Explanation, explain
+    from .inference.pipeline import MultimodalSentimentPipeline
     from .metrics import load_metric
     from .models.configuration_clcr import CLCRConfig
     from .models.configuration_ssu import SSUConfig
     from .models.modeling_clcr import CLCRForSequenceClassification, CLCRModel, CLCRPreTrainedModel
     from .models.modeling_ssu import SSUForSequenceClassification, SSUModel, SSUPreTrainedModel
-    from .pipeline import MultimodalSentimentPipeline
     from .processing import (
         AcousticFeatureExtractor,
         DependencyParser,
         MMFusionProcessor,
         VisualFeatureExtractor,
     )
+    from .utils.cpu_memory import retain_freed_memory
 
 
 def __getattr__(name: str):

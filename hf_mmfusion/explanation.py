@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cpu_memory import retain_freed_memory
-from .cpu_threads import THREADS_HELP, model_threads
-from .evaluation import is_regression, load_pretrained, perturb_batch, score
-from .loading import MODALITY_COLUMNS
-from .outputs import (
+from .inference.checkpoints import is_regression, load_pretrained
+from .models.configuration_common import MODALITIES as MODALITY_COLUMNS
+from .utils.cpu_memory import retain_freed_memory
+from .utils.cpu_threads import THREADS_HELP, model_threads
+from .utils.outputs import (
     STAGING_PATTERN,
     ScratchDirectory,
     creation_mode,
@@ -39,6 +39,7 @@ from .outputs import (
     remove_abandoned_scratch,
     written_entries,
 )
+from .workflows.evaluation import perturb_batch, score
 
 FIGURE_DPI = 110
 FRAME_MODALITIES = ("audio", "visual")
@@ -66,7 +67,7 @@ def _label_column(model, split) -> str | None:
 
 
 def _dataset_chunks(model, processor, split, batch_size: int, max_length: int):
-    from .loading import check_dataset_modalities, dataset_modalities, encode_dataset, make_collator
+    from .data.datasets import check_dataset_modalities, dataset_modalities, encode_dataset, make_collator
 
     modalities = list(model.config.modalities)
     check_dataset_modalities(modalities, dataset_modalities(split), "the explained split")
@@ -112,7 +113,7 @@ def _record_labels(model, records: Sequence[dict]) -> list:
 
 
 def _record_chunks(model, processor, records: Sequence[dict], batch_size: int, max_length: int, base_dir=None):
-    from .predict import check_record, encode_records, given_inputs
+    from .inference.records import check_record, encode_records, given_inputs
 
     modalities = list(model.config.modalities)
     for i, record in enumerate(records):
@@ -648,7 +649,7 @@ def _output_lengths(model_type: str, modalities: list[str], out) -> dict[str, in
 
 
 def _postprocess(model, logits: torch.Tensor) -> list:
-    from .predict import postprocess
+    from .inference.records import postprocess
 
     rows = postprocess(model, logits)
     return [r["score"] for r in rows] if is_regression(model) else rows
@@ -1141,7 +1142,7 @@ def render_html(exp: Explanation, figures: dict[str, str]) -> str:
 
 
 def add_explain_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from .training import DataArguments
+    from .data.datasets import DataArguments
 
     defaults = DataArguments()
     parser.add_argument("model", help="saved model directory or Hub id (with its processor)")
@@ -1175,8 +1176,7 @@ def add_explain_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 def _load_split(args, model):
-    from .loading import load_any_dataset
-    from .training import DataArguments
+    from .data.datasets import DataArguments, load_any_dataset
 
     data_args = DataArguments(
         dataset=args.dataset, dataset_config=args.dataset_config, synthetic_sizes=args.synthetic_sizes,
@@ -1214,7 +1214,7 @@ def run_explain(args: argparse.Namespace) -> Explanation:
     check_explainable(model)
     base_dir = None
     if args.inputs:
-        from .predict import read_records
+        from .inference.records import read_records
 
         data = read_records(args.inputs)
         if not data:

@@ -108,7 +108,7 @@ def _register_pipeline(pipelines) -> None:
     # need the class itself, and would also mark it for `save_pretrained` to copy the pipeline's code
     # into checkpoints, which carry the model code only.
     pipelines.PIPELINE_REGISTRY.supported_tasks[PIPELINE_TASK] = {
-        "impl": "hf_mmfusion.pipeline.MultimodalSentimentPipeline",
+        "impl": "hf_mmfusion.inference.pipeline.MultimodalSentimentPipeline",
         "pt": (AutoModelForSequenceClassification,),
         "type": "multimodal",
     }

@@ -13,9 +13,9 @@ import torch  # noqa: E402
 from huggingface_hub import HfApi  # noqa: E402
 from workflow_helpers import one_torch_thread, tiny_checkpoint, tiny_dataset  # noqa: E402, F401
 
-from hf_mmfusion.cli import main  # noqa: E402
-from hf_mmfusion.evaluation import perturb_batch, predict_dataset, robustness_rows, score  # noqa: E402
-from hf_mmfusion.loading import encode_dataset, make_collator  # noqa: E402
+from hf_mmfusion.commands import main  # noqa: E402
+from hf_mmfusion.data.datasets import encode_dataset, make_collator  # noqa: E402
+from hf_mmfusion.workflows.evaluation import perturb_batch, predict_dataset, robustness_rows, score  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -172,7 +172,7 @@ def test_predict_masks_a_modality_some_records_lack(checkpoint, tmp_path, capsys
 
 
 def test_predict_checks_every_record_first_and_keeps_what_it_computed(checkpoint, tmp_path, capsys, monkeypatch):
-    import hf_mmfusion.predict as predict_module
+    import hf_mmfusion.workflows.prediction as predict_module
 
     path, _, _ = checkpoint
     records = tmp_path / "inputs.jsonl"
@@ -317,7 +317,7 @@ def test_retain_freed_memory_is_switched_by_the_environment(monkeypatch):
 
 
 def test_predict_inputs_route_video_files_to_the_extractors(tmp_path):
-    from hf_mmfusion.predict import load_frames
+    from hf_mmfusion.inference.records import load_frames
 
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"placeholder: only the routing is checked here")
@@ -356,7 +356,7 @@ def test_predict_checks_raw_media_folders_and_invisible_text_before_decoding(che
 
 
 def test_records_from_flags_are_named_after_their_files():
-    from hf_mmfusion.predict import records_from_flags
+    from hf_mmfusion.inference.records import records_from_flags
 
     assert [r["id"] for r in records_from_flags(None, None, None, ["clips/a.mp4", "b.MP4"])] == ["a", "b"]
     assert [r["id"] for r in records_from_flags(["x", "y"], ["u1.wav", "u2.npy"], None)] == ["u1", "u2"]
@@ -371,7 +371,7 @@ def test_usage_does_not_load_torch_but_the_package_still_works():
 
     code = (
         "import sys; sys.argv = ['/usr/bin/hf-mmfusion', '--help']\n"
-        "from hf_mmfusion.cli import main\n"
+        "from hf_mmfusion.commands import main\n"
         "assert main(sys.argv[1:]) == 0\n"
         "assert 'torch' not in sys.modules, 'usage loaded torch'\n"
         "import hf_mmfusion, transformers\n"

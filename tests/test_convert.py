@@ -14,8 +14,9 @@ import pytest
 import torch
 from datasets import DatasetDict
 
+from hf_mmfusion.commands.convert import build_parser, main
 from hf_mmfusion.data.collator import MMFusionDataCollator
-from hf_mmfusion.data.convert import build_parser, main, run_convert
+from hf_mmfusion.data.convert import run_convert
 from hf_mmfusion.data.preprocess import preprocess_dataset
 from hf_mmfusion.data.safe_pickle import UnsafePickleError, safe_load
 from hf_mmfusion.data.schema import load_converted
@@ -476,7 +477,7 @@ def test_manifest_with_a_byte_order_mark(tmp_path):
 
 # ---------------------------------------------------------------- arguments, columns and frame files
 def test_sizes_are_checked_while_parsing(tmp_path, capsys):
-    from hf_mmfusion.cli import main as cli_main
+    from hf_mmfusion.commands import main as cli_main
     from hf_mmfusion.data.videos import read_video_folder
 
     (tmp_path / "labels.csv").write_text("id,label\nclip,1\n")
@@ -515,7 +516,7 @@ def test_manifest_reads_the_canonical_audio_and_visual_columns(tmp_path):
 
 
 def test_npy_suffix_case_and_non_numeric_npy_files(tmp_path, capsys):
-    from hf_mmfusion.predict import check_record, load_frames
+    from hf_mmfusion.inference.records import check_record, load_frames
 
     frames = np.arange(12, dtype=np.float32).reshape(4, 3)
     np.save(tmp_path / "a16.npy", frames)

@@ -17,9 +17,9 @@ from workflow_helpers import (
 )
 
 import hf_mmfusion
-from hf_mmfusion.evaluation import predict_dataset, robustness_rows
+from hf_mmfusion.data.datasets import encode_dataset, make_collator
 from hf_mmfusion.explanation import fusion_links
-from hf_mmfusion.loading import encode_dataset, make_collator
+from hf_mmfusion.workflows.evaluation import predict_dataset, robustness_rows
 
 MODALITIES = ("text", "audio", "visual")
 
@@ -168,7 +168,7 @@ def test_fusion_links_follow_the_top_k_rule():
 
 
 def test_records_and_batches_give_the_same_report(clcr):
-    from hf_mmfusion.predict import predict_records
+    from hf_mmfusion.workflows.prediction import predict_records
 
     model, processor, _ = clcr
     split = tiny_dataset()["test"].select(range(3))
@@ -245,7 +245,7 @@ def test_page_names_a_missing_figure(clcr, tmp_path):
 
 
 def test_cli_explains_chosen_ids_and_maps_with_tsne(clcr, tmp_path):
-    from hf_mmfusion.cli import main
+    from hf_mmfusion.commands import main
 
     _, _, path = clcr
     ids = list(tiny_dataset()["test"]["id"])
@@ -264,7 +264,7 @@ def test_cli_explains_chosen_ids_and_maps_with_tsne(clcr, tmp_path):
 
 
 def test_bad_input_is_refused_and_nothing_is_written(clcr, ssu, tmp_path, capsys):
-    from hf_mmfusion.cli import main
+    from hf_mmfusion.commands import main
 
     model, processor, path = clcr
     split = tiny_dataset()["test"]
@@ -304,7 +304,7 @@ def _explain_argv(path, out, *extra):
 
 
 def test_rerun_into_the_current_report_folder_keeps_the_users_files(clcr, tmp_path, monkeypatch):
-    from hf_mmfusion.cli import main
+    from hf_mmfusion.commands import main
 
     _, _, path = clcr
     report = tmp_path / "report"
@@ -329,7 +329,7 @@ def test_rerun_into_the_current_report_folder_keeps_the_users_files(clcr, tmp_pa
 
 
 def test_output_folder_is_checked_before_the_model_loads(clcr, tmp_path, monkeypatch, capsys):
-    from hf_mmfusion.cli import main
+    from hf_mmfusion.commands import main
 
     _, _, path = clcr
     report = tmp_path / "report"
@@ -358,7 +358,7 @@ def test_output_folder_is_checked_before_the_model_loads(clcr, tmp_path, monkeyp
 
 @pytest.mark.parametrize("value", ["-5", "0"])
 def test_max_samples_must_be_positive(clcr, tmp_path, monkeypatch, capsys, value):
-    from hf_mmfusion.cli import main
+    from hf_mmfusion.commands import main
 
     _refuse_model_loading(monkeypatch)
     assert main(_explain_argv(clcr[2], tmp_path / "report", "--max_samples", value)) == 2
@@ -409,8 +409,8 @@ def _records(n=3):
 
 @pytest.mark.parametrize("which", ["clcr", "ssu"])
 def test_records_with_different_modalities_are_explained_as_predict_scores_them(which, request, tmp_path):
-    from hf_mmfusion.cli import main
-    from hf_mmfusion.predict import predict_records
+    from hf_mmfusion.commands import main
+    from hf_mmfusion.workflows.prediction import predict_records
 
     model, processor, path = request.getfixturevalue(which)
     records = _records(4)
@@ -443,7 +443,7 @@ def test_records_with_different_modalities_are_explained_as_predict_scores_them(
 
 
 def test_record_labels_are_checked_and_named(clcr, tmp_path, capsys):
-    from hf_mmfusion.cli import main
+    from hf_mmfusion.commands import main
 
     model, processor, path = clcr
     for label, message in ((float("nan"), "must be a finite number, got nan"),
@@ -497,7 +497,7 @@ def _text_boxes(fig, keep):
 
 
 def test_robustness_figure_labels_do_not_overlap(tmp_path, monkeypatch):
-    from hf_mmfusion.evaluation import plot_robustness
+    from hf_mmfusion.workflows.evaluation import plot_robustness
 
     kept = _kept_figures(monkeypatch)
     rows = [{"condition": f"noise {s}", "noise": s, "dropped": "", "mae": 0.8 + 0.2 * s, "acc2_has0": 0.7 - 0.1 * s}

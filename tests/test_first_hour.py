@@ -63,10 +63,9 @@ def test_readme_explain_commands_rebuild_the_demo_test_split():
     import argparse
     import shlex
 
-    from hf_mmfusion.demo import DemoSettings, _test_split
+    from hf_mmfusion.data.datasets import DataArguments, load_any_dataset
     from hf_mmfusion.explanation import add_explain_arguments
-    from hf_mmfusion.loading import load_any_dataset
-    from hf_mmfusion.training import DataArguments
+    from hf_mmfusion.workflows.demo import DemoSettings, _test_split
 
     readme = (REPO_ROOT / "README.md").read_text()
     section = re.search(r"## Explaining a model\n+```bash\n(.*?)```", readme, re.S).group(1).replace("\\\n", " ")

@@ -177,7 +177,7 @@ def test_pushed_repos_resolve_offline_from_the_cache_with_and_without_the_packag
 
 
 def test_cards_follow_the_checkpoint_modalities_paths_and_splits(tmp_path):
-    from hf_mmfusion.cli import _card_metrics_and_split
+    from hf_mmfusion.commands.push import read_card_metrics as _card_metrics_and_split
 
     text_only, _ = tiny_checkpoint(tmp_path / "text", "ssu", modalities=("text",))
     text_only.config.text_config._name_or_path = str(tmp_path / "encoders" / "my-bert")

@@ -13,9 +13,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from workflow_helpers import one_torch_thread, tiny_checkpoint, tiny_synthetic_flags  # noqa: E402, F401
 
-from hf_mmfusion import sources  # noqa: E402
-from hf_mmfusion.cli import main  # noqa: E402
-from hf_mmfusion.evaluation import load_pretrained  # noqa: E402
+from hf_mmfusion.commands import main  # noqa: E402
+from hf_mmfusion.inference.checkpoints import load_pretrained  # noqa: E402
+from hf_mmfusion.utils import sources  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,8 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
     """What `hf-mmfusion train --model_type baseline` saves: a BERT regressor and an MMFusionProcessor."""
-    from hf_mmfusion.training import ModelArguments, build_model, build_processor
+    from hf_mmfusion.workflows.training.arguments import ModelArguments
+    from hf_mmfusion.workflows.training.builders import build_model, build_processor
 
     path = tmp_path_factory.mktemp("baseline") / "baseline"
     torch.manual_seed(0)

@@ -47,7 +47,7 @@ def tiny_bert(tmp_path_factory):
     from transformers import BertModel
 
     from hf_mmfusion.data.synthetic import build_synthetic_tokenizer
-    from hf_mmfusion.training import tiny_text_config
+    from hf_mmfusion.workflows.training.builders import tiny_text_config
 
     path = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = build_synthetic_tokenizer()

@@ -82,8 +82,8 @@ def _drop_weights(path, prefix):
 def test_partially_loaded_checkpoints_are_refused(tmp_path, capsys):
     import json
 
-    from hf_mmfusion.cli import main
-    from hf_mmfusion.evaluation import load_pretrained
+    from hf_mmfusion.commands import main
+    from hf_mmfusion.inference.checkpoints import load_pretrained
 
     headless = tmp_path / "headless"
     tiny_checkpoint(headless, "clcr")

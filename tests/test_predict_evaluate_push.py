@@ -9,7 +9,7 @@ import pytest
 import torch
 from workflow_helpers import killed_and_live_runs, one_torch_thread, tiny_checkpoint  # noqa: F401
 
-from hf_mmfusion.cli import main
+from hf_mmfusion.commands import main
 
 EVALUATE_FLAGS = ["--synthetic_sizes", "16", "8", "8", "--synthetic_audio_dim", "6", "--synthetic_visual_dim", "5",
                   "--noise", "0", "--no_drop", "--no_progress"]
@@ -36,7 +36,7 @@ def one_error_line(capsys, *fragments: str) -> str:
 
 
 def test_predict_never_writes_over_its_input_the_model_or_a_user_file(checkpoint, tmp_path, capsys, monkeypatch):
-    import hf_mmfusion.predict as predict_module
+    import hf_mmfusion.workflows.prediction as predict_module
 
     loads = []
     real_load = predict_module.load_pretrained
@@ -84,7 +84,7 @@ def test_predict_never_writes_over_its_input_the_model_or_a_user_file(checkpoint
 
 
 def test_a_failed_predict_leaves_an_earlier_output_as_it_was(checkpoint, tmp_path, capsys, monkeypatch):
-    import hf_mmfusion.predict as predict_module
+    import hf_mmfusion.workflows.prediction as predict_module
 
     records = tmp_path / "in.jsonl"
     records.write_text("\n".join(json.dumps({"id": str(i), "text": f"film {i}"}) for i in range(6)))
@@ -115,7 +115,7 @@ def test_a_failed_predict_leaves_an_earlier_output_as_it_was(checkpoint, tmp_pat
 
 
 def test_non_finite_predictions_are_an_error_naming_the_records(tmp_path, capsys):
-    from hf_mmfusion.predict import write_predictions
+    from hf_mmfusion.workflows.prediction import write_predictions
 
     model, _ = tiny_checkpoint(tmp_path / "nan", "clcr")
     with torch.no_grad():
@@ -141,7 +141,7 @@ def test_non_finite_predictions_are_an_error_naming_the_records(tmp_path, capsys
 def test_evaluate_refuses_a_label_column_of_the_other_problem_type(checkpoint, tmp_path, capsys, monkeypatch):
     from workflow_helpers import tiny_dataset
 
-    import hf_mmfusion.evaluation as evaluation
+    import hf_mmfusion.workflows.evaluation as evaluation
 
     monkeypatch.setattr(evaluation, "encode_dataset", must_not_run)
     assert main(["evaluate", str(checkpoint), "--label_column", "label_class", "--output_dir", str(tmp_path / "ev"),
@@ -155,7 +155,7 @@ def test_evaluate_refuses_a_label_column_of_the_other_problem_type(checkpoint, t
     one_error_line(capsys, "--label_column 'label' holds float values", "classifier", "class ids 0..1")
     assert not (tmp_path / "ev").exists()
 
-    from hf_mmfusion.evaluation import check_label_column
+    from hf_mmfusion.workflows.evaluation import check_label_column
 
     split = tiny_dataset()["test"]
     model = evaluation.load_pretrained(str(classifier), progress=False)[0]
@@ -170,7 +170,7 @@ def test_evaluate_refuses_a_label_column_of_the_other_problem_type(checkpoint, t
 
 
 def test_evaluate_checks_its_output_folder_before_computing(checkpoint, tmp_path, capsys, monkeypatch):
-    import hf_mmfusion.evaluation as evaluation
+    import hf_mmfusion.workflows.evaluation as evaluation
 
     monkeypatch.setattr(evaluation, "load_pretrained", must_not_run)
     blocker = tmp_path / "results.md"
@@ -217,9 +217,9 @@ def test_push_reports_an_unreachable_hub_in_one_line(checkpoint, online_push, ca
 
 
 def test_push_metrics_file_errors_name_the_file(checkpoint, online_push, tmp_path, capsys, monkeypatch):
-    import hf_mmfusion.evaluation as evaluation
+    import hf_mmfusion.commands.push as push_command
 
-    monkeypatch.setattr(evaluation, "load_pretrained", must_not_run)
+    monkeypatch.setattr(push_command, "load_pretrained", must_not_run)
     cases = {
         "list.json": ("[0.5, 0.7]", "must hold a JSON object", "got a list"),
         "notes.txt": ("mae was good", "is not JSON", "line 1"),
@@ -235,9 +235,9 @@ def test_push_metrics_file_errors_name_the_file(checkpoint, online_push, tmp_pat
 
 
 def test_one_thread_rule_for_every_command(checkpoint, tmp_path, monkeypatch):
-    import hf_mmfusion.evaluation as evaluation
     import hf_mmfusion.explanation as explanation
-    import hf_mmfusion.predict as predict_module
+    import hf_mmfusion.workflows.evaluation as evaluation
+    import hf_mmfusion.workflows.prediction as predict_module
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     torch.set_num_threads(2)
@@ -264,8 +264,8 @@ def test_one_thread_rule_for_every_command(checkpoint, tmp_path, monkeypatch):
         assert main([*argv, "--threads", "0"]) == 2
     assert seen == [1, 1, 1, 2, 2, 2]  # --threads 0 is refused before any work
 
-    from hf_mmfusion.cpu_threads import SMALL_MODEL_PARAMETERS, choose_threads
-    from hf_mmfusion.training import choose_threads as training_rule
+    from hf_mmfusion.utils.cpu_threads import SMALL_MODEL_PARAMETERS, choose_threads
+    from hf_mmfusion.utils.cpu_threads import choose_threads as training_rule
 
     assert training_rule is choose_threads  # train follows the same rule
     small, large = torch.nn.Linear(4, 4), torch.nn.Linear(SMALL_MODEL_PARAMETERS, 1, bias=False)
@@ -277,7 +277,7 @@ def test_one_thread_rule_for_every_command(checkpoint, tmp_path, monkeypatch):
 
 
 def test_evaluate_never_writes_over_result_files_it_did_not_write(checkpoint, tmp_path, capsys, monkeypatch):
-    import hf_mmfusion.evaluation as evaluation
+    import hf_mmfusion.workflows.evaluation as evaluation
 
     out = tmp_path / "results"
     out.mkdir()
@@ -299,7 +299,7 @@ def test_evaluate_never_writes_over_result_files_it_did_not_write(checkpoint, tm
     assert {p.name for p in out.iterdir()} == names | {"notes.txt", evaluation.OUTPUT_MARKER}
     assert (out / "notes.txt").read_text() == "keep me"
     # A result file the marker does not list is the user's, even beside results evaluate wrote.
-    from hf_mmfusion.outputs import record_written
+    from hf_mmfusion.utils.outputs import record_written
 
     (out / "robustness.md").write_text("mine now")
     record_written(out, evaluation.OUTPUT_MARKER, ["robustness.csv", "robustness.json", "robustness.png"], reset=True)
@@ -311,7 +311,7 @@ def test_evaluate_never_writes_over_result_files_it_did_not_write(checkpoint, tm
 def _open_output_and_hang(output, paths):
     import time
 
-    from hf_mmfusion.predict import open_staged_output
+    from hf_mmfusion.workflows.prediction import open_staged_output
 
     # What predict opens before its model loads; the run is killed while it computes.
     temporary, _ = open_staged_output(output)

@@ -286,7 +286,8 @@ def test_extractors_refuse_raw_media_for_models_trained_on_precomputed_frames(tm
     audio.save_pretrained(tmp_path / "fe")
     assert AutoFeatureExtractor.from_pretrained(tmp_path / "fe").feature_source == "precomputed"
     # The training workflow records it: dataset frames, or the frames a converter computed with its extractor.
-    from hf_mmfusion.training import ModelArguments, build_processor
+    from hf_mmfusion.workflows.training.arguments import ModelArguments
+    from hf_mmfusion.workflows.training.builders import build_processor
 
     built = build_processor(ModelArguments(model_type="clcr"), ("audio", "visual"), 5, 48, 32)
     assert built.audio_feature_extractor.feature_source == built.visual_feature_extractor.feature_source == "precomputed"

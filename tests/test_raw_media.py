@@ -226,7 +226,8 @@ def test_asr_transcribes_with_word_timestamps_and_fills_the_text(raw, encoders, 
 
 # ------------------------------------------------------------------------------------------ convert, train, predict
 def _av_model(audio_dim, visual_dim):
-    from hf_mmfusion.training import ModelArguments, build_model
+    from hf_mmfusion.workflows.training.arguments import ModelArguments
+    from hf_mmfusion.workflows.training.builders import build_model
 
     torch.manual_seed(0)
     args = ModelArguments(model_type="clcr", hidden_size=16, config_overrides=TINY_OVERRIDES["clcr"])
@@ -248,7 +249,7 @@ def clips(raw, tmp_path):
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_convert_videos_reports_the_corrupt_clip_and_caches(clips, encoders, tmp_path, capsys):
     pytest.importorskip("opensmile")
-    from hf_mmfusion.cli import main
+    from hf_mmfusion.commands import main
     from hf_mmfusion.data.schema import load_converted
 
     folder, labels = clips
@@ -281,7 +282,8 @@ def test_convert_videos_reports_the_corrupt_clip_and_caches(clips, encoders, tmp
     # The dataset records its extractors, and training builds its processor from them, so a model trained on
     # it computes the same features from a raw video.
     from hf_mmfusion.data.schema import read_feature_extractors
-    from hf_mmfusion.training import ModelArguments, build_processor
+    from hf_mmfusion.workflows.training.arguments import ModelArguments
+    from hf_mmfusion.workflows.training.builders import build_processor
 
     recorded = read_feature_extractors(tmp_path / "out")
     assert recorded["audio"]["raw_features"] == "egemaps" and recorded["visual"]["raw_features"] == "pretrained"
@@ -298,7 +300,7 @@ def test_predict_and_pipeline_from_the_video_alone(raw, encoders, tmp_path, caps
     pytest.importorskip("opensmile")
     from transformers import pipeline
 
-    from hf_mmfusion.predict import main as predict_main
+    from hf_mmfusion.commands.predict import main as predict_main
 
     processor = MMFusionProcessor(
         audio_feature_extractor=AcousticFeatureExtractor(raw_features="egemaps"),
@@ -333,7 +335,7 @@ def test_predict_and_pipeline_from_the_video_alone(raw, encoders, tmp_path, caps
 
 
 def test_a_checkpoint_never_gets_features_of_another_width(tmp_path, encoders):
-    from hf_mmfusion.predict import predict_records
+    from hf_mmfusion.workflows.prediction import predict_records
 
     model = _av_model(25, 16)
     processor = MMFusionProcessor(

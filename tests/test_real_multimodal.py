@@ -169,7 +169,7 @@ def test_mosi_cv_tiny_end_to_end(tmp_path):
     from transformers import BertModel
 
     from hf_mmfusion.data.synthetic import build_synthetic_tokenizer
-    from hf_mmfusion.training import tiny_text_config
+    from hf_mmfusion.workflows.training.builders import tiny_text_config
 
     encoder = tmp_path / "tiny-bert"
     tokenizer = build_synthetic_tokenizer()

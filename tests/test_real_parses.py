@@ -99,7 +99,8 @@ def test_train_with_spacy_model_builds_a_dependency_graph(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from workflow_helpers import tiny_train_argv
 
-    from hf_mmfusion.training import parse_train_args, run_training
+    from hf_mmfusion.commands.train import parse_train_args
+    from hf_mmfusion.workflows.training.run import run_training
 
     argv = tiny_train_argv("ssu", tmp_path, "--num_train_epochs", "1", "--spacy_model", PIPELINE, sizes=(8, 4, 4))
     outcome = run_training(*parse_train_args(argv))

@@ -56,7 +56,7 @@ def run(script: str, checkpoint) -> None:
         "from transformers import AutoModel, AutoProcessor, pipeline\nimport hf_mmfusion",
         # A submodule first: the package registers before the submodule runs.
         "from hf_mmfusion.models.modeling_ssu import SSUModel",
-        "from hf_mmfusion.pipeline import MultimodalSentimentPipeline",
+        "from hf_mmfusion.inference.pipeline import MultimodalSentimentPipeline",
     ],
     ids=["package-first", "transformers-first", "modeling-module-first", "pipeline-module-first"],
 )

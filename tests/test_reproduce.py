@@ -16,15 +16,16 @@ from datasets import DatasetDict
 from safetensors.torch import load_file
 from workflow_helpers import one_torch_thread, tiny_dataset, tiny_train_argv  # noqa: F401  (autouse fixture)
 
-from hf_mmfusion import reproduce
-from hf_mmfusion.reproduce import RunSpec, best_seed, mean_std, run_seeds, summary_markdown
+from hf_mmfusion.commands.reproduce import build_parser as reproduce_parser
+from hf_mmfusion.workflows import reproduce
+from hf_mmfusion.workflows.reproduce import RunSpec, best_seed, mean_std, run_seeds, summary_markdown
 
 METRICS = ["mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc5", "acc7"]
 
 
 def spec_from_flags(name, output_dir, *extra, sizes=(16, 8, 8)):
     argv = tiny_train_argv(name, output_dir, *extra, sizes=sizes)
-    model_args, data_args, training_args, _ = reproduce.build_parser().parse_args_into_dataclasses(args=argv)
+    model_args, data_args, training_args, _ = reproduce_parser().parse_args_into_dataclasses(args=argv)
     return RunSpec(name, model_args, data_args, training_args)
 
 
@@ -60,7 +61,7 @@ def test_best_seed_is_chosen_on_validation_not_test():
 
 
 def test_cli_table_shape_mean_std_baseline_and_best_model_card(tmp_path, capsys):
-    from hf_mmfusion.cli import main
+    from hf_mmfusion.commands import main
 
     out = tmp_path / "repro"
     seeds = [3, 4]
@@ -206,7 +207,8 @@ def test_bad_arguments_raise(tmp_path):
         run_seeds([spec, spec], [1], tmp_path)
     with pytest.raises(ValueError, match="at least one integer seed"):
         run_seeds([spec], [], tmp_path)
-    from hf_mmfusion.training import ModelArguments, build_baseline_model
+    from hf_mmfusion.workflows.training.arguments import ModelArguments
+    from hf_mmfusion.workflows.training.builders import build_baseline_model
 
     with pytest.raises(ValueError, match="text only"):
         build_baseline_model(ModelArguments(model_type="baseline"), ["text", "audio"], 1)
@@ -219,7 +221,7 @@ def _error_line(err: str) -> str:
 
 
 def test_users_result_files_are_never_overwritten(tmp_path, capsys, monkeypatch):
-    from hf_mmfusion.cli import main
+    from hf_mmfusion.commands import main
 
     calls = []
     real = reproduce.run_training
@@ -238,9 +240,9 @@ def test_users_result_files_are_never_overwritten(tmp_path, capsys, monkeypatch)
 
 
 def test_a_second_run_never_clears_the_seed_a_running_one_trains(tmp_path, capsys):
-    from hf_mmfusion.cli import main
-    from hf_mmfusion.outputs import claim_output_dir, run_lock
-    from hf_mmfusion.training import claim_output_dir as claim_training_dir
+    from hf_mmfusion.commands import main
+    from hf_mmfusion.utils.outputs import claim_output_dir, run_lock
+    from hf_mmfusion.workflows.training.output_dir import claim_output_dir as claim_training_dir
 
     out = tmp_path / "repro"
     claim_output_dir(out, reproduce.OUTPUT_MARKER, ["clcr"])
@@ -263,7 +265,7 @@ def test_a_second_run_never_clears_the_seed_a_running_one_trains(tmp_path, capsy
 
 
 def test_baseline_without_text_is_refused_before_any_seed_trains(tmp_path, capsys, monkeypatch):
-    from hf_mmfusion.cli import main
+    from hf_mmfusion.commands import main
 
     calls = []
     monkeypatch.setattr(reproduce, "run_training", lambda *a, **k: calls.append(a[2].seed))

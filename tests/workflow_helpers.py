@@ -68,8 +68,9 @@ def tiny_checkpoint(path, model_type: str, modalities=("text", "audio", "visual"
     """An untrained tiny model + fitted processor saved to ``path``; returns (model, processor)."""
     import torch
 
-    from hf_mmfusion.loading import fit_feature_normalization
-    from hf_mmfusion.training import ModelArguments, build_model, build_processor
+    from hf_mmfusion.data.datasets import fit_feature_normalization
+    from hf_mmfusion.workflows.training.arguments import ModelArguments
+    from hf_mmfusion.workflows.training.builders import build_model, build_processor
 
     torch.manual_seed(seed)
     args = ModelArguments(model_type=model_type, hidden_size=16, config_overrides=TINY_OVERRIDES[model_type])

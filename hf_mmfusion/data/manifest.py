@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ..processing.feature_extraction_mmfusion import VIDEO_SUFFIXES
-from .schema import normalize_split
+from .schema import is_given, normalize_split
 
 
-def _read_records(path: Path) -> list[dict]:
+def read_table_records(path: Path) -> list[dict]:
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".tsv"):
@@ -45,10 +45,6 @@ def _read_records(path: Path) -> list[dict]:
     except RecursionError:
         raise ValueError(f"{path}: cannot read the manifest (values nested too deeply)") from None
     raise ValueError(f"{path}: manifest must be .csv, .tsv, .json or .jsonl")
-
-
-def _present(value) -> bool:
-    return value is not None and not (isinstance(value, str) and not value.strip())
 
 
 def read_npy_frames(path: str | os.PathLike) -> np.ndarray:
@@ -116,7 +112,7 @@ def frame_columns(columns, audio_column: str | None = None, visual_column: str |
 
 def manifest_columns(path: str | os.PathLike) -> set[str]:
     """The column names of a manifest (those of its first record)."""
-    records = _read_records(Path(path))
+    records = read_table_records(Path(path))
     return set(records[0]) if records and isinstance(records[0], dict) else set()
 
 
@@ -124,11 +120,11 @@ def raw_media_modalities(path: str | os.PathLike, audio_column: str | None, visu
     """The modalities (``audio`` / ``visual``) whose column gives a recording (audio) or a video (visual) in every row of the
     manifest at ``path``, so that :func:`read_manifest` computes all their frames with its extractors."""
     media = {"audio": (".wav",), "visual": VIDEO_SUFFIXES}
-    records = [r for r in _read_records(Path(path)) if isinstance(r, dict)]
+    records = [r for r in read_table_records(Path(path)) if isinstance(r, dict)]
     found = set()
     for modality, column in (("audio", audio_column), ("visual", visual_column)):
         if column and records and all(
-            _present(r.get(column)) and Path(str(r[column])).suffix.lower() in media[modality] for r in records
+            is_given(r.get(column)) and Path(str(r[column])).suffix.lower() in media[modality] for r in records
         ):
             found.add(modality)
     return found
@@ -158,7 +154,7 @@ def read_manifest(
     when the manifest has one, ``""`` reads none.
     """
     path = Path(path)
-    records = _read_records(path)
+    records = read_table_records(path)
     if not records:
         raise ValueError(f"{path}: the manifest has no rows")
     if not isinstance(records[0], dict):
@@ -197,7 +193,7 @@ def read_manifest(
             raise ValueError(f"{where}: `{label_column}` is not finite ({label})")
         row = {"id": sample_id, "label": label}
         if text_columns:
-            text = next((str(record[c]) for c in text_columns if _present(record[c])), None)
+            text = next((str(record[c]) for c in text_columns if is_given(record[c])), None)
             if text is None:
                 raise ValueError(f"{where}: every text column {list(text_columns)} is empty")
             row["text"] = text
@@ -210,7 +206,7 @@ def read_manifest(
                 ) from None
         for modality, column, extractor in (("audio", audio_column, audio_extractor), ("visual", visual_column, visual_extractor)):
             if column:
-                if not _present(record[column]):
+                if not is_given(record[column]):
                     raise ValueError(f"{where}: `{column}` has no feature file path")
                 row[modality] = _load_frames(record[column], path.parent, where, extractor)
         split = normalize_split(record[split_column]) if use_split else normalize_split(default_split)
@@ -286,12 +282,12 @@ def read_utterance_npz(path: str | os.PathLike) -> dict[str, list[dict]]:
 
 def text_lookup(path: str | os.PathLike, id_column: str = "id", text_columns: Sequence[str] = ("text",)) -> dict[str, str]:
     """``{id: transcript}`` from a manifest, taking the first non-empty of ``text_columns``."""
-    records = _read_records(Path(path))
+    records = read_table_records(Path(path))
     lookup = {}
     for record in records:
         if id_column not in record:
             raise ValueError(f"{path}: column {id_column!r} not found")
-        text = next((str(record[c]) for c in text_columns if _present(record.get(c))), None)
+        text = next((str(record[c]) for c in text_columns if is_given(record.get(c))), None)
         if text is not None:
             lookup[str(record[id_column])] = text
     return lookup

@@ -34,12 +34,12 @@ def _process_batch(
     )
     result = dict(out)
     if label_column:
-        check_labels(batch[label_column], label_column, batch.get("id"))
+        check_label_values(batch[label_column], label_column, batch.get("id"))
         result["labels"] = batch[label_column]
     return result
 
 
-def check_labels(labels, label_column: str, ids=None) -> None:
+def check_label_values(labels, label_column: str, ids=None) -> None:
     """Refuse NaN / infinite scores and negative class ids (a ``ValueError`` naming the first rows)."""
     values = np.asarray(labels)
     if values.dtype == object or values.ndim != 1:

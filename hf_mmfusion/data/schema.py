@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ownership import (
+from ..utils.ownership import (
     STAGING_PATTERN,
     ScratchDirectory,
     creation_mode,
@@ -36,6 +36,12 @@ FILE_FORMATS = ("arrow", "parquet")
 # only a folder carrying it may be replaced by ``overwrite``. ``datasets`` skips hidden files, so neither
 # loader sees it.
 OUTPUT_MARKER = ".hf_mmfusion_dataset"
+
+
+def is_given(value) -> bool:
+    """Whether a record's field holds a value: ``None``, an empty string and a blank one (a CSV cell of spaces)
+    mean the record does not give it."""
+    return value is not None and not (isinstance(value, str) and not value.strip())
 
 
 def normalize_split(name: str) -> str:

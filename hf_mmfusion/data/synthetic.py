@@ -15,6 +15,7 @@ modality the label is ``2 * s_1``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,6 +29,24 @@ FILLER_WORDS = (
 # Word pieces so that a few words split into several sub-tokens (exercises word-piece alignment).
 _WORD_PIECES = ("un", "##bel", "##iev", "##ably", "watch", "##ing", "character", "##s", "direct", "##ion")
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+@dataclass(frozen=True)
+class SyntheticDefaults:
+    """The one set of defaults of the built-in synthetic data: ``train``, ``evaluate``, ``explain`` and the
+    functions below all take theirs from ``SYNTHETIC_DEFAULTS``, so a model trained with the defaults is
+    evaluated on data of the same shape."""
+
+    sizes: tuple[int, int, int] = (256, 128, 128)
+    audio_dim: int = 16
+    visual_dim: int = 12
+    seed: int = 0
+    text_words: tuple[int, int] = (5, 14)
+    audio_frames: tuple[int, int] = (6, 16)
+    visual_frames: tuple[int, int] = (5, 12)
+
+
+SYNTHETIC_DEFAULTS = SyntheticDefaults()
 
 
 def synthetic_vocabulary() -> list[str]:
@@ -89,12 +108,12 @@ def signal_patterns(audio_dim: int, visual_dim: int) -> tuple[np.ndarray, np.nda
 def generate_synthetic_examples(
     num_samples: int,
     modalities: Sequence[str] = ("text", "audio", "visual"),
-    audio_dim: int = 16,
-    visual_dim: int = 12,
-    text_words: tuple[int, int] = (5, 14),
-    audio_frames: tuple[int, int] = (10, 40),
-    visual_frames: tuple[int, int] = (8, 30),
-    seed: int = 0,
+    audio_dim: int = SYNTHETIC_DEFAULTS.audio_dim,
+    visual_dim: int = SYNTHETIC_DEFAULTS.visual_dim,
+    text_words: tuple[int, int] = SYNTHETIC_DEFAULTS.text_words,
+    audio_frames: tuple[int, int] = SYNTHETIC_DEFAULTS.audio_frames,
+    visual_frames: tuple[int, int] = SYNTHETIC_DEFAULTS.visual_frames,
+    seed: int = SYNTHETIC_DEFAULTS.seed,
 ) -> dict[str, list]:
     """Columns (``id``, ``text``, ``audio``, ``visual``, ``label``, ``label_class``) as Python lists.
 
@@ -143,11 +162,11 @@ def generate_synthetic_examples(
 
 
 def make_synthetic_dataset(
-    num_samples: int | Sequence[int] = (512, 128, 128),
+    num_samples: int | Sequence[int] = SYNTHETIC_DEFAULTS.sizes,
     modalities: Sequence[str] = ("text", "audio", "visual"),
-    audio_dim: int = 16,
-    visual_dim: int = 12,
-    seed: int = 0,
+    audio_dim: int = SYNTHETIC_DEFAULTS.audio_dim,
+    visual_dim: int = SYNTHETIC_DEFAULTS.visual_dim,
+    seed: int = SYNTHETIC_DEFAULTS.seed,
     **kwargs,
 ):
     """A ``datasets.DatasetDict`` (train / validation / test) with the canonical columns.

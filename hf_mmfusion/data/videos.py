@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..processing.feature_extraction_mmfusion import VIDEO_SUFFIXES
-from .manifest import _present, _read_records
-from .schema import normalize_split
+from .manifest import read_table_records
+from .schema import is_given, normalize_split
 
 REPORT_NAME = "report.json"
 
@@ -109,7 +109,7 @@ def read_video_folder(
     clips_dir, labels = Path(clips_dir), Path(labels)
     if not clips_dir.is_dir():
         raise ValueError(f"clips folder {clips_dir} does not exist")
-    records = _read_records(labels)
+    records = read_table_records(labels)
     if not records:
         raise ValueError(f"{labels}: the labels file has no rows")
     for needed in (id_column, label_column):
@@ -118,7 +118,7 @@ def read_video_folder(
     if audio_extractor is None and visual_extractor is None and asr_model is None:
         raise ValueError("convert videos needs at least one of audio features, visual features or an ASR model")
     if asr_model is not None:
-        from ..sources import model_source
+        from ..utils.sources import model_source
 
         model_source(asr_model, "ASR model")
     clips = {p.stem: p for p in sorted(clips_dir.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES}
@@ -141,7 +141,7 @@ def read_video_folder(
             label = float(record[label_column])
         except (TypeError, ValueError) as err:
             raise ValueError(f"{where}: `{label_column}` must be a number, got {record[label_column]!r}") from err
-        split = normalize_split(record[split_column]) if _present(record.get(split_column)) else normalize_split(default_split)
+        split = normalize_split(record[split_column]) if is_given(record.get(split_column)) else normalize_split(default_split)
         path = clips.get(clip_id)
         if path is None:
             failures.append({"id": clip_id, "path": None, "reason": f"no clip named {clip_id} in {clips_dir}"})
@@ -149,7 +149,7 @@ def read_video_folder(
         sample_id = path.stem
         if sample_id in meta:
             raise ValueError(f"{where}: duplicate id {sample_id!r}")
-        text = str(record[text_column]) if _present(record.get(text_column)) else None
+        text = str(record[text_column]) if is_given(record.get(text_column)) else None
         meta[sample_id] = {"label": label, "split": split, "text": text, "path": path}
         cached = _load_cached(cache / f"{sample_id}.npz", _stamp(path))
         if cached is not None:

@@ -14,9 +14,12 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..sources import looks_local
+from ..utils.sources import looks_local
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+# Parts of a metric's name that mark it as bookkeeping, not quality: a card reports neither.
+NOT_QUALITY = ("loss", "runtime", "per_second", "epoch")
 
 METRIC_NAMES = {
     "mae": "MAE",
@@ -181,7 +184,7 @@ def build_model_card(
     """
     import transformers
 
-    from .. import __version__
+    from ..utils.version import __version__
 
     config = getattr(model, "config", model)
     model_type = config.model_type
@@ -250,3 +253,31 @@ def build_model_card(
                       for m in frame_modalities],
         usage_inputs=", ".join(usage),
     )
+
+
+def is_quality_metric(key: str) -> bool:
+    """Whether a metric (``eval_mae``, ``test_acc7``, ``mae``) measures the model, not its loss or the run."""
+    return not any(part in key for part in NOT_QUALITY)
+
+
+def split_metrics(metrics: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    """The quality metrics of ``metrics`` named ``<prefix><name>`` (``eval_``, ``test_``), as ``{name: value}``."""
+    return {
+        key.removeprefix(prefix): float(value)
+        for key, value in metrics.items()
+        if key.startswith(prefix) and isinstance(value, (int, float)) and is_quality_metric(key)
+    }
+
+
+def card_metrics(
+    metrics: Mapping[str, Any], test_split: str = "test", eval_split: str = "validation"
+) -> tuple[dict[str, float], str]:
+    """What a model card reports of a run's metrics, and the split they come from: the test metrics
+    (``test_*``), else the validation ones (``eval_*``), else unprefixed quality metrics as the test split's."""
+    test = split_metrics(metrics, "test_")
+    if test:
+        return test, test_split
+    validation = split_metrics(metrics, "eval_")
+    if validation:
+        return validation, eval_split
+    return split_metrics(metrics, ""), test_split

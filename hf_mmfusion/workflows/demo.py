@@ -21,16 +21,10 @@ thresholds lambda.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-
-from .cpu_memory import retain_freed_memory
 
 # Dropout off and a larger step than the papers' recipes: the demo must learn in a few epochs on CPU.
 DEMO_OVERRIDES = {
@@ -75,7 +69,7 @@ class DemoSettings:
 def _training_args(settings: DemoSettings, model_type: str):
     from transformers import TrainingArguments
 
-    from .training import training_argument_defaults
+    from .training.arguments import training_argument_defaults
 
     values = training_argument_defaults(world_size=1)
     values.update(
@@ -100,7 +94,7 @@ def _training_args(settings: DemoSettings, model_type: str):
 
 
 def _data_args(settings: DemoSettings):
-    from .training import DataArguments
+    from ..data.datasets import DataArguments
 
     return DataArguments(
         dataset="synthetic",
@@ -114,7 +108,7 @@ def _data_args(settings: DemoSettings):
 
 
 def _test_split(settings: DemoSettings):
-    from .loading import load_any_dataset
+    from ..data.datasets import load_any_dataset
 
     return load_any_dataset("synthetic", **_data_args(settings).synthetic_kwargs())["test"]
 
@@ -123,10 +117,8 @@ def reload_and_check(path: Path, settings: DemoSettings, expected: dict[str, flo
     """Reload through the Auto classes, re-score the test split, and compare with the training run."""
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoProcessor
 
-    import hf_mmfusion  # noqa: F401
-
+    from ..data.datasets import encode_dataset, make_collator
     from .evaluation import predict_dataset, score
-    from .loading import encode_dataset, make_collator
 
     base = AutoModel.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path).eval()
@@ -192,7 +184,7 @@ def _stage_progress(stages, model_type: str):
 def claim_demo_output(settings: DemoSettings) -> Path:
     """The demo's output folder, checked and marked before any training: it must be new, empty, or an earlier
     demo output whose model folders the demo wrote itself; anything else is refused with a ``ValueError``."""
-    from .outputs import check_output_dir, claim_output_dir, written_entries
+    from ..utils.outputs import check_output_dir, claim_output_dir, written_entries
 
     output = check_output_dir(settings.output_dir, OUTPUT_MARKER, "demo")
     ours = written_entries(output, OUTPUT_MARKER) or set()
@@ -207,7 +199,7 @@ def claim_demo_output(settings: DemoSettings) -> Path:
 
 def run_demo(settings: DemoSettings) -> dict[str, dict]:
     """Train, evaluate, save, reload each model; returns {model_type: summary}."""
-    from .quiet import library_output_silenced
+    from ..utils.quiet import library_output_silenced
 
     with library_output_silenced():
         return _run_demo(settings)
@@ -217,11 +209,13 @@ def _run_demo(settings: DemoSettings) -> dict[str, dict]:
     import torch
     from tqdm.auto import tqdm
 
+    from ..data.datasets import encode_dataset, make_collator
+    from ..hub import build_model_card
+    from ..utils.outputs import record_written
     from .evaluation import plot_robustness, robustness_rows, write_rows
-    from .hub import build_model_card
-    from .loading import encode_dataset, make_collator
-    from .outputs import record_written
-    from .training import RUN_MARKER, ModelArguments, run_training
+    from .training.arguments import ModelArguments
+    from .training.output_dir import RUN_MARKER
+    from .training.run import run_training
 
     claim_demo_output(settings)
     results: dict[str, dict] = {}
@@ -311,54 +305,3 @@ def format_results(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hf-mmfusion demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output_dir", default=DemoSettings.output_dir)
-    parser.add_argument("--models", nargs="+", default=list(DemoSettings.models), choices=("clcr", "ssu"))
-    parser.add_argument(
-        "--modalities", nargs="+", default=list(DemoSettings.modalities), choices=("text", "audio", "visual"),
-        help="modalities of the synthetic data (default: all three)",
-    )
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest for these sizes)")
-    parser.add_argument("--sizes", type=int, nargs=3, default=list(DemoSettings.sizes), help="train/validation/test")
-    parser.add_argument("--epochs", type=float, default=DemoSettings.epochs)
-    parser.add_argument("--hidden_size", type=int, default=DemoSettings.hidden_size)
-    parser.add_argument("--batch_size", type=int, default=DemoSettings.batch_size)
-    parser.add_argument("--learning_rate", type=float, default=DemoSettings.learning_rate)
-    parser.add_argument("--noise", type=float, nargs="+", default=list(DemoSettings.noise))
-    parser.add_argument("--audio_frames", type=int, nargs=2, default=list(DemoSettings.audio_frames))
-    parser.add_argument("--visual_frames", type=int, nargs=2, default=list(DemoSettings.visual_frames))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no_progress", action="store_true")
-    args = parser.parse_args(argv)
-    import torch
-
-    retain_freed_memory()
-
-    # The models are small: a second intra-op thread gains little and loses a lot on a busy machine.
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, args.threads))
-    start = time.perf_counter()
-    try:
-        results = run_demo(
-            DemoSettings(
-                output_dir=args.output_dir, models=tuple(args.models), modalities=tuple(args.modalities),
-                sizes=tuple(args.sizes), epochs=args.epochs, hidden_size=args.hidden_size,
-                batch_size=args.batch_size, learning_rate=args.learning_rate, noise=tuple(args.noise),
-                audio_frames=tuple(args.audio_frames), visual_frames=tuple(args.visual_frames), seed=args.seed,
-                progress=not args.no_progress,
-            )
-        )
-    finally:
-        torch.set_num_threads(previous_threads)
-    print()
-    print(format_results(results))
-    print(TABLE_LEGEND)
-    print(f"\nmodels, processors, cards and robustness plots: {Path(args.output_dir).resolve()}")
-    reloaded = ", ".join(f"{name}: {row['head_model']}" for name, row in results.items())
-    print(f"reloaded through AutoModel / AutoModelForSequenceClassification / AutoProcessor: {reloaded}")
-    print(f"total time {time.perf_counter() - start:.1f} s")
-    Path(args.output_dir, RESULTS_FILE).write_text(
-        json.dumps({k: {kk: (None if isinstance(vv, float) and np.isnan(vv) else vv) for kk, vv in v.items()} for k, v in results.items()}, indent=2)
-    )
-    return 0

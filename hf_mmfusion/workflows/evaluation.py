@@ -22,64 +22,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cpu_memory import retain_freed_memory
-from .cpu_threads import THREADS_HELP, model_threads
-from .loading import (
-    MODALITY_COLUMNS,
+from ..data.datasets import (
+    DataArguments,
     check_dataset_modalities,
     dataset_modalities,
     encode_dataset,
+    is_regression_label,
+    load_any_dataset,
     make_collator,
-    model_modalities,
+    num_classes,
+    resolve_split,
 )
+from ..inference.checkpoints import check_text_length, is_regression, load_pretrained, model_modalities
+from ..models.configuration_common import MODALITIES
+from ..utils.cpu_threads import model_threads
+from ..utils.outputs import record_written, staged_files, written_entries
 
 TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "dependency_heads", "inputs_embeds")
 DEFAULT_NOISE = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
-
-
-def load_pretrained(
-    name_or_path: str,
-    trust_remote_code: bool = False,
-    revision: str | None = None,
-    strict: bool = True,
-    progress: bool = True,
-):
-    """(model in eval mode, processor) from a saved directory or a Hub id, through the Auto classes.
-
-    The checkpoint is checked before its weights load (:func:`hf_mmfusion.loading.check_checkpoint`): a
-    missing folder, a file, an unknown ``model_type``, damaged or unsafe weight files and weights of other
-    shapes than ``config.json`` gives raise a ``ValueError`` (an ``OSError`` for a path or a Hub model that
-    cannot be found). ``strict`` also refuses a checkpoint whose weights are not exactly the model's
-    (:func:`hf_mmfusion.loading.check_checkpoint_weights`); ``progress=False`` hides the loading bar. The
-    text-only baseline (``train --model_type baseline``) loads too: its modalities are text alone
-    (:func:`hf_mmfusion.loading.model_modalities`).
-    """
-    from transformers import AutoModelForSequenceClassification, AutoProcessor
-    from transformers.utils import logging as hf_logging
-
-    import hf_mmfusion  # noqa: F401  (registers the Auto classes)
-
-    from .loading import check_checkpoint
-    from .sources import model_source
-
-    kwargs = {"trust_remote_code": trust_remote_code, "revision": revision, **model_source(name_or_path, "model", revision)}
-    check_checkpoint(name_or_path, strict=strict, **kwargs)
-    bars = hf_logging.is_progress_bar_enabled()
-    if not progress:
-        hf_logging.disable_progress_bar()
-    # transformers looks for a PEFT adapter without passing `local_files_only` on: it must be told separately.
-    adapter = {"adapter_kwargs": {"local_files_only": True}} if kwargs.get("local_files_only") else {}
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs, **adapter)
-    finally:
-        if bars and not progress:
-            hf_logging.enable_progress_bar()
-    processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
-    return model.eval(), processor
-
-
-def is_regression(model) -> bool:
-    return model.config.num_labels == 1 or getattr(model.config, "problem_type", None) == "regression"
 
 
 def _rms(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -99,8 +59,8 @@ def perturb_batch(
     """A copy of a model-input batch with relative Gaussian noise and the ``drop`` modalities removed."""
     batch = dict(batch)
     for modality in drop:
-        if modality not in MODALITY_COLUMNS:
-            raise ValueError(f"drop: unknown modality {modality!r}; choose among {MODALITY_COLUMNS}")
+        if modality not in MODALITIES:
+            raise ValueError(f"drop: unknown modality {modality!r}; choose among {MODALITIES}")
         keys = TEXT_KEYS if modality == "text" else (f"{modality}_features", f"{modality}_attention_mask")
         for key in keys:
             batch.pop(key, None)
@@ -159,7 +119,7 @@ def predict_dataset(
 
 
 def score(model, predictions: np.ndarray, labels: np.ndarray, binning: str = "mosi") -> dict[str, float]:
-    from .metrics import load_metric
+    from ..metrics import load_metric
 
     if is_regression(model):
         return load_metric("msa", keep_in_memory=True).compute(predictions=predictions, references=labels, binning=binning)
@@ -264,9 +224,7 @@ def write_results(
     """``robustness.{csv,json,md,png}`` into ``output_dir``, all at once (staged, then renamed into place),
     replacing only files an earlier evaluate wrote (checked again here: the folder may have changed while
     the model ran); the folder's marker then lists them."""
-    from .outputs import record_written, staged_files
-
-    output_dir = check_output_dir(output_dir, what)
+    output_dir = check_results_dir(output_dir, what)
     output_dir.mkdir(parents=True, exist_ok=True)
     with staged_files(output_dir) as staging:
         write_rows(rows, staging)
@@ -274,42 +232,15 @@ def write_results(
     record_written(output_dir, OUTPUT_MARKER, RESULT_FILES)
 
 
-def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("model", help="saved model directory or Hub id (with its processor)")
-    parser.add_argument("--dataset", default="synthetic", help="'synthetic', a save_to_disk directory or a Hub dataset id")
-    parser.add_argument("--dataset_config", default=None)
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--label_column", default=None, help="defaults to 'label' (regression) or 'label_class'")
-    parser.add_argument("--max_text_length", type=int, default=64)
-    parser.add_argument("--max_samples", type=int, default=None)
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--noise", type=float, nargs="*", default=list(DEFAULT_NOISE), help="noise strengths (relative)")
-    parser.add_argument("--no_drop", action="store_true", help="skip the dropped-modality conditions")
-    parser.add_argument("--binning", default="mosi", choices=("mosi", "mosei", "sims"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output_dir", default=None, help="where robustness.{csv,json,md,png} go (default: <model>/eval)")
-    parser.add_argument("--synthetic_sizes", type=int, nargs=3, default=[256, 128, 128],
-                        help="with --dataset synthetic: the sizes `train` used (its other synthetic defaults apply too)")
-    parser.add_argument("--synthetic_audio_dim", type=int, default=16)
-    parser.add_argument("--synthetic_visual_dim", type=int, default=12)
-    parser.add_argument("--synthetic_seed", type=int, default=0)
-    parser.add_argument("--trust_remote_code", action="store_true")
-    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
-    parser.add_argument("--no_progress", action="store_true")
-    return parser
-
-
 # Lists the result files evaluate wrote into a folder; only those are ever replaced by a later run.
 OUTPUT_MARKER = ".hf_mmfusion_evaluate"
 RESULT_FILES = tuple(f"robustness.{suffix}" for suffix in ("csv", "json", "md", "png"))
 
 
-def check_output_dir(output_dir: str | Path, what: str = "--output_dir") -> Path:
+def check_results_dir(output_dir: str | Path, what: str = "--output_dir") -> Path:
     """``output_dir`` once results can be written there (it exists as a writable folder or can be created
     in one, and holds no result file that an earlier evaluate did not write); a ``ValueError`` naming
     ``what`` otherwise. Nothing is created."""
-    from .outputs import written_entries
-
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"{what} {output_dir} is a file, not a folder; choose another --output_dir")
@@ -338,14 +269,12 @@ def check_output_dir(output_dir: str | Path, what: str = "--output_dir") -> Path
 def check_label_column(model, split, label_column: str) -> None:
     """A ``ValueError`` naming ``label_column`` unless its values are what the model predicts: float scores
     for a regressor, class ids ``0 .. num_labels - 1`` for a classifier."""
-    from .loading import is_regression_label, num_classes
-
     float_labels = is_regression_label(split, label_column)
     dtype = getattr(split.features[label_column], "dtype", type(split.features[label_column]).__name__)
     if is_regression(model):
         if not float_labels:
             floats = [c for c, f in split.features.items() if getattr(f, "dtype", "").startswith("float")
-                      and c not in MODALITY_COLUMNS]
+                      and c not in MODALITIES]
             raise ValueError(
                 f"--label_column {label_column!r} holds class ids ({dtype}), but the model is a regressor that "
                 f"predicts float scores; pass a float label column{f' (this split has {floats})' if floats else ''}"
@@ -365,8 +294,6 @@ def check_label_column(model, split, label_column: str) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> list[dict]:
-    from .loading import check_text_length, load_any_dataset, resolve_split
-
     bad_noise = [s for s in args.noise or [] if not math.isfinite(s) or s < 0]
     if bad_noise:
         raise ValueError(f"--noise strengths must be finite and non-negative, got {bad_noise}")
@@ -375,21 +302,19 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
         raise ValueError(f"--threads must be at least 1, got {threads}")
     what = "--output_dir" if args.output_dir else "the default --output_dir"
     if args.output_dir:
-        output_dir = check_output_dir(args.output_dir)
+        output_dir = check_results_dir(args.output_dir)
     else:
         output_dir = Path(args.model) / "eval" if Path(args.model).is_dir() else Path("eval")
-        check_output_dir(output_dir, what)
+        check_results_dir(output_dir, what)
     model, processor = load_pretrained(args.model, trust_remote_code=args.trust_remote_code, progress=not args.no_progress)
     check_text_length(model, args.max_text_length)
     synthetic = {}
     if args.dataset == "synthetic":
-        from .training import DataArguments
-
         # The same rows `hf-mmfusion train` generates by default, so its test split is the one trained for.
         synthetic = DataArguments(
             synthetic_sizes=list(args.synthetic_sizes), synthetic_audio_dim=args.synthetic_audio_dim,
             synthetic_visual_dim=args.synthetic_visual_dim, synthetic_seed=args.synthetic_seed,
-            synthetic_modalities=[m for m in MODALITY_COLUMNS if m in model_modalities(model.config)],
+            synthetic_modalities=[m for m in MODALITIES if m in model_modalities(model.config)],
         ).synthetic_kwargs()
     raw = load_any_dataset(args.dataset, config_name=args.dataset_config, **synthetic)
     split = raw[resolve_split(raw, args.split, args.dataset)]
@@ -421,9 +346,3 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = add_evaluate_arguments(argparse.ArgumentParser(prog="hf-mmfusion evaluate", description=__doc__))
-    args = parser.parse_args(argv)
-    retain_freed_memory()
-    run_evaluate(args)
-    return 0

@@ -6,7 +6,6 @@ Importing ``hf_mmfusion`` registers the task. Each input is a dict with any of `
 dicts gives a list of results.
 
 ```python
-import hf_mmfusion
 from transformers import pipeline
 
 pipe = pipeline("multimodal-sentiment", model="org/clcr-mosei")
@@ -21,9 +20,9 @@ import os
 
 from transformers import Pipeline
 
-from .loading import check_checkpoint_weights, model_modalities
-from .predict import check_record, encode_records, postprocess
-from .sources import is_hub_id
+from ..utils.sources import is_hub_id
+from .checkpoints import check_checkpoint_weights, model_modalities
+from .records import check_record, encode_records, postprocess
 
 
 class MultimodalSentimentPipeline(Pipeline):

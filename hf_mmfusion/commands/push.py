@@ -1,32 +1,17 @@
-"""``hf-mmfusion``: train, reproduce, evaluate, predict, push, convert, explain, demo.
-
-Each subcommand owns its flags (``hf-mmfusion <command> --help``). ``train`` accepts every
-``TrainingArguments`` option next to the model and data options.
-"""
+"""``hf-mmfusion push``: a saved checkpoint (weights, code, processor, model card) to the Hub in one commit."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-USAGE = """usage: hf-mmfusion <command> [options]
-
-commands:
-  train      train CLCR or SSU (all TrainingArguments flags; torchrun / accelerate launch work too)
-  reproduce  train a model for several seeds (validation-selected), mean +- std table, optional text baseline
-  evaluate   metrics on a split plus the noise / dropped-modality robustness table and plot
-  predict    scores for new inputs (text, .npy frame files, .wav recordings) -> stdout, CSV or JSONL
-  push       upload a saved checkpoint (weights, code, processor, model card) to the Hub in one commit
-  convert    convert MMSA pickles / SDK files / clip folders into a datasets DatasetDict
-  explain    the models' analyses (weights, budgets, graphs, occlusion) as explain.json, figures, index.html
-  demo       train CLCR and SSU on the built-in synthetic data, evaluate, save, reload, print a table
-
-run `hf-mmfusion <command> --help` for the options of a command."""
+from ..hub import build_model_card, card_metrics, push_to_hub
+from ..inference.checkpoints import load_pretrained
+from . import first_line
 
 
-def _push_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-mmfusion push", description="Upload a saved checkpoint to the Hub.")
     parser.add_argument("checkpoint", help="directory written by `hf-mmfusion train` (model + processor)")
     parser.add_argument("repo_id", help="target repository, e.g. org/clcr-mosei")
@@ -40,11 +25,7 @@ def _push_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _card_metrics(path: str | None) -> dict[str, float]:
-    return _card_metrics_and_split(path)[0]
-
-
-def _card_metrics_and_split(path: str | None) -> tuple[dict[str, float], str]:
+def read_card_metrics(path: str | None) -> tuple[dict[str, float], str]:
     """Quality metrics of a metrics file for the card (test ones, else validation ones) and their split."""
     if not path:
         return {}, "test"
@@ -59,12 +40,7 @@ def _card_metrics_and_split(path: str | None) -> tuple[dict[str, float], str]:
             f"--metrics_file {path} must hold a JSON object of metric names and values "
             f"(as all_results.json does), got a {type(values).__name__}"
         )
-    test = {k.removeprefix("test_"): v for k, v in values.items() if k.startswith("test_")}
-    validation = {k.removeprefix("eval_"): v for k, v in values.items() if k.startswith("eval_")}
-    chosen = test or validation or values
-    skip = ("loss", "runtime", "per_second", "epoch")
-    split = "test" if test else "validation" if validation else "test"
-    return {k: float(v) for k, v in chosen.items() if isinstance(v, (int, float)) and not any(s in k for s in skip)}, split
+    return card_metrics(values)
 
 
 def check_push_access(token: str | None) -> None:
@@ -78,15 +54,12 @@ def check_push_access(token: str | None) -> None:
 
 
 def run_push(args: argparse.Namespace):
-    from .evaluation import load_pretrained
-    from .hub import build_model_card, push_to_hub
-
     check_push_access(args.token)
     if not Path(args.checkpoint).is_dir():
         raise ValueError(f"checkpoint {args.checkpoint!r} is not a directory written by `hf-mmfusion train`")
     card = None
     if not args.keep_card:
-        metrics, split = _card_metrics_and_split(args.metrics_file)
+        metrics, split = read_card_metrics(args.metrics_file)
         model, _ = load_pretrained(args.checkpoint)
         card = build_model_card(
             model,
@@ -104,7 +77,7 @@ def run_push(args: argparse.Namespace):
     except Exception as err:
         if not isinstance(err, hub_connection_errors()):
             raise
-        raise ValueError(f"pushing to {args.repo_id} failed ({type(err).__name__}: {_first_line(err)}); "
+        raise ValueError(f"pushing to {args.repo_id} failed ({type(err).__name__}: {first_line(err)}); "
                          "check the network, the token's write access and the repository id") from err
     print(f"pushed {args.checkpoint} to {args.repo_id}: {getattr(info, 'commit_url', info)}")
     return info
@@ -125,63 +98,7 @@ def hub_connection_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-# What a user's input can raise: bad values, missing or unreadable files and checkpoints, missing extras.
-USER_ERRORS = (ValueError, OSError, ImportError)
-
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a command; user errors end with one ``error:`` line on stderr and exit status 2."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0 if argv else 2
-    try:
-        return _dispatch(argv[0], argv[1:])
-    except USER_ERRORS as err:
-        print(f"error: {_first_line(err) if isinstance(err, OSError) else err}", file=sys.stderr)
-        return 2
-
-
-def _dispatch(command: str, rest: list[str]) -> int:
-    if command == "train":
-        from .training import main as train_main
-
-        return train_main(rest)
-    if command == "reproduce":
-        from .reproduce import main as reproduce_main
-
-        return reproduce_main(rest)
-    if command == "evaluate":
-        from .evaluation import main as evaluate_main
-
-        return evaluate_main(rest)
-    if command == "predict":
-        from .predict import main as predict_main
-
-        return predict_main(rest)
-    if command == "push":
-        run_push(_push_parser().parse_args(rest))
-        return 0
-    if command == "convert":
-        from .data.convert import main as convert_main
-
-        return convert_main(rest, prog="hf-mmfusion convert")
-    if command == "explain":
-        from .explanation import main as explain_main
-
-        return explain_main(rest)
-    if command == "demo":
-        from .demo import main as demo_main
-
-        return demo_main(rest)
-    print(f"hf-mmfusion: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    run_push(build_parser().parse_args(argv))
+    return 0

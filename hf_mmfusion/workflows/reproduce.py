@@ -30,29 +30,23 @@ import logging
 import math
 import os
 import shutil
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import HfArgumentParser, TrainerCallback, TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 
-from .loading import hub_dataset_id
-from .outputs import check_output_dir, claim_output_dir, lock_holder, run_lock
-from .sources import is_hub_id
-from .training import (
-    BASELINE_MODEL_TYPE,
-    DataArguments,
-    ModelArguments,
-    TrainingOutcome,
-    _is_quality_metric,
-    check_run_arguments,
-    data_modalities,
-    run_training,
-    training_argument_defaults,
-)
+from ..data.datasets import DataArguments, data_modalities, hub_dataset_id
+from ..hub import build_model_card, metric_eval_results, split_metrics
+from ..utils.json_values import finite_or_none
+from ..utils.outputs import check_output_dir, claim_output_dir, lock_holder, run_lock
+from ..utils.quiet import library_output_silenced
+from ..utils.sources import is_hub_id
+from .training.arguments import BASELINE_MODEL_TYPE, ModelArguments
+from .training.builders import check_run_arguments
+from .training.run import TrainingOutcome, run_training
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +162,7 @@ def recipe(spec: RunSpec) -> dict[str, Any]:
              "training": spec.training_args.to_dict()}
     payload = {part: {k: v for k, v in fields.items() if _is_recipe_field(part, k, real_data)}
                for part, fields in parts.items()}
-    return json.loads(json.dumps(_finite(payload), default=str))
+    return json.loads(json.dumps(finite_or_none(payload), default=str))
 
 
 def _field_defaults() -> dict[str, dict[str, Any]]:
@@ -181,7 +175,7 @@ def _field_defaults() -> dict[str, dict[str, Any]]:
                 values[f.name] = f.default
             elif f.default_factory is not dataclasses.MISSING:
                 values[f.name] = f.default_factory()
-        defaults[part] = json.loads(json.dumps(_finite(values), default=str))
+        defaults[part] = json.loads(json.dumps(finite_or_none(values), default=str))
     return defaults
 
 
@@ -206,28 +200,10 @@ def _recipe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changes
 
 
-def _split_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
-    return {
-        key[len(prefix):]: float(value)
-        for key, value in metrics.items()
-        if key.startswith(prefix) and isinstance(value, (int, float)) and _is_quality_metric(key)
-    }
-
-
 def _write_json(path: Path, payload: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_finite(payload), indent=2))
+    tmp.write_text(json.dumps(finite_or_none(payload), indent=2))
     os.replace(tmp, path)
-
-
-def _finite(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _load_result(directory: Path) -> dict[str, Any] | None:
@@ -271,8 +247,8 @@ def train_seed(spec: RunSpec, seed: int, directory: Path, after_seed: AfterSeed 
         "best_checkpoint_step": _checkpoint_step(state.best_model_checkpoint),
         "global_steps": state.global_step,
         "train_runtime": outcome.metrics.get("train_runtime"),
-        "validation": _split_metrics(outcome.metrics, SPLIT_PREFIXES["validation"]),
-        "test": _split_metrics(outcome.metrics, SPLIT_PREFIXES["test"]),
+        "validation": split_metrics(outcome.metrics, SPLIT_PREFIXES["validation"]),
+        "test": split_metrics(outcome.metrics, SPLIT_PREFIXES["test"]),
     }
     if after_seed is not None:
         result.update(after_seed(spec, seed, outcome, directory) or {})
@@ -408,14 +384,10 @@ def save_best_model(spec: RunSpec, runs: Sequence[dict[str, Any]], summary_entry
 def _summary_card(spec: RunSpec, model_dir: Path, means: dict, stds: dict, num_runs: int, split: str):
     from huggingface_hub import ModelCard, ModelCardData
 
-    from .hub import build_model_card, metric_eval_results
-
     dataset = spec.data_args.dataset
     dataset_id = hub_dataset_id(dataset)
     if spec.model_args.model_type != BASELINE_MODEL_TYPE:
         from transformers import AutoModelForSequenceClassification
-
-        import hf_mmfusion  # noqa: F401  (registers the models)
 
         model = AutoModelForSequenceClassification.from_pretrained(model_dir)
         return build_model_card(
@@ -454,8 +426,6 @@ def run_seeds(
 
     Returns the summary (see :func:`summarize`) with ``"per_seed"`` results and ``"best_model"`` paths.
     """
-    from .quiet import library_output_silenced
-
     with library_output_silenced():
         return _run_seeds(specs, seeds, output_dir, after_seed, keep_checkpoints, progress, save_best)
 
@@ -543,41 +513,9 @@ def baseline_spec(model_args: ModelArguments, data_args: DataArguments, training
                    dataclasses.replace(training_args, learning_rate=lr, num_train_epochs=epochs))
 
 
-def build_parser() -> HfArgumentParser:
-    parser = HfArgumentParser(
-        (ModelArguments, DataArguments, TrainingArguments, ReproduceArguments), prog="hf-mmfusion reproduce"
-    )
-    parser.set_defaults(**{**training_argument_defaults(), "output_dir": "outputs/reproduce"})
-    return parser
-
-
 def specs_from_args(model_args, data_args, training_args, repro_args) -> list[RunSpec]:
     specs = [RunSpec(model_args.model_type, model_args, data_args, training_args)]
     if repro_args.baseline and model_args.model_type != BASELINE_MODEL_TYPE:
         specs.append(baseline_spec(model_args, data_args, training_args, repro_args))
     return specs
 
-
-def main(argv: list[str] | None = None) -> int:
-    from .cpu_memory import retain_freed_memory
-
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    model_args, data_args, training_args, repro_args = build_parser().parse_args_into_dataclasses(args=argv)
-    retain_freed_memory()
-    outcome = run_seeds(
-        specs_from_args(model_args, data_args, training_args, repro_args),
-        repro_args.seeds,
-        training_args.output_dir,
-        keep_checkpoints=repro_args.keep_checkpoints,
-        progress=not training_args.disable_tqdm,
-    )
-    print(summary_markdown(outcome["summary"]), end="")
-    for name, path in outcome["best_model"].items():
-        print(f"{name}: best seed's model and card in {path}")
-    print(f"tables: {Path(training_args.output_dir) / 'results.md'} (.csv, .json), per-seed values: per_seed.csv")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

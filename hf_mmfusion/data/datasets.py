@@ -1,0 +1,286 @@
+"""Datasets for the workflows: where they come from, which modalities they carry, how they are cut and encoded,
+and the ``DataArguments`` every command that reads a dataset shares."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..models.configuration_common import MODALITIES
+from ..utils.sources import check_local_folder, is_hub_id
+from .synthetic import SYNTHETIC_DEFAULTS
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EVAL_SPLIT = "validation"
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from and how it is cut."""
+
+    dataset: str = field(
+        default="synthetic",
+        metadata={
+            "help": "'synthetic' (built-in data with a known cross-modal signal), a directory written by "
+            "DatasetDict.save_to_disk, or a Hub dataset id (e.g. org/cmu-mosei)."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    train_split: str = field(default="train")
+    eval_split: str = field(
+        default=DEFAULT_EVAL_SPLIT,
+        metadata={
+            "help": "Split that selects the checkpoint. When the dataset has no 'validation' split, one is held out "
+            "of the train split (see --validation_split_percentage)."
+        },
+    )
+    validation_split_percentage: int = field(
+        default=10,
+        metadata={
+            "help": "Share (%%) of the train rows held out, shuffled with --seed, as the validation split of a "
+            "dataset that has none; 0 makes a missing validation split an error."
+        },
+    )
+    test_split: str | None = field(default="test", metadata={"help": "Evaluated after training; '' to skip."})
+    label_column: str = field(
+        default="label", metadata={"help": "Float scores train a regressor, integer classes a classifier."}
+    )
+    max_text_length: int = field(default=64, metadata={"help": "Token truncation length."})
+    max_train_samples: int | None = field(default=None)
+    max_eval_samples: int | None = field(default=None)
+    synthetic_sizes: list[int] = field(
+        default_factory=lambda: list(SYNTHETIC_DEFAULTS.sizes), metadata={"help": "Synthetic train/validation/test sizes."}
+    )
+    synthetic_audio_dim: int = field(default=SYNTHETIC_DEFAULTS.audio_dim)
+    synthetic_visual_dim: int = field(default=SYNTHETIC_DEFAULTS.visual_dim)
+    synthetic_seed: int = field(default=SYNTHETIC_DEFAULTS.seed)
+    synthetic_modalities: list[str] = field(
+        default_factory=lambda: ["audio", "visual"],
+        metadata={
+            "help": "Modality columns of the synthetic data. The default acoustic-visual variant (label = audio "
+            "sign x visual sign) trains in about a minute; 'text audio visual' is the trimodal variant of the "
+            "demo, whose three-way interaction needs about four times the steps (--synthetic_sizes 1024 256 256)."
+        },
+    )
+    synthetic_text_words: list[int] = field(default_factory=lambda: list(SYNTHETIC_DEFAULTS.text_words), metadata={"help": "Words per sentence (min max)."})
+    synthetic_audio_frames: list[int] = field(default_factory=lambda: list(SYNTHETIC_DEFAULTS.audio_frames), metadata={"help": "Audio frames (min max)."})
+    synthetic_visual_frames: list[int] = field(default_factory=lambda: list(SYNTHETIC_DEFAULTS.visual_frames), metadata={"help": "Visual frames (min max)."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace a previous run in --output_dir (its checkpoints and saved model are removed first). "
+            "Without it a non-empty --output_dir is refused unless --resume_from_checkpoint continues it."
+        },
+    )
+
+    def synthetic_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``load_any_dataset`` for the synthetic data."""
+        return {
+            "synthetic_sizes": self.synthetic_sizes,
+            "audio_dim": self.synthetic_audio_dim,
+            "visual_dim": self.synthetic_visual_dim,
+            "seed": self.synthetic_seed,
+            "modalities": self.synthetic_modalities,
+            "text_words": self.synthetic_text_words,
+            "audio_frames": self.synthetic_audio_frames,
+            "visual_frames": self.synthetic_visual_frames,
+        }
+
+
+
+def load_any_dataset(
+    name: str,
+    config_name: str | None = None,
+    synthetic_sizes: Sequence[int] = SYNTHETIC_DEFAULTS.sizes,
+    audio_dim: int = SYNTHETIC_DEFAULTS.audio_dim,
+    visual_dim: int = SYNTHETIC_DEFAULTS.visual_dim,
+    seed: int = SYNTHETIC_DEFAULTS.seed,
+    modalities: Sequence[str] = MODALITIES,
+    **synthetic_kwargs,
+):
+    """A ``DatasetDict`` from ``"synthetic"``, a local directory (``save_to_disk`` or a converter's Parquet
+    output), or a Hub dataset id. ``synthetic_kwargs`` (``text_words``, ``audio_frames``, ``visual_frames``
+    ranges) shape the synthetic data."""
+    import datasets
+
+    if name == "synthetic":
+        from .synthetic import make_synthetic_dataset
+
+        return make_synthetic_dataset(
+            tuple(synthetic_sizes),
+            modalities=modalities,
+            audio_dim=audio_dim,
+            visual_dim=visual_dim,
+            seed=seed,
+            **{k: tuple(v) for k, v in synthetic_kwargs.items() if v is not None},
+        )
+    path = Path(name)
+    if path.is_dir():
+        from .schema import load_converted
+
+        loaded = load_converted(path)
+        if isinstance(loaded, datasets.Dataset):
+            raise ValueError(
+                f"{name} holds a single Dataset; save a DatasetDict with train/validation/test splits instead"
+            )
+        return loaded
+    if path.exists():
+        raise ValueError(f"dataset {name!r} is a file; pass a DatasetDict directory (save_to_disk) or a Hub id")
+    check_local_folder(name, "dataset", kind="dataset")
+    return datasets.load_dataset(name, config_name)
+
+
+def hub_dataset_id(name: str) -> str | None:
+    """``name`` when it names a Hub dataset (for card metadata), ``None`` for a local folder or the synthetic data."""
+    return name if name != "synthetic" and is_hub_id(name) else None
+
+
+def dataset_modalities(dataset) -> list[str]:
+    """The modality columns a split carries, in canonical order."""
+    return [m for m in MODALITIES if m in dataset.column_names]
+
+
+def check_dataset_modalities(model_modalities: Sequence[str], available: Sequence[str], dataset_name: str = "") -> None:
+    """A model may use a subset of the data's modalities, never one the data lacks."""
+    missing = [m for m in model_modalities if m not in available]
+    if not model_modalities:
+        raise ValueError("modalities must name at least one of 'text', 'audio', 'visual'")
+    if missing:
+        raise ValueError(
+            f"the model is configured with modalities {list(model_modalities)}, but dataset "
+            f"{dataset_name!r} has no column for {missing} (its modality columns: {list(available)}). "
+            f"Train with --modalities {' '.join(m for m in model_modalities if m in available) or '<one of the columns>'}."
+        )
+
+
+def dataset_frame_dims(dataset) -> tuple[int | None, int | None]:
+    """Frame widths of the ``audio`` / ``visual`` columns (from the ``Array2D`` feature or the first row)."""
+    dims = []
+    for modality in ("audio", "visual"):
+        if modality not in dataset.column_names:
+            dims.append(None)
+            continue
+        feature = dataset.features[modality]
+        shape = getattr(feature, "shape", None)
+        if shape is not None and shape[-1] is not None:
+            dims.append(int(shape[-1]))
+            continue
+
+        first = np.asarray(dataset[0][modality], dtype="float32")
+        if first.ndim != 2:
+            raise ValueError(f"column {modality!r} must hold [frames, features] arrays, got shape {list(first.shape)}")
+        dims.append(int(first.shape[1]))
+    return dims[0], dims[1]
+
+
+def is_regression_label(dataset, label_column: str) -> bool:
+    """Float labels mean regression; integer or ``ClassLabel`` labels mean classification."""
+    from datasets import ClassLabel, Value
+
+    if label_column not in dataset.column_names:
+        raise ValueError(f"label_column {label_column!r} is not a column of the dataset ({dataset.column_names})")
+    feature = dataset.features[label_column]
+    if isinstance(feature, ClassLabel):
+        return False
+    if isinstance(feature, Value):
+        return feature.dtype.startswith("float")
+    raise ValueError(f"label_column {label_column!r} must hold one number per row, got feature {feature}")
+
+
+def num_classes(dataset, label_column: str) -> int:
+    from datasets import ClassLabel
+
+    feature = dataset.features[label_column]
+    if isinstance(feature, ClassLabel):
+        return feature.num_classes
+    return int(max(dataset[label_column])) + 1
+
+
+def fit_feature_normalization(processor, train_split) -> None:
+    """Standardise acoustic/visual frames with statistics of the training split (stored in the processor)."""
+    for modality in ("audio", "visual"):
+        extractor = getattr(processor, f"{modality}_feature_extractor", None)
+        if extractor is not None and modality in train_split.column_names:
+            extractor.fit_normalization(_iter_frames(train_split, modality))
+
+
+def _iter_frames(split, column: str, batch_size: int = 256):
+    # Streams the frames batch by batch: a MOSEI-sized split does not fit in memory at once.
+    for batch in split.select_columns([column]).with_format("numpy").iter(batch_size=batch_size):
+        yield from batch[column]
+
+
+def encode_dataset(split, processor, modalities: Sequence[str], label_column: str | None, max_length: int | None):
+    """Processor outputs for each row (unpadded), restricted to ``modalities``; ``labels`` from ``label_column``."""
+    from .preprocess import preprocess_dataset
+
+    dropped = [m for m in MODALITIES if m in split.column_names and m not in modalities]
+    if dropped:
+        split = split.remove_columns(dropped)
+    return preprocess_dataset(split, processor, label_column=label_column, max_length=max_length)
+
+
+def make_collator(processor):
+    from .collator import MMFusionDataCollator
+
+    return MMFusionDataCollator(processor)
+
+
+def resolve_split(dataset_dict, name: str, dataset_name: str = "") -> str:
+    """The split of ``dataset_dict`` that ``name`` means: itself, or the split its common alias names
+    (``valid`` / ``val`` / ``dev`` <-> ``validation``, ``training`` -> ``train``, ``testing`` -> ``test``)."""
+    from .schema import SPLIT_ALIASES
+
+    if name in dataset_dict:
+        return name
+    canonical = SPLIT_ALIASES.get(str(name).strip().lower())
+    if canonical is not None:
+        matches = [split for split in dataset_dict if SPLIT_ALIASES.get(str(split).lower()) == canonical]
+        if len(matches) == 1:
+            return matches[0]
+    raise ValueError(
+        f"dataset {dataset_name!r} has no split {name!r}; it has {list(dataset_dict)} "
+        "(valid / val / dev are read as validation)"
+    )
+
+
+
+def hold_out_validation(raw, data_args: DataArguments, seed: int):
+    """``raw`` with a ``validation`` split drawn from its train split (``validation_split_percentage`` of the
+    rows, shuffled with ``seed``), for datasets that come without one; says so in the log."""
+    from datasets import DatasetDict
+
+    train = raw[data_args.train_split]
+    held = max(1, round(len(train) * data_args.validation_split_percentage / 100))
+    if not 0 < data_args.validation_split_percentage < 100 or len(train) - held < 1:
+        raise ValueError(
+            f"dataset {data_args.dataset!r} has no validation split, and {data_args.validation_split_percentage}% of "
+            f"its {len(train)} train rows cannot be held out for one; give the rows a `split` column "
+            "(train / validation / test) or set --validation_split_percentage between 1 and 99"
+        )
+    order = np.random.default_rng(seed).permutation(len(train))
+    # Index mappings kept in memory: nothing is written into the dataset's own folder.
+    parts = {name: train.select(np.sort(rows), keep_in_memory=True) for name, rows in (("train", order[held:]), ("test", order[:held]))}
+    logger.warning(
+        "dataset %r has no validation split: holding out %d of its %d train rows (%d%%, seed %d) for validation; "
+        "--validation_split_percentage sets the share, --eval_split '' trains without one",
+        data_args.dataset, held, len(train), data_args.validation_split_percentage, seed,
+    )
+    data_args.eval_split = DEFAULT_EVAL_SPLIT
+    return DatasetDict({**raw, data_args.train_split: parts["train"], DEFAULT_EVAL_SPLIT: parts["test"]})
+
+
+def data_modalities(data_args: DataArguments) -> list[str]:
+    """The modality columns of the train split the run will read (the synthetic data's without building it)."""
+
+    if data_args.dataset == "synthetic":
+        return [m for m in MODALITIES if m in data_args.synthetic_modalities]
+    raw = load_any_dataset(data_args.dataset, config_name=data_args.dataset_config)
+    return dataset_modalities(raw[resolve_split(raw, data_args.train_split, data_args.dataset)])
+
