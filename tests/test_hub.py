@@ -177,7 +177,7 @@ def test_pushed_repos_resolve_offline_from_the_cache_with_and_without_the_packag
 
 
 def test_cards_follow_the_checkpoint_modalities_paths_and_splits(tmp_path):
-    from hf_mmfusion.commands.push import read_card_metrics as _card_metrics_and_split
+    from hf_mmfusion.commands.push import read_card_metrics
 
     text_only, _ = tiny_checkpoint(tmp_path / "text", "ssu", modalities=("text",))
     text_only.config.text_config._name_or_path = str(tmp_path / "encoders" / "my-bert")
@@ -196,4 +196,27 @@ def test_cards_follow_the_checkpoint_modalities_paths_and_splits(tmp_path):
     # A metrics file with validation results only still fills the card, named as validation.
     metrics = tmp_path / "all_results.json"
     metrics.write_text('{"eval_mae": 0.5, "eval_loss": 0.3, "eval_runtime": 1.0, "train_loss": 0.2}')
-    assert _card_metrics_and_split(str(metrics)) == ({"mae": 0.5}, "validation")
+    assert read_card_metrics(str(metrics)) == ({"mae": 0.5}, "validation")
+
+
+def test_one_rule_picks_a_cards_metrics_for_train_reproduce_and_push():
+    from hf_mmfusion.hub import card_metrics, split_metrics
+
+    run = {"train_loss": 0.2, "eval_mae": 0.6, "eval_loss": 0.4, "eval_task_loss": 0.4, "eval_runtime": 2.0,
+           "test_mae": 0.7, "test_acc7": 0.3, "test_loss": 0.5, "test_samples_per_second": 9.0, "epoch": 3.0}
+    assert card_metrics(run) == ({"mae": 0.7, "acc7": 0.3}, "test")
+    assert card_metrics(run, test_split="heldout") == ({"mae": 0.7, "acc7": 0.3}, "heldout")
+    without_test = {k: v for k, v in run.items() if not k.startswith("test_")}
+    assert card_metrics(without_test, eval_split="valid") == ({"mae": 0.6}, "valid")
+    assert card_metrics({"mae": 0.9, "loss": 0.1}) == ({"mae": 0.9}, "test")
+    assert split_metrics(run, "eval_") == {"mae": 0.6}
+
+
+def test_json_values_drop_every_non_finite_float():
+    import json
+
+    from hf_mmfusion.utils.json_values import finite_or_none
+
+    cleaned = finite_or_none({"a": float("nan"), "b": [1.0, float("inf"), (float("-inf"), 2)], "c": "x"})
+    assert cleaned == {"a": None, "b": [1.0, None, [None, 2]], "c": "x"}
+    json.dumps(cleaned, allow_nan=False)

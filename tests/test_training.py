@@ -63,6 +63,12 @@ def test_clcr_logs_every_loss_term_keeps_best_checkpoint_and_reloads(tmp_path):
         assert log["loss"] == pytest.approx(total, rel=1e-5, abs=1e-6)
     evals = [h for h in outcome.trainer.state.log_history if "eval_mae" in h]
     assert len(evals) == 4 and all("eval_task_loss" in h and "eval_acc2_has0" in h for h in evals)
+    tests = [h for h in outcome.trainer.state.log_history if "test_mae" in h]
+    assert len(tests) == 1 and "test_task_loss" in tests[0] and "eval_task_loss" not in tests[0]
+    # The loss terms follow the prefix the evaluation was given, whatever its shape.
+    outcome.trainer.evaluate(outcome.trainer.eval_dataset, metric_key_prefix="clean_val")
+    last = outcome.trainer.state.log_history[-1]
+    assert "clean_val_mae" in last and "clean_val_task_loss" in last and "clean_val_inter_loss" in last
     # The checkpoint with the lowest validation MAE is the one kept and saved at the end.
     per_epoch = evals[:3]
     best = min(per_epoch, key=lambda h: h["eval_mae"])
