@@ -624,3 +624,30 @@ def test_a_model_trained_on_a_manifest_of_frame_files_refuses_recordings(tmp_pat
                         "--no_progress"], capsys)
     line = _one_error_line(err)
     assert status == 2 and "id 'x'" in line and "`audio` is a recording" in line and "precomputed" in line, err
+
+
+def test_polarity_boundary_moves_acc2_in_train_and_evaluate(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from workflow_helpers import AUDIO_DIM, VISUAL_DIM
+
+    from hf_mmfusion.commands import main
+    from hf_mmfusion.workflows import evaluation
+
+    outcome = train(tiny_train_argv("clcr", tmp_path / "run", "--max_steps", "1", "--polarity_boundary", "1.5",
+                                    sizes=(8, 8, 8)))
+    # Acc-5 / Acc-7 are grades of the [-3, 3] scale: they leave the report once the boundary moves.
+    assert "eval_acc2_has0" in outcome.metrics and "eval_acc7" not in outcome.metrics
+    regressor = SimpleNamespace(config=SimpleNamespace(num_labels=1, problem_type="regression"))
+    preds, labels = np.array([1.0, 2.0, 2.0, -1.0]), np.array([2.0, 2.0, 1.0, -2.0])
+    assert evaluation.score(regressor, preds, labels)["acc2_has0"] == 1.0
+    assert evaluation.score(regressor, preds, labels, boundary=1.5)["acc2_has0"] == 0.5
+    seen = []
+    monkeypatch.setattr(evaluation, "robustness_rows", lambda *a, **k: seen.append(k["boundary"]) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(["evaluate", str(tmp_path / "run"), "--polarity_boundary", "1.5", "--output_dir", str(tmp_path / "ev"),
+              "--synthetic_sizes", "8", "8", "8", "--synthetic_audio_dim", str(AUDIO_DIM),
+              "--synthetic_visual_dim", str(VISUAL_DIM), "--no_progress"])
+    assert seen == [1.5]
+    with pytest.raises(ValueError, match="--polarity_boundary must be a finite number"):
+        parse_train_args(tiny_train_argv("clcr", tmp_path / "x", "--polarity_boundary", "nan"))

@@ -23,6 +23,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--noise", type=float, nargs="*", default=list(DEFAULT_NOISE), help="noise strengths (relative)")
     parser.add_argument("--no_drop", action="store_true", help="skip the dropped-modality conditions")
     parser.add_argument("--binning", default="mosi", choices=("mosi", "mosei", "sims"))
+    parser.add_argument(
+        "--polarity_boundary", type=float, default=0.0,
+        help="labels >= this value count as positive in Acc-2 / F1 (e.g. 3.5 for 1-5 ratings); Acc-5 / Acc-7 need 0",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=None, help="where robustness.{csv,json,md,png} go (default: <model>/eval)")
     parser.add_argument("--synthetic_sizes", type=int, nargs=3, default=list(SYNTHETIC_DEFAULTS.sizes),

@@ -4,6 +4,7 @@ and the ``DataArguments`` every command that reads a dataset shares."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,13 @@ class DataArguments:
     label_column: str = field(
         default="label", metadata={"help": "Float scores train a regressor, integer classes a classifier."}
     )
+    polarity_boundary: float = field(
+        default=0.0,
+        metadata={
+            "help": "Regression: labels >= this value count as positive in Acc-2 / F1 (e.g. 3.5 for 1-5 ratings). "
+            "Acc-5 / Acc-7 are the grades of the [-3, 3] scale and are reported only at 0."
+        },
+    )
     max_text_length: int = field(default=64, metadata={"help": "Token truncation length."})
     max_train_samples: int | None = field(default=None)
     max_eval_samples: int | None = field(default=None)
@@ -78,6 +86,10 @@ class DataArguments:
             "Without it a non-empty --output_dir is refused unless --resume_from_checkpoint continues it."
         },
     )
+
+    def __post_init__(self):
+        if not math.isfinite(self.polarity_boundary):
+            raise ValueError(f"--polarity_boundary must be a finite number, got {self.polarity_boundary}")
 
     def synthetic_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``load_any_dataset`` for the synthetic data."""

@@ -118,11 +118,16 @@ def predict_dataset(
     return (out.reshape(-1) if is_regression(model) else out), (np.concatenate(labels) if labels else None)
 
 
-def score(model, predictions: np.ndarray, labels: np.ndarray, binning: str = "mosi") -> dict[str, float]:
+def score(
+    model, predictions: np.ndarray, labels: np.ndarray, binning: str = "mosi", boundary: float = 0.0
+) -> dict[str, float]:
+    """The ``msa`` metrics of a regressor (Acc-2 / F1 split at ``boundary``), else the classification ones."""
     from ..metrics import load_metric
 
     if is_regression(model):
-        return load_metric("msa", keep_in_memory=True).compute(predictions=predictions, references=labels, binning=binning)
+        return load_metric("msa", keep_in_memory=True).compute(
+            predictions=predictions, references=labels, binning=binning, boundary=boundary
+        )
     return load_metric("classification", keep_in_memory=True).compute(
         predictions=predictions.argmax(-1), references=labels
     )
@@ -138,8 +143,10 @@ def robustness_rows(
     seed: int = 0,
     binning: str = "mosi",
     progress: bool = True,
+    boundary: float = 0.0,
 ) -> list[dict]:
-    """One row per condition: clean / each noise strength / each dropped modality, with all metrics."""
+    """One row per condition: clean / each noise strength / each dropped modality, with all metrics
+    (``boundary``: the polarity boundary of Acc-2 / F1 for labels on another scale than [-3, 3])."""
     conditions = [(float(s), ()) for s in noise_levels]
     if 0.0 not in [s for s, _ in conditions]:
         conditions.insert(0, (0.0, ()))
@@ -154,7 +161,7 @@ def robustness_rows(
         )
         if labels is None:
             raise ValueError("the evaluation split has no labels; pass --label_column")
-        rows.append({"condition": name, "noise": sigma, "dropped": drop[0] if drop else "", **score(model, preds, labels, binning)})
+        rows.append({"condition": name, "noise": sigma, "dropped": drop[0] if drop else "", **score(model, preds, labels, binning, boundary)})
     return rows
 
 
@@ -335,6 +342,7 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
             batch_size=args.batch_size,
             seed=args.seed,
             binning=args.binning,
+            boundary=getattr(args, "polarity_boundary", 0.0),
             progress=not args.no_progress,
         )
     write_results(

@@ -210,7 +210,7 @@ def _train(
         train_dataset=encoded["train"],
         eval_dataset=encoded.get("eval"),
         data_collator=make_collator(processor),
-        compute_metrics=make_compute_metrics(num_labels),
+        compute_metrics=make_compute_metrics(num_labels, data_args.polarity_boundary),
         preprocess_logits_for_metrics=logits_only,
         text_learning_rate=model_args.text_learning_rate,
         # Trainer saves the processor into every checkpoint, so evaluate / predict can read any of them.

@@ -14,8 +14,9 @@ from ...metrics import load_metric
 
 LOSS_SUFFIX = "_loss"
 
-def make_compute_metrics(num_labels: int):
-    """``compute_metrics`` for ``Trainer``: the ``msa`` module for regression, else ``classification``."""
+def make_compute_metrics(num_labels: int, boundary: float = 0.0):
+    """``compute_metrics`` for ``Trainer``: the ``msa`` module for regression (Acc-2 / F1 split at
+    ``boundary``), else ``classification``."""
     regression = num_labels == 1
     metric = load_metric("msa" if regression else "classification", keep_in_memory=True)
 
@@ -23,7 +24,8 @@ def make_compute_metrics(num_labels: int):
         logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
         labels = eval_pred.label_ids
         preds = np.asarray(logits).reshape(-1) if regression else np.asarray(logits).argmax(-1)
-        return metric.compute(predictions=preds, references=np.asarray(labels).reshape(-1))
+        extra = {"boundary": boundary} if regression else {}
+        return metric.compute(predictions=preds, references=np.asarray(labels).reshape(-1), **extra)
 
     return compute_metrics
 
