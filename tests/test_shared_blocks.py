@@ -7,12 +7,12 @@ from scipy.optimize import minimize
 from transformers import BertConfig
 
 from hf_mmfusion import CLCRConfig
+from hf_mmfusion.models.clcr_positional import ScaledSinusoidalEncoding
+from hf_mmfusion.models.clcr_simplex import _project_general, _project_unit_box_inputs, project_capped_simplex
+from hf_mmfusion.models.clcr_tcn import ThreeStageTCN
+from hf_mmfusion.models.clcr_whitening import whitened_xcorr_sq, whitened_xcorr_sq_pairs
 from hf_mmfusion.models.masking import masked_mean, masked_softmax, segment_pool
-from hf_mmfusion.models.positional import ScaledSinusoidalEncoding
-from hf_mmfusion.models.simplex import _project_general, _project_unit_box_inputs, project_capped_simplex
-from hf_mmfusion.models.tcn import ThreeStageTCN
 from hf_mmfusion.models.text_backbone import TextLevelEncoder, default_level_layers
-from hf_mmfusion.models.whitening import whitened_xcorr_sq, whitened_xcorr_sq_pairs
 
 # ---------------------------------------------------------------- capped simplex projection
 

@@ -1,3 +1,17 @@
+# Copyright 2026 The hf_mmfusion Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """CLCR: Cross-Level Co-Representation for multimodal learning.
 
 Pipeline (shapes for batch B, modality m with T_m positions, width d, shared rank r, L levels):
@@ -33,6 +47,10 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, can_return_tuple
 
+from .clcr_positional import ScaledSinusoidalEncoding
+from .clcr_simplex import project_capped_simplex
+from .clcr_tcn import ThreeStageTCN
+from .clcr_whitening import whitened_xcorr_sq, whitened_xcorr_sq_pairs
 from .configuration_clcr import CLCRConfig
 from .configuration_common import MODALITIES
 from .inputs import cast_embeddings, check_labels, prepare_inputs
@@ -45,11 +63,7 @@ from .modeling_common import (
     init_common_weights,
     regression_offset,
 )
-from .positional import ScaledSinusoidalEncoding
-from .simplex import project_capped_simplex
-from .tcn import ThreeStageTCN
 from .text_backbone import TextLevelEncoder, default_level_layers
-from .whitening import whitened_xcorr_sq, whitened_xcorr_sq_pairs
 
 _PARTICIPATION_EPS = 1e-6
 
