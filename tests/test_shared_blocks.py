@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize
-from transformers import BertConfig
+from transformers import AutoConfig, BertConfig
+from transformers.utils import ModelOutput
 
 import hf_mmfusion.models
 from hf_mmfusion import (
@@ -355,3 +356,29 @@ def test_generated_docs_document_every_argument():
         names = [name for name in inspect.signature(model_class.forward).parameters if name != "self"]
         assert [name for name in names if f"{name} (" not in doc] == []
         assert "Returns:\n" in doc and f"[`{output_class}`]" in doc
+
+
+@pytest.mark.parametrize("model_type", ["clcr", "ssu"])
+def test_configs_keep_fields_they_do_not_know(model_type, tmp_path):
+    """A config.json written by a newer version (an extra key) still loads, and keeps the key."""
+    config = _tiny_model(model_type).config
+    config.save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "future_switch": 7}))
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(loaded) is type(config) and loaded.future_switch == 7
+    assert type(config)(**config.to_dict(), future_switch=7).future_switch == 7
+
+
+def test_clcr_inter_cad_returns_a_typed_output_the_model_reports():
+    torch.manual_seed(0)
+    model = _tiny_model("clcr").clcr.eval()
+    seen = []
+    model.inter_cad.register_forward_hook(lambda module, args, output: seen.append(output))
+    out = model(input_ids=torch.randint(1, 50, (2, 6)), audio_features=torch.randn(2, 4, 5),
+                visual_features=torch.randn(2, 3, 7))
+    (fused,) = seen
+    assert isinstance(fused, ModelOutput) and fused.anchors.shape == (2, 3, 16)
+    torch.testing.assert_close(fused.level_weights, out.level_weights)
+    torch.testing.assert_close(torch.cat([fused.shared_summary, fused.private_summary], -1), out.pooler_output)
+    torch.testing.assert_close(fused.modality_weights, out.modality_weights)
