@@ -517,7 +517,7 @@ def test_save_and_auto_class_round_trips(tmp_path):
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModel"] == "modeling_clcr.CLCRModel"
     assert auto_map["AutoModelForSequenceClassification"] == "modeling_clcr.CLCRForSequenceClassification"
-    assert (tmp_path / "modeling_clcr.py").exists() and (tmp_path / "whitening.py").exists()
+    assert (tmp_path / "modeling_clcr.py").exists() and (tmp_path / "clcr_whitening.py").exists()
 
     head = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     assert isinstance(head, CLCRForSequenceClassification)

@@ -1,18 +1,35 @@
-"""Shared model blocks: capped-simplex projection, whitened correlation, masking, TCN, positions, text taps."""
+"""Shared model blocks (capped-simplex projection, whitened correlation, masking, TCN, positions, text taps) and
+the conventions both models follow."""
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize
-from transformers import BertConfig
+from transformers import AutoConfig, BertConfig
+from transformers.utils import ModelOutput
 
-from hf_mmfusion import CLCRConfig
+import hf_mmfusion.models
+from hf_mmfusion import (
+    CLCRConfig,
+    CLCRForSequenceClassification,
+    CLCRModel,
+    SSUConfig,
+    SSUForSequenceClassification,
+    SSUModel,
+)
+from hf_mmfusion.models.clcr_positional import ScaledSinusoidalEncoding
+from hf_mmfusion.models.clcr_simplex import _project_general, _project_unit_box_inputs, project_capped_simplex
+from hf_mmfusion.models.clcr_tcn import ThreeStageTCN
+from hf_mmfusion.models.clcr_whitening import whitened_xcorr_sq, whitened_xcorr_sq_pairs
 from hf_mmfusion.models.masking import masked_mean, masked_softmax, segment_pool
-from hf_mmfusion.models.positional import ScaledSinusoidalEncoding
-from hf_mmfusion.models.simplex import _project_general, _project_unit_box_inputs, project_capped_simplex
-from hf_mmfusion.models.tcn import ThreeStageTCN
 from hf_mmfusion.models.text_backbone import TextLevelEncoder, default_level_layers
-from hf_mmfusion.models.whitening import whitened_xcorr_sq, whitened_xcorr_sq_pairs
 
 # ---------------------------------------------------------------- capped simplex projection
 
@@ -263,3 +280,106 @@ def test_training_sets_label_offset_to_training_label_mean(tmp_path):
     expected = float(np.mean(tiny_dataset(modalities=("audio", "visual"))["train"]["label"]))
     assert saved["label_offset"] == pytest.approx(expected, abs=1e-6)
     assert saved["label_offset"] != 0.0
+
+
+# ---------------------------------------------------------------- conventions both models follow
+
+MODELS_DIR = Path(hf_mmfusion.models.__file__).parent
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tiny_model(model_type: str):
+    text = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=20)
+    common = dict(text_config=text.to_dict(), audio_input_dim=5, visual_input_dim=7, hidden_size=16, num_labels=1)
+    if model_type == "clcr":
+        config = CLCRConfig(**common, shared_dim=8, exchange_heads=2, tcn_dilations=[1, 2, 4])
+        return CLCRForSequenceClassification(config)
+    config = SSUConfig(**common, graph_proj_dim=8, gat_heads=2, cross_attn_heads=2, text_graph="chain")
+    return SSUForSequenceClassification(config)
+
+
+def test_model_files_pass_transformers_model_linter():
+    mlinter = pytest.importorskip("mlinter", reason="transformers-mlinter comes with the dev extra")
+    files = list(mlinter.iter_modeling_files(search_paths=[MODELS_DIR]))
+    assert {"modeling_clcr.py", "modeling_ssu.py", "configuration_common.py"} <= {path.name for path in files}
+    violations = [f"{v.file_path.name}:{v.line_number}: {v.message}" for path in files
+                  for v in mlinter.analyze_file(path, path.read_text())]
+    assert violations == []
+
+
+def test_every_model_file_starts_with_the_same_licence_header():
+    headers = {path.name: path.read_text().splitlines()[:13] for path in MODELS_DIR.glob("*.py")}
+    first = headers["modeling_clcr.py"]
+    assert first[0] == "# Copyright 2026 The hf_mmfusion Authors. All rights reserved."
+    assert first[2] == '# Licensed under the Apache License, Version 2.0 (the "License");'
+    assert first[-1] == "# limitations under the License."
+    assert {name for name, header in headers.items() if header != first} == set()
+
+
+@pytest.mark.parametrize("model_type", ["clcr", "ssu"])
+def test_no_split_modules_name_blocks_the_model_holds(model_type):
+    model = _tiny_model(model_type)
+    held = {type(module).__name__ for module in model.modules()}
+    assert model._no_split_modules and set(model._no_split_modules) <= held
+
+
+@pytest.mark.parametrize("model_type", ["clcr", "ssu"])
+def test_saved_auto_map_names_the_code_files_the_checkpoint_carries(model_type, tmp_path):
+    """A config that arrived with another checkpoint's auto_map (e.g. loaded with remote code) is saved
+    with references to the files this checkpoint holds."""
+    model = _tiny_model(model_type)
+    model.config.auto_map = {"AutoModel": "someone/else--modeling_old.OldModel"}
+    model.save_pretrained(tmp_path)
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    name = type(model.config).__name__.removesuffix("Config")
+    assert auto_map == {
+        "AutoConfig": f"configuration_{model_type}.{name}Config",
+        "AutoModel": f"modeling_{model_type}.{name}Model",
+        "AutoModelForSequenceClassification": f"modeling_{model_type}.{name}ForSequenceClassification",
+    }
+    assert all((tmp_path / f"{ref.split('.')[0]}.py").is_file() for ref in auto_map.values())
+
+
+def test_generated_docs_document_every_argument():
+    # auto_docstring prints a line for every argument it finds undocumented, at import time.
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    code = "import hf_mmfusion.models.modeling_clcr, hf_mmfusion.models.modeling_ssu"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    for config_class, own_field in ((CLCRConfig, "shared_dim"), (SSUConfig, "gat_heads")):
+        assert "modalities (" in config_class.__doc__ and f"{own_field} (" in config_class.__doc__
+        assert "None" not in config_class.__doc__.split("Args:")[0]
+    outputs = {CLCRModel: "CLCRModelOutput", CLCRForSequenceClassification: "CLCRSequenceClassifierOutput",
+               SSUModel: "SSUModelOutput", SSUForSequenceClassification: "SSUSequenceClassifierOutput"}
+    for model_class, output_class in outputs.items():
+        doc = model_class.forward.__doc__
+        names = [name for name in inspect.signature(model_class.forward).parameters if name != "self"]
+        assert [name for name in names if f"{name} (" not in doc] == []
+        assert "Returns:\n" in doc and f"[`{output_class}`]" in doc
+
+
+@pytest.mark.parametrize("model_type", ["clcr", "ssu"])
+def test_configs_keep_fields_they_do_not_know(model_type, tmp_path):
+    """A config.json written by a newer version (an extra key) still loads, and keeps the key."""
+    config = _tiny_model(model_type).config
+    config.save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "future_switch": 7}))
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(loaded) is type(config) and loaded.future_switch == 7
+    assert type(config)(**config.to_dict(), future_switch=7).future_switch == 7
+
+
+def test_clcr_inter_cad_returns_a_typed_output_the_model_reports():
+    torch.manual_seed(0)
+    model = _tiny_model("clcr").clcr.eval()
+    seen = []
+    model.inter_cad.register_forward_hook(lambda module, args, output: seen.append(output))
+    out = model(input_ids=torch.randint(1, 50, (2, 6)), audio_features=torch.randn(2, 4, 5),
+                visual_features=torch.randn(2, 3, 7))
+    (fused,) = seen
+    assert isinstance(fused, ModelOutput) and fused.anchors.shape == (2, 3, 16)
+    torch.testing.assert_close(fused.level_weights, out.level_weights)
+    torch.testing.assert_close(torch.cat([fused.shared_summary, fused.private_summary], -1), out.pooler_output)
+    torch.testing.assert_close(fused.modality_weights, out.modality_weights)

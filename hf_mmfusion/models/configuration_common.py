@@ -1,3 +1,17 @@
+# Copyright 2026 The hf_mmfusion Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Configuration fields shared by every fusion model in this package."""
 
 from __future__ import annotations
@@ -5,35 +19,44 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.utils import auto_docstring
 
 MODALITIES = ("text", "audio", "visual")
 
 
-@strict(accept_kwargs=True)
-class MMFusionConfig(PreTrainedConfig):
-    r"""
-    Fields every fusion model shares. Model configs subclass this one.
+# The fields every fusion config shares, documented once: each model config's docstring starts with them.
+MMFUSION_CONFIG_ARGS = r"""
+    modalities (`list[str]`, *optional*, defaults to `["text", "audio", "visual"]`):
+        The active modalities, any non-empty subset of `"text"`, `"audio"`, `"visual"`. A configured
+        modality absent from a batch is treated as missing (masked out), not as an error.
+    text_config (`dict` or `PreTrainedConfig`, *optional*):
+        Config of the text encoder, built with `AutoModel.from_config`. Used only when `"text"` is
+        active; defaults to a `bert-base-uncased`-shaped `BertConfig` then. Ignored (set to `None`)
+        without text.
+    audio_input_dim (`int`, *optional*, defaults to 74):
+        Width of one acoustic frame (74 for COVAREP on CMU-MOSEI, 5 for the MMSA CMU-MOSI subset).
+    visual_input_dim (`int`, *optional*, defaults to 35):
+        Width of one visual frame (35 for Facet on CMU-MOSEI, 20 for CMU-MOSI, 47 for Facet 4.1).
+    hidden_size (`int`, *optional*, defaults to 128):
+        The fusion width `d` every modality is projected to.
+    initializer_range (`float`, *optional*, defaults to 0.02):
+        Standard deviation of the normal initialiser of linear and embedding weights.
+    label_offset (`float`, *optional*, defaults to 0.0):
+        Initial bias of a regression head's output, in label units. `hf-mmfusion train` sets it to the
+        training labels' mean, so a head for 1-5 ratings starts at their average instead of at 0.
+"""
 
-    Args:
-        modalities (`list[str]`, *optional*, defaults to `["text", "audio", "visual"]`):
-            The active modalities, any non-empty subset of `"text"`, `"audio"`, `"visual"`. A configured
-            modality absent from a batch is treated as missing (masked out), not as an error.
-        text_config (`dict` or `PreTrainedConfig`, *optional*):
-            Config of the text encoder, built with `AutoModel.from_config`. Used only when `"text"` is
-            active; defaults to a `bert-base-uncased`-shaped `BertConfig` then. Ignored (set to `None`)
-            without text.
-        audio_input_dim (`int`, *optional*, defaults to 74):
-            Width of one acoustic frame (74 for COVAREP on CMU-MOSEI, 5 for the MMSA CMU-MOSI subset).
-        visual_input_dim (`int`, *optional*, defaults to 35):
-            Width of one visual frame (35 for Facet on CMU-MOSEI, 20 for CMU-MOSI, 47 for Facet 4.1).
-        hidden_size (`int`, *optional*, defaults to 128):
-            The fusion width `d` every modality is projected to.
-        initializer_range (`float`, *optional*, defaults to 0.02):
-            Standard deviation of the normal initialiser of linear and embedding weights.
-        label_offset (`float`, *optional*, defaults to 0.0):
-            Initial bias of a regression head's output, in label units. `hf-mmfusion train` sets it to the
-            training labels' mean, so a head for 1-5 ratings starts at their average instead of at 0.
+
+@auto_docstring(
+    custom_intro="""
+    Fields every fusion model shares. Model configs subclass this one.
     """
+)
+# Plain @strict, as transformers' own configs: PreTrainedConfig already accepts keys it does not know (a newer
+# config.json still loads and keeps them) for every subclass without its own __init__.
+@strict
+class MMFusionConfig(PreTrainedConfig):
+    __doc__ = MMFUSION_CONFIG_ARGS
 
     sub_configs_defaults = {
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert", optional=True),

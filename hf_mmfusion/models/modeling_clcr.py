@@ -1,3 +1,17 @@
+# Copyright 2026 The hf_mmfusion Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """CLCR: Cross-Level Co-Representation for multimodal learning.
 
 Pipeline (shapes for batch B, modality m with T_m positions, width d, shared rank r, L levels):
@@ -31,13 +45,18 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput, can_return_tuple
+from transformers.utils import ModelOutput, auto_docstring, can_return_tuple
 
+from .clcr_positional import ScaledSinusoidalEncoding
+from .clcr_simplex import project_capped_simplex
+from .clcr_tcn import ThreeStageTCN
+from .clcr_whitening import whitened_xcorr_sq, whitened_xcorr_sq_pairs
 from .configuration_clcr import CLCRConfig
 from .configuration_common import MODALITIES
 from .inputs import cast_embeddings, check_labels, prepare_inputs
 from .masking import masked_mean, masked_softmax, segment_pool
 from .modeling_common import (
+    AutoMapMixin,
     OutputLinear,
     SignalLinear,
     TextPretrainedMixin,
@@ -45,11 +64,7 @@ from .modeling_common import (
     init_common_weights,
     regression_offset,
 )
-from .positional import ScaledSinusoidalEncoding
-from .simplex import project_capped_simplex
-from .tcn import ThreeStageTCN
 from .text_backbone import TextLevelEncoder, default_level_layers
-from .whitening import whitened_xcorr_sq, whitened_xcorr_sq_pairs
 
 _PARTICIPATION_EPS = 1e-6
 
@@ -198,24 +213,26 @@ class CLCRCrossModalExchange(nn.Module):
         return out * has_source[:, None, None].to(out.dtype)
 
 
+@auto_docstring(
+    custom_intro="""
+    IntraCED outputs of one level; every field is a tuple with one tensor per modality (config order).
+    """
+)
 @dataclass
 class CLCRLevelOutput(ModelOutput):
     r"""
-    IntraCED outputs of one level; every field is a tuple with one tensor per modality (config order).
-
-    Args:
-        shared (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m, hidden_size)`):
-            Updated shared tokens `S~` (Eq. 4).
-        private (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m, hidden_size)`):
-            Private tokens `P` (Eq. 2); never touched by the exchange.
-        shared_coords (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m, shared_dim)`):
-            Coordinates `c~_s = S~ U` of the updated shared tokens in the shared basis.
-        private_coords (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m, hidden_size - shared_dim)`):
-            Coordinates `c_p = X V` in the private basis.
-        token_weights (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m)`):
-            Budget weights `w` (Eq. 3), 0 on padding.
-        participation (`tuple(torch.FloatTensor)`, each of shape `(batch_size,)`):
-            Fraction of the real tokens with a non-zero weight.
+    shared (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m, hidden_size)`):
+        Updated shared tokens `S~` (Eq. 4).
+    private (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m, hidden_size)`):
+        Private tokens `P` (Eq. 2); never touched by the exchange.
+    shared_coords (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m, shared_dim)`):
+        Coordinates `c~_s = S~ U` of the updated shared tokens in the shared basis.
+    private_coords (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m, hidden_size - shared_dim)`):
+        Coordinates `c_p = X V` in the private basis.
+    token_weights (`tuple(torch.FloatTensor)`, each of shape `(batch_size, length_m)`):
+        Budget weights `w` (Eq. 3), 0 on padding.
+    participation (`tuple(torch.FloatTensor)`, each of shape `(batch_size,)`):
+        Fraction of the real tokens with a non-zero weight.
     """
 
     shared: tuple[torch.FloatTensor, ...] | None = None
@@ -334,13 +351,48 @@ class CLCRIntraLevel(GradientCheckpointingLayer):
         ).flatten()
 
 
+@auto_docstring(
+    custom_intro="""
+    InterCAD outputs: the level mixture, the per-modality summaries and the fused shared / private summaries.
+    Absent modalities get zero summaries, zero selection weight and a zero gate.
+    """
+)
+@dataclass
+class CLCRInterCADOutput(ModelOutput):
+    r"""
+    level_weights (`torch.FloatTensor` of shape `(batch_size, num_levels)`):
+        Level weights `alpha` (Eq. 8); uniform without InterCAD.
+    anchors (`torch.FloatTensor` of shape `(batch_size, num_levels, hidden_size)`, *optional*):
+        Level anchors `a_l`; `None` without InterCAD.
+    modality_shared_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`):
+        Level-mixed shared summary of each modality (Eq. 9).
+    modality_private_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`):
+        Level-mixed private summary of each modality (Eq. 9).
+    modality_weights (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
+        Modality selection weights `beta` (Eq. 10).
+    private_gates (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
+        Confidence gates `c` of the private summaries (Eq. 11).
+    shared_summary (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        `h_s`, the modality-selected shared summary (Eq. 10).
+    private_summary (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        `h_p`, the gated sum of private summaries (Eq. 11).
+    """
+
+    level_weights: torch.FloatTensor | None = None
+    anchors: torch.FloatTensor | None = None
+    modality_shared_summaries: torch.FloatTensor | None = None
+    modality_private_summaries: torch.FloatTensor | None = None
+    modality_weights: torch.FloatTensor | None = None
+    private_gates: torch.FloatTensor | None = None
+    shared_summary: torch.FloatTensor | None = None
+    private_summary: torch.FloatTensor | None = None
+
+
 class CLCRInterCAD(nn.Module):
     """Inter-level co-aggregation: summaries, anchors, level weights, modality selection, private gates.
 
-    ``forward(shared_means[B, L, M, d], private_means[B, L, M, d], present[B, M])`` returns a dict with
-    ``alpha[B, L]``, ``anchors[B, L, d]`` (or None), ``shared[B, M, d]`` and ``private[B, M, d]`` (level-mixed
-    summaries), ``beta[B, M]``, ``gates[B, M]``, ``h_s[B, d]``, ``h_p[B, d]``. Absent modalities get zero
-    summaries, zero selection weight and a zero gate.
+    ``forward(shared_means[B, L, M, d], private_means[B, L, M, d], present[B, M])`` returns a
+    [`CLCRInterCADOutput`].
     """
 
     def __init__(self, config: CLCRConfig):
@@ -355,14 +407,20 @@ class CLCRInterCAD(nn.Module):
             hidden = config.level_mlp_hidden or d
             self.anchor_norm = nn.LayerNorm(d)
             self.level_mlp = (
-                nn.Sequential(nn.Linear(L * d, hidden), nn.GELU(), nn.Linear(hidden, L)) if L > 1 else None
+                nn.Sequential(  # trf-ignore: TRF036 saved checkpoints and their weight check name inter_cad.level_mlp.0/.2
+                    nn.Linear(L * d, hidden), nn.GELU(), nn.Linear(hidden, L)
+                )
+                if L > 1
+                else None
             )                                                                       # Eq. 8
             self.select_query = nn.Linear(d, d)                                     # Eq. 10
             self.select_key = nn.Linear(d, d)
             self.gate_weight = nn.Parameter(torch.empty(M, d))
             self.gate_bias = nn.Parameter(torch.empty(M))
 
-    def forward(self, shared_means: torch.Tensor, private_means: torch.Tensor, present: torch.Tensor) -> dict:
+    def forward(
+        self, shared_means: torch.Tensor, private_means: torch.Tensor, present: torch.Tensor
+    ) -> CLCRInterCADOutput:
         presentf = present.to(shared_means.dtype)                                   # [B, M]
         s_bar = self.shared_norm(shared_means) * presentf[:, None, :, None]         # [B, L, M, d]
         p_bar = self.private_norm(private_means) * presentf[:, None, :, None]
@@ -394,10 +452,10 @@ class CLCRInterCAD(nn.Module):
             gates = presentf
         h_s = torch.einsum("bm,bmd->bd", beta, shared)                              # Eq. 10
         h_p = torch.einsum("bm,bmd->bd", gates, private)                            # Eq. 11
-        return {
-            "alpha": alpha, "anchors": anchors, "shared": shared, "private": private,
-            "beta": beta, "gates": gates, "h_s": h_s, "h_p": h_p,
-        }
+        return CLCRInterCADOutput(
+            level_weights=alpha, anchors=anchors, modality_shared_summaries=shared, modality_private_summaries=private,
+            modality_weights=beta, private_gates=gates, shared_summary=h_s, private_summary=h_p,
+        )
 
 
 def level_selection_term(alpha: torch.Tensor, delta: torch.Tensor, centered: bool = True) -> torch.Tensor:
@@ -442,6 +500,8 @@ def clcr_regularizers(
     if anchors is not None and num_levels > 1:
         unit = F.normalize(anchors.detach(), dim=-1)
         delta = 1.0 - unit @ unit.transpose(1, 2)                                    # [B, L, L]
+    # CODEPATH: inter_incompat_weight_all_terms=True is the alternative reading of Eq. 12 in which delta also
+    # weights the first two terms; the default configs (every preset) leave those terms unweighted.
     pair_weight = delta.mean(0) if (delta is not None and config.inter_incompat_weight_all_terms) else None
 
     # Within-modality terms share their rows: whiten each level's coordinates once per modality.
@@ -499,46 +559,55 @@ def clcr_regularizers(
     return intra_value, _mean(pp_terms, like), _mean(sp_terms, like), selection
 
 
+@auto_docstring(
+    custom_intro="""
+    Output of [`CLCRModel`]: the fused representation, the analysis quantities of the paper and, when computed,
+    the regularisers.
+    """
+)
 @dataclass
 class CLCRModelOutput(ModelOutput):
     r"""
-    Output of [`CLCRModel`].
-
-    Args:
-        pooler_output (`torch.FloatTensor` of shape `(batch_size, 2 * hidden_size)`):
-            The fused representation `z = [h_s; h_p]` the task head reads.
-        shared_summary (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
-            `h_s`, the modality-selected shared summary.
-        private_summary (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
-            `h_p`, the gated sum of private summaries.
-        modality_shared_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`):
-            Level-mixed shared summary of each modality (zeros for an absent modality).
-        modality_private_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`):
-            Level-mixed private summary of each modality.
-        level_weights (`torch.FloatTensor` of shape `(batch_size, num_levels)`):
-            InterCAD level weights `alpha` (rows sum to 1; one column without the hierarchy).
-        modality_weights (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
-            Modality selection weights `beta` (rows sum to 1 over present modalities, 0 for absent ones).
-        private_gates (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
-            Sigmoid confidence gates `c` of the private summaries (0 for absent modalities).
-        participation_ratios (`torch.FloatTensor` of shape `(batch_size, num_modalities, num_levels)`):
-            Fraction of a modality's valid tokens with a non-zero budget weight, per level.
-        intra_loss, inter_loss (`torch.FloatTensor` scalars, *optional*):
-            Intra-level loss (Eq. 7) and weighted inter-level loss (Eq. 12), when regularisers were computed.
-        inter_pp_loss, inter_sp_loss, inter_sel_loss (`torch.FloatTensor` scalars, *optional*):
-            The three unweighted inter-level terms.
-        token_weights (`tuple(torch.FloatTensor)`, *optional*):
-            With `output_token_weights=True`: per modality `w` of shape `(batch_size, num_levels, length_m)`.
-        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
-            With `output_hidden_states=True` and text input: every hidden state of the text encoder (embeddings
-            first), as transformers' text models return them. `output_hidden_states` may also be a list of
-            indices; the other entries are then `None`.
-        level_hidden_states (`tuple(torch.FloatTensor)`, *optional*):
-            With `output_hidden_states`: per level the semantic-hierarchy features entering IntraCED, all
-            modalities concatenated along time in config order, `(batch_size, sum of lengths, hidden_size)`.
-        attentions (`tuple(torch.FloatTensor)`, *optional*):
-            With `output_attentions=True` and text input: the text encoder's self-attention maps (needs the
-            eager attention implementation).
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, 2 * hidden_size)`):
+        The fused representation `z = [h_s; h_p]` the task head reads.
+    shared_summary (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        `h_s`, the modality-selected shared summary.
+    private_summary (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        `h_p`, the gated sum of private summaries.
+    modality_shared_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`):
+        Level-mixed shared summary of each modality (zeros for an absent modality).
+    modality_private_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`):
+        Level-mixed private summary of each modality.
+    level_weights (`torch.FloatTensor` of shape `(batch_size, num_levels)`):
+        InterCAD level weights `alpha` (rows sum to 1; one column without the hierarchy).
+    modality_weights (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
+        Modality selection weights `beta` (rows sum to 1 over present modalities, 0 for absent ones).
+    private_gates (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
+        Sigmoid confidence gates `c` of the private summaries (0 for absent modalities).
+    participation_ratios (`torch.FloatTensor` of shape `(batch_size, num_modalities, num_levels)`):
+        Fraction of a modality's valid tokens with a non-zero budget weight, per level.
+    intra_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Intra-level loss (Eq. 7), when the regularisers were computed.
+    inter_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Weighted inter-level loss (Eq. 12), when the regularisers were computed.
+    inter_pp_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Unweighted inter-level term on private redundancy across levels.
+    inter_sp_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Unweighted inter-level term on shared-private leakage across levels.
+    inter_sel_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Unweighted inter-level term on the level-selection mass on incompatible anchors.
+    token_weights (`tuple(torch.FloatTensor)`, *optional*):
+        With `output_token_weights=True`: per modality `w` of shape `(batch_size, num_levels, length_m)`.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+        With `output_hidden_states=True` and text input: every hidden state of the text encoder (embeddings
+        first), as transformers' text models return them. `output_hidden_states` may also be a list of
+        indices; the other entries are then `None`.
+    level_hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+        With `output_hidden_states`: per level the semantic-hierarchy features entering IntraCED, all
+        modalities concatenated along time in config order, `(batch_size, sum of lengths, hidden_size)`.
+    attentions (`tuple(torch.FloatTensor)`, *optional*):
+        With `output_attentions=True` and text input: the text encoder's self-attention maps (needs the
+        eager attention implementation).
     """
 
     pooler_output: torch.FloatTensor | None = None
@@ -561,23 +630,49 @@ class CLCRModelOutput(ModelOutput):
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
+@auto_docstring(
+    custom_intro="""
+    Output of [`CLCRForSequenceClassification`]: the prediction, every loss term and the analyses of
+    [`CLCRModelOutput`].
+    """
+)
 @dataclass
 class CLCRSequenceClassifierOutput(ModelOutput):
     r"""
-    Output of [`CLCRForSequenceClassification`].
-
-    Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is provided):
-            Total objective (Eq. 13): `task_loss + lambda_intra * intra_loss + lambda_inter * inter_loss`.
-        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
-            Regression scores (`num_labels=1`) or classification logits.
-        task_loss (`torch.FloatTensor` of shape `()`, *optional*):
-            MSE (regression), cross-entropy (single-label) or binary cross-entropy (multi-label).
-        intra_loss, inter_loss, inter_pp_loss, inter_sp_loss, inter_sel_loss (`torch.FloatTensor`, *optional*):
-            The regulariser values, as in [`CLCRModelOutput`].
-        pooler_output, level_weights, modality_weights, private_gates, participation_ratios, token_weights,
-        hidden_states, level_hidden_states, attentions:
-            As in [`CLCRModelOutput`].
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is provided):
+        Total objective (Eq. 13): `task_loss + lambda_intra * intra_loss + lambda_inter * inter_loss`.
+    logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+        Regression scores (`num_labels=1`) or classification logits.
+    task_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        MSE (regression), cross-entropy (single-label) or binary cross-entropy (multi-label).
+    intra_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        As in [`CLCRModelOutput`].
+    inter_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        As in [`CLCRModelOutput`].
+    inter_pp_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        As in [`CLCRModelOutput`].
+    inter_sp_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        As in [`CLCRModelOutput`].
+    inter_sel_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        As in [`CLCRModelOutput`].
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, 2 * hidden_size)`):
+        As in [`CLCRModelOutput`].
+    level_weights (`torch.FloatTensor` of shape `(batch_size, num_levels)`):
+        As in [`CLCRModelOutput`].
+    modality_weights (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
+        As in [`CLCRModelOutput`].
+    private_gates (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
+        As in [`CLCRModelOutput`].
+    participation_ratios (`torch.FloatTensor` of shape `(batch_size, num_modalities, num_levels)`):
+        As in [`CLCRModelOutput`].
+    token_weights (`tuple(torch.FloatTensor)`, *optional*):
+        As in [`CLCRModelOutput`].
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+        As in [`CLCRModelOutput`].
+    level_hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+        As in [`CLCRModelOutput`].
+    attentions (`tuple(torch.FloatTensor)`, *optional*):
+        As in [`CLCRModelOutput`].
     """
 
     loss: torch.FloatTensor | None = None
@@ -599,10 +694,23 @@ class CLCRSequenceClassifierOutput(ModelOutput):
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
-class CLCRPreTrainedModel(TextPretrainedMixin, PreTrainedModel):
+@auto_docstring(
+    custom_intro="""
+    Base class of the CLCR models: weight initialisation, gradient checkpointing, loading pretrained text weights
+    ([`~CLCRPreTrainedModel.from_text_pretrained`]) and saving with the code for `trust_remote_code`.
+    """
+)
+class CLCRPreTrainedModel(AutoMapMixin, TextPretrainedMixin, PreTrainedModel):
     config_class = CLCRConfig
     config: CLCRConfig
     base_model_prefix = "clcr"
+    # One IntraCED level mixes every modality's tokens, a level projection and a TCN block add residuals, and
+    # InterCAD sums over levels and modalities: each must run on one device.
+    _no_split_modules = ["CLCRLevelProjection", "TemporalBlock", "CLCRIntraLevel", "CLCRInterCAD"]
+    _auto_map_classes = {
+        "AutoModel": "CLCRModel",
+        "AutoModelForSequenceClassification": "CLCRForSequenceClassification",
+    }
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     # Trainer must not rescale the loss as if forward consumed its loss kwargs.
@@ -631,25 +739,18 @@ class CLCRPreTrainedModel(TextPretrainedMixin, PreTrainedModel):
             if module.use_inter_cad:
                 init.normal_(module.gate_weight, mean=0.0, std=std)
                 init.zeros_(module.gate_bias)
-        else:
-            init_common_weights(module, std)
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        # Saving writes auto_map only for the saved class; both Auto classes must resolve with remote code.
-        auto_map = dict(getattr(self.config, "auto_map", None) or {})
-        auto_map.update(
-            {
-                "AutoConfig": "configuration_clcr.CLCRConfig",
-                "AutoModel": "modeling_clcr.CLCRModel",
-                "AutoModelForSequenceClassification": "modeling_clcr.CLCRForSequenceClassification",
-            }
-        )
-        self.config.auto_map = auto_map
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        elif not init_common_weights(module):
+            super()._init_weights(module)
 
 
+@auto_docstring(
+    custom_intro="""
+    CLCR without a task head: semantic hierarchy -> IntraCED per level -> InterCAD -> the fused representation
+    `z` of width `2 * hidden_size`, with the level weights, modality selection, private gates and token
+    participation the paper analyses.
+    """
+)
 class CLCRModel(CLCRPreTrainedModel):
-    """CLCR without a task head: semantic hierarchy -> IntraCED per level -> InterCAD -> ``z[B, 2d]``."""
 
     def __init__(self, config: CLCRConfig):
         super().__init__(config)
@@ -660,6 +761,8 @@ class CLCRModel(CLCRPreTrainedModel):
             self.main_input_name = "input_ids"
             self.text_encoder = TextLevelEncoder(config.text_config)
             layers = config.text_level_layers or default_level_layers(config.text_config.num_hidden_layers, config.num_levels)
+            # CODEPATH: use_hierarchy=False is the paper's "w/o Hierarchy" ablation (deepest text layer only);
+            # the default configs tap one text layer per level.
             self.text_level_layers = list(layers) if config.use_hierarchy else [layers[-1]]
         else:
             self.main_input_name = f"{self.modalities[0]}_features"
@@ -707,12 +810,21 @@ class CLCRModel(CLCRPreTrainedModel):
             else:
                 mask = inputs.masks[m]
                 taps = self.tcn[m](inputs.features[m], mask)
+                # CODEPATH: use_hierarchy=False ("w/o Hierarchy" ablation) keeps only the last TCN stage; the
+                # default configs keep one stage per level.
                 taps = taps if self.config.use_hierarchy else taps[-1:]
             levels[m] = [taps[i] for i in self.level_permutations[m]]
             masks[m] = mask
         return levels, masks, text_out
 
     @can_return_tuple
+    @auto_docstring(
+        custom_intro="""
+        Runs every configured modality present in the call; a configured modality missing from the call is treated
+        as fully masked.
+        """
+    )
+    # trf-ignore: TRF045 output_* reach the text encoder (any AutoModel, recording its own) and select level_hidden_states
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -730,22 +842,27 @@ class CLCRModel(CLCRPreTrainedModel):
         compute_regularizers: bool | None = None,
     ) -> CLCRModelOutput:
         r"""
-        Args:
-            input_ids, attention_mask, token_type_ids (`torch.Tensor` of shape `(batch_size, tokens)`, *optional*):
-                Text input; `inputs_embeds` `(batch_size, tokens, text_hidden)` may replace `input_ids`.
-            audio_features (`torch.FloatTensor` of shape `(batch_size, frames, audio_input_dim)`, *optional*):
-                Acoustic frames; `audio_attention_mask` `(batch_size, frames)` marks real frames with 1.
-            visual_features (`torch.FloatTensor` of shape `(batch_size, frames, visual_input_dim)`, *optional*):
-                Visual frames; `visual_attention_mask` `(batch_size, frames)` marks real frames with 1.
-            dependency_heads (`torch.LongTensor`, *optional*):
-                Accepted (and validated) so that one processor output feeds every model; CLCR does not use it.
-            output_token_weights (`bool`, *optional*):
-                Return the budget weights of every token.
-            compute_regularizers (`bool`, *optional*):
-                Compute the intra/inter-level losses; defaults to `self.training`.
+        audio_features (`torch.FloatTensor` of shape `(batch_size, frames, audio_input_dim)`, *optional*):
+            Acoustic frames (COVAREP, eGeMAPS, log-mel, ...).
+        audio_attention_mask (`torch.Tensor` of shape `(batch_size, frames)`, *optional*):
+            1 for a real acoustic frame, 0 for padding; all frames are real when omitted.
+        visual_features (`torch.FloatTensor` of shape `(batch_size, frames, visual_input_dim)`, *optional*):
+            Visual frames (Facet, OpenFace, CNN features, ...).
+        visual_attention_mask (`torch.Tensor` of shape `(batch_size, frames)`, *optional*):
+            1 for a real visual frame, 0 for padding; all frames are real when omitted.
+        dependency_heads (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Index of each token's syntactic head, -1 where none. Accepted (and validated) so that one processor
+            output feeds every model; CLCR does not use it.
+        output_hidden_states (`bool` or `list[int]`, *optional*):
+            Whether to return the text encoder's hidden states (a list of indices keeps only those) and the level features
+            entering IntraCED (`level_hidden_states`).
+        output_token_weights (`bool`, *optional*):
+            Whether to return the budget weights of every token.
+        compute_regularizers (`bool`, *optional*):
+            Compute the intra/inter-level losses; defaults to `self.training`.
 
-        A configured modality missing from the call is treated as fully masked. Returns a
-        [`CLCRModelOutput`] (or its tuple without `None` entries when `return_dict=False`).
+        Returns:
+            [`CLCRModelOutput`], or its tuple without the `None` fields when `return_dict=False`.
         """
         config = self.config
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
@@ -783,7 +900,7 @@ class CLCRModel(CLCRPreTrainedModel):
         )
         present = torch.stack([mask.any(1) for mask in masks], 1)                  # [B, M]
         fused = self.inter_cad(shared_means, private_means, present)
-        pooled = torch.cat([fused["h_s"], fused["h_p"]], dim=-1)                    # [B, 2d]
+        pooled = torch.cat([fused.shared_summary, fused.private_summary], dim=-1)  # [B, 2d]
         participation = torch.stack(
             [torch.stack(lv.participation, 1) for lv in levels], 2
         )                                                                           # [B, M, L]
@@ -791,7 +908,7 @@ class CLCRModel(CLCRPreTrainedModel):
         intra_loss = inter_loss = pp = sp = sel = None
         if compute_regularizers:
             intra_loss, pp, sp, sel = clcr_regularizers(
-                config, levels, masks, fused["alpha"], fused["anchors"],
+                config, levels, masks, fused.level_weights, fused.anchors,
                 intra=config.use_intra_regularizer and config.use_intra_ced, inter=config.use_inter_regularizer,
             )
             lam = config.inter_lambdas
@@ -808,13 +925,13 @@ class CLCRModel(CLCRPreTrainedModel):
                 hidden_states = tuple(h if i in chosen else None for i, h in enumerate(hidden_states))
         return CLCRModelOutput(
             pooler_output=pooled,
-            shared_summary=fused["h_s"],
-            private_summary=fused["h_p"],
-            modality_shared_summaries=fused["shared"],
-            modality_private_summaries=fused["private"],
-            level_weights=fused["alpha"],
-            modality_weights=fused["beta"],
-            private_gates=fused["gates"],
+            shared_summary=fused.shared_summary,
+            private_summary=fused.private_summary,
+            modality_shared_summaries=fused.modality_shared_summaries,
+            modality_private_summaries=fused.modality_private_summaries,
+            level_weights=fused.level_weights,
+            modality_weights=fused.modality_weights,
+            private_gates=fused.private_gates,
             participation_ratios=participation,
             intra_loss=intra_loss,
             inter_loss=inter_loss,
@@ -828,8 +945,14 @@ class CLCRModel(CLCRPreTrainedModel):
         )
 
 
+@auto_docstring(
+    custom_intro="""
+    CLCR with a two-layer head on the fused representation `z`: regression (`num_labels=1`, MSE or L1) or
+    classification (cross-entropy, or binary cross-entropy for multi-label), trained with the full objective of
+    Eq. 13.
+    """
+)
 class CLCRForSequenceClassification(CLCRPreTrainedModel):
-    """CLCR with a two-layer head on ``z``: regression (MSE) or classification (CE / BCE), plus Eq. 13."""
 
     def __init__(self, config: CLCRConfig):
         super().__init__(config)
@@ -842,7 +965,7 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
         # those interactions start with almost no gradient. The output: a step moves each weight by about the
         # learning rate, so with std-0.02 weights and a fine-tuning rate (5e-5) the prediction cannot reach
         # the scale of the labels in a few epochs (text-only CMU-MOSI validation MAE 0.908 -> 0.865, seed 1111).
-        self.classifier = nn.Sequential(
+        self.classifier = nn.Sequential(  # trf-ignore: TRF036 saved checkpoints and their weight check name classifier.0/.3
             SignalLinear(2 * d, hidden), nn.GELU(), nn.Dropout(config.classifier_dropout),
             OutputLinear(hidden, config.num_labels, regression_offset(config)),
         )
@@ -853,11 +976,20 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
         # check_labels refuses what transformers' loss would broadcast silently and settles problem_type;
         # the loss itself is transformers' own sequence-classification loss (MSE / CE / BCE), or L1 on request.
         labels = check_labels(self.config, logits, labels)
+        # CODEPATH: reg_loss="l1" trains on the MAE (the ICT-MMMO recipe of benchmarks/real_multimodal.py); the
+        # default configs keep the paper's MSE.
         if self.config.problem_type == "regression" and self.config.reg_loss == "l1":
             return F.l1_loss(logits, labels.view(-1, self.num_labels).to(logits.dtype))
         return self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
 
     @can_return_tuple
+    @auto_docstring(
+        custom_intro="""
+        Runs every configured modality present in the call; a configured modality missing from the call is treated
+        as fully masked.
+        """
+    )
+    # trf-ignore: TRF045 output_* reach the text encoder (any AutoModel, recording its own) and select level_hidden_states
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -876,15 +1008,30 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
         compute_regularizers: bool | None = None,
     ) -> CLCRSequenceClassifierOutput:
         r"""
-        Args:
-            labels (`torch.Tensor` of shape `(batch_size,)`, *optional*):
-                Float scores for regression (`num_labels=1`), class indices for classification, or
-                `(batch_size, num_labels)` multi-hot floats for `problem_type="multi_label_classification"`.
-            compute_regularizers (`bool`, *optional*):
-                Defaults to `True` in training mode or when `labels` are given, so the returned `loss` is
-                always the full objective of Eq. 13.
+        audio_features (`torch.FloatTensor` of shape `(batch_size, frames, audio_input_dim)`, *optional*):
+            Acoustic frames (COVAREP, eGeMAPS, log-mel, ...).
+        audio_attention_mask (`torch.Tensor` of shape `(batch_size, frames)`, *optional*):
+            1 for a real acoustic frame, 0 for padding; all frames are real when omitted.
+        visual_features (`torch.FloatTensor` of shape `(batch_size, frames, visual_input_dim)`, *optional*):
+            Visual frames (Facet, OpenFace, CNN features, ...).
+        visual_attention_mask (`torch.Tensor` of shape `(batch_size, frames)`, *optional*):
+            1 for a real visual frame, 0 for padding; all frames are real when omitted.
+        dependency_heads (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Index of each token's syntactic head, -1 where none. Accepted (and validated) so that one processor
+            output feeds every model; CLCR does not use it.
+        labels (`torch.Tensor` of shape `(batch_size,)`, *optional*):
+            Float scores for regression (`num_labels=1`), class indices for classification, or
+            `(batch_size, num_labels)` multi-hot floats for `problem_type="multi_label_classification"`.
+        output_hidden_states (`bool` or `list[int]`, *optional*):
+            As in [`CLCRModel.forward`].
+        output_token_weights (`bool`, *optional*):
+            Whether to return the budget weights of every token.
+        compute_regularizers (`bool`, *optional*):
+            Defaults to `True` in training mode or when `labels` are given, so the returned `loss` is
+            always the full objective of Eq. 13.
 
-        Other arguments as in [`CLCRModel.forward`].
+        Returns:
+            [`CLCRSequenceClassifierOutput`], or its tuple without the `None` fields when `return_dict=False`.
         """
         config = self.config
         if compute_regularizers is None:

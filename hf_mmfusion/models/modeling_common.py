@@ -1,3 +1,17 @@
+# Copyright 2026 The hf_mmfusion Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Pieces of ``PreTrainedModel`` behaviour both fusion models share."""
 
 from __future__ import annotations
@@ -47,8 +61,10 @@ def regression_offset(config) -> float:
     return float(getattr(config, "label_offset", 0.0)) if regression else 0.0
 
 
-def init_common_weights(module: nn.Module, std: float) -> bool:
-    """Initialise the standard layer types; returns ``True`` when ``module`` was one of them.
+def init_common_weights(module: nn.Module) -> bool:
+    """Initialise the layer types whose initialisation this package chooses differently from transformers';
+    returns ``True`` when ``module`` was one of them, and the caller leaves every other type to
+    ``PreTrainedModel._init_weights``.
 
     transformers' ``initialization`` primitives skip a tensor already loaded from a checkpoint."""
     if isinstance(module, SignalLinear):
@@ -56,33 +72,11 @@ def init_common_weights(module: nn.Module, std: float) -> bool:
         if module.bias is not None:
             init.constant_(module.bias, getattr(module, "offset", 0.0))
         return True
-    if isinstance(module, nn.Linear):
-        init.normal_(module.weight, mean=0.0, std=std)
-        if module.bias is not None:
-            init.zeros_(module.bias)
-        return True
     if isinstance(module, nn.Conv1d):
+        # The TCN's residual blocks keep the signal's scale only with a fan-in (He) initialisation.
         init.kaiming_normal_(module.weight, nonlinearity="linear")
         if module.bias is not None:
             init.zeros_(module.bias)
-        return True
-    if isinstance(module, nn.LayerNorm):
-        if module.weight is not None:
-            init.ones_(module.weight)
-        if module.bias is not None:
-            init.zeros_(module.bias)
-        return True
-    if isinstance(module, nn.Embedding):
-        init.normal_(module.weight, mean=0.0, std=std)
-        if module.padding_idx is not None:
-            if not getattr(module.weight, "_is_hf_initialized", False):
-                init.zeros_(module.weight[module.padding_idx])
-        return True
-    if isinstance(module, nn.MultiheadAttention):
-        if module.in_proj_weight is not None:
-            init.xavier_uniform_(module.in_proj_weight)
-        if module.in_proj_bias is not None:
-            init.zeros_(module.in_proj_bias)
         return True
     return False
 
@@ -102,6 +96,31 @@ def drop_output_capturing_hooks(model: nn.Module) -> None:
                 module._forward_hooks_always_called.pop(hook_id, None)
         if getattr(module, "_output_capturing_hooks_installed", False):
             module._output_capturing_hooks_installed = False
+
+
+class AutoMapMixin:
+    """Saves a fusion ``PreTrainedModel`` with an ``auto_map`` naming every Auto class of its model type.
+
+    transformers writes ``auto_map`` only for the class that saves, so a checkpoint saved from the base model
+    would not load as ``AutoModelForSequenceClassification`` with ``trust_remote_code=True`` (or the other way
+    round). The ``PreTrainedModel`` base class sets ``_auto_map_classes``, Auto class -> model class name; the
+    entries name the module that defines that base class, which is also the file name the checkpoint carries
+    (``save_pretrained`` copies the code flat).
+    """
+
+    _auto_map_classes: dict[str, str] = {}
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # Without a registered Auto class no code is copied, so an auto_map would name missing files.
+        if getattr(self, "_auto_class", None) is not None and self._auto_map_classes:
+            owner = next(klass for klass in type(self).__mro__ if "_auto_map_classes" in vars(klass))
+            module = owner.__module__.rsplit(".", 1)[-1]
+            config_class = type(self.config)
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map["AutoConfig"] = f"{config_class.__module__.rsplit('.', 1)[-1]}.{config_class.__name__}"
+            auto_map.update({auto: f"{module}.{name}" for auto, name in self._auto_map_classes.items()})
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
 
 class TextPretrainedMixin:

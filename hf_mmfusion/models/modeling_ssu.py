@@ -1,3 +1,17 @@
+# Copyright 2026 The hf_mmfusion Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """SSU (Structural-Semantic Unifier): graph-based multimodal fusion with a text-derived semantic anchor.
 
 Pipeline (shapes for batch B, width d):
@@ -34,7 +48,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.utils import ModelOutput, can_return_tuple
+from transformers.utils import ModelOutput, auto_docstring, can_return_tuple
 
 from .configuration_ssu import SSUConfig
 from .graphs_ssu import (
@@ -49,6 +63,7 @@ from .graphs_ssu import (
 from .inputs import check_labels, prepare_inputs
 from .masking import cap_length, masked_mean, masked_softmax, zero_padding
 from .modeling_common import (
+    AutoMapMixin,
     OutputLinear,
     SignalLinear,
     TextPretrainedMixin,
@@ -151,27 +166,41 @@ class SSUGraphEncoder(GradientCheckpointingLayer):
 # ---------------------------------------------------------------------------------------------------
 
 
+@auto_docstring(
+    custom_intro="""
+    Output of [`SSUModel`]: the representation the head reads, the three graph views and, on request, the graphs.
+    """
+)
 @dataclass
 class SSUModelOutput(ModelOutput):
-    """
-    Args:
-        pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, or `2 * hidden_size` with
-            `head_input="concat"`): the representation the prediction head reads.
-        z_ori (`torch.FloatTensor` of shape `(batch_size, hidden_size)`): original view (shared GAT).
-        z_fuse (`torch.FloatTensor` of shape `(batch_size, hidden_size)`): fusion view (fusion GAT).
-        z_aug (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, *optional*): augmented view; only in
-            training mode with `lambda_self > 0`.
-        hidden_states (`tuple(torch.FloatTensor)`, each of shape `(batch_size, tokens, text_hidden)`, *optional*): text encoder hidden states
-            (`output_hidden_states=True`).
-        attentions (`tuple(torch.FloatTensor)`, each of shape `(batch_size, heads, tokens, tokens)`, *optional*): text encoder attentions (`output_attentions=True`).
-        text_adjacency (`torch.FloatTensor` of shape `(batch_size, text_len, text_len)`, *optional*): 1 where two
-            word pieces are linked (`output_graphs=True` or `output_attentions=True`, like the fields below).
-        adjacency_audio, adjacency_visual (`torch.FloatTensor` of shape `(batch_size, nodes, nodes)`, *optional*):
-            post-threshold graph A^m over the frames (or segments, when `graph_max_nodes` pooled them).
-        anchor_weights_text, anchor_weights_audio, anchor_weights_visual (`torch.FloatTensor` of shape
-            `(batch_size, nodes)`, *optional*): anchor affinities beta (Eq. 7), 0 on padding.
-        threshold_lambda (`torch.FloatTensor` of shape `(num_graph_modalities,)`, *optional*): the learned
-            lambda of each audio / visual graph, in config order.
+    r"""
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, or `2 * hidden_size` with `head_input="concat"`):
+        The representation the prediction head reads.
+    z_ori (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        Original view (shared GAT).
+    z_fuse (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        Fusion view (fusion GAT).
+    z_aug (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, *optional*):
+        Augmented view; only in training mode with `lambda_self > 0`.
+    hidden_states (`tuple(torch.FloatTensor)`, each of shape `(batch_size, tokens, text_hidden)`, *optional*):
+        Text encoder hidden states (`output_hidden_states=True`).
+    attentions (`tuple(torch.FloatTensor)`, each of shape `(batch_size, heads, tokens, tokens)`, *optional*):
+        Text encoder attentions (`output_attentions=True`).
+    text_adjacency (`torch.FloatTensor` of shape `(batch_size, text_len, text_len)`, *optional*):
+        1 where two word pieces are linked (`output_graphs=True` or `output_attentions=True`, like the fields
+        below).
+    adjacency_audio (`torch.FloatTensor` of shape `(batch_size, nodes, nodes)`, *optional*):
+        Post-threshold graph A^m over the audio frames (or segments, when `graph_max_nodes` pooled them).
+    adjacency_visual (`torch.FloatTensor` of shape `(batch_size, nodes, nodes)`, *optional*):
+        Post-threshold graph A^m over the visual frames (or segments).
+    anchor_weights_text (`torch.FloatTensor` of shape `(batch_size, nodes)`, *optional*):
+        Anchor affinities beta of the text nodes (Eq. 7), 0 on padding.
+    anchor_weights_audio (`torch.FloatTensor` of shape `(batch_size, nodes)`, *optional*):
+        Anchor affinities beta of the audio nodes (Eq. 7), 0 on padding.
+    anchor_weights_visual (`torch.FloatTensor` of shape `(batch_size, nodes)`, *optional*):
+        Anchor affinities beta of the visual nodes (Eq. 7), 0 on padding.
+    threshold_lambda (`torch.FloatTensor` of shape `(num_graph_modalities,)`, *optional*):
+        The learned lambda of each audio / visual graph, in config order.
     """
 
     pooler_output: torch.FloatTensor | None = None
@@ -189,19 +218,49 @@ class SSUModelOutput(ModelOutput):
     threshold_lambda: torch.FloatTensor | None = None
 
 
+@auto_docstring(
+    custom_intro="""
+    Output of [`SSUForSequenceClassification`]: the prediction, every term of Eq. 11 and the analyses of
+    [`SSUModelOutput`].
+    """
+)
 @dataclass
 class SSUSequenceClassifierOutput(ModelOutput):
-    """
-    Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*): Eq. 11 total (given `labels`).
-        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`): predictions (raw scores for regression).
-        task_loss (`torch.FloatTensor` of shape `()`, *optional*): L1 / MSE for regression, cross-entropy for classification.
-        sup_loss (`torch.FloatTensor` of shape `()`, *optional*): supervised polarity cross-entropy on z_ori (Eq. 8).
-        self_loss (`torch.FloatTensor` of shape `()`, *optional*): InfoNCE between the original and augmented views (Eq. 9;
-            training only).
-        align_loss (`torch.FloatTensor` of shape `()`, *optional*): `||z_fuse - z_ori||^2` (Eq. 10), divided by `d` with
-            `align_reduction="mean"`, averaged over the batch.
-        Other fields: as in `SSUModelOutput`.
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is provided):
+        Eq. 11 total.
+    logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+        Predictions (raw scores for regression).
+    task_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        L1 / MSE for regression, cross-entropy for classification.
+    sup_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Supervised polarity cross-entropy on z_ori (Eq. 8).
+    self_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        InfoNCE between the original and augmented views (Eq. 9; training only).
+    align_loss (`torch.FloatTensor` of shape `()`, *optional*):
+        `||z_fuse - z_ori||^2` (Eq. 10), divided by `d` with `align_reduction="mean"`, averaged over the batch.
+    z_ori (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        As in [`SSUModelOutput`].
+    z_fuse (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        As in [`SSUModelOutput`].
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+        As in [`SSUModelOutput`].
+    attentions (`tuple(torch.FloatTensor)`, *optional*):
+        As in [`SSUModelOutput`].
+    text_adjacency (`torch.FloatTensor` of shape `(batch_size, text_len, text_len)`, *optional*):
+        As in [`SSUModelOutput`].
+    adjacency_audio (`torch.FloatTensor` of shape `(batch_size, nodes, nodes)`, *optional*):
+        As in [`SSUModelOutput`].
+    adjacency_visual (`torch.FloatTensor` of shape `(batch_size, nodes, nodes)`, *optional*):
+        As in [`SSUModelOutput`].
+    anchor_weights_text (`torch.FloatTensor` of shape `(batch_size, nodes)`, *optional*):
+        As in [`SSUModelOutput`].
+    anchor_weights_audio (`torch.FloatTensor` of shape `(batch_size, nodes)`, *optional*):
+        As in [`SSUModelOutput`].
+    anchor_weights_visual (`torch.FloatTensor` of shape `(batch_size, nodes)`, *optional*):
+        As in [`SSUModelOutput`].
+    threshold_lambda (`torch.FloatTensor` of shape `(num_graph_modalities,)`, *optional*):
+        As in [`SSUModelOutput`].
     """
 
     loss: torch.FloatTensor | None = None
@@ -228,9 +287,20 @@ class SSUSequenceClassifierOutput(ModelOutput):
 # ---------------------------------------------------------------------------------------------------
 
 
-class SSUPreTrainedModel(TextPretrainedMixin, PreTrainedModel):
+@auto_docstring(
+    custom_intro="""
+    Base class of the SSU models: weight initialisation, gradient checkpointing, loading pretrained text weights
+    ([`~SSUPreTrainedModel.from_text_pretrained`]) and saving with the code for `trust_remote_code`.
+    """
+)
+class SSUPreTrainedModel(AutoMapMixin, TextPretrainedMixin, PreTrainedModel):
     config_class = SSUConfig
+    config: SSUConfig
     base_model_prefix = "ssu"
+    # A GAT stack adds its input back (residual), the enhancement attends over the whole guide and a graph
+    # builder compares every pair of nodes: each must run on one device.
+    _no_split_modules = ["SSUTextGuidedEnhancement", "SSUTextGuidedGraph", "SSUGraphEncoder"]
+    _auto_map_classes = {"AutoModel": "SSUModel", "AutoModelForSequenceClassification": "SSUForSequenceClassification"}
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
@@ -260,31 +330,17 @@ class SSUPreTrainedModel(TextPretrainedMixin, PreTrainedModel):
             init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        else:
-            init_common_weights(module, self.config.initializer_range)
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        # Both Auto classes must resolve from one checkpoint under trust_remote_code, whichever class saved it.
-        if getattr(self, "_auto_class", None) is not None:
-            module = SSUModel.__module__.split(".")[-1]
-            auto_map = dict(getattr(self.config, "auto_map", None) or {})
-            auto_map.setdefault("AutoModel", f"{module}.SSUModel")
-            auto_map.setdefault("AutoModelForSequenceClassification", f"{module}.SSUForSequenceClassification")
-            self.config.auto_map = auto_map
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        elif not init_common_weights(module):
+            super()._init_weights(module)
 
 
-class SSUModel(SSUPreTrainedModel):
-    """SSU without a head: graph construction, shared / fusion GATs and the z_ori / z_fuse / z_aug views.
-
-    Inputs (any subset of the configured modalities; a configured one that is absent counts as fully masked):
-    `input_ids`, `attention_mask`, `token_type_ids` `[B, Tt]` (or `inputs_embeds` `[B, Tt, H]`);
-    `audio_features` `[B, Ta, audio_input_dim]` + `audio_attention_mask` `[B, Ta]`; `visual_features`
-    `[B, Tv, visual_input_dim]` + `visual_attention_mask` `[B, Tv]`; `dependency_heads` `[B, Tt]` long (index of
-    each token's head token, -1 where none; required with text and `text_graph="dependency"`).
-    Without text in the config, the first configured modality takes the text's guiding role (attention keys,
-    anchor).
+@auto_docstring(
+    custom_intro="""
+    SSU without a head: graph construction, shared / fusion GATs and the z_ori / z_fuse / z_aug views. Without text
+    in the config, the first configured modality takes the text's guiding role (attention keys, anchor).
     """
+)
+class SSUModel(SSUPreTrainedModel):
 
     def __init__(self, config: SSUConfig):
         super().__init__(config)
@@ -301,7 +357,9 @@ class SSUModel(SSUPreTrainedModel):
         self.feature_dropout = nn.Dropout(float(config.feature_dropout))
         self.enhancers = nn.ModuleDict({m: SSUTextGuidedEnhancement(d, config.cross_attn_heads) for m in self.graph_modalities})
         self.graph_builders = nn.ModuleDict({m: SSUTextGuidedGraph(config) for m in self.graph_modalities})
-        self.anchor_projection = nn.Linear(d, d, bias=False) if config.use_anchor else None   # W_a of Eq. 7
+        # CODEPATH: use_anchor=False is the paper's "w/o semantic anchor" ablation (Table 3); the default configs
+        # keep the anchor and its projection W_a of Eq. 7.
+        self.anchor_projection = nn.Linear(d, d, bias=False) if config.use_anchor else None
         self.shared_gat = SSUGraphEncoder(config)
         self.fusion_gat = SSUGraphEncoder(config)
         # Unit-gain readouts and head layer (SignalLinear): modalities interact in these layers, and with
@@ -436,6 +494,13 @@ class SSUModel(SSUPreTrainedModel):
         return dependency_heads.long()
 
     @can_return_tuple
+    @auto_docstring(
+        custom_intro="""
+        Runs every configured modality present in the call; a configured modality missing from the call is treated
+        as fully masked.
+        """
+    )
+    # trf-ignore: TRF045 output_* reach the text encoder (any AutoModel, recording its own); output_attentions also returns the graphs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -451,6 +516,25 @@ class SSUModel(SSUPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_graphs: bool | None = None,
     ) -> SSUModelOutput:
+        r"""
+        audio_features (`torch.FloatTensor` of shape `(batch_size, frames, audio_input_dim)`, *optional*):
+            Acoustic frames (COVAREP, eGeMAPS, log-mel, ...).
+        audio_attention_mask (`torch.Tensor` of shape `(batch_size, frames)`, *optional*):
+            1 for a real acoustic frame, 0 for padding; all frames are real when omitted.
+        visual_features (`torch.FloatTensor` of shape `(batch_size, frames, visual_input_dim)`, *optional*):
+            Visual frames (Facet, OpenFace, CNN features, ...).
+        visual_attention_mask (`torch.Tensor` of shape `(batch_size, frames)`, *optional*):
+            1 for a real visual frame, 0 for padding; all frames are real when omitted.
+        dependency_heads (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Index of each token's syntactic head token, -1 where none; required with text and
+            `text_graph="dependency"` (`DependencyParser.encode` or the processor produce them).
+        output_graphs (`bool`, *optional*):
+            Whether to return the graphs (adjacencies, anchor weights, thresholds); `output_attentions=True`
+            returns them too.
+
+        Returns:
+            [`SSUModelOutput`], or its tuple without the `None` fields when `return_dict=False`.
+        """
         cfg = self.config
         output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -498,6 +582,7 @@ class SSUModel(SSUPreTrainedModel):
 
     def _attach_graph_outputs(self, out, graphs: SSUGraphs) -> None:
         for m in self.modalities:
+            # CODEPATH: only configs with the anchor (every one but the use_anchor=False ablation) have its weights.
             if self.config.use_anchor:
                 out[f"anchor_weights_{m}"] = graphs.anchor_weights[m]
             if m == "text":
@@ -514,6 +599,8 @@ class SSUClassificationHead(nn.Module):
     def __init__(self, config: SSUConfig, sup_outputs: int):
         super().__init__()
         d = config.hidden_size
+        # CODEPATH: head_input="concat" (z_fuse and z_ori side by side) is an option beyond the paper; the default
+        # configs read z_fuse alone, as "ori" reads z_ori.
         self.dense = SignalLinear(2 * d if config.head_input == "concat" else d, d)
         self.dropout = nn.Dropout(float(config.classifier_dropout))
         # Unit gain, as CLCR's head: with std 0.02 a fine-tuning learning rate (5e-5) leaves the prediction short
@@ -522,6 +609,8 @@ class SSUClassificationHead(nn.Module):
         self.sup_outputs = sup_outputs
         # Without the supervised term the classifier would get no gradient (and DDP would need
         # find_unused_parameters), so it only exists with lambda_sup > 0.
+        # CODEPATH: the default configs (lambda_sup=0.1) train the Eq. 8 classifier; lambda_sup=0 is the
+        # "w/o supervised loss" ablation.
         self.sup_proj = nn.Linear(d, sup_outputs) if config.lambda_sup > 0 else None
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -531,13 +620,15 @@ class SSUClassificationHead(nn.Module):
         return None if self.sup_proj is None else self.sup_proj(z_ori)
 
 
-class SSUForSequenceClassification(SSUPreTrainedModel):
-    """SSU with a prediction head (MLP on `pooler_output`) and the Eq. 11 training loss.
-
-    `num_labels=1` (or `problem_type="regression"`) is regression (sentiment scores; L1 by default) and the
-    supervised term uses polarity classes derived from the scores; otherwise classification (cross-entropy)
-    and the supervised term uses the labels themselves.
+@auto_docstring(
+    custom_intro="""
+    SSU with a prediction head (MLP on `pooler_output`) and the Eq. 11 training loss. `num_labels=1` (or
+    `problem_type="regression"`) is regression (sentiment scores; L1 by default) and the supervised term uses
+    polarity classes derived from the scores; otherwise classification (cross-entropy) and the supervised term
+    uses the labels themselves.
     """
+)
+class SSUForSequenceClassification(SSUPreTrainedModel):
 
     def __init__(self, config: SSUConfig):
         super().__init__(config)
@@ -592,6 +683,13 @@ class SSUForSequenceClassification(SSUPreTrainedModel):
         return {"loss": total, "task_loss": task, "sup_loss": sup, "self_loss": self_loss, "align_loss": align}
 
     @can_return_tuple
+    @auto_docstring(
+        custom_intro="""
+        Runs every configured modality present in the call; a configured modality missing from the call is treated
+        as fully masked.
+        """
+    )
+    # trf-ignore: TRF045 output_* reach the text encoder (any AutoModel, recording its own); output_attentions also returns the graphs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -608,6 +706,28 @@ class SSUForSequenceClassification(SSUPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_graphs: bool | None = None,
     ) -> SSUSequenceClassifierOutput:
+        r"""
+        audio_features (`torch.FloatTensor` of shape `(batch_size, frames, audio_input_dim)`, *optional*):
+            Acoustic frames (COVAREP, eGeMAPS, log-mel, ...).
+        audio_attention_mask (`torch.Tensor` of shape `(batch_size, frames)`, *optional*):
+            1 for a real acoustic frame, 0 for padding; all frames are real when omitted.
+        visual_features (`torch.FloatTensor` of shape `(batch_size, frames, visual_input_dim)`, *optional*):
+            Visual frames (Facet, OpenFace, CNN features, ...).
+        visual_attention_mask (`torch.Tensor` of shape `(batch_size, frames)`, *optional*):
+            1 for a real visual frame, 0 for padding; all frames are real when omitted.
+        dependency_heads (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Index of each token's syntactic head token, -1 where none; required with text and
+            `text_graph="dependency"` (`DependencyParser.encode` or the processor produce them).
+        labels (`torch.Tensor` of shape `(batch_size,)`, *optional*):
+            Float scores for regression (`num_labels=1`), class indices for classification, or
+            `(batch_size, num_labels)` multi-hot floats for `problem_type="multi_label_classification"`.
+        output_graphs (`bool`, *optional*):
+            Whether to return the graphs (adjacencies, anchor weights, thresholds); `output_attentions=True`
+            returns them too.
+
+        Returns:
+            [`SSUSequenceClassifierOutput`], or its tuple without the `None` fields when `return_dict=False`.
+        """
         base = self.ssu(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             inputs_embeds=inputs_embeds, audio_features=audio_features, audio_attention_mask=audio_attention_mask,
