@@ -644,7 +644,8 @@ class CLCRSequenceClassifierOutput(ModelOutput):
     logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
         Regression scores (`num_labels=1`) or classification logits.
     task_loss (`torch.FloatTensor` of shape `()`, *optional*):
-        MSE (regression), cross-entropy (single-label) or binary cross-entropy (multi-label).
+        MSE (regression; L1 with `reg_loss="l1"`), cross-entropy (single-label) or binary cross-entropy
+        (multi-label).
     intra_loss (`torch.FloatTensor` of shape `()`, *optional*):
         As in [`CLCRModelOutput`].
     inter_loss (`torch.FloatTensor` of shape `()`, *optional*):

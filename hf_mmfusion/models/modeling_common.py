@@ -73,7 +73,7 @@ def init_common_weights(module: nn.Module) -> bool:
             init.constant_(module.bias, getattr(module, "offset", 0.0))
         return True
     if isinstance(module, nn.Conv1d):
-        # The TCN's residual blocks keep the signal's scale only with a fan-in (He) initialisation.
+        # Fan-in scaled with gain 1, so the dilated residual stack of the TCN keeps its signal at unit scale.
         init.kaiming_normal_(module.weight, nonlinearity="linear")
         if module.bias is not None:
             init.zeros_(module.bias)
