@@ -265,7 +265,7 @@ def test_convert_videos_reports_the_corrupt_clip_and_caches(clips, encoders, tmp
     report = json.loads(next((tmp_path / "cache").glob("*/report.json")).read_text())
     assert report["converted"] == 2 and [f["id"] for f in report["failed"]] == ["broken"]
     # A re-run reads the finished clips from the cache: the encoder is never called.
-    import hf_mmfusion.processing.feature_extraction_mmfusion as fem
+    import hf_mmfusion.processing.feature_extraction_visual as fem
 
     def refuse(*args, **kwargs):
         raise AssertionError("cached clips were extracted again")

@@ -6,7 +6,8 @@ names saved in their configs.
 """
 
 from .dependency_parser import DependencyParser, chain_heads, heads_from_offsets, installed_spacy_pipeline
-from .feature_extraction_mmfusion import AcousticFeatureExtractor, VisualFeatureExtractor
+from .feature_extraction_acoustic import AcousticFeatureExtractor
+from .feature_extraction_visual import VisualFeatureExtractor
 from .processing_mmfusion import MMFusionProcessor
 
 # Saved processors carry their code and `auto_map`, for loading with trust_remote_code=True elsewhere.

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .alignment import batch_heads_from_offsets
+from .arrays import to_numpy
 
 try:
     import torch
@@ -60,14 +61,6 @@ def missing_pipeline_message(name: str) -> str:
 def _is_doc(obj: Any) -> bool:
     """A spaCy ``Doc``, recognised by its interface so that spaCy is imported only where it is used."""
     return obj.__class__.__name__ == "Doc" and hasattr(obj, "vocab") and hasattr(obj, "text")
-
-
-def _to_numpy(value: Any, dtype=np.int64) -> np.ndarray | None:
-    if value is None:
-        return None
-    if torch is not None and isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy().astype(dtype, copy=False)
-    return np.asarray(value, dtype=dtype)
 
 
 def _is_ragged(value: Any) -> bool:
@@ -143,12 +136,12 @@ def chain_heads(attention_mask: Any = None, special_tokens_mask: Any = None, off
         ]
     usable = None
     if attention_mask is not None:
-        usable = _to_numpy(attention_mask).astype(bool)
+        usable = to_numpy(attention_mask).astype(bool)
     if special_tokens_mask is not None:
-        keep = ~_to_numpy(special_tokens_mask).astype(bool)
+        keep = ~to_numpy(special_tokens_mask).astype(bool)
         usable = keep if usable is None else usable & keep
     elif offset_mapping is not None:
-        offsets = _to_numpy(offset_mapping)
+        offsets = to_numpy(offset_mapping).astype(np.int64, copy=False)
         keep = offsets[..., 0] < offsets[..., 1]
         usable = keep if usable is None else usable & keep
     if usable.ndim != 2:

@@ -21,7 +21,8 @@ from transformers.utils import PaddingStrategy, hf_api
 
 from .alignment import batch_heads_from_offsets, encodings_offsets, rows_to_array
 from .dependency_parser import DependencyParser, _is_doc
-from .feature_extraction_mmfusion import AcousticFeatureExtractor, VisualFeatureExtractor
+from .feature_extraction_acoustic import AcousticFeatureExtractor
+from .feature_extraction_visual import VisualFeatureExtractor
 
 TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 PROCESSOR_CONFIG_NAME = "processor_config.json"
