@@ -783,18 +783,35 @@ def test_processor_docs_are_generated_from_its_own_arguments():
     assert "Returns:" in call and "dependency_heads" in call
 
 
-def test_processing_modules_follow_the_transformers_file_rules_and_stay_small():
-    pytest.importorskip("mlinter", reason="transformers-mlinter checks transformers' model file rules")
-    import subprocess
+def _processing_files():
     from pathlib import Path
 
     import hf_mmfusion.processing
 
-    folder = os.path.dirname(hf_mmfusion.processing.__file__)
+    return sorted(Path(hf_mmfusion.processing.__file__).parent.glob("*.py"))
+
+
+def test_processing_modules_follow_the_transformers_model_file_rules():
+    pytest.importorskip("mlinter", reason="transformers-mlinter checks transformers' model file rules")
+    import subprocess
+
+    folder = str(_processing_files()[0].parent)
     result = subprocess.run(
         [sys.executable, "-m", "mlinter", "--no-progress", "--no-cache", folder], capture_output=True, text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    lengths = {p.name: p.read_text().count("\n") for p in Path(folder).glob("*.py")}
+
+
+def test_processing_modules_are_small_and_define_each_helper_once():
+    import ast
+
+    lengths = {path.name: path.read_text().count("\n") for path in _processing_files()}
     assert max(lengths.values()) <= 600, lengths
+    # Sibling modules import one shared helper rather than each keeping a copy (saved checkpoints copy them all).
+    defined = {}
+    for path in _processing_files():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                defined.setdefault(node.name, []).append(path.name)
+    assert {name: files for name, files in defined.items() if len(files) > 1} == {}
