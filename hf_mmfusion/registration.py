@@ -22,8 +22,11 @@ import wrapt
 
 PIPELINE_TASK = "multimodal-sentiment"
 
-_FEATURE_EXTRACTORS = {"mmfusion_acoustic": "AcousticFeatureExtractor", "mmfusion_visual": "VisualFeatureExtractor"}
-_FEATURE_EXTRACTION = "hf_mmfusion.processing.feature_extraction_mmfusion"
+# Registry key -> (module, class name).
+_FEATURE_EXTRACTORS = {
+    "mmfusion_acoustic": ("hf_mmfusion.processing.feature_extraction_acoustic", "AcousticFeatureExtractor"),
+    "mmfusion_visual": ("hf_mmfusion.processing.feature_extraction_visual", "VisualFeatureExtractor"),
+}
 _PROCESSOR = "hf_mmfusion.processing.processing_mmfusion"
 
 _installed = False
@@ -93,8 +96,8 @@ def _register_feature_extractors() -> None:
     # transformers keys this registry by config class; the extractors serve several model configs (and
     # none), so they go in under names of their own. Lookups by the class name saved in
     # `preprocessor_config.json` go through these entries.
-    for key, name in _FEATURE_EXTRACTORS.items():
-        _add(partial(AutoFeatureExtractor.register, key, exist_ok=True), _FEATURE_EXTRACTION, name)
+    for key, (module, name) in _FEATURE_EXTRACTORS.items():
+        _add(partial(AutoFeatureExtractor.register, key, exist_ok=True), module, name)
 
 
 def _register_processor(processing_auto) -> None:

@@ -17,7 +17,12 @@ if "HF_DATASETS_CACHE" not in os.environ:
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from skip_reports import pytest_report_teststatus, pytest_runtest_logreport  # noqa: E402, F401
+from skip_reports import (  # noqa: E402, F401
+    pytest_itemcollected,
+    pytest_report_teststatus,
+    pytest_runtest_logreport,
+    pytest_runtest_makereport,
+)
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

@@ -301,6 +301,8 @@ def test_reduced_demo_runs_end_to_end(tmp_path, capsys):
 def test_retain_freed_memory_is_switched_by_the_environment(monkeypatch):
     import platform
 
+    from workflow_helpers import run_python
+
     from hf_mmfusion import retain_freed_memory
 
     monkeypatch.setenv("HF_MMFUSION_RETAIN_FREED_MEMORY", "0")
@@ -309,11 +311,34 @@ def test_retain_freed_memory_is_switched_by_the_environment(monkeypatch):
     if not (os.uname().sysname == "Linux" and platform.libc_ver()[0] == "glibc"):
         pytest.skip("mallopt thresholds are a glibc feature")
     assert retain_freed_memory() is True
-    # Freed blocks now stay in the process: a large tensor allocated again reuses them and still works.
-    for _ in range(2):
-        block = torch.ones(64 << 20, dtype=torch.uint8)
-        assert int(block.sum()) == 64 << 20
-        del block
+    # glibc's own accounting (mallinfo2), in fresh processes since the thresholds are process-wide and cannot
+    # be undone: by default a 64 MiB block is mmapped and unmapped on free; retained, it comes from the heap
+    # and stays there, free, after `free`.
+    script = (
+        "import ctypes, json\n"
+        "from hf_mmfusion import retain_freed_memory\n"
+        "names = ('arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost').split()\n"
+        "Info = type('Info', (ctypes.Structure,), {'_fields_': [(n, ctypes.c_size_t) for n in names]})\n"
+        "libc = ctypes.CDLL(None)\n"
+        "libc.mallinfo2.restype = Info\n"
+        "libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]\n"
+        "libc.free.argtypes = [ctypes.c_void_p]\n"
+        "took = retain_freed_memory()\n"
+        "block = libc.malloc(64 << 20)\n"
+        "ctypes.memset(block, 1, 64 << 20)\n"
+        "mapped = libc.mallinfo2().hblkhd\n"
+        "libc.free(block)\n"
+        "print(json.dumps({'took': took, 'mapped': mapped, 'kept': libc.mallinfo2().fordblks}))\n"
+    )
+    measured = {}
+    for switch in ("0", "1"):
+        result = run_python(["-c", script], env_extra={"HF_MMFUSION_RETAIN_FREED_MEMORY": switch}, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        measured[switch] = json.loads(result.stdout.strip().splitlines()[-1])
+    default, retained = measured["0"], measured["1"]
+    assert default["took"] is False and retained["took"] is True
+    assert default["mapped"] >= 64 << 20 and default["kept"] < 64 << 20
+    assert retained["mapped"] < 64 << 20 and retained["kept"] >= 64 << 20
 
 
 def test_predict_inputs_route_video_files_to_the_extractors(tmp_path):

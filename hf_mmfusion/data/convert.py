@@ -70,7 +70,7 @@ def recorded_extractors(args: argparse.Namespace) -> dict[str, dict]:
 def manifest_extractors(args: argparse.Namespace, audio_column: str | None, visual_column: str | None):
     """The acoustic and visual extractors ``convert manifest`` frames recordings and videos with (``None`` for a
     modality the manifest does not give)."""
-    from ..processing.feature_extraction_mmfusion import AcousticFeatureExtractor, VisualFeatureExtractor
+    from ..processing import AcousticFeatureExtractor, VisualFeatureExtractor
 
     audio = visual = None
     if audio_column:
@@ -84,11 +84,8 @@ def manifest_extractors(args: argparse.Namespace, audio_column: str | None, visu
 
 def video_extractors(args: argparse.Namespace):
     """The acoustic and visual extractors ``convert videos`` computes features with (``None`` for none)."""
-    from ..processing.feature_extraction_mmfusion import (
-        RAW_AUDIO_FEATURES,
-        AcousticFeatureExtractor,
-        VisualFeatureExtractor,
-    )
+    from ..processing import AcousticFeatureExtractor, VisualFeatureExtractor
+    from ..processing.feature_extraction_acoustic import RAW_AUDIO_FEATURES
 
     audio = None
     if args.audio_features != "none":

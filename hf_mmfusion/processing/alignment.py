@@ -1,3 +1,16 @@
+# Copyright 2026 The hf_mmfusion Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """Word-piece dependency heads for a whole batch in one set of array operations.
 
 Same rules and signature as ``dependency_parser.heads_from_offsets`` (SSU spec 4.3): a piece with
@@ -15,15 +28,10 @@ plus the tokenizer alone.
 from __future__ import annotations
 
 from itertools import chain
-from typing import Any
 
 import numpy as np
 
-
-def _to_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
+from .arrays import to_numpy
 
 
 def rows_to_array(rows: list) -> np.ndarray:
@@ -119,12 +127,12 @@ def batch_heads_from_offsets(
         lengths = [len(r) for r in offset_mapping]
         offsets = _pad_rows(list(offset_mapping), 0, trailing=(2,))
     else:
-        offsets = _to_numpy(offset_mapping).astype(np.int64, copy=False)
+        offsets = to_numpy(offset_mapping).astype(np.int64, copy=False)
         if offsets.ndim != 3 or offsets.shape[-1] != 2:
             raise ValueError(f"`offset_mapping` must have shape [batch, tokens, 2], got {list(offsets.shape)}")
         lengths = [offsets.shape[1]] * offsets.shape[0]
     B, T = offsets.shape[:2]
-    mapping = np.arange(B) if sample_mapping is None else _to_numpy(sample_mapping).astype(np.int64).reshape(-1)
+    mapping = np.arange(B) if sample_mapping is None else to_numpy(sample_mapping).astype(np.int64).reshape(-1)
     if mapping.shape[0] != B:
         raise ValueError(f"`sample_mapping` has {mapping.shape[0]} entries for {B} tokenised rows")
     if sample_mapping is None and len(docs) != B:
@@ -135,7 +143,7 @@ def batch_heads_from_offsets(
     def mask(value, default):
         if value is None:
             return np.full((B, T), default, dtype=bool)
-        rows = _pad_rows(list(value), 0, T) if ragged else _to_numpy(value).astype(np.int64)
+        rows = _pad_rows(list(value), 0, T) if ragged else to_numpy(value).astype(np.int64)
         if rows.shape != (B, T):
             raise ValueError(f"masks must have shape [batch, tokens] = {[B, T]}, got {list(rows.shape)}")
         return rows.astype(bool)

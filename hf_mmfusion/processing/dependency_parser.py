@@ -1,3 +1,16 @@
+# Copyright 2026 The hf_mmfusion Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """spaCy dependency parses mapped onto the word pieces of any fast tokenizer.
 
 SSU's text graph links every word piece to the piece of its syntactic head. The parse is over words
@@ -22,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .alignment import batch_heads_from_offsets
+from .arrays import to_numpy
 
 try:
     import torch
@@ -60,14 +74,6 @@ def missing_pipeline_message(name: str) -> str:
 def _is_doc(obj: Any) -> bool:
     """A spaCy ``Doc``, recognised by its interface so that spaCy is imported only where it is used."""
     return obj.__class__.__name__ == "Doc" and hasattr(obj, "vocab") and hasattr(obj, "text")
-
-
-def _to_numpy(value: Any, dtype=np.int64) -> np.ndarray | None:
-    if value is None:
-        return None
-    if torch is not None and isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy().astype(dtype, copy=False)
-    return np.asarray(value, dtype=dtype)
 
 
 def _is_ragged(value: Any) -> bool:
@@ -143,12 +149,12 @@ def chain_heads(attention_mask: Any = None, special_tokens_mask: Any = None, off
         ]
     usable = None
     if attention_mask is not None:
-        usable = _to_numpy(attention_mask).astype(bool)
+        usable = to_numpy(attention_mask).astype(bool)
     if special_tokens_mask is not None:
-        keep = ~_to_numpy(special_tokens_mask).astype(bool)
+        keep = ~to_numpy(special_tokens_mask).astype(bool)
         usable = keep if usable is None else usable & keep
     elif offset_mapping is not None:
-        offsets = _to_numpy(offset_mapping)
+        offsets = to_numpy(offset_mapping).astype(np.int64, copy=False)
         keep = offsets[..., 0] < offsets[..., 1]
         usable = keep if usable is None else usable & keep
     if usable.ndim != 2:

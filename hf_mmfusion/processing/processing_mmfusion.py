@@ -1,3 +1,16 @@
+# Copyright 2026 The hf_mmfusion Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
 """``MMFusionProcessor``: text, acoustic and visual inputs -> the model inputs of CLCR and SSU.
 
 One call turns raw rows into the names both models take (``input_ids``, ``attention_mask``,
@@ -17,11 +30,12 @@ from transformers import AutoTokenizer
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
-from transformers.utils import PaddingStrategy, hf_api
+from transformers.utils import PaddingStrategy, auto_docstring, hf_api
 
 from .alignment import batch_heads_from_offsets, encodings_offsets, rows_to_array
 from .dependency_parser import DependencyParser, _is_doc
-from .feature_extraction_mmfusion import AcousticFeatureExtractor, VisualFeatureExtractor
+from .feature_extraction_acoustic import AcousticFeatureExtractor
+from .feature_extraction_visual import VisualFeatureExtractor
 
 TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 PROCESSOR_CONFIG_NAME = "processor_config.json"
@@ -54,11 +68,25 @@ def has_visible_text(text: str) -> bool:
     return any(unicodedata.category(ch) not in _INVISIBLE_CATEGORIES for ch in text)
 
 
+@auto_docstring(
+    custom_intro="""
+    Tokenizer + dependency parser + acoustic and visual frame extractors behind one call: text, acoustic and
+    visual inputs become the model inputs of CLCR and SSU. Every part is optional, so the same class serves
+    text-audio-visual, bimodal (audio + visual) and text-only setups. Calling the processor returns a
+    [`BatchFeature`] holding exactly the model inputs of the parts given.
+    """
+)
 class MMFusionProcessor(ProcessorMixin):
-    r"""
-    Tokenizer + dependency parser + acoustic and visual frame extractors behind one call.
-
-    Args:
+    def __init__(
+        self,
+        tokenizer=None,
+        audio_feature_extractor=None,
+        visual_feature_extractor=None,
+        parser=None,
+        asr_model: str | None = None,
+        asr_timestamps: str | bool = "word",
+    ):
+        r"""
         tokenizer ([`PreTrainedTokenizerBase`], *optional*):
             Text tokenizer; a fast one when a parser is set (word-piece offsets are needed).
         audio_feature_extractor ([`AcousticFeatureExtractor`], *optional*):
@@ -78,19 +106,7 @@ class MMFusionProcessor(ProcessorMixin):
             ``video`` (or audio recordings) but no ``text`` transcribes the speech and uses it as the text.
         asr_timestamps (`str` or `bool`, *optional*, defaults to `"word"`):
             Timestamps :meth:`transcribe` keeps: ``"word"``, ``True`` (segments) or ``False``.
-
-    Calling the processor returns a [`BatchFeature`] holding exactly the model inputs of the parts given.
-    """
-
-    def __init__(
-        self,
-        tokenizer=None,
-        audio_feature_extractor=None,
-        visual_feature_extractor=None,
-        parser=None,
-        asr_model: str | None = None,
-        asr_timestamps: str | bool = "word",
-    ):
+        """
         # ProcessorMixin.__init__ requires every part; here each part is optional, so the class checks that
         # it does (`check_argument_for_proper_class`) are applied to the parts present only.
         self.chat_template = None
@@ -269,6 +285,9 @@ class MMFusionProcessor(ProcessorMixin):
         )
         return encoding
 
+    @auto_docstring(
+        custom_intro="Process one sample or a batch of each given modality; other keyword arguments go to the tokenizer."
+    )
     def __call__(
         self,
         text=None,
@@ -287,26 +306,42 @@ class MMFusionProcessor(ProcessorMixin):
         return_tensors=None,
         **tokenizer_kwargs,
     ) -> BatchFeature:
-        """Process one sample or a batch of each given modality.
-
-        Args:
-            text: a string, a spaCy ``Doc`` (parsed already: its own tree is used), or a list of them.
-            audio: ``[frames, Da]`` acoustic features, ``[batch, frames, Da]`` or a list of per-sample
-                arrays; with ``sampling_rate`` the inputs are waveforms instead (paths to ``.wav`` work too).
-            visual: ``[frames, Dv]``, ``[batch, frames, Dv]`` or a list of per-sample arrays; raw video as
-                paths to video files or ``[frames, H, W, 3]`` pixels (with ``video_fps``), see
-                ``VisualFeatureExtractor``.
-            video: a path to a video file, or a list of them: the source of every stream not given otherwise,
-                its audio track for ``audio``, its frames for ``visual`` and, with an ``asr_model`` and a
-                tokenizer, its transcript for ``text``.
-            padding: ``True``/``"longest"`` (per modality), ``"max_length"`` (text to ``max_length``, frames
-                to ``audio_max_length`` / ``visual_max_length``) or ``False`` (ragged lists, one row per
-                sample, for ``Dataset.map``; pad later with :meth:`pad` or ``MMFusionDataCollator``).
-            truncation: cut text to ``max_length`` tokens and frames to the per-modality maximum (when set).
-            return_tensors: ``"pt"``, ``"np"`` or ``None`` (Python lists / arrays).
+        r"""
+        text (`str`, `spacy.tokens.Doc`, `list[str]` or `list[Doc]`, *optional*):
+            A string, a spaCy ``Doc`` (parsed already: its own tree is used), or a list of them.
+        audio (`np.ndarray`, `torch.Tensor`, `str` or a list of them, *optional*):
+            ``[frames, Da]`` acoustic features, ``[batch, frames, Da]`` or a list of per-sample arrays; with
+            ``sampling_rate`` the inputs are waveforms instead (paths to ``.wav`` files work too).
+        visual (`np.ndarray`, `torch.Tensor`, `str` or a list of them, *optional*):
+            ``[frames, Dv]``, ``[batch, frames, Dv]`` or a list of per-sample arrays; raw video as paths to video
+            files or ``[frames, H, W, 3]`` pixels (with ``video_fps``), see [`VisualFeatureExtractor`].
+        sampling_rate (`int`, *optional*):
+            Sampling rate of waveforms given as ``audio``; without it ``audio`` arrays are frame features.
+        video_fps (`float`, *optional*):
+            Frames per second of raw pixels given as ``visual``.
+        video (`str` or `list[str]`, *optional*):
+            A path to a video file, or a list of them: the source of every stream not given otherwise, its audio
+            track for ``audio``, its frames for ``visual`` and, with an ``asr_model`` and a tokenizer, its
+            transcript for ``text``.
+        padding (`bool`, `str` or [`~utils.PaddingStrategy`], *optional*, defaults to `True`):
+            ``True`` / ``"longest"`` (per modality), ``"max_length"`` (text to ``max_length``, frames to
+            ``audio_max_length`` / ``visual_max_length``) or ``False`` (ragged lists, one row per sample, for
+            ``Dataset.map``; pad later with :meth:`pad` or ``MMFusionDataCollator``).
+        truncation (`bool`, *optional*, defaults to `True`):
+            Cut text to ``max_length`` tokens and frames to the per-modality maximum (when set).
+        max_length (`int`, *optional*):
+            Most text tokens a sample keeps (and pads to with ``padding="max_length"``).
+        audio_max_length (`int`, *optional*):
+            Most acoustic frames a sample keeps (and pads to with ``padding="max_length"``).
+        visual_max_length (`int`, *optional*):
+            Most visual frames a sample keeps (and pads to with ``padding="max_length"``).
+        pad_to_multiple_of (`int`, *optional*):
+            Pad every sequence (tokens and frames) to a multiple of this length.
+        return_tensors (`str` or [`~utils.TensorType`], *optional*):
+            ``"pt"``, ``"np"`` or ``None`` (Python lists / arrays).
 
         Returns:
-            ``BatchFeature`` with ``input_ids``, ``attention_mask``, ``token_type_ids`` ``[B, T]`` (text),
+            [`BatchFeature`]: ``input_ids``, ``attention_mask``, ``token_type_ids`` ``[B, T]`` (text),
             ``dependency_heads`` ``[B, T]`` (text with a parser; -1 = no head), ``audio_features``
             ``[B, Ta, Da]`` + ``audio_attention_mask`` ``[B, Ta]``, ``visual_features`` ``[B, Tv, Dv]`` +
             ``visual_attention_mask`` ``[B, Tv]``.
