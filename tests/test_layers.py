@@ -90,3 +90,20 @@ def test_the_layer_rule_catches_upward_and_package_imports(tmp_path):
         "def f():\n    import hf_mmfusion\n    from .configuration_clcr import CLCRConfig\n"
     )
     assert upward_imports(fake, "hf_mmfusion.models.modeling_fake") == ["hf_mmfusion", "hf_mmfusion.workflows.training"]
+
+
+# Every command module has its own `main` and, where it builds one, its `build_parser`: one per command.
+COMMAND_CONVENTION = {"main", "build_parser"}
+
+
+def test_no_two_modules_define_the_same_name():
+    homes: dict[str, list[str]] = {}
+    for path in SOURCES + [PACKAGE / "__init__.py"]:
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                homes.setdefault(node.name, []).append(module_name(path))
+    twice = {
+        name: modules for name, modules in homes.items()
+        if len(modules) > 1 and not (name in COMMAND_CONVENTION and all(".commands" in m for m in modules))
+    }
+    assert not twice, f"defined in more than one module: {twice}"

@@ -242,7 +242,7 @@ def test_users_result_files_are_never_overwritten(tmp_path, capsys, monkeypatch)
 def test_a_second_run_never_clears_the_seed_a_running_one_trains(tmp_path, capsys):
     from hf_mmfusion.commands import main
     from hf_mmfusion.utils.outputs import claim_output_dir, run_lock
-    from hf_mmfusion.workflows.training.output_dir import claim_output_dir as claim_training_dir
+    from hf_mmfusion.workflows.training.output_dir import claim_run_dir as claim_training_dir
 
     out = tmp_path / "repro"
     claim_output_dir(out, reproduce.OUTPUT_MARKER, ["clcr"])

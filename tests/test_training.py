@@ -270,12 +270,12 @@ def test_real_cmu_mosi_features_with_a_pretrained_text_encoder(shared_data, tmp_
 
 
 def test_output_dir_is_locked_and_a_previous_run_needs_overwrite(tmp_path):
-    from hf_mmfusion.workflows.training.output_dir import claim_output_dir
+    from hf_mmfusion.workflows.training.output_dir import claim_run_dir
 
     run = tmp_path / "run"
     argv = tiny_train_argv("clcr", run, "--max_steps", "1", "--eval_strategy", "no", "--load_best_model_at_end", "false",
                            "--test_split", "", "--save_strategy", "no", sizes=(8, 4, 4))
-    with claim_output_dir(run):
+    with claim_run_dir(run):
         # A second run while the first holds the folder fails before touching anything.
         with pytest.raises(ValueError, match="another training run is writing to"):
             train(argv)
@@ -554,18 +554,18 @@ def test_real_style_sequence_features_are_normalised_on_train_and_train_stably(t
 
 def test_resuming_into_a_folder_that_is_not_a_run_is_refused(tmp_path):
     """A resumed run saves its model card as README.md: never into a user's folder that holds one."""
-    from hf_mmfusion.workflows.training.output_dir import claim_output_dir
+    from hf_mmfusion.workflows.training.output_dir import claim_run_dir
 
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "README.md").write_text("my notes\n")
     with pytest.raises(ValueError, match="not a training run"):
-        with claim_output_dir(folder, resume=True):
+        with claim_run_dir(folder, resume=True):
             pass
     assert (folder / "README.md").read_text() == "my notes\n"
     assert sorted(p.name for p in folder.iterdir() if p.name != ".hf_mmfusion.lock") == ["README.md"]
     # An empty folder is fine to resume into (the checkpoint lives elsewhere).
-    with claim_output_dir(tmp_path / "empty", resume=True):
+    with claim_run_dir(tmp_path / "empty", resume=True):
         pass
 
 

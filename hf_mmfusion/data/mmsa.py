@@ -34,7 +34,7 @@ def _column(split_data: dict, key: str, n: int, split: str):
     return value
 
 
-def _frames(array, lengths, i: int, key: str, split: str) -> np.ndarray:
+def _sample_frames(array, lengths, i: int, key: str, split: str) -> np.ndarray:
     frames = np.asarray(array[i])
     if frames.ndim != 2:
         raise ValueError(f"MMSA split {split!r}: `{key}[{i}]` must be [frames, dim], got shape {list(frames.shape)}")
@@ -81,9 +81,9 @@ def read_mmsa_pickle(path: str | os.PathLike) -> dict[str, list[dict]]:
             if texts is not None:
                 row["text"] = str(texts[i])
             if audio is not None:
-                row["audio"] = _frames(audio, audio_lengths, i, "audio", split_key)
+                row["audio"] = _sample_frames(audio, audio_lengths, i, "audio", split_key)
             if vision is not None:
-                row["visual"] = _frames(vision, vision_lengths, i, "vision", split_key)
+                row["visual"] = _sample_frames(vision, vision_lengths, i, "vision", split_key)
             if classes is not None:
                 row["label_class"] = int(np.rint(float(np.asarray(classes[i]).reshape(-1)[0])))
             for name, values in extras.items():

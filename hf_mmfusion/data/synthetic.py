@@ -86,7 +86,7 @@ def build_synthetic_tokenizer(model_max_length: int = 128):
     )
 
 
-def _frames(rng: np.random.Generator, length: int, dim: int, pattern: np.ndarray, amplitude: float) -> np.ndarray:
+def _signal_frames(rng: np.random.Generator, length: int, dim: int, pattern: np.ndarray, amplitude: float) -> np.ndarray:
     x = rng.normal(0.0, 0.5, size=(length, dim)).astype(np.float32)
     window = max(2, int(length * rng.uniform(0.4, 0.8)))
     start = int(rng.integers(0, length - window + 1))
@@ -154,7 +154,7 @@ def generate_synthetic_examples(
                 continue
             length = int(rng.integers(span[0], span[1] + 1))
             amplitude = signs[m] * 1.5 if signal_role[m] == "sign" else 3.0 * intensity - 1.5
-            columns[m].append(_frames(rng, length, dim, pattern, amplitude))
+            columns[m].append(_signal_frames(rng, length, dim, pattern, amplitude))
         columns["id"].append(f"synthetic-{seed}-{i:06d}")
         columns["label"].append(float(label))
         columns["label_class"].append(int(label > 0))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..utils.sources import model_source
+from ..utils.text import listed
 
 
 def _find_file(name_or_path: str, filename: str, revision: str | None = None, local_files_only: bool = False):
@@ -92,11 +93,6 @@ def checkpoint_weight_names(name_or_path: str, revision: str | None = None) -> s
     return set(checkpoint_weight_shapes(name_or_path, revision))
 
 
-def _shown(items: list[str], limit: int = 8, separator: str = ", ") -> str:
-    more = f" and {len(items) - limit} more" if len(items) > limit else ""
-    return separator.join(items[:limit]) + more
-
-
 def check_checkpoint_weights(
     model, name_or_path: str, revision: str | None = None, *, names: bool = True, local_files_only: bool = False
 ) -> None:
@@ -116,16 +112,16 @@ def check_checkpoint_weights(
         shapes = [f"{key} is {list(stored[key])} in the weights, {list(expected[key])} by config.json" for key in mismatched]
         raise ValueError(
             f"{described}: {len(mismatched)} weights have other shapes than config.json gives "
-            f"({_shown(shapes, 4, '; ')}); config.json belongs to another model: use the one saved with these weights"
+            f"({listed(shapes, 4, '; ')}); config.json belongs to another model: use the one saved with these weights"
         )
     missing, unexpected = sorted(expected.keys() - stored.keys()), sorted(stored.keys() - expected.keys())
     if not names or (not missing and not unexpected):
         return
     parts = []
     if missing:
-        parts.append(f"missing {len(missing)} weights ({_shown(missing)})")
+        parts.append(f"missing {len(missing)} weights ({listed(missing, 8)})")
     if unexpected:
-        parts.append(f"{len(unexpected)} unexpected weights ({_shown(unexpected)})")
+        parts.append(f"{len(unexpected)} unexpected weights ({listed(unexpected, 8)})")
     raise ValueError(
         f"{described}: {'; '.join(parts)}. It would run with random parameters; "
         "use the checkpoint the model was saved to, or retrain"

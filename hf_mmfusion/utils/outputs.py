@@ -32,6 +32,7 @@ from .ownership import (  # noqa: F401  (markers and scratch folders are part of
     scratch_entries,
     written_entries,
 )
+from .text import listed
 
 
 def foreign_entries(
@@ -50,11 +51,6 @@ def foreign_entries(
         and child.name not in written
         and not (also_ours is not None and also_ours(child))
     )
-
-
-def _shown(names: Sequence[str], limit: int = 5) -> str:
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
 
 
 def check_not_input(output: str | os.PathLike, inputs: Iterable, flag: str = "--output_dir") -> None:
@@ -88,7 +84,7 @@ def check_output_dir(
     others = [c.name for c in folder.iterdir() if not is_bookkeeping(c.name, marker)]
     if others and written_entries(folder, marker) is None:
         raise ValueError(
-            f"{flag} {folder} holds files that hf-mmfusion {command} did not write ({_shown(sorted(others))}); "
+            f"{flag} {folder} holds files that hf-mmfusion {command} did not write ({listed(sorted(others))}); "
             "it never writes over them: choose an empty or new folder"
         )
     return folder

@@ -66,7 +66,7 @@ def _trainer_checkpoint(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def claim_output_dir(output_dir: str | os.PathLike, resume: bool = False, overwrite: bool = False, inputs=()):
+def claim_run_dir(output_dir: str | os.PathLike, resume: bool = False, overwrite: bool = False, inputs=()):
     """Hold an exclusive lock on ``output_dir`` for the whole run, after checking it may be written.
 
     A second run into the same folder fails at once instead of mixing its files with the first one's.

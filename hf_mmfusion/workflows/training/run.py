@@ -52,7 +52,7 @@ from .builders import apply_lora, build_model, build_processor, run_modalities, 
 from .output_dir import (
     RUN_MARKER,
     RecordCheckpoints,
-    claim_output_dir,
+    claim_run_dir,
     is_complete_checkpoint,
     last_valid_checkpoint,
 )
@@ -106,7 +106,7 @@ def run_training(
 
     ``callbacks`` are added to the ``Trainer``'s; ``console_logs=False`` removes its own progress bar and
     printed log lines (for callers that show progress their own way). The output folder is locked for the
-    run (see :func:`claim_output_dir`); only the first process of a distributed run takes the lock.
+    run (see :func:`claim_run_dir`); only the first process of a distributed run takes the lock.
     """
     resume = _resume_requested(training_args)
     threads = torch.get_num_threads()
@@ -121,7 +121,7 @@ def run_training(
         with cache_only_when_unreachable():
             if int(os.environ.get("RANK", "0")) != 0:
                 return _train(model_args, data_args, training_args, callbacks, console_logs)
-            with claim_output_dir(
+            with claim_run_dir(
                 training_args.output_dir, resume=resume, overwrite=data_args.overwrite_output_dir, inputs=inputs
             ):
                 return _train(model_args, data_args, training_args, callbacks, console_logs)
