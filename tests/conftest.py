@@ -44,3 +44,29 @@ def shared_data() -> Path:
     if not path.is_dir() and not require_shared_data():
         pytest.skip(f"real shared data not found at {path} (set HF_MMFUSION_SHARED_DATA to its location)")
     return path
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A tiny CLCR regressor saved once per test module: ``(folder, model, processor)``."""
+    from workflow_helpers import tiny_checkpoint
+
+    path = tmp_path_factory.mktemp("clcr")
+    model, processor = tiny_checkpoint(path, "clcr")
+    return path, model, processor
+
+
+@pytest.fixture(scope="module")
+def checkpoint(saved) -> Path:
+    """The folder of ``saved`` (test modules with a model of their own define their own ``checkpoint``)."""
+    return saved[0]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """A tiny synthetic DatasetDict saved with ``save_to_disk``."""
+    from workflow_helpers import tiny_dataset
+
+    path = tmp_path_factory.mktemp("data") / "tiny"
+    tiny_dataset().save_to_disk(str(path))
+    return path

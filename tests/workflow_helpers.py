@@ -134,3 +134,24 @@ def killed_and_live_runs(target, *args):
             if process.is_alive():
                 os.kill(process.pid, signal.SIGKILL)
                 process.join(timeout=60)
+
+
+def must_not_run(*args, **kwargs):
+    """A stand-in for the long work of a command: the test fails if the command reaches it."""
+    raise AssertionError("the work started before the arguments were checked")
+
+
+def one_error_line(capsys, *fragments: str) -> str:
+    """The single ``error:`` line a command printed (no traceback); it must contain every fragment."""
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+    return errors[0]
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# `hf-mmfusion evaluate` of a tiny checkpoint on tiny synthetic data, clean condition only.
+EVALUATE_FLAGS = ["--synthetic_sizes", "16", "8", "8", "--synthetic_audio_dim", "6", "--synthetic_visual_dim", "5",
+                  "--noise", "0", "--no_drop", "--no_progress"]
