@@ -32,8 +32,8 @@ _PUBLIC = {
     "SSUForSequenceClassification": "models.modeling_ssu",
     "SSUModel": "models.modeling_ssu",
     "SSUPreTrainedModel": "models.modeling_ssu",
-    "Explanation": "explanation",
-    "explain": "explanation",
+    "Explanation": "workflows.explanation",
+    "explain": "workflows.explanation",
     "load_metric": "metrics",
     "retain_freed_memory": "cpu_memory",
 }
@@ -61,7 +61,6 @@ __all__ = [
 if TYPE_CHECKING:
     from .cpu_memory import retain_freed_memory
     from .data.collator import MMFusionDataCollator
-    from .explanation import Explanation, explain
     from .metrics import load_metric
     from .models.configuration_clcr import CLCRConfig
     from .models.configuration_ssu import SSUConfig
@@ -74,6 +73,7 @@ if TYPE_CHECKING:
         MMFusionProcessor,
         VisualFeatureExtractor,
     )
+    from .workflows.explanation import Explanation, explain
 
 
 def __getattr__(name: str):

@@ -172,7 +172,7 @@ def _dispatch(command: str, rest: list[str]) -> int:
 
         return convert_main(rest, prog="hf-mmfusion convert")
     if command == "explain":
-        from .explanation import main as explain_main
+        from .commands.explain import main as explain_main
 
         return explain_main(rest)
     if command == "demo":

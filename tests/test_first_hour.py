@@ -63,8 +63,8 @@ def test_readme_explain_commands_rebuild_the_demo_test_split():
     import argparse
     import shlex
 
+    from hf_mmfusion.commands.explain import add_explain_arguments
     from hf_mmfusion.demo import DemoSettings, _test_split
-    from hf_mmfusion.explanation import add_explain_arguments
     from hf_mmfusion.loading import load_any_dataset
     from hf_mmfusion.training import DataArguments
 

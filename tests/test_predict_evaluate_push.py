@@ -235,8 +235,8 @@ def test_push_metrics_file_errors_name_the_file(checkpoint, online_push, tmp_pat
 
 
 def test_one_thread_rule_for_every_command(checkpoint, tmp_path, monkeypatch):
+    import hf_mmfusion.commands.explain as explain_command
     import hf_mmfusion.evaluation as evaluation
-    import hf_mmfusion.explanation as explanation
     import hf_mmfusion.predict as predict_module
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -249,7 +249,7 @@ def test_one_thread_rule_for_every_command(checkpoint, tmp_path, monkeypatch):
 
     monkeypatch.setattr(predict_module, "iter_predictions", record)
     monkeypatch.setattr(evaluation, "robustness_rows", record)
-    monkeypatch.setattr(explanation, "explain", record)
+    monkeypatch.setattr(explain_command, "explain", record)
     commands = [
         ["predict", str(checkpoint), "--text", "x", "--no_progress"],
         ["evaluate", str(checkpoint), "--output_dir", str(tmp_path / "ev"), *EVALUATE_FLAGS],

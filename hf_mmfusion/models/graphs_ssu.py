@@ -287,7 +287,7 @@ class SSUGraphs:
     ``[2, E]`` (source, target), ``edge_attr`` ``[E, 1]``. Padded slots and unused anchor slots have no edge.
     ``adjacency[m]``: modality m's intra-modality graph, dense bool ``[B, T_m, T_m]`` (``adj[b, i, j]``: j sends
     to i); ``edge_values[m]``: its weights A^m (None for text, whose arcs weigh 1); ``anchor_weights[m]``: beta
-    of Eq. 7, ``[B, T_m]``.
+    of Eq. 7, ``[B, T_m]``; ``cross_modal_links``: the fusion graph's cross-modal links.
     """
 
     layout: NodeLayout
@@ -301,6 +301,7 @@ class SSUGraphs:
     adjacency: dict[str, torch.Tensor]
     edge_values: dict[str, torch.Tensor | None]
     anchor_weights: dict[str, torch.Tensor]
+    cross_modal_links: CrossModalLinks
 
     @property
     def x(self) -> torch.Tensor:
@@ -394,7 +395,8 @@ def assemble_graphs(layout: NodeLayout, masks, adjacency, values, anchor_weights
         # In the fusion graph every modality's nodes link to the sample's first anchor slot instead.
         fusion_anchor = anchor - anchor % per_sample + next(iter(anchor_slots.values()))
         fusion_only += [(node, fusion_anchor, w), (fusion_anchor, node, w)]
-    fusion_only += cross_modal_edges(anchor_weights, masks, slots, per_sample, int(config.fusion_topk))
+    links = cross_modal_links(anchor_weights, masks, int(config.fusion_topk))
+    fusion_only += cross_modal_edges(links, slots, per_sample)
 
     modality_edge_index, modality_edge_attr = pack_edges(own + intra, dtype, device)
     fusion_edge_index, fusion_edge_attr = pack_edges(intra + fusion_only, dtype, device)
@@ -404,7 +406,7 @@ def assemble_graphs(layout: NodeLayout, masks, adjacency, values, anchor_weights
         modality_edge_index=modality_edge_index, modality_edge_attr=modality_edge_attr,
         fusion_edge_index=fusion_edge_index, fusion_edge_attr=fusion_edge_attr,
         augmented_edge_index=augmented_edge_index, augmented_edge_attr=augmented_edge_attr,
-        adjacency=adjacency, edge_values=values, anchor_weights=anchor_weights,
+        adjacency=adjacency, edge_values=values, anchor_weights=anchor_weights, cross_modal_links=links,
     )
 
 
@@ -433,32 +435,59 @@ def anchor_edges(anchor_weights, masks, counts, slots, anchor_slots, per_sample)
     return node, anchor, beta.reshape(-1).index_select(0, k) * scale.reshape(-1).index_select(0, k)
 
 
-def cross_modal_edges(anchor_weights, masks, slots, per_sample, k: int) -> list:
-    """Fusion edges (iii): the top-k anchor-affine nodes of every two modalities, fully linked both ways.
+class CrossModalLinks(NamedTuple):
+    """The fusion graph's cross-modal links (iii), each undirected link once, all ``[L]``.
 
-    Returns ``[(source, target, weight), (target, source, weight)]`` (empty without two modalities or k).
-    A link weighs the mean of its ends' ``beta / max beta``.
+    ``sample``; ``modality_a`` / ``modality_b``: indices of the two modalities in config order (a before b);
+    ``node_a`` / ``node_b``: each end's node index within its modality; ``weight``: the edge weight.
+    """
+
+    sample: torch.Tensor
+    modality_a: torch.Tensor
+    node_a: torch.Tensor
+    modality_b: torch.Tensor
+    node_b: torch.Tensor
+    weight: torch.Tensor
+
+
+def cross_modal_links(anchor_weights, masks, k: int) -> CrossModalLinks:
+    """Fusion edges (iii): the top-k anchor-affine nodes of every two modalities, fully linked.
+
+    A link weighs the mean of its ends' ``beta / max beta``; none without two modalities or with ``k = 0``.
     """
     modalities = list(masks)
     M = len(modalities)
-    if k == 0 or M < 2:
-        return []
     ref = anchor_weights[modalities[0]]
     B, device = ref.shape[0], ref.device
+    if k == 0 or M < 2:
+        empty = torch.empty(0, dtype=torch.long, device=device)
+        return CrossModalLinks(empty, empty, empty, empty, empty, ref.new_empty(0))
     # Every modality's weights side by side, -1 on padding, so one top-k serves all of them.
     beta = ref.new_full((B, M, max(masks[m].shape[1] for m in modalities)), -1.0)
     for j, m in enumerate(modalities):
         beta[:, j, :masks[m].shape[1]] = anchor_weights[m].masked_fill(~masks[m], -1.0)
     top, idx = beta.topk(min(k, beta.shape[2]), dim=2)                        # [B, M, k]
-    first = torch.arange(B, device=device)[:, None] * per_sample + torch.tensor(list(slots.values()), device=device)
-    ids = idx + first[:, :, None]
     weights = top / beta.amax(2, keepdim=True).clamp_min(1e-12)
     valid = top >= 0
     a, b = torch.triu_indices(M, M, 1, device=device)                        # every pair of modalities
     linked = valid.index_select(1, a)[..., None] & valid.index_select(1, b)[:, :, None, :]   # [B, pairs, k, k]
     keep = linked.reshape(-1).nonzero().squeeze(1)
-    src = ids.index_select(1, a)[..., None].expand(linked.shape).reshape(-1).index_select(0, keep)
-    dst = ids.index_select(1, b)[:, :, None, :].expand(linked.shape).reshape(-1).index_select(0, keep)
+    per_sample = linked[0].numel()
+    pair = torch.div(keep % per_sample, linked.shape[2] * linked.shape[3], rounding_mode="floor")
+    node_a = idx.index_select(1, a)[..., None].expand(linked.shape).reshape(-1).index_select(0, keep)
+    node_b = idx.index_select(1, b)[:, :, None, :].expand(linked.shape).reshape(-1).index_select(0, keep)
     w = (0.5 * (weights.index_select(1, a)[..., None] + weights.index_select(1, b)[:, :, None, :])).reshape(-1)
-    w = w.index_select(0, keep)
-    return [(src, dst, w), (dst, src, w)]
+    sample = torch.div(keep, per_sample, rounding_mode="floor")
+    return CrossModalLinks(sample, a.index_select(0, pair), node_a, b.index_select(0, pair), node_b, w.index_select(0, keep))
+
+
+def cross_modal_edges(links: CrossModalLinks, slots, per_sample) -> list:
+    """The fusion graph's edges of ``links``, both ways: ``[(source, target, weight), (target, source, weight)]``
+    over the node ids of a layout with ``slots`` and ``per_sample`` node slots per sample."""
+    if links.sample.numel() == 0:
+        return []
+    first = torch.tensor(list(slots.values()), device=links.sample.device)
+    base = links.sample * per_sample
+    src = base + first.index_select(0, links.modality_a) + links.node_a
+    dst = base + first.index_select(0, links.modality_b) + links.node_b
+    return [(src, dst, links.weight), (dst, src, links.weight)]

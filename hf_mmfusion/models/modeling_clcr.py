@@ -511,10 +511,11 @@ class CLCRModelOutput(ModelOutput):
             `h_s`, the modality-selected shared summary.
         private_summary (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
             `h_p`, the gated sum of private summaries.
-        modality_shared_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`):
-            Level-mixed shared summary of each modality (zeros for an absent modality).
-        modality_private_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`):
-            Level-mixed private summary of each modality.
+        modality_shared_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`, *optional*):
+            With `output_token_weights=True`: level-mixed shared summary of each modality (zeros for an absent
+            modality).
+        modality_private_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`, *optional*):
+            With `output_token_weights=True`: level-mixed private summary of each modality.
         level_weights (`torch.FloatTensor` of shape `(batch_size, num_levels)`):
             InterCAD level weights `alpha` (rows sum to 1; one column without the hierarchy).
         modality_weights (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
@@ -576,7 +577,7 @@ class CLCRSequenceClassifierOutput(ModelOutput):
         intra_loss, inter_loss, inter_pp_loss, inter_sp_loss, inter_sel_loss (`torch.FloatTensor`, *optional*):
             The regulariser values, as in [`CLCRModelOutput`].
         pooler_output, level_weights, modality_weights, private_gates, participation_ratios, token_weights,
-        hidden_states, level_hidden_states, attentions:
+        modality_shared_summaries, modality_private_summaries, hidden_states, level_hidden_states, attentions:
             As in [`CLCRModelOutput`].
     """
 
@@ -594,6 +595,8 @@ class CLCRSequenceClassifierOutput(ModelOutput):
     private_gates: torch.FloatTensor | None = None
     participation_ratios: torch.FloatTensor | None = None
     token_weights: tuple[torch.FloatTensor, ...] | None = None
+    modality_shared_summaries: torch.FloatTensor | None = None
+    modality_private_summaries: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     level_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
@@ -740,7 +743,7 @@ class CLCRModel(CLCRPreTrainedModel):
             dependency_heads (`torch.LongTensor`, *optional*):
                 Accepted (and validated) so that one processor output feeds every model; CLCR does not use it.
             output_token_weights (`bool`, *optional*):
-                Return the budget weights of every token.
+                Return the budget weights of every token and each modality's level-mixed summaries.
             compute_regularizers (`bool`, *optional*):
                 Compute the intra/inter-level losses; defaults to `self.training`.
 
@@ -810,8 +813,8 @@ class CLCRModel(CLCRPreTrainedModel):
             pooler_output=pooled,
             shared_summary=fused["h_s"],
             private_summary=fused["h_p"],
-            modality_shared_summaries=fused["shared"],
-            modality_private_summaries=fused["private"],
+            modality_shared_summaries=fused["shared"] if output_token_weights else None,
+            modality_private_summaries=fused["private"] if output_token_weights else None,
             level_weights=fused["alpha"],
             modality_weights=fused["beta"],
             private_gates=fused["gates"],

@@ -1,0 +1,1 @@
+"""Workflows: training, evaluation, prediction, explanation, reproduction and the demo, as library functions."""
