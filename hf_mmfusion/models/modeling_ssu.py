@@ -172,8 +172,8 @@ class SSUModelOutput(ModelOutput):
             `(batch_size, nodes)`, *optional*): anchor affinities beta (Eq. 7), 0 on padding.
         threshold_lambda (`torch.FloatTensor` of shape `(num_graph_modalities,)`, *optional*): the learned
             lambda of each audio / visual graph, in config order.
-        node_mask_text, node_mask_audio, node_mask_visual (`torch.BoolTensor` of shape `(batch_size, nodes)`,
-            *optional*): the real nodes of each graph (segments, when `graph_max_nodes` pooled the frames).
+        node_mask_text, node_mask_audio, node_mask_visual (`torch.FloatTensor` of shape `(batch_size, nodes)`,
+            *optional*): 1 for the real nodes of each graph (segments, when `graph_max_nodes` pooled the frames).
         cross_modal_edges (`torch.LongTensor` of shape `(num_links, 5)`, *optional*): the fusion graph's
             cross-modal links, each once (it links them both ways): sample, modality a, node of a, modality b,
             node of b (modalities as indices in config order, a before b; nodes indexed within their modality).
@@ -194,9 +194,9 @@ class SSUModelOutput(ModelOutput):
     anchor_weights_audio: torch.FloatTensor | None = None
     anchor_weights_visual: torch.FloatTensor | None = None
     threshold_lambda: torch.FloatTensor | None = None
-    node_mask_text: torch.BoolTensor | None = None
-    node_mask_audio: torch.BoolTensor | None = None
-    node_mask_visual: torch.BoolTensor | None = None
+    node_mask_text: torch.FloatTensor | None = None
+    node_mask_audio: torch.FloatTensor | None = None
+    node_mask_visual: torch.FloatTensor | None = None
     cross_modal_edges: torch.LongTensor | None = None
     cross_modal_edge_weights: torch.FloatTensor | None = None
 
@@ -233,9 +233,9 @@ class SSUSequenceClassifierOutput(ModelOutput):
     anchor_weights_audio: torch.FloatTensor | None = None
     anchor_weights_visual: torch.FloatTensor | None = None
     threshold_lambda: torch.FloatTensor | None = None
-    node_mask_text: torch.BoolTensor | None = None
-    node_mask_audio: torch.BoolTensor | None = None
-    node_mask_visual: torch.BoolTensor | None = None
+    node_mask_text: torch.FloatTensor | None = None
+    node_mask_audio: torch.FloatTensor | None = None
+    node_mask_visual: torch.FloatTensor | None = None
     cross_modal_edges: torch.LongTensor | None = None
     cross_modal_edge_weights: torch.FloatTensor | None = None
 
@@ -521,7 +521,7 @@ class SSUModel(SSUPreTrainedModel):
                 out["text_adjacency"] = graphs.adjacency[m].to(out.z_ori.dtype)
             else:
                 out[f"adjacency_{m}"] = graphs.edge_values[m]
-            out[f"node_mask_{m}"] = graphs.masks[m]
+            out[f"node_mask_{m}"] = graphs.masks[m].to(out.z_ori.dtype)
         links = graphs.cross_modal_links
         out["cross_modal_edges"] = torch.stack(
             [links.sample, links.modality_a, links.node_a, links.modality_b, links.node_b], dim=1

@@ -183,7 +183,7 @@ class SSUExtractor(Extractor):
             raise ValueError("tsne: the 2-D map is of CLCR's shared / private summaries; SSU has none")
 
     def node_masks(self, model, out, batch):
-        return {m: out[f"node_mask_{m}"] for m in model.config.modalities}
+        return {m: out[f"node_mask_{m}"].bool() for m in model.config.modalities}
 
     def samples(self, model, out, masks, examples, offset):
         config = model.config
