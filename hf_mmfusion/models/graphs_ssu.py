@@ -101,11 +101,7 @@ def adaptive_threshold(
         edges = (a0 >= cut) & (pairs > 0)
     hard = edges.to(a0.dtype)
     if relaxation == "band":
-        if torch.is_grad_enabled() and (lam.requires_grad or a0.requires_grad):
-            return edges, a0 * hard * torch.sigmoid((a0 - tau) / temp)            # Eq. 5 with a soft band
-        # Without autograd, the same product in one buffer: eval graph construction 15.9 -> 13.5 ms (best of
-        # 30, batch 128 x 50, benchmarks/ssu_graphs.py after retain_freed_memory).
-        return edges, (a0 - tau).div_(temp).sigmoid_().mul_(a0).mul_(hard)
+        return edges, a0 * hard * torch.sigmoid((a0 - tau) / temp)                # Eq. 5 with a soft band
     if torch.is_grad_enabled() and (lam.requires_grad or a0.requires_grad):
         soft = torch.sigmoid((a0 - tau) / temp)
         hard = hard + soft - soft.detach()
@@ -215,46 +211,31 @@ class SSUTextGuidedGraph(nn.Module):
                     'graph_similarity="literal_aligned" needs word-aligned inputs (as many frames as text tokens); '
                     f'got {Tm} frames and {guide.shape[1]} tokens. Use graph_similarity="attention_rows".'
                 )
-            probs = masked_softmax(self.scores(x, guide) + bias, pair_mask(mask) if pairs is None else pairs, dim=-1)
-            return 0.5 * (probs + probs.transpose(1, 2))                          # Eq. 4
-        # R: each frame's attention over the real text tokens. A sample without any attends to its zeroed
-        # padding instead: identical uniform rows, so every similarity is the same constant and the row
-        # softmax below sees the bias alone.
-        guide_mask = guide_mask | ~guide_mask.any(1, keepdim=True)
-        rows = torch.softmax(self.scores(x, guide, guide_mask), dim=-1)           # [B, Tm, Tg]
-        # Unit rows scaled by sqrt(s), so one product gives s * cos(R_i, R_j) with the bias added in the GEMM.
-        # Softmax rows are never zero, so the norm needs no guard.
-        rows = rows * (F.softplus(self.scale_raw).sqrt() / torch.linalg.vector_norm(rows, dim=-1, keepdim=True))
-        # Padded columns and the diagonal (self-similarity is always maximal; leaving it out keeps each row a
-        # distribution over neighbours) get a large negative bias, so the softmax gives them exactly 0.
-        off_diagonal = ~torch.eye(Tm, dtype=torch.bool, device=x.device)
-        bias = (bias + additive_mask(off_diagonal, bias.dtype)) + additive_mask(mask, bias.dtype)[:, None, :]
-        sim = torch.baddbmm(bias, rows, rows.transpose(1, 2))                     # [B, Tm, Tm]
-        # Padded rows are zeroed, and so are the rows of a sample with fewer than two real nodes (no pair).
-        keep = mask & (mask.sum(1, keepdim=True) > 1)
-        probs = torch.softmax(sim, dim=-1) * (0.5 * keep.to(sim.dtype)).unsqueeze(-1)
-        return probs + probs.transpose(1, 2)                                      # Eq. 4, 0.5 folded in above
+            sim = self.scores(x, guide) + bias
+        else:
+            # R: each frame's attention over the real text tokens. A sample without any attends to its zeroed
+            # padding instead: identical uniform rows, so every similarity is the same constant and the row
+            # softmax below sees the bias alone.
+            guide_mask = guide_mask | ~guide_mask.any(1, keepdim=True)
+            rows = torch.softmax(self.scores(x, guide, guide_mask), dim=-1)       # [B, Tm, Tg]
+            # Softmax rows are never zero, so the norm needs no guard.
+            rows = rows / torch.linalg.vector_norm(rows, dim=-1, keepdim=True)
+            sim = F.softplus(self.scale_raw) * (rows @ rows.transpose(1, 2)) + bias   # s cos(R_i, R_j) + B_pos
+        # Only pairs of real nodes: the diagonal is left out too (self-similarity is always maximal; without it
+        # each row is a distribution over neighbours). Rows without a pair (padding, a sample with fewer than
+        # two real nodes) are zero.
+        probs = masked_softmax(sim, pair_mask(mask) if pairs is None else pairs, dim=-1)
+        return 0.5 * (probs + probs.transpose(1, 2))                              # Eq. 4
 
     def scores(self, x: torch.Tensor, guide: torch.Tensor, guide_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Eq. 3 without B_pos: ``(x W_Q)(g W_K)^T / sqrt(d')`` -> ``[B, Tm, Tg]``.
 
-        With ``guide_mask``, padded guide tokens get a large negative score (added inside the batched product).
+        With ``guide_mask``, padded guide tokens get a large negative score.
         """
-        dp, d = self.query.weight.shape
-        if dp >= d:
-            # x (W_Q^T W_K) g^T: one d x d product instead of projecting both sequences to d' >= d, applied to
-            # the shorter sequence (pooled frames often outnumber the text tokens). This and the masks inside
-            # the batched products above and below are the CPU shortcuts the SSU graph code keeps; measured
-            # together (benchmarks/ssu_graphs.py, batch 128 x 50): without them graph construction takes
-            # 1.28x (eval) and 1.15x (training) the CPU time. The others tried (arithmetic bool masks, a sign
-            # trick, one edge buffer for two graphs, index_select gathers) were worth 0-2% each.
-            fused = self.query.weight.T @ self.key.weight / math.sqrt(dp)      # [d, d]
-            query, key = (x, guide @ fused.T) if guide.shape[1] < x.shape[1] else (x @ fused, guide)
-        else:
-            query, key = self.query(x) / math.sqrt(dp), self.key(guide)
+        scores = self.query(x) @ self.key(guide).transpose(1, 2) / math.sqrt(self.query.out_features)
         if guide_mask is None:
-            return query @ key.transpose(1, 2)
-        return torch.baddbmm(additive_mask(guide_mask, query.dtype)[:, None, :], query, key.transpose(1, 2))
+            return scores
+        return scores + additive_mask(guide_mask, scores.dtype)[:, None, :]
 
     def forward(self, x, mask, guide, guide_mask, pairs=None):
         pairs = pair_mask(mask, x.dtype) if pairs is None else pairs
