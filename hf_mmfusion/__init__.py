@@ -31,8 +31,8 @@ _PUBLIC = {
     "SSUForSequenceClassification": "models.modeling_ssu",
     "SSUModel": "models.modeling_ssu",
     "SSUPreTrainedModel": "models.modeling_ssu",
-    "Explanation": "explanation",
-    "explain": "explanation",
+    "Explanation": "workflows.explanation",
+    "explain": "workflows.explanation",
     "load_metric": "metrics",
     "retain_freed_memory": "utils.cpu_memory",
 }
@@ -59,7 +59,6 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .data.collator import MMFusionDataCollator
-    from .explanation import Explanation, explain
     from .inference.pipeline import MultimodalSentimentPipeline
     from .metrics import load_metric
     from .models.configuration_clcr import CLCRConfig
@@ -73,6 +72,7 @@ if TYPE_CHECKING:
         VisualFeatureExtractor,
     )
     from .utils.cpu_memory import retain_freed_memory
+    from .workflows.explanation import Explanation, explain
 
 
 def __getattr__(name: str):

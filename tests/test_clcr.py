@@ -765,3 +765,20 @@ def test_whole_model_pickles_and_torch_saves_with_live_orthogonal_projectors(tmp
         assert not torch.allclose(q, before)
         torch.testing.assert_close(q.transpose(1, 2) @ q, eye, atol=1e-5, rtol=0)
     torch.testing.assert_close(model.clcr.intra_levels[0].bank.weight.detach(), before, atol=0, rtol=0)
+
+
+def test_modality_summaries_are_returned_with_the_analysis_outputs_only():
+    model = build(tiny_config())
+    batch = without_labels(make_batch())
+    with torch.no_grad():
+        plain, analysed = model(**batch), model(**batch, output_token_weights=True)
+        base = model.clcr(**batch, output_token_weights=True)
+    assert plain.modality_shared_summaries is None and plain.modality_private_summaries is None
+    assert model.clcr(**batch).modality_shared_summaries is None
+    shared, private = analysed.modality_shared_summaries, analysed.modality_private_summaries
+    assert shared.shape == private.shape == (3, 3, model.config.hidden_size)
+    torch.testing.assert_close(shared, base.modality_shared_summaries)
+    torch.testing.assert_close(private, base.modality_private_summaries)
+    # Sample 2 has no audio frame: its audio summaries are zero, the others are not.
+    assert (shared[2, 1] == 0).all() and (private[2, 1] == 0).all()
+    assert shared[0].abs().sum(-1).min() > 0 and private[0].abs().sum(-1).min() > 0

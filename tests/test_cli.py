@@ -134,7 +134,7 @@ def test_usage_does_not_load_torch_but_the_package_still_works():
 
 
 def test_one_thread_rule_for_every_command(checkpoint, tmp_path, monkeypatch):
-    import hf_mmfusion.explanation as explanation
+    import hf_mmfusion.commands.explain as explain_command
     import hf_mmfusion.workflows.evaluation as evaluation
     import hf_mmfusion.workflows.prediction as predict_module
 
@@ -148,7 +148,7 @@ def test_one_thread_rule_for_every_command(checkpoint, tmp_path, monkeypatch):
 
     monkeypatch.setattr(predict_module, "iter_predictions", record)
     monkeypatch.setattr(evaluation, "robustness_rows", record)
-    monkeypatch.setattr(explanation, "explain", record)
+    monkeypatch.setattr(explain_command, "explain", record)
     commands = [
         ["predict", str(checkpoint), "--text", "x", "--no_progress"],
         ["evaluate", str(checkpoint), "--output_dir", str(tmp_path / "ev"), *EVALUATE_FLAGS],

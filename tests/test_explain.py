@@ -18,8 +18,9 @@ from workflow_helpers import (
 
 import hf_mmfusion
 from hf_mmfusion.data.datasets import encode_dataset, make_collator
-from hf_mmfusion.explanation import fusion_links
+from hf_mmfusion.models.graphs_ssu import cross_modal_links
 from hf_mmfusion.workflows.evaluation import predict_dataset, robustness_rows
+from hf_mmfusion.workflows.explanation.extractors import fusion_links
 
 MODALITIES = ("text", "audio", "visual")
 
@@ -158,13 +159,78 @@ def test_ssu_report_equals_model_outputs(ssu):
 
 
 def test_fusion_links_follow_the_top_k_rule():
-    beta = {"text": np.array([0.1, 0.6, 0.3]), "audio": np.array([0.5, 0.25, 0.25])}
-    links = fusion_links(beta, topk=2, limit=10)["text-audio"]
-    # Top-2 text nodes {1, 2}, top-2 audio nodes {0, 1 (first of the tie)}: four links, mean of normalised ends.
-    assert {(link["text"], link["audio"]) for link in links} == {(1, 0), (1, 1), (2, 0), (2, 1)}
+    masks = {"text": torch.ones(1, 3, dtype=torch.bool), "audio": torch.ones(1, 3, dtype=torch.bool)}
+    beta = {"text": torch.tensor([[0.1, 0.6, 0.3]]), "audio": torch.tensor([[0.5, 0.25, 0.25]])}
+    found = cross_modal_links(beta, masks, 2)
+    edges = torch.stack([found.sample, found.modality_a, found.node_a, found.modality_b, found.node_b], 1)
+    links = fusion_links(edges, found.weight, ["text", "audio"], 1, limit=10)[0]["text-audio"]
+    # Top-2 text nodes {1, 2}, top-2 audio nodes: 0 and whichever of the tied 1, 2 the model's top-k took.
+    tied = {link["audio"] for link in links} - {0}
+    assert len(tied) == 1 and tied <= {1, 2}
+    assert {(link["text"], link["audio"]) for link in links} == {(1, 0), (2, 0), (1, *tied), (2, *tied)}
     assert links[0] == {"text": 1, "audio": 0, "weight": 1.0}
     assert links[-1]["weight"] == pytest.approx(0.5 * (0.3 / 0.6 + 0.25 / 0.5))
-    assert fusion_links(beta, topk=0) == {}
+    assert cross_modal_links(beta, masks, 0).sample.numel() == 0
+
+
+def _fusion_graph_links(model, call):
+    """The cross-modal edges the fusion GAT received in the first forward pass of ``call()``:
+    {(sample, modality a, node, modality b, node): weight}, a before b in config order."""
+    received = []
+    handle = model.ssu.fusion_gat.register_forward_pre_hook(lambda module, args: received.append(args))
+    try:
+        result = call()
+    finally:
+        handle.remove()
+    return received[0], result
+
+
+def test_fusion_links_are_the_edges_the_model_built_ties_included(ssu, tmp_path):
+    from hf_mmfusion.inference.records import encode_records
+
+    model, processor, _ = ssu
+    rng = np.random.default_rng(0)
+    # Identical frames are identical nodes, so their anchor weights tie; the model's top-k then chooses
+    # among them, and the report must list the links it chose.
+    records = [{"id": f"s{i}", "text": text, "audio": np.tile(rng.normal(size=(1, 6)), (8, 1)).astype(np.float32),
+                "visual": np.tile(rng.normal(size=(1, 5)), (7, 1)).astype(np.float32)}
+               for i, text in enumerate(["a truly great film", "dull and far too long"])]
+    (x, edge_index, edge_attr), exp = _fusion_graph_links(
+        model, lambda: hf_mmfusion.explain(model, processor, records, tmp_path / "report", examples=0))
+    report = json.loads((tmp_path / "report" / "explain.json").read_text())
+    modalities = list(model.config.modalities)
+    batch = encode_records(processor, records, modalities, 128)
+    with torch.inference_mode():
+        out = model(**batch, output_graphs=True)
+    lengths = [out[f"anchor_weights_{m}"].shape[1] for m in modalities]               # node slots, padding included
+    per_sample = x.shape[0] // len(records)
+    starts = np.cumsum([0] + lengths)
+    built = {}
+    for (source, target), weight in zip(edge_index.T.tolist(), edge_attr[:, 0].tolist()):
+        ends = []
+        for node in (source, target):
+            slot = node % per_sample
+            m = int(np.searchsorted(starts, slot, side="right")) - 1
+            ends.append((m, slot - int(starts[m])) if m < len(modalities) else None)
+        if None not in ends and ends[0][0] < ends[1][0]:
+            built[(source // per_sample, *ends[0], *ends[1])] = weight
+    topk = model.config.fusion_topk
+    for b, sample in enumerate(report["samples"]):
+        beta = np.array(sample["anchor_weights"]["audio"])
+        assert (beta == beta.max()).sum() > topk                               # the tie this test is about
+        for pair, links in sample["fusion_links"].items():
+            first, second = pair.split("-")
+            a, c = modalities.index(first), modalities.index(second)
+            ours = {key: w for key, w in built.items() if key[0] == b and key[1] == a and key[3] == c}
+            assert len(ours) == min(topk, sample["lengths"][first]) * min(topk, sample["lengths"][second])
+            for link in links:
+                key = (b, a, link[modalities[a]], c, link[modalities[c]])
+                assert key in ours, f"sample {b} lists {pair} link {link}, which the model did not build"
+                assert link["weight"] == pytest.approx(ours[key], abs=1e-6)
+            strongest = sorted(ours.values(), reverse=True)[: len(links)]
+            assert [link["weight"] for link in links] == pytest.approx(strongest, abs=1e-6)
+            assert len(links) == min(5, len(ours))
+        assert set(sample["fusion_links"]) == {"text-audio", "text-visual", "audio-visual"}
 
 
 def test_records_and_batches_give_the_same_report(clcr):
@@ -295,7 +361,7 @@ def _refuse_model_loading(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the model was loaded before the output directory was checked")
 
-    monkeypatch.setattr("hf_mmfusion.explanation.load_pretrained", fail)
+    monkeypatch.setattr("hf_mmfusion.commands.explain.load_pretrained", fail)
 
 
 def _explain_argv(path, out, *extra):
@@ -392,7 +458,7 @@ def test_report_folder_follows_the_umask_and_a_failed_write_changes_nothing(clcr
         (directory / "weights.png").write_bytes(b"half a figure")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr("hf_mmfusion.explanation.draw_figures", broken)
+    monkeypatch.setattr("hf_mmfusion.workflows.explanation.core.draw_figures", broken)
     with pytest.raises(OSError, match="No space"):
         hf_mmfusion.explain(model, processor, split, report, examples=0)
     assert {p.name: p.read_bytes() for p in report.iterdir()} == before
@@ -518,7 +584,8 @@ def test_participation_values_stand_clear_of_error_bars_and_legend(tmp_path, mon
 
     from matplotlib.container import ErrorbarContainer
 
-    from hf_mmfusion.explanation import Explanation, _participation_figure, _pyplot
+    from hf_mmfusion.workflows.explanation import Explanation
+    from hf_mmfusion.workflows.explanation.figures import participation_figure, pyplot
 
     rng = np.random.default_rng(0)
     samples = [{"id": str(i), "lengths": {m: 5 for m in MODALITIES},
@@ -526,7 +593,7 @@ def test_participation_values_stand_clear_of_error_bars_and_legend(tmp_path, mon
                for i in range(30)]
     exp = Explanation("clcr", list(MODALITIES), True, ["level 1", "level 2", "level 3"], samples, {}, [])
     kept = _kept_figures(monkeypatch)
-    _participation_figure(_pyplot(), exp, tmp_path, False, {})
+    participation_figure(pyplot(), exp, tmp_path, False, {})
     fig = kept[-1]
     ax = fig.axes[0]
     values = _text_boxes(fig, lambda text: re.fullmatch(r"\d\.\d\d", text) is not None)
@@ -605,7 +672,7 @@ def test_records_with_a_single_modality_have_no_occlusion_for_it(clcr, tmp_path)
 def _explain_and_hang(model, processor, split, report, paths):
     import time
 
-    import hf_mmfusion.explanation as explanation
+    import hf_mmfusion.workflows.explanation.core as explanation
 
     def hang(exp, directory, svg=True):
         paths.put(str(directory))

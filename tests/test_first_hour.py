@@ -63,8 +63,8 @@ def test_readme_explain_commands_rebuild_the_demo_test_split():
     import argparse
     import shlex
 
+    from hf_mmfusion.commands.explain import add_explain_arguments
     from hf_mmfusion.data.datasets import DataArguments, load_any_dataset
-    from hf_mmfusion.explanation import add_explain_arguments
     from hf_mmfusion.workflows.demo import DemoSettings, _test_split
 
     readme = (REPO_ROOT / "README.md").read_text()

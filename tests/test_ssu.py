@@ -851,3 +851,36 @@ def test_gradient_checkpointing_for_every_modality_subset(modalities):
         grads.append((loss.detach(), m.ssu.fusion_gat.norm.weight.grad.clone()))
     torch.testing.assert_close(grads[0][0], grads[1][0])
     torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-6, rtol=1e-4)
+
+
+def test_graph_outputs_give_the_node_masks_and_the_fusion_links_the_model_built():
+    torch.manual_seed(0)
+    m = SSUForSequenceClassification(tiny_config(graph_max_nodes=8)).eval()
+    batch = make_batch(Ta=12, Tv=3)
+    graphs = real_graphs(m, batch)
+    with torch.no_grad():
+        out = m(**inputs_of(batch), output_graphs=True)
+        plain = m(**inputs_of(batch))
+    assert plain.cross_modal_edges is None and plain.node_mask_audio is None
+    # Twelve audio frames pooled into eight segments: the masks index the graph's nodes, not the frames.
+    assert out.node_mask_audio.shape == out.anchor_weights_audio.shape == (3, 8)
+    for name in ("text", "audio", "visual"):
+        assert torch.equal(out[f"node_mask_{name}"].bool(), graphs.masks[name])
+    assert not out.node_mask_audio[1].bool().all() and out.node_mask_audio[0].bool().all()
+    # Each cross-modal link once, and the fusion graph has exactly these edges between modalities, both ways.
+    modalities, per = list(m.config.modalities), graphs.nodes_per_sample
+    links = out.cross_modal_edges.tolist()
+    assert out.cross_modal_edges.dtype == torch.long and len(links) == len({tuple(link) for link in links}) > 0
+    expected = {}
+    for (b, a, i, c, j), w in zip(links, out.cross_modal_edge_weights.tolist()):
+        assert a < c and graphs.masks[modalities[a]][b, i] and graphs.masks[modalities[c]][b, j]
+        u, v = b * per + graphs.slots[modalities[a]] + i, b * per + graphs.slots[modalities[c]] + j
+        expected[(u, v)] = expected[(v, u)] = w
+    slot_modality = {s + i: name for name, s in graphs.slots.items() for i in range(graphs.lengths[name])}
+    built = {}
+    for (s, t), w in zip(graphs.fusion_edge_index.T.tolist(), graphs.fusion_edge_attr[:, 0].tolist()):
+        ends = (slot_modality.get(s % per), slot_modality.get(t % per))
+        if None not in ends and ends[0] != ends[1]:
+            built[(s, t)] = w
+    assert built.keys() == expected.keys()
+    assert all(built[key] == pytest.approx(w, abs=1e-6) for key, w in expected.items())

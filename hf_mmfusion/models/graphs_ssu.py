@@ -115,11 +115,7 @@ def adaptive_threshold(
         edges = (a0 >= cut) & (pairs > 0)
     hard = edges.to(a0.dtype)
     if relaxation == "band":
-        if torch.is_grad_enabled() and (lam.requires_grad or a0.requires_grad):
-            return edges, a0 * hard * torch.sigmoid((a0 - tau) / temp)            # Eq. 5 with a soft band
-        # Without autograd, the same product in one buffer: eval graph construction 15.9 -> 13.5 ms (best of
-        # 30, batch 128 x 50, benchmarks/ssu_graphs.py after retain_freed_memory).
-        return edges, (a0 - tau).div_(temp).sigmoid_().mul_(a0).mul_(hard)
+        return edges, a0 * hard * torch.sigmoid((a0 - tau) / temp)                # Eq. 5 with a soft band
     if torch.is_grad_enabled() and (lam.requires_grad or a0.requires_grad):
         soft = torch.sigmoid((a0 - tau) / temp)
         hard = hard + soft - soft.detach()
@@ -229,46 +225,31 @@ class SSUTextGuidedGraph(nn.Module):
                     'graph_similarity="literal_aligned" needs word-aligned inputs (as many frames as text tokens); '
                     f'got {Tm} frames and {guide.shape[1]} tokens. Use graph_similarity="attention_rows".'
                 )
-            probs = masked_softmax(self.scores(x, guide) + bias, pair_mask(mask) if pairs is None else pairs, dim=-1)
-            return 0.5 * (probs + probs.transpose(1, 2))                          # Eq. 4
-        # R: each frame's attention over the real text tokens. A sample without any attends to its zeroed
-        # padding instead: identical uniform rows, so every similarity is the same constant and the row
-        # softmax below sees the bias alone.
-        guide_mask = guide_mask | ~guide_mask.any(1, keepdim=True)
-        rows = torch.softmax(self.scores(x, guide, guide_mask), dim=-1)           # [B, Tm, Tg]
-        # Unit rows scaled by sqrt(s), so one product gives s * cos(R_i, R_j) with the bias added in the GEMM.
-        # Softmax rows are never zero, so the norm needs no guard.
-        rows = rows * (F.softplus(self.scale_raw).sqrt() / torch.linalg.vector_norm(rows, dim=-1, keepdim=True))
-        # Padded columns and the diagonal (self-similarity is always maximal; leaving it out keeps each row a
-        # distribution over neighbours) get a large negative bias, so the softmax gives them exactly 0.
-        off_diagonal = ~torch.eye(Tm, dtype=torch.bool, device=x.device)
-        bias = (bias + additive_mask(off_diagonal, bias.dtype)) + additive_mask(mask, bias.dtype)[:, None, :]
-        sim = torch.baddbmm(bias, rows, rows.transpose(1, 2))                     # [B, Tm, Tm]
-        # Padded rows are zeroed, and so are the rows of a sample with fewer than two real nodes (no pair).
-        keep = mask & (mask.sum(1, keepdim=True) > 1)
-        probs = torch.softmax(sim, dim=-1) * (0.5 * keep.to(sim.dtype)).unsqueeze(-1)
-        return probs + probs.transpose(1, 2)                                      # Eq. 4, 0.5 folded in above
+            sim = self.scores(x, guide) + bias
+        else:
+            # R: each frame's attention over the real text tokens. A sample without any attends to its zeroed
+            # padding instead: identical uniform rows, so every similarity is the same constant and the row
+            # softmax below sees the bias alone.
+            guide_mask = guide_mask | ~guide_mask.any(1, keepdim=True)
+            rows = torch.softmax(self.scores(x, guide, guide_mask), dim=-1)       # [B, Tm, Tg]
+            # Softmax rows are never zero, so the norm needs no guard.
+            rows = rows / torch.linalg.vector_norm(rows, dim=-1, keepdim=True)
+            sim = F.softplus(self.scale_raw) * (rows @ rows.transpose(1, 2)) + bias   # s cos(R_i, R_j) + B_pos
+        # Only pairs of real nodes: the diagonal is left out too (self-similarity is always maximal; without it
+        # each row is a distribution over neighbours). Rows without a pair (padding, a sample with fewer than
+        # two real nodes) are zero.
+        probs = masked_softmax(sim, pair_mask(mask) if pairs is None else pairs, dim=-1)
+        return 0.5 * (probs + probs.transpose(1, 2))                              # Eq. 4
 
     def scores(self, x: torch.Tensor, guide: torch.Tensor, guide_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Eq. 3 without B_pos: ``(x W_Q)(g W_K)^T / sqrt(d')`` -> ``[B, Tm, Tg]``.
 
-        With ``guide_mask``, padded guide tokens get a large negative score (added inside the batched product).
+        With ``guide_mask``, padded guide tokens get a large negative score.
         """
-        dp, d = self.query.weight.shape
-        if dp >= d:
-            # x (W_Q^T W_K) g^T: one d x d product instead of projecting both sequences to d' >= d, applied to
-            # the shorter sequence (pooled frames often outnumber the text tokens). This and the masks inside
-            # the batched products above and below are the CPU shortcuts the SSU graph code keeps; measured
-            # together (benchmarks/ssu_graphs.py, batch 128 x 50): without them graph construction takes
-            # 1.28x (eval) and 1.15x (training) the CPU time. The others tried (arithmetic bool masks, a sign
-            # trick, one edge buffer for two graphs, index_select gathers) were worth 0-2% each.
-            fused = self.query.weight.T @ self.key.weight / math.sqrt(dp)      # [d, d]
-            query, key = (x, guide @ fused.T) if guide.shape[1] < x.shape[1] else (x @ fused, guide)
-        else:
-            query, key = self.query(x) / math.sqrt(dp), self.key(guide)
+        scores = self.query(x) @ self.key(guide).transpose(1, 2) / math.sqrt(self.query.out_features)
         if guide_mask is None:
-            return query @ key.transpose(1, 2)
-        return torch.baddbmm(additive_mask(guide_mask, query.dtype)[:, None, :], query, key.transpose(1, 2))
+            return scores
+        return scores + additive_mask(guide_mask, scores.dtype)[:, None, :]
 
     def forward(self, x, mask, guide, guide_mask, pairs=None):
         pairs = pair_mask(mask, x.dtype) if pairs is None else pairs
@@ -301,7 +282,7 @@ class SSUGraphs:
     ``[2, E]`` (source, target), ``edge_attr`` ``[E, 1]``. Padded slots and unused anchor slots have no edge.
     ``adjacency[m]``: modality m's intra-modality graph, dense bool ``[B, T_m, T_m]`` (``adj[b, i, j]``: j sends
     to i); ``edge_values[m]``: its weights A^m (None for text, whose arcs weigh 1); ``anchor_weights[m]``: beta
-    of Eq. 7, ``[B, T_m]``.
+    of Eq. 7, ``[B, T_m]``; ``cross_modal_links``: the fusion graph's cross-modal links.
     """
 
     layout: NodeLayout
@@ -315,6 +296,7 @@ class SSUGraphs:
     adjacency: dict[str, torch.Tensor]
     edge_values: dict[str, torch.Tensor | None]
     anchor_weights: dict[str, torch.Tensor]
+    cross_modal_links: CrossModalLinks
 
     @property
     def x(self) -> torch.Tensor:
@@ -408,7 +390,8 @@ def assemble_graphs(layout: NodeLayout, masks, adjacency, values, anchor_weights
         # In the fusion graph every modality's nodes link to the sample's first anchor slot instead.
         fusion_anchor = anchor - anchor % per_sample + next(iter(anchor_slots.values()))
         fusion_only += [(node, fusion_anchor, w), (fusion_anchor, node, w)]
-    fusion_only += cross_modal_edges(anchor_weights, masks, slots, per_sample, int(config.fusion_topk))
+    links = cross_modal_links(anchor_weights, masks, int(config.fusion_topk))
+    fusion_only += cross_modal_edges(links, slots, per_sample)
 
     modality_edge_index, modality_edge_attr = pack_edges(own + intra, dtype, device)
     fusion_edge_index, fusion_edge_attr = pack_edges(intra + fusion_only, dtype, device)
@@ -418,7 +401,7 @@ def assemble_graphs(layout: NodeLayout, masks, adjacency, values, anchor_weights
         modality_edge_index=modality_edge_index, modality_edge_attr=modality_edge_attr,
         fusion_edge_index=fusion_edge_index, fusion_edge_attr=fusion_edge_attr,
         augmented_edge_index=augmented_edge_index, augmented_edge_attr=augmented_edge_attr,
-        adjacency=adjacency, edge_values=values, anchor_weights=anchor_weights,
+        adjacency=adjacency, edge_values=values, anchor_weights=anchor_weights, cross_modal_links=links,
     )
 
 
@@ -447,32 +430,59 @@ def anchor_edges(anchor_weights, masks, counts, slots, anchor_slots, per_sample)
     return node, anchor, beta.reshape(-1).index_select(0, k) * scale.reshape(-1).index_select(0, k)
 
 
-def cross_modal_edges(anchor_weights, masks, slots, per_sample, k: int) -> list:
-    """Fusion edges (iii): the top-k anchor-affine nodes of every two modalities, fully linked both ways.
+class CrossModalLinks(NamedTuple):
+    """The fusion graph's cross-modal links (iii), each undirected link once, all ``[L]``.
 
-    Returns ``[(source, target, weight), (target, source, weight)]`` (empty without two modalities or k).
-    A link weighs the mean of its ends' ``beta / max beta``.
+    ``sample``; ``modality_a`` / ``modality_b``: indices of the two modalities in config order (a before b);
+    ``node_a`` / ``node_b``: each end's node index within its modality; ``weight``: the edge weight.
+    """
+
+    sample: torch.Tensor
+    modality_a: torch.Tensor
+    node_a: torch.Tensor
+    modality_b: torch.Tensor
+    node_b: torch.Tensor
+    weight: torch.Tensor
+
+
+def cross_modal_links(anchor_weights, masks, k: int) -> CrossModalLinks:
+    """Fusion edges (iii): the top-k anchor-affine nodes of every two modalities, fully linked.
+
+    A link weighs the mean of its ends' ``beta / max beta``; none without two modalities or with ``k = 0``.
     """
     modalities = list(masks)
     M = len(modalities)
-    if k == 0 or M < 2:
-        return []
     ref = anchor_weights[modalities[0]]
     B, device = ref.shape[0], ref.device
+    if k == 0 or M < 2:
+        empty = torch.empty(0, dtype=torch.long, device=device)
+        return CrossModalLinks(empty, empty, empty, empty, empty, ref.new_empty(0))
     # Every modality's weights side by side, -1 on padding, so one top-k serves all of them.
     beta = ref.new_full((B, M, max(masks[m].shape[1] for m in modalities)), -1.0)
     for j, m in enumerate(modalities):
         beta[:, j, :masks[m].shape[1]] = anchor_weights[m].masked_fill(~masks[m], -1.0)
     top, idx = beta.topk(min(k, beta.shape[2]), dim=2)                        # [B, M, k]
-    first = torch.arange(B, device=device)[:, None] * per_sample + torch.tensor(list(slots.values()), device=device)
-    ids = idx + first[:, :, None]
     weights = top / beta.amax(2, keepdim=True).clamp_min(1e-12)
     valid = top >= 0
     a, b = torch.triu_indices(M, M, 1, device=device)                        # every pair of modalities
     linked = valid.index_select(1, a)[..., None] & valid.index_select(1, b)[:, :, None, :]   # [B, pairs, k, k]
     keep = linked.reshape(-1).nonzero().squeeze(1)
-    src = ids.index_select(1, a)[..., None].expand(linked.shape).reshape(-1).index_select(0, keep)
-    dst = ids.index_select(1, b)[:, :, None, :].expand(linked.shape).reshape(-1).index_select(0, keep)
+    per_sample = linked[0].numel()
+    pair = torch.div(keep % per_sample, linked.shape[2] * linked.shape[3], rounding_mode="floor")
+    node_a = idx.index_select(1, a)[..., None].expand(linked.shape).reshape(-1).index_select(0, keep)
+    node_b = idx.index_select(1, b)[:, :, None, :].expand(linked.shape).reshape(-1).index_select(0, keep)
     w = (0.5 * (weights.index_select(1, a)[..., None] + weights.index_select(1, b)[:, :, None, :])).reshape(-1)
-    w = w.index_select(0, keep)
-    return [(src, dst, w), (dst, src, w)]
+    sample = torch.div(keep, per_sample, rounding_mode="floor")
+    return CrossModalLinks(sample, a.index_select(0, pair), node_a, b.index_select(0, pair), node_b, w.index_select(0, keep))
+
+
+def cross_modal_edges(links: CrossModalLinks, slots, per_sample) -> list:
+    """The fusion graph's edges of ``links``, both ways: ``[(source, target, weight), (target, source, weight)]``
+    over the node ids of a layout with ``slots`` and ``per_sample`` node slots per sample."""
+    if links.sample.numel() == 0:
+        return []
+    first = torch.tensor(list(slots.values()), device=links.sample.device)
+    base = links.sample * per_sample
+    src = base + first.index_select(0, links.modality_a) + links.node_a
+    dst = base + first.index_select(0, links.modality_b) + links.node_b
+    return [(src, dst, links.weight), (dst, src, links.weight)]

@@ -574,10 +574,11 @@ class CLCRModelOutput(ModelOutput):
         `h_s`, the modality-selected shared summary.
     private_summary (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
         `h_p`, the gated sum of private summaries.
-    modality_shared_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`):
-        Level-mixed shared summary of each modality (zeros for an absent modality).
-    modality_private_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`):
-        Level-mixed private summary of each modality.
+    modality_shared_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`, *optional*):
+        With `output_token_weights=True`: level-mixed shared summary of each modality (zeros for an absent
+        modality).
+    modality_private_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`, *optional*):
+        With `output_token_weights=True`: level-mixed private summary of each modality.
     level_weights (`torch.FloatTensor` of shape `(batch_size, num_levels)`):
         InterCAD level weights `alpha` (rows sum to 1; one column without the hierarchy).
     modality_weights (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
@@ -668,6 +669,10 @@ class CLCRSequenceClassifierOutput(ModelOutput):
         As in [`CLCRModelOutput`].
     token_weights (`tuple(torch.FloatTensor)`, *optional*):
         As in [`CLCRModelOutput`].
+    modality_shared_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`, *optional*):
+        As in [`CLCRModelOutput`].
+    modality_private_summaries (`torch.FloatTensor` of shape `(batch_size, num_modalities, hidden_size)`, *optional*):
+        As in [`CLCRModelOutput`].
     hidden_states (`tuple(torch.FloatTensor)`, *optional*):
         As in [`CLCRModelOutput`].
     level_hidden_states (`tuple(torch.FloatTensor)`, *optional*):
@@ -690,6 +695,8 @@ class CLCRSequenceClassifierOutput(ModelOutput):
     private_gates: torch.FloatTensor | None = None
     participation_ratios: torch.FloatTensor | None = None
     token_weights: tuple[torch.FloatTensor, ...] | None = None
+    modality_shared_summaries: torch.FloatTensor | None = None
+    modality_private_summaries: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     level_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
@@ -858,7 +865,7 @@ class CLCRModel(CLCRPreTrainedModel):
             Whether to return the text encoder's hidden states (a list of indices keeps only those) and the level features
             entering IntraCED (`level_hidden_states`).
         output_token_weights (`bool`, *optional*):
-            Whether to return the budget weights of every token.
+            Whether to return the budget weights of every token and each modality's level-mixed summaries.
         compute_regularizers (`bool`, *optional*):
             Compute the intra/inter-level losses; defaults to `self.training`.
 
@@ -928,8 +935,8 @@ class CLCRModel(CLCRPreTrainedModel):
             pooler_output=pooled,
             shared_summary=fused.shared_summary,
             private_summary=fused.private_summary,
-            modality_shared_summaries=fused.modality_shared_summaries,
-            modality_private_summaries=fused.modality_private_summaries,
+            modality_shared_summaries=fused.modality_shared_summaries if output_token_weights else None,
+            modality_private_summaries=fused.modality_private_summaries if output_token_weights else None,
             level_weights=fused.level_weights,
             modality_weights=fused.modality_weights,
             private_gates=fused.private_gates,
@@ -1026,7 +1033,7 @@ class CLCRForSequenceClassification(CLCRPreTrainedModel):
         output_hidden_states (`bool` or `list[int]`, *optional*):
             As in [`CLCRModel.forward`].
         output_token_weights (`bool`, *optional*):
-            Whether to return the budget weights of every token.
+            Whether to return the budget weights of every token and each modality's level-mixed summaries.
         compute_regularizers (`bool`, *optional*):
             Defaults to `True` in training mode or when `labels` are given, so the returned `loss` is
             always the full objective of Eq. 13.

@@ -201,6 +201,18 @@ class SSUModelOutput(ModelOutput):
         Anchor affinities beta of the visual nodes (Eq. 7), 0 on padding.
     threshold_lambda (`torch.FloatTensor` of shape `(num_graph_modalities,)`, *optional*):
         The learned lambda of each audio / visual graph, in config order.
+    node_mask_text (`torch.FloatTensor` of shape `(batch_size, nodes)`, *optional*):
+        1 for the real text nodes (`output_graphs=True`, like the fields below).
+    node_mask_audio (`torch.FloatTensor` of shape `(batch_size, nodes)`, *optional*):
+        1 for the real audio nodes (segments, when `graph_max_nodes` pooled the frames).
+    node_mask_visual (`torch.FloatTensor` of shape `(batch_size, nodes)`, *optional*):
+        1 for the real visual nodes (segments, when `graph_max_nodes` pooled the frames).
+    cross_modal_edges (`torch.LongTensor` of shape `(num_links, 5)`, *optional*):
+        The fusion graph's cross-modal links, each once (it links them both ways): sample, modality a, node of a,
+        modality b, node of b (modalities as indices in config order, a before b; nodes indexed within their
+        modality).
+    cross_modal_edge_weights (`torch.FloatTensor` of shape `(num_links,)`, *optional*):
+        The weight of each of those links.
     """
 
     pooler_output: torch.FloatTensor | None = None
@@ -216,6 +228,11 @@ class SSUModelOutput(ModelOutput):
     anchor_weights_audio: torch.FloatTensor | None = None
     anchor_weights_visual: torch.FloatTensor | None = None
     threshold_lambda: torch.FloatTensor | None = None
+    node_mask_text: torch.FloatTensor | None = None
+    node_mask_audio: torch.FloatTensor | None = None
+    node_mask_visual: torch.FloatTensor | None = None
+    cross_modal_edges: torch.LongTensor | None = None
+    cross_modal_edge_weights: torch.FloatTensor | None = None
 
 
 @auto_docstring(
@@ -261,6 +278,16 @@ class SSUSequenceClassifierOutput(ModelOutput):
         As in [`SSUModelOutput`].
     threshold_lambda (`torch.FloatTensor` of shape `(num_graph_modalities,)`, *optional*):
         As in [`SSUModelOutput`].
+    node_mask_text (`torch.FloatTensor` of shape `(batch_size, nodes)`, *optional*):
+        As in [`SSUModelOutput`].
+    node_mask_audio (`torch.FloatTensor` of shape `(batch_size, nodes)`, *optional*):
+        As in [`SSUModelOutput`].
+    node_mask_visual (`torch.FloatTensor` of shape `(batch_size, nodes)`, *optional*):
+        As in [`SSUModelOutput`].
+    cross_modal_edges (`torch.LongTensor` of shape `(num_links, 5)`, *optional*):
+        As in [`SSUModelOutput`].
+    cross_modal_edge_weights (`torch.FloatTensor` of shape `(num_links,)`, *optional*):
+        As in [`SSUModelOutput`].
     """
 
     loss: torch.FloatTensor | None = None
@@ -280,6 +307,11 @@ class SSUSequenceClassifierOutput(ModelOutput):
     anchor_weights_audio: torch.FloatTensor | None = None
     anchor_weights_visual: torch.FloatTensor | None = None
     threshold_lambda: torch.FloatTensor | None = None
+    node_mask_text: torch.FloatTensor | None = None
+    node_mask_audio: torch.FloatTensor | None = None
+    node_mask_visual: torch.FloatTensor | None = None
+    cross_modal_edges: torch.LongTensor | None = None
+    cross_modal_edge_weights: torch.FloatTensor | None = None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -589,6 +621,12 @@ class SSUModel(SSUPreTrainedModel):
                 out["text_adjacency"] = graphs.adjacency[m].to(out.z_ori.dtype)
             else:
                 out[f"adjacency_{m}"] = graphs.edge_values[m]
+            out[f"node_mask_{m}"] = graphs.masks[m].to(out.z_ori.dtype)
+        links = graphs.cross_modal_links
+        out["cross_modal_edges"] = torch.stack(
+            [links.sample, links.modality_a, links.node_a, links.modality_b, links.node_b], dim=1
+        )
+        out["cross_modal_edge_weights"] = links.weight
         if self.graph_modalities:
             out["threshold_lambda"] = torch.stack([self.graph_builders[m].threshold_lambda for m in self.graph_modalities])
 
