@@ -37,8 +37,8 @@ from ...utils.outputs import (
     written_entries,
 )
 from ..evaluation import perturb_batch, score
-from .extractors import Extractor, extractor_for
-from .figures import draw_figures
+from .extractors import EXTRACTORS, Extractor, extractor_for
+from .figures import occlusion_figure, pyplot
 from .report import render_html
 
 MODEL_INPUT_KEYS = ("input_ids", "inputs_embeds", "audio_features", "visual_features")
@@ -484,3 +484,20 @@ def _summarise(model, extractor, samples, modalities, occlude, labels, clean_log
             summary["metrics"] = {name: values for name, values in scored.items() if values is not None}
     return summary
 
+
+def draw_figures(exp: Explanation, directory: str | Path, svg: bool = True) -> dict[str, str]:
+    """Every figure of the report in ``directory``; returns {figure key: file name}."""
+    extractor = EXTRACTORS[exp.model_type]
+    plt = pyplot()
+    directory = Path(directory)
+    drawn: dict[str, str] = {}
+    # SVG text stays text (selectable, searchable, smaller) instead of glyph outlines.
+    style = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none"}
+    with plt.rc_context(style):
+        for draw in extractor.split_figures:
+            draw(plt, exp, directory, svg, drawn)
+        for i in exp.examples:
+            for draw in extractor.sample_figures:
+                draw(plt, exp, i, directory, svg, drawn)
+        occlusion_figure(plt, exp, directory, svg, drawn)
+    return drawn

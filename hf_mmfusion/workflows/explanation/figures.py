@@ -280,26 +280,6 @@ def occlusion_figure(plt, exp: Explanation, directory: Path, svg: bool, figures:
     _close(plt, fig)
 
 
-def draw_figures(exp: Explanation, directory: str | Path, svg: bool = True) -> dict[str, str]:
-    """Every figure of the report in ``directory``; returns {figure key: file name}."""
-    from .extractors import EXTRACTORS
-
-    extractor = EXTRACTORS[exp.model_type]
-    plt = pyplot()
-    directory = Path(directory)
-    figures: dict[str, str] = {}
-    # SVG text stays text (selectable, searchable, smaller) instead of glyph outlines.
-    style = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none"}
-    with plt.rc_context(style):
-        for draw in extractor.split_figures:
-            draw(plt, exp, directory, svg, figures)
-        for i in exp.examples:
-            for draw in extractor.sample_figures:
-                draw(plt, exp, i, directory, svg, figures)
-        occlusion_figure(plt, exp, directory, svg, figures)
-    return figures
-
-
 def short_prediction(prediction) -> str:
     if isinstance(prediction, dict):
         return f"{prediction['label']} {prediction['score']:.2f}"
