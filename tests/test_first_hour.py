@@ -25,7 +25,7 @@ def test_readme_test_section_says_what_the_first_run_downloads():
     readme = (REPO_ROOT / "README.md").read_text()
     section = re.search(r"## Test\n(.*?)\n## ", readme, re.S).group(1)
     assert ".tf_common" in section and "HF_MMFUSION_TF_TESTS" in section
-    tf_common = (REPO_ROOT / "tests" / "transformers_common.py").read_text()
+    tf_common = (REPO_ROOT / "tests" / "utils" / "transformers_common.py").read_text()
     assert '".tf_common"' in tf_common and "HF_MMFUSION_TF_TESTS" in tf_common
     assert ".tf_common/" in (REPO_ROOT / ".gitignore").read_text()
 

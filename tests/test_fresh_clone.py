@@ -12,7 +12,7 @@ def test_suite_without_shared_data_skips_with_a_reason(tmp_path):
     env = {**os.environ, "HF_MMFUSION_SHARED_DATA": str(tmp_path / "absent"), "OMP_NUM_THREADS": "1"}
     env.pop("HF_MMFUSION_REQUIRE_SHARED_DATA", None)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/test_dependency_parser.py", "-o", "addopts=", "-q", "-rs",
+        [sys.executable, "-m", "pytest", "tests/processing/test_dependency_parser.py", "-o", "addopts=", "-q", "-rs",
          "-p", "no:cacheprovider"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
     )

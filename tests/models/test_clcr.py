@@ -20,7 +20,7 @@ from hf_mmfusion import CLCRConfig, CLCRForSequenceClassification, CLCRModel  # 
 from hf_mmfusion.models.modeling_clcr import CLCRIntraLevel, CLCRLevelOutput, level_permutation  # noqa: E402
 
 AUDIO_DIM, VISUAL_DIM, VOCAB = 5, 7, 99
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_config(modalities=("text", "audio", "visual"), **overrides) -> CLCRConfig:

@@ -55,7 +55,7 @@ def _cache_root() -> Path:
     override = os.environ.get("HF_MMFUSION_TF_TESTS")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[1] / ".tf_common" / transformers.__version__
+    return Path(__file__).resolve().parents[2] / ".tf_common" / transformers.__version__
 
 
 def _fetch(root: Path) -> None:

@@ -96,7 +96,6 @@ def test_ssu_dependency_graph_from_real_parses_trains(parser, tmp_path):
 
 @needs_pipeline
 def test_train_with_spacy_model_builds_a_dependency_graph(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from workflow_helpers import tiny_train_argv
 
     from hf_mmfusion.commands.train import parse_train_args
@@ -117,7 +116,7 @@ def test_attachment_scores_on_the_treebank(shared_data):
         pytest.skip(f"UD EWT treebank not found at {conllu}")
     import spacy
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from parser_uas import attachment_scores, read_treebank
 
     sentences = read_treebank(conllu)

@@ -128,7 +128,7 @@ def test_usage_does_not_load_torch_but_the_package_still_works():
         "assert not heavy, f'import hf_mmfusion loaded {heavy}'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "commands:" in result.stdout
 

@@ -17,7 +17,7 @@ register_model_names("clcr", base="CLCRModel", sequence_classification="CLCRForS
 NOT_APPLICABLE = {}
 
 # Tests the mixin skips on its own (its conditions, read from the model and the machine), and why they do
-# not apply here. tests/skip_reports.py fails a mixin skip missing here and a listed test that runs.
+# not apply here. tests/utils/skip_reports.py fails a mixin skip missing here and a listed test that runs.
 SKIPPED_BY_THE_MIXIN = {
     # Need hardware or libraries this CPU test run does not have.
     "test_can_load_with_device_context_manager": "needs an accelerator",

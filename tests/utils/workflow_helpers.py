@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from isolation import without_package
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Small widths, few heads, no dropout: fast and deterministic.
 TINY_OVERRIDES = {

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from workflow_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import real_multimodal as bench  # noqa: E402
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from workflow_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import mosi_text  # noqa: E402
 
 from hf_mmfusion.processing import installed_spacy_pipeline  # noqa: E402

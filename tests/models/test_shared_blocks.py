@@ -285,7 +285,7 @@ def test_training_sets_label_offset_to_training_label_mean(tmp_path):
 # ---------------------------------------------------------------- conventions both models follow
 
 MODELS_DIR = Path(hf_mmfusion.models.__file__).parent
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tiny_model(model_type: str):

@@ -3,7 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent
+HELPERS = Path(__file__).resolve().parents[1] / "utils"
 
 MIXIN = """import unittest
 
@@ -37,7 +37,7 @@ def test_mixin_skips_are_checked_against_the_module_table(tmp_path):
     (tmp_path / "test_listed.py").write_text(_module({"test_needs_*": "this model runs on CPUs only"}))
     (tmp_path / "test_unlisted.py").write_text(_module({}))
     (tmp_path / "test_stale.py").write_text(_module({"test_needs_gpu": "no accelerator", "test_runs": "stale"}))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(tmp_path)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HELPERS), str(tmp_path)])}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", str(tmp_path), "-q", "-rfEs", "-p", "no:cacheprovider", "-o", "addopts="],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
