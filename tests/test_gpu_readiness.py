@@ -173,7 +173,7 @@ def test_gpu_benchmark_without_cuda_says_so_in_one_line():
 
 
 def test_gpu_benchmark_cpu_smoke_prints_every_row():
-    result = _gpu_benchmark("--device", "cpu", "--tiny", "--steps", "1", "--warmup", "0", "--batch_sizes", "2")
+    result = _gpu_benchmark("--device", "cpu", "--tiny", "--modes", "bf16", "--steps", "1", "--warmup", "0", "--batch_sizes", "2")
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith(("clcr", "ssu", "baseline"))]
     for model in ("clcr", "ssu", "baseline"):
