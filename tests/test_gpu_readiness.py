@@ -22,10 +22,11 @@ from hf_mmfusion.models.modeling_clcr import (  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# bf16 keeps 8 significant bits (relative rounding 2^-8 ~ 0.4%). Through a text encoder, the TCN, IntraCED and
-# InterCAD (or the graphs of SSU) the rounding of some ten layers adds up; the tiny models' predictions have
-# a spread of about 0.5 to 1, so 0.05 absolute (a few bf16 steps per layer) separates rounding from a broken
-# path (a wrong dtype or a lost mask moves a prediction by the size of the predictions themselves).
+# bf16 keeps 8 significant bits (relative rounding 2^-8 ~ 0.4%), and the rounding of some ten layers (text
+# encoder, TCN, IntraCED, InterCAD, or SSU's graphs) adds up. Over five seeds of these tiny models the largest
+# prediction difference to fp32 was 0.007 for CLCR and 0.034 for SSU (predictions spread over 0.13-1.6); SSU
+# moves more, probably because a rounded score can fall on the other side of its graph threshold and drop or add an edge.
+# 0.05 (plus 5% of the value) covers that, and stays below the spread of the predictions.
 BF16_ATOL, BF16_RTOL = 0.05, 0.05
 
 
@@ -172,6 +173,7 @@ def test_gpu_benchmark_without_cuda_says_so_in_one_line():
     assert len(lines) == 1 and lines[0].startswith("error: ") and "CUDA" in lines[0], result.stderr
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_cpu_smoke_prints_every_row():
     result = _gpu_benchmark("--device", "cpu", "--tiny", "--modes", "bf16", "--steps", "1", "--warmup", "0", "--batch_sizes", "2")
     assert result.returncode == 0, result.stderr
