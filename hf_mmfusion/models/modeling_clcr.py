@@ -230,9 +230,11 @@ class CLCRCrossModalExchange(nn.Module):
         # Rows without any source attend everywhere (finite output) and are zeroed below.
         key_mask = source_mask | ~has_source.unsqueeze(1)
         attn_mask = key_mask[:, None, None, :].expand(batch, 1, tq, ts)
-        q = self.q_proj(query).view(batch, tq, self.num_heads, self.head_dim).transpose(1, 2)
+        q = self.q_proj(query).view(batch, tq, self.num_heads, self.head_dim).transpose(1, 2)   # [B, H, Tq, Dh]
         k = self.k_proj(source).view(batch, ts, self.num_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(source).view(batch, ts, self.num_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(source).view(batch, ts, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, Ts, Dh]
+        # torch's kernel is called directly for "sdpa": transformers' wrapper adds grouped-query and causal
+        # handling that this cross-attention never needs. Other implementations come from transformers' registry.
         implementation = self.config._attn_implementation
         attention = (
             _sdpa_exchange_attention
