@@ -94,12 +94,40 @@ def _inverse_softplus(value: float) -> float:
     return value + math.log(-math.expm1(-value))
 
 
+def _exchange_scores_mask(attention_mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """An additive mask ``[B, 1, Tq, Tk]`` in ``like``'s dtype from a boolean (True = attend) or additive one."""
+    if attention_mask.dtype == torch.bool:
+        blocked = torch.zeros(attention_mask.shape, dtype=like.dtype, device=like.device)
+        return blocked.masked_fill_(~attention_mask, torch.finfo(like.dtype).min)
+    return attention_mask.to(like.dtype)
+
+
 def _eager_exchange_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    """Plain softmax attention; ``query[B, H, Tq, Dh]``, bool ``attention_mask[B, 1, Tq, Tk]`` -> ``[B, Tq, H, Dh]``."""
-    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
-    scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-    probs = F.dropout(torch.softmax(scores, dim=-1), p=dropout, training=module.training)
+    """Eq. 4's attention written out: ``softmax(Q K^T / sqrt(d_h) + mask) V``.
+
+    ``query[B, H, Tq, Dh]``, ``key/value[B, H, Tk, Dh]``, ``attention_mask[B, 1, Tq, Tk]`` boolean (True = attend)
+    or additive -> ``([B, Tq, H, Dh], probs[B, H, Tq, Tk])``.
+    """
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling + _exchange_scores_mask(attention_mask, query)
+    # The softmax runs in float32, as the fused kernels keep their row max and sum, so that eager and SDPA agree
+    # under bf16 autocast (a bf16 row sum keeps 8 significant bits).
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
+    probs = F.dropout(probs, p=dropout, training=module.training)
     return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
+
+
+def _sdpa_exchange_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """Eq. 4's attention by torch's fused ``scaled_dot_product_attention``; shapes and masks as the eager form.
+
+    A boolean mask goes to the kernel as it is (True = attend); an additive one is added to the scores.
+    No attention map comes back (``None``), as with transformers' own SDPA attention.
+    """
+    if attention_mask.dtype != torch.bool:
+        attention_mask = attention_mask.to(query.dtype)
+    out = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling
+    )                                                                           # [B, H, Tq, Dh]
+    return out.transpose(1, 2).contiguous(), None
 
 
 class CLCROrthogonalBank(nn.Module):
@@ -202,10 +230,18 @@ class CLCRCrossModalExchange(nn.Module):
         # Rows without any source attend everywhere (finite output) and are zeroed below.
         key_mask = source_mask | ~has_source.unsqueeze(1)
         attn_mask = key_mask[:, None, None, :].expand(batch, 1, tq, ts)
-        q = self.q_proj(query).view(batch, tq, self.num_heads, self.head_dim).transpose(1, 2)
+        q = self.q_proj(query).view(batch, tq, self.num_heads, self.head_dim).transpose(1, 2)   # [B, H, Tq, Dh]
         k = self.k_proj(source).view(batch, ts, self.num_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(source).view(batch, ts, self.num_heads, self.head_dim).transpose(1, 2)
-        attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, _eager_exchange_attention)
+        v = self.v_proj(source).view(batch, ts, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, Ts, Dh]
+        # torch's kernel is called directly for "sdpa": transformers' wrapper adds grouped-query and causal
+        # handling that this cross-attention never needs. Other implementations come from transformers' registry.
+        implementation = self.config._attn_implementation
+        attention = (
+            _sdpa_exchange_attention
+            if implementation == "sdpa"
+            else ALL_ATTENTION_FUNCTIONS.get_interface(implementation, _eager_exchange_attention)
+        )
+        # Dropout on the attention weights only while training (Eq. 4 at inference is deterministic).
         out, _ = attention(
             self, q, k, v, attn_mask, dropout=self.dropout if self.training else 0.0, scaling=self.scaling, is_causal=False
         )
