@@ -310,10 +310,10 @@ dist.destroy_process_group()
 def test_fsdp2_two_processes_reach_the_ddp_losses(tmp_path, model_type):
     script = tmp_path / "fsdp2_against_ddp.py"
     script.write_text(_FSDP2_AGAINST_DDP)
-    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    helpers = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "utils")
     result = run_python(
         ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()), str(script),
-         model_type, tests_dir],
+         model_type, helpers],
         env_extra={"TOKENIZERS_PARALLELISM": "false"},
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -20,7 +20,7 @@ from hf_mmfusion.models.modeling_clcr import (  # noqa: E402
     _sdpa_exchange_attention,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # bf16 keeps 8 significant bits (relative rounding 2^-8 ~ 0.4%), and the rounding of some ten layers (text
 # encoder, TCN, IntraCED, InterCAD, or SSU's graphs) adds up. Over five seeds of these tiny models the largest
