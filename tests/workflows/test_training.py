@@ -245,11 +245,11 @@ def test_torchrun_two_processes_log_the_single_process_loss(tmp_path):
 # on the same per-process batches; rank 0 prints both loss curves and what fully_shard said of the model
 # as it is. The second FSDP2 model holds every 0-dim parameter as a 1-element tensor, the form fully_shard asks for.
 _FSDP2_AGAINST_DDP = """
-import json, sys
+import json, os, sys
 import torch, torch.distributed as dist
 from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
-sys.path.insert(0, sys.argv[2])
+sys.path[:0] = sys.argv[2].split(os.pathsep)
 import test_clcr, test_ssu
 from hf_mmfusion import SSUForSequenceClassification
 
@@ -310,7 +310,9 @@ dist.destroy_process_group()
 def test_fsdp2_two_processes_reach_the_ddp_losses(tmp_path, model_type):
     script = tmp_path / "fsdp2_against_ddp.py"
     script.write_text(_FSDP2_AGAINST_DDP)
-    helpers = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "utils")
+    tests_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # The tiny configs of the model tests, and the helpers they import.
+    helpers = os.pathsep.join(os.path.join(tests_dir, folder) for folder in ("models", "utils"))
     result = run_python(
         ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()), str(script),
          model_type, helpers],
