@@ -13,8 +13,9 @@ peak RSS is that run's:
   (Trainer's ``train_samples_per_second``), peak RSS of the whole command, preprocessing rows a second
   (``encode_dataset`` over the train / validation / test splits) and the share of the training loop spent
   waiting for data (time inside the DataLoader iterator's ``__next__`` against ``train_runtime``);
-- ``evaluate`` (the clean test condition only): test samples a second end to end (model load,
-  preprocessing, inference) and peak RSS.
+- ``evaluate`` (the clean test condition only) of the first ``--eval_samples`` test samples, the same
+  number at every size: samples a second end to end (loading the dataset and the model, preprocessing,
+  inference) and peak RSS.
 
 The last columns fit a growth exponent per cost, the slope of log(cost) on log(N) by least squares: 1.0 is
 linear, 0 flat (for rates, 0 is a constant rate); "at MOSEI" extrapolates the fit to CMU-MOSEI's 22,856
@@ -29,6 +30,7 @@ import math
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -166,9 +168,9 @@ def measure(segments: int, work: Path, args) -> dict:
         data_wait_share=timings["data_wait_s"] / results["train_runtime"],
     )
 
-    test_rows = len(__import__("datasets").load_from_disk(str(converted))["test"])
+    test_rows = min(args.eval_samples, len(__import__("datasets").load_from_disk(str(converted))["test"]))
     wall, rss, _ = run_child([
-        *CLI, "evaluate", str(model_dir), "--dataset", str(converted), "--split", "test",
+        *CLI, "evaluate", str(model_dir), "--dataset", str(converted), "--split", "test", "--max_samples", str(test_rows),
         "--noise", "0", "--no_drop", "--batch_size", str(args.batch_size), "--no_progress",
         "--output_dir", str(work / f"eval_{segments}"),
     ], work)
@@ -226,17 +228,21 @@ def main() -> None:
                         help="segments per synthetic pickle (the full table: --sizes 1000 4000 16000)")
     parser.add_argument("--max_steps", type=int, default=10, help="training steps at every size")
     parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--eval_samples", type=int, default=100, help="test samples evaluated at every size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the measurements to this JSON file")
     args = parser.parse_args()
     if min(args.sizes) < 10:
         parser.error("--sizes must be at least 10 segments")
+    # A stopped run still removes its pickles (GBs): SIGTERM unwinds like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rows = []
     with tempfile.TemporaryDirectory(prefix="hf-mmfusion-scale-") as work:
         for segments in sorted(set(args.sizes)):
             rows.append(measure(segments, Path(work), args))
             print(f"measured {segments:,} segments: {json.dumps({k: round(v, 4) for k, v in rows[-1].items()})}", flush=True)
-    print(f"\nsmall CLCR, {args.max_steps} training steps of {args.batch_size} at every size; "
+    print(f"\nsmall CLCR, {args.max_steps} training steps of {args.batch_size} and {args.eval_samples} evaluated "
+          "test samples at every size; "
           f"exponent: slope of log(cost) on log(segments) (1.0 linear, 0 flat)\n")
     print_table(rows)
     if args.sizes == parser.get_default("sizes"):

@@ -191,6 +191,7 @@ class PickledArray:
 
     def __init__(self, span: _FileSpan, shape, dtype, fortran: bool):
         self.shape, self.dtype, self._span, self._fortran = tuple(int(d) for d in shape), np.dtype(dtype), span, fortran
+        self._whole = None
         if self.dtype.hasobject:
             raise pickle.UnpicklingError("an object array cannot be read from raw bytes")
         if int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize != span.length:
@@ -209,7 +210,10 @@ class PickledArray:
 
     def __getitem__(self, index):
         if not isinstance(index, (int, np.integer)) or self._fortran or not self.shape:
-            return np.asarray(self)[index]
+            # A Fortran-order sample is scattered over the whole payload: such an array is read in once.
+            if self._whole is None:
+                self._whole = np.asarray(self)
+            return self._whole[index]
         n = self.shape[0]
         i = int(index) + n if index < 0 else int(index)
         if not 0 <= i < n:
@@ -219,6 +223,8 @@ class PickledArray:
         return np.frombuffer(data, dtype=self.dtype).reshape(self.shape[1:])
 
     def __array__(self, dtype=None, copy=None):
+        if self._whole is not None:
+            return self._whole if dtype is None else self._whole.astype(dtype)
         data = bytearray(self._span.source.read(self._span.offset, self._span.length))
         array = np.frombuffer(data, dtype=self.dtype).reshape(self.shape, order="F" if self._fortran else "C")
         return array if dtype is None else array.astype(dtype)
