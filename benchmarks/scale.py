@@ -89,7 +89,11 @@ def run_child(argv: list[str], cwd: Path) -> tuple[float, float, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    output = proc.stdout.read().decode(errors="replace")
+    try:
+        output = proc.stdout.read().decode(errors="replace")
+    except BaseException:
+        proc.kill()
+        raise
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)

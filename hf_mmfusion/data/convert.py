@@ -16,7 +16,9 @@ Sources:
   from a speech recogniser; cached per clip, failed clips reported.
 
 Output: Arrow (``save_to_disk``) or Parquet, written atomically (a failed conversion leaves nothing), and
-optionally pushed to the Hub. Run as ``hf-mmfusion convert ...``, ``python -m hf_mmfusion.commands.convert
+optionally pushed to the Hub. Rows stream into Arrow in batches; the ``mmsa`` and ``sdk`` sources read each
+segment's frames from their files when its row is written, so their memory does not grow with the input
+(an MMSA pickle's frame arrays are never loaded whole). Run as ``hf-mmfusion convert ...``, ``python -m hf_mmfusion.commands.convert
 ...`` or a script in ``dataset_scripts/``.
 """
 
