@@ -5,8 +5,8 @@
 
 For each size N the benchmark writes a seeded synthetic MMSA pickle shaped like unaligned CMU-MOSEI
 (GloVe text 50 x 300, audio 500 x 74 and visual 500 x 35 frames with 100-500 real ones, 70/10/20 splits)
-into a temporary folder it removes afterwards, and measures, each in a child process of its own so that
-peak RSS is that run's:
+into a temporary folder it removes afterwards, and measures, each in a child process of its own whose peak
+RSS (``VmHWM``: its own memory, resident at its peak, memory-mapped files included) is that run's:
 
 - ``convert mmsa``: wall time and peak RSS (the pickle's size beside it);
 - ``train``: a small CLCR for ``--max_steps`` steps (the same at every size): training samples a second
@@ -46,8 +46,6 @@ MOSEI_SEGMENTS = 22856
 SPLIT_SHARES = (("train", 0.7), ("valid", 0.1), ("test", 0.2))
 TEXT_SHAPE, AUDIO_SHAPE, VISUAL_SHAPE = (50, 300), (500, 74), (500, 35)
 REAL_FRAMES = (100, 500)
-# `hf-mmfusion <command> ...` as the installed entry point runs it.
-CLI = ["-c", "import sys; from hf_mmfusion.commands import main; sys.exit(main(sys.argv[1:]))"]
 SMALL_CLCR = [
     "--model_type", "clcr", "--hidden_size", "32", "--tiny_text_hidden_size", "32",
     "--config_overrides", "exchange_heads=2,tcn_dilations=[1,2,4],intra_pair_segments=4",
@@ -84,29 +82,56 @@ def write_mosei_pickle(path: Path, segments: int, seed: int = 0) -> None:
         pickle.dump(data, handle, protocol=4)
 
 
-def run_child(argv: list[str], cwd: Path) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in GB, output) of ``python argv`` as a child process of its own."""
+def own_peak_rss_kib() -> int:
+    """Peak RSS of this process's own memory. VmHWM starts afresh at exec; ``ru_maxrss`` (of ``getrusage`` or
+    ``wait4``) would count the parent's memory too, which a child shares until it execs: after writing a
+    pickle that is several GB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise SystemExit("error: this benchmark needs Linux's /proc/self/status")
+
+
+def run_child(argv: list[str], work: Path) -> tuple[float, float, dict]:
+    """(wall seconds, peak RSS in GB, what the child recorded) of ``hf-mmfusion argv`` run by
+    :func:`child` in a process of its own."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    record = work / "child.json"
+    record.unlink(missing_ok=True)
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, __file__, "--child", str(record), "--", *argv], cwd=work, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         output = proc.stdout.read().decode(errors="replace")
     except BaseException:
         proc.kill()
         raise
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc.wait()
     wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"error: {' '.join(argv[:4])} ... failed ({proc.returncode}):\n{output[-3000:]}")
-    return wall, usage.ru_maxrss / 2**20, output  # ru_maxrss is in KiB on Linux
+    if proc.returncode or not record.exists():
+        raise SystemExit(f"error: hf-mmfusion {' '.join(argv[:3])} ... failed ({proc.returncode}):\n{output[-3000:]}")
+    recorded = json.loads(record.read_text())
+    return wall, recorded["peak_rss_kib"] / 2**20, recorded
 
 
-def train_child(result_path: str, argv: list[str]) -> None:
-    """Run ``hf-mmfusion train argv`` in this process, timing preprocessing and the DataLoader."""
+def child(record_path: str, argv: list[str]) -> None:
+    """Run ``hf-mmfusion argv`` in this process; for ``train``, time preprocessing and the DataLoader too."""
+    from hf_mmfusion.commands import main
+
+    timings = {}
+    if argv[0] == "train":
+        timings = time_training()
+    code = main(argv)
+    timings.pop("training", None)
+    Path(record_path).write_text(json.dumps({**timings, "peak_rss_kib": own_peak_rss_kib()}))
+    sys.exit(code)
+
+
+def time_training() -> dict:
+    """Counters that fill while ``hf-mmfusion train`` runs: rows and seconds of ``encode_dataset`` and the
+    seconds spent inside the DataLoader iterator's ``__next__`` during ``Trainer.train``."""
     import torch.utils.data.dataloader as dataloader
 
-    from hf_mmfusion.commands.train import main
     from hf_mmfusion.workflows.training import run, trainer
 
     timings = {"preprocess_rows": 0, "preprocess_s": 0.0, "data_wait_s": 0.0, "training": False}
@@ -141,8 +166,7 @@ def train_child(result_path: str, argv: list[str]) -> None:
     run.encode_dataset = timed_encode
     dataloader._BaseDataLoaderIter.__next__ = timed_next
     trainer.MMFusionTrainer.train = timed_train
-    main(argv)
-    Path(result_path).write_text(json.dumps(timings))
+    return timings
 
 
 def measure(segments: int, work: Path, args) -> dict:
@@ -150,20 +174,19 @@ def measure(segments: int, work: Path, args) -> dict:
     write_mosei_pickle(pickle_path, segments, seed=args.seed)
     row = {"segments": segments, "pickle_gb": pickle_path.stat().st_size / 1e9}
     converted = work / f"converted_{segments}"
-    wall, rss, _ = run_child([*CLI, "convert", "mmsa", str(pickle_path), "-o", str(converted)], work)
+    wall, rss, _ = run_child(["convert", "mmsa", str(pickle_path), "-o", str(converted)], work)
     row.update(convert_s=wall, convert_rss_gb=rss)
     pickle_path.unlink()  # only the converted copy is needed from here on
 
-    model_dir, timings_path = work / f"model_{segments}", work / f"timings_{segments}.json"
+    model_dir = work / f"model_{segments}"
     train_argv = [
-        *SMALL_CLCR, "--dataset", str(converted), "--output_dir", str(model_dir), "--max_steps", str(args.max_steps),
+        "train", *SMALL_CLCR, "--dataset", str(converted), "--output_dir", str(model_dir), "--max_steps", str(args.max_steps),
         "--per_device_train_batch_size", str(args.batch_size), "--per_device_eval_batch_size", str(args.batch_size),
         "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", str(args.max_steps),
         "--dataloader_num_workers", "0", "--use_cpu", "true", "--disable_tqdm", "true", "--report_to", "none",
         "--seed", str(args.seed),
     ]
-    _, rss, _ = run_child([__file__, "--train-child", str(timings_path), "--", *train_argv], work)
-    timings = json.loads(timings_path.read_text())
+    _, rss, timings = run_child(train_argv, work)
     results = json.loads((model_dir / "all_results.json").read_text())
     row.update(
         preprocess_rows_s=timings["preprocess_rows"] / timings["preprocess_s"],
@@ -174,7 +197,7 @@ def measure(segments: int, work: Path, args) -> dict:
 
     test_rows = min(args.eval_samples, len(__import__("datasets").load_from_disk(str(converted))["test"]))
     wall, rss, _ = run_child([
-        *CLI, "evaluate", str(model_dir), "--dataset", str(converted), "--split", "test", "--max_samples", str(test_rows),
+        "evaluate", str(model_dir), "--dataset", str(converted), "--split", "test", "--max_samples", str(test_rows),
         "--noise", "0", "--no_drop", "--batch_size", str(args.batch_size), "--no_progress",
         "--output_dir", str(work / f"eval_{segments}"),
     ], work)
@@ -223,9 +246,8 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main() -> None:
-    if "--train-child" in sys.argv:
-        index = sys.argv.index("--train-child")
-        train_child(sys.argv[index + 1], sys.argv[sys.argv.index("--") + 1:])
+    if "--child" in sys.argv:
+        child(sys.argv[sys.argv.index("--child") + 1], sys.argv[sys.argv.index("--") + 1:])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000],
