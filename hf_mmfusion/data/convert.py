@@ -16,7 +16,9 @@ Sources:
   from a speech recogniser; cached per clip, failed clips reported.
 
 Output: Arrow (``save_to_disk``) or Parquet, written atomically (a failed conversion leaves nothing), and
-optionally pushed to the Hub. Run as ``hf-mmfusion convert ...``, ``python -m hf_mmfusion.commands.convert
+optionally pushed to the Hub. Rows stream into Arrow in batches; the ``mmsa`` and ``sdk`` sources read each
+segment's frames from their files when its row is written, so their memory does not grow with the input
+(an MMSA pickle's frame arrays are never loaded whole). Run as ``hf-mmfusion convert ...``, ``python -m hf_mmfusion.commands.convert
 ...`` or a script in ``dataset_scripts/``.
 """
 
@@ -33,6 +35,7 @@ import numpy as np
 from ..utils.ownership import ScratchDirectory, remove_abandoned_scratch
 from .schema import (
     SPLITS,
+    LazyRows,
     build_dataset_dict,
     canonical_features,
     check_replaceable_output,
@@ -129,8 +132,10 @@ def _split_paths(inputs: list[str]) -> dict[str, str]:
     return out
 
 
-def read_source(args: argparse.Namespace) -> dict[str, list[dict]]:
-    """Rows per split for the ``args.source`` format (nothing is written)."""
+def read_source(args: argparse.Namespace) -> dict:
+    """Rows per split for the ``args.source`` format (nothing is written): a list of row dicts, or
+    :class:`~hf_mmfusion.data.schema.LazyRows` for the sources that build each row as it is read (``mmsa``,
+    ``sdk``)."""
     if args.source == "mmsa":
         from .mmsa import read_mmsa_pickle
 
@@ -202,20 +207,29 @@ def _single_input(args) -> None:
         raise ValueError(f"the {args.source} source takes one input file, got {len(args.inputs)}")
 
 
-def _join_text(rows: dict[str, list[dict]], args) -> None:
+def _row_ids(split_rows) -> list[str]:
+    return split_rows.ids if isinstance(split_rows, LazyRows) else [row["id"] for row in split_rows]
+
+
+def _join_text(rows: dict, args) -> None:
     from .manifest import text_lookup
 
     lookup = text_lookup(args.text_from, args.text_from_id_column, args.text_from_columns)
-    missing = [row["id"] for split_rows in rows.values() for row in split_rows if row["id"] not in lookup]
+    missing = [row_id for split_rows in rows.values() for row_id in _row_ids(split_rows) if row_id not in lookup]
     if missing:
         raise ValueError(f"{len(missing)} ids have no transcript in {args.text_from} (first: {missing[:3]})")
-    for split_rows in rows.values():
+    for split, split_rows in rows.items():
+        if isinstance(split_rows, LazyRows):
+            rows[split] = split_rows.map(lambda row: {**row, "text": lookup[row["id"]]})
+            continue
         for row in split_rows:
             row["text"] = lookup[row["id"]]
 
 
-def _schema(rows: dict[str, list[dict]]):
-    every = [row for split_rows in rows.values() for row in split_rows]
+def _schema(rows: dict):
+    # Rows a reader builds on demand share one layout: their first row stands for them (reading all of
+    # them would read the whole source once more), and the row generator checks each row's columns.
+    every = [row for split_rows in rows.values() for row in (split_rows[:1] if isinstance(split_rows, LazyRows) else split_rows)]
     if not every:
         raise ValueError("the source has no rows")
     keys = {key for row in every for key in row}
@@ -243,6 +257,9 @@ def _row_generator(split_rows: list[dict], features, split: str, non_finite: str
     def generate():
         for row in split_rows:
             row = dict(row)
+            lacking = [name for name in features if name not in row]
+            if lacking:
+                raise ValueError(f"{split} row {row.get('id')!r} lacks {lacking}; a column must be present in every row")
             for modality in ("audio", "visual"):
                 if modality in row:
                     frames = np.asarray(row[modality], dtype=np.float32)

@@ -10,14 +10,94 @@ intervals are intersected with each segment's interval.
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 from pathlib import Path
 
 import numpy as np
 
+from .schema import LazyRows
+
 FOLD_SPLITS = (("train", "train"), ("valid", "validation"), ("dev", "validation"), ("test", "test"))
 # Tokens of the SDK's word sequences that mark silence, not words.
 SILENCE_TOKENS = frozenset({"sp", "sil", ""})
+
+
+class ComputationalSequence:
+    """A computational sequence opened for reading one video or segment at a time (HDF5 reads only what is
+    asked for). Layout problems and damaged data raise a ``ValueError`` naming the file."""
+
+    def __init__(self, path: str | os.PathLike):
+        import h5py
+
+        self.path = os.fspath(path)
+        try:
+            self._handle = h5py.File(self.path, "r")
+        except (OSError, ValueError) as err:
+            raise ValueError(
+                f"{self.path} is not a readable HDF5 computational sequence (corrupt or truncated?): {err}"
+            ) from err
+        with self._reading():
+            roots = list(self._handle.keys())
+            if len(roots) != 1 or "data" not in self._handle[roots[0]]:
+                self._handle.close()
+                raise ValueError(f"{self.path}: expected one root group holding `data/`, found groups {roots}")
+            self._data = self._handle[roots[0]]["data"]
+            self.videos = list(self._data)
+        self._cached = (None, None)
+
+    @contextlib.contextmanager
+    def _reading(self):
+        try:
+            yield
+        except ValueError:
+            raise
+        except Exception as err:  # h5py surfaces damaged datasets as OSError/KeyError/RuntimeError
+            raise ValueError(
+                f"{self.path}: cannot read the computational sequence ({type(err).__name__}: {err})"
+            ) from err
+
+    def __contains__(self, video: str) -> bool:
+        return video in self._data
+
+    def check(self, video: str) -> int:
+        """The number of rows of ``video`` once its layout is checked (shapes only: no data is read)."""
+        with self._reading():
+            group = self._data[video]
+            if "features" not in group or "intervals" not in group:
+                raise ValueError(f"{self.path}: video {video!r} lacks `features` or `intervals`")
+            features, intervals = group["features"].shape, group["intervals"].shape
+        if len(intervals) != 2 or intervals[1] != 2 or not features or features[0] != intervals[0]:
+            raise ValueError(
+                f"{self.path}: video {video!r} has features {list(features)} and intervals "
+                f"{list(intervals)}; expected [n, d] and [n, 2]"
+            )
+        return intervals[0]
+
+    def intervals(self, video: str) -> np.ndarray:
+        """``[n, 2]`` intervals of ``video`` (the last video's are kept: segments are read video by video)."""
+        if self._cached[0] != video:
+            self.check(video)
+            with self._reading():
+                self._cached = (video, np.asarray(self._data[video]["intervals"][()], dtype=np.float64))
+        return self._cached[1]
+
+    def features(self, video: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """The feature rows of ``video`` where the boolean mask ``rows`` is set (all rows for ``None``); only the
+        stretch from the first to the last of them is read."""
+        with self._reading():
+            dataset = self._data[video]["features"]
+            if rows is None:
+                return dataset[()]
+            picked = np.flatnonzero(rows)
+            if not len(picked):
+                return dataset[0:0]
+            low, high = int(picked[0]), int(picked[-1]) + 1
+            block = dataset[low:high]
+            return block if high - low == len(picked) else block[rows[low:high]]
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 def read_csd(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -25,36 +105,11 @@ def read_csd(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]
 
     Raises ``ValueError`` when the file is not readable HDF5 or lacks the SDK layout.
     """
-    import h5py
-
-    path = os.fspath(path)
+    sequence = ComputationalSequence(path)
     try:
-        handle = h5py.File(path, "r")
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path} is not a readable HDF5 computational sequence (corrupt or truncated?): {err}") from err
-    try:
-        with handle:
-            roots = list(handle.keys())
-            if len(roots) != 1 or "data" not in handle[roots[0]]:
-                raise ValueError(f"{path}: expected one root group holding `data/`, found groups {roots}")
-            data = handle[roots[0]]["data"]
-            out = {}
-            for video in data:
-                group = data[video]
-                if "features" not in group or "intervals" not in group:
-                    raise ValueError(f"{path}: video {video!r} lacks `features` or `intervals`")
-                features, intervals = group["features"][()], np.asarray(group["intervals"][()], dtype=np.float64)
-                if intervals.ndim != 2 or intervals.shape[1] != 2 or len(features) != len(intervals):
-                    raise ValueError(
-                        f"{path}: video {video!r} has features {list(features.shape)} and intervals "
-                        f"{list(intervals.shape)}; expected [n, d] and [n, 2]"
-                    )
-                out[video] = (features, intervals)
-            return out
-    except ValueError:
-        raise
-    except Exception as err:  # h5py surfaces damaged datasets as OSError/KeyError/RuntimeError
-        raise ValueError(f"{path}: cannot read the computational sequence ({type(err).__name__}: {err})") from err
+        return {video: (sequence.features(video), sequence.intervals(video)) for video in sequence.videos}
+    finally:
+        sequence.close()
 
 
 def read_standard_folds(path: str | os.PathLike) -> dict[str, list[str]]:
@@ -106,38 +161,49 @@ def read_sdk_dataset(
     audio_csd: str | os.PathLike | None = None,
     visual_csd: str | os.PathLike | None = None,
     words_csd: str | os.PathLike | None = None,
-) -> dict[str, list[dict]]:
+) -> dict[str, LazyRows]:
     """Segment rows per split from a label sequence, optional feature / word sequences and the folds.
 
     ``label`` is the first label dimension (the sentiment score). Frames and words whose intervals
-    overlap a segment's interval belong to it; silence tokens are dropped from the text.
+    overlap a segment's interval belong to it; silence tokens are dropped from the text. Every video of
+    the folds and its layout is checked first; a segment's frames are read from the files when its row is
+    built, so memory holds one segment, not the sequences (COVAREP of CMU-MOSEI is several GB).
     """
-    labels = read_csd(labels_csd)
+    labels = ComputationalSequence(labels_csd)
     streams = {
-        name: read_csd(path)
+        name: ComputationalSequence(path)
         for name, path in (("audio", audio_csd), ("visual", visual_csd), ("text", words_csd))
         if path is not None
     }
-    out: dict[str, list[dict]] = {}
+    out: dict[str, LazyRows] = {}
     for split, videos in folds.items():
-        rows = []
+        segments = []
         for video in videos:
             if video not in labels:
                 raise ValueError(f"video {video!r} of split {split!r} is not in the label sequence {labels_csd}")
-            values, intervals = labels[video]
             for name, stream in streams.items():
                 if video not in stream:
                     raise ValueError(f"video {video!r} of split {split!r} is missing from the {name} sequence")
-            for k, ((start, end), value) in enumerate(zip(intervals, values)):
-                row = {"id": f"{video}_{k + 1}", "label": float(np.asarray(value, dtype=np.float64).reshape(-1)[0])}
-                for name, stream in streams.items():
-                    feats, ivals = stream[video]
-                    keep = _overlapping(ivals, start, end)
-                    if name == "text":
-                        words = [_decode_word(w) for w in feats[keep]]
-                        row["text"] = " ".join(w for w in words if w.strip().lower() not in SILENCE_TOKENS)
-                    else:
-                        row[name] = np.asarray(feats[keep], dtype=np.float32)
-                rows.append(row)
-        out[split] = rows
+                stream.check(video)
+            segments += [(video, k) for k in range(labels.check(video))]
+        out[split] = LazyRows([f"{video}_{k + 1}" for video, k in segments], _segment_reader(segments, labels, streams))
     return out
+
+
+def _segment_reader(segments: list[tuple[str, int]], labels: ComputationalSequence, streams: dict):
+    def build(i: int) -> dict:
+        video, k = segments[i]
+        start, end = labels.intervals(video)[k]
+        value = labels.features(video, np.arange(len(labels.intervals(video))) == k)[0]
+        row = {"id": f"{video}_{k + 1}", "label": float(np.asarray(value, dtype=np.float64).reshape(-1)[0])}
+        for name, stream in streams.items():
+            keep = _overlapping(stream.intervals(video), start, end)
+            feats = stream.features(video, keep)
+            if name == "text":
+                words = [_decode_word(w) for w in feats]
+                row["text"] = " ".join(w for w in words if w.strip().lower() not in SILENCE_TOKENS)
+            else:
+                row[name] = np.asarray(feats, dtype=np.float32)
+        return row
+
+    return build
