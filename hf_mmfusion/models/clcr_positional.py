@@ -44,7 +44,8 @@ class ScaledSinusoidalEncoding(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.dim = dim
-        self.gain = nn.Parameter(torch.ones(()))
+        # One element, not a 0-dim tensor: FSDP2 (`fully_shard`) cannot shard a scalar parameter.
+        self.gain = nn.Parameter(torch.ones(1))
         self.offset = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -207,8 +207,9 @@ class SSUTextGuidedGraph(nn.Module):
         self.query = SignalLinear(d, dp, bias=False)                              # W_Q
         self.key = SignalLinear(d, dp, bias=False)                                # W_K
         self.position_bias = nn.Parameter(torch.zeros(config.pos_bias_max_distance + 1))   # B_pos by |i - j|
-        self.scale_raw = nn.Parameter(torch.zeros(()))                            # s = softplus(scale_raw)
-        self.threshold_lambda = nn.Parameter(torch.zeros(()))                     # lambda of Eq. 5
+        # One element each, not 0-dim tensors: FSDP2 (`fully_shard`) cannot shard a scalar parameter.
+        self.scale_raw = nn.Parameter(torch.zeros(1))                             # s = softplus(scale_raw)
+        self.threshold_lambda = nn.Parameter(torch.zeros(1))                      # lambda of Eq. 5
 
     def distance_bias(self, T: int, device) -> torch.Tensor:
         pos = torch.arange(T, device=device)

@@ -628,7 +628,7 @@ class SSUModel(SSUPreTrainedModel):
         )
         out["cross_modal_edge_weights"] = links.weight
         if self.graph_modalities:
-            out["threshold_lambda"] = torch.stack([self.graph_builders[m].threshold_lambda for m in self.graph_modalities])
+            out["threshold_lambda"] = torch.cat([self.graph_builders[m].threshold_lambda for m in self.graph_modalities])
 
 
 class SSUClassificationHead(nn.Module):

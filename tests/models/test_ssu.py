@@ -688,7 +688,7 @@ def test_meta_device_construction_initialises_every_custom_parameter(tmp_path):
     torch.manual_seed(0)
     m = SSUForSequenceClassification(tiny_config())
     builder = m.ssu.graph_builders["audio"]
-    torch.testing.assert_close(torch.nn.functional.softplus(builder.scale_raw), torch.tensor(5.0))
+    torch.testing.assert_close(torch.nn.functional.softplus(builder.scale_raw), torch.tensor([5.0]))
     assert builder.position_bias[0] == 0 and builder.position_bias[-1] == -1
     gat = m.ssu.shared_gat.layers[0]
     assert gat.att_edge.abs().sum() > 0 and gat.lin.weight.abs().sum() > 0

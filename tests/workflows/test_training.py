@@ -242,8 +242,7 @@ def test_torchrun_two_processes_log_the_single_process_loss(tmp_path):
 
 # Two gloo processes train the same tiny model (no dropout) under DDP and under FSDP2 (torch's fully_shard,
 # one unit per entry of the model's _no_split_modules plus the root, as accelerate's FSDP2 wrapping does)
-# on the same per-process batches; rank 0 prints both loss curves and what fully_shard said of the model
-# as it is. The second FSDP2 model holds every 0-dim parameter as a 1-element tensor, the form fully_shard asks for.
+# on the same per-process batches; rank 0 prints both loss curves.
 _FSDP2_AGAINST_DDP = """
 import json, os, sys
 import torch, torch.distributed as dist
@@ -288,19 +287,9 @@ def losses(model, batches):
 model, batches = build()
 ddp = losses(DistributedDataParallel(model), batches)
 model, _ = build()
-try:
-    shard(model)
-    refused = None
-except ValueError as error:
-    refused = str(error)
-model, _ = build()
-for module in model.modules():
-    for name, parameter in list(module.named_parameters(recurse=False)):
-        if parameter.dim() == 0:
-            setattr(module, name, torch.nn.Parameter(parameter.detach().reshape(1)))
 fsdp = losses(shard(model), batches)
 if rank == 0:
-    print(json.dumps({"ddp": ddp, "fsdp": fsdp, "refused": refused}))
+    print(json.dumps({"ddp": ddp, "fsdp": fsdp}))
 dist.destroy_process_group()
 """
 
@@ -324,11 +313,6 @@ def test_fsdp2_two_processes_reach_the_ddp_losses(tmp_path, model_type):
     # forward and reduce-scattered gradients give the losses of replicated parameters with all-reduced ones.
     assert report["ddp"] == pytest.approx(report["fsdp"], rel=1e-5)
     assert report["ddp"][0] != pytest.approx(report["ddp"][-1], rel=1e-3)
-    if report["refused"] is not None:
-        # CLCR's positional gains and SSU's graph-threshold scalars are 0-dim parameters, which fully_shard
-        # cannot shard (README: "Large datasets and several GPUs").
-        assert "doesn't support scalar parameters" in report["refused"]
-        pytest.xfail(f"fully_shard refuses the model as it is: {report['refused']}")
 
 
 def test_real_cmu_mosi_features_with_a_pretrained_text_encoder(shared_data, tmp_path):
