@@ -46,7 +46,7 @@ def test_mixin_skips_name_their_test(tmp_path):
     (tmp_path / "test_models.py").write_text(
         "import unittest\n\nfrom mixin import Mixin\n\n\nclass ModelTest(Mixin, unittest.TestCase):\n    pass\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "tests"), str(tmp_path)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "tests" / "utils"), str(tmp_path)])}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", str(tmp_path), "-q", "-rs", "-p", "no:cacheprovider", "-o", "addopts="],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
