@@ -307,6 +307,9 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be at least 1, got {threads}")
+    workers = getattr(args, "preprocessing_num_workers", None)
+    if workers is not None and workers < 1:
+        raise ValueError(f"--preprocessing_num_workers must be at least 1, got {workers}")
     what = "--output_dir" if args.output_dir else "the default --output_dir"
     if args.output_dir:
         output_dir = check_results_dir(args.output_dir)
@@ -332,7 +335,7 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
     label_column = args.label_column or ("label" if is_regression(model) else "label_class")
     check_label_column(model, split, label_column)
     with model_threads(model, threads):
-        encoded = encode_dataset(split, processor, modalities, label_column, args.max_text_length)
+        encoded = encode_dataset(split, processor, modalities, label_column, args.max_text_length, num_proc=workers)
         rows = robustness_rows(
             model,
             encoded,
