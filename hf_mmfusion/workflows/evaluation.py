@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import json
 import math
 import os
@@ -336,6 +337,9 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
     check_label_column(model, split, label_column)
     with model_threads(model, threads):
         encoded = encode_dataset(split, processor, modalities, label_column, args.max_text_length, num_proc=workers)
+        # Unmaps the raw rows' Arrow files (see run_training): only the encoded rows are read from here on.
+        del raw, split
+        gc.collect()
         rows = robustness_rows(
             model,
             encoded,

@@ -7,6 +7,7 @@ data arguments. The same run works under ``python``, ``torchrun --nproc_per_node
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from dataclasses import dataclass
@@ -218,6 +219,10 @@ def _train(
         }
     if streaming:
         encoded["train"] = encoded["train"].shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size)
+    # The raw rows are no longer read: dropping them unmaps their Arrow files, whose pages preprocessing read
+    # in and which would otherwise stay in the process's resident memory (their size grows with the dataset).
+    del raw, train_raw, fit_rows, splits, subset
+    gc.collect()
 
     if encoded.get("eval") is None:
         training_args.eval_strategy = "no"
