@@ -9,7 +9,8 @@ ratio of every size to the smallest. ``train`` is ``--max_steps 10`` followed by
 evaluation; ``evaluate`` scores the test split clean (no noise levels, no dropped modality); ``predict`` scores
 the test rows written as records (``.npy`` frame files). The model is CLCR of width 32 with the tiny random
 text encoder, so the numbers measure the data path rather than the model. Everything under ``--workdir``
-is removed at the end unless ``--keep``.
+is removed at the end unless ``--keep`` (then the data and records are reused by the next run); runs on the
+same ``--workdir`` may run side by side (``--package DIR`` measures another copy of the package, a baseline).
 """
 
 from __future__ import annotations
@@ -75,21 +76,22 @@ def write_records(dataset_dir: Path, folder: Path) -> Path:
     return folder / "records.jsonl"
 
 
-def peak_rss(argv: list[str], env: dict) -> tuple[float, float]:
-    """(peak RSS in GB, seconds) of a child process; each child runs alone, so RUSAGE_CHILDREN's maximum is its own."""
-    script = (
-        "import resource, runpy, sys; sys.argv = sys.argv[1:]; "
-        "from hf_mmfusion.commands import main\n"
-        "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
-        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(code)"
-    )
+def peak_rss(argv: list[str], env: dict, scratch: Path) -> tuple[float, float]:
+    """(peak RSS in GB, seconds) of ``hf-mmfusion <argv>`` run under ``/usr/bin/time``.
+
+    Not ``RUSAGE_CHILDREN`` of this process: Linux carries a process's peak across ``exec``, so a child
+    forked from this (larger) process would report this process's size."""
+    report = scratch / "time.txt"
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", script, "hf-mmfusion", *argv], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", "-o", str(report), sys.executable, "-c",
+         "import sys; from hf_mmfusion.commands import main; sys.exit(main(sys.argv[1:]))", *argv],
+        env=env, capture_output=True, text=True,
+    )
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"command failed: {' '.join(argv)}\n{proc.stderr[-3000:]}")
-    kb = int(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("PEAK_KB")))
-    return kb / 1024**2, seconds
+    return int(report.read_text().split()[-1]) / 1024**2, seconds
 
 
 def main() -> None:
@@ -98,20 +100,24 @@ def main() -> None:
     parser.add_argument("--commands", nargs="+", default=["train", "evaluate", "predict"])
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--package", default=None, help="folder of another hf_mmfusion to measure (a baseline)")
     parser.add_argument("--extra", default="", help="extra train flags, e.g. '--preprocessing_num_workers 2'")
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="hf_mmfusion_memory_"))
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(workdir / "cache")}
-    # A fresh preprocessing cache: each run measures the work, not a reuse of an earlier run's.
-    shutil.rmtree(workdir / "cache", ignore_errors=True)
+    # Data is shared by runs on the same --workdir; models, outputs and a fresh preprocessing cache (each run
+    # measures the work, not a reuse of an earlier run's) are this run's.
+    scratch = workdir / f"run-{os.getpid()}"
+    scratch.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(args.package or REPO), "HF_HUB_OFFLINE": "1",
+           "HF_DATASETS_CACHE": str(scratch / "cache")}
     results: dict[str, dict[int, tuple[float, float]]] = {c: {} for c in args.commands}
     try:
         for size in args.sizes:
             data = workdir / f"mosei-{size}"
             if not data.exists():
                 build(size, workdir)
-            model_dir = workdir / f"model-{size}"
+            model_dir = scratch / f"model-{size}"
             train = [
                 "train", "--dataset", str(data), "--output_dir", str(model_dir), "--overwrite_output_dir",
                 "--max_steps", "10", "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "32",
@@ -120,22 +126,24 @@ def main() -> None:
                 "--use_cpu", "true", "--max_text_length", "64", *args.extra.split(),
             ]
             if "train" in results or not model_dir.exists():
-                gb, sec = peak_rss(train, env)
+                gb, sec = peak_rss(train, env, scratch)
                 if "train" in results:
                     results["train"][size] = (gb, sec)
             if "evaluate" in results:
-                out = workdir / f"eval-{size}"
+                out = scratch / f"eval-{size}"
                 results["evaluate"][size] = peak_rss(
                     ["evaluate", str(model_dir), "--dataset", str(data), "--split", "test", "--noise", "0", "--no_drop",
-                     "--output_dir", str(out), "--no_progress"], env)
+                     "--output_dir", str(out), "--no_progress"], env, scratch)
             if "predict" in results:
-                records = write_records(data, workdir / f"records-{size}")
+                records = workdir / f"records-{size}" / "records.jsonl"
+                if not records.exists():
+                    write_records(data, records.parent)
                 results["predict"][size] = peak_rss(
-                    ["predict", str(model_dir), "--inputs", str(records), "--output", str(workdir / f"pred-{size}.jsonl"),
-                     "--batch_size", "32", "--no_progress"], env)
-                shutil.rmtree(records.parent)
+                    ["predict", str(model_dir), "--inputs", str(records), "--output", str(scratch / f"pred-{size}.jsonl"),
+                     "--batch_size", "32", "--no_progress"], env, scratch)
             print(f"size {size}: " + ", ".join(f"{c} {r[size][0]:.2f} GB ({r[size][1]:.0f} s)" for c, r in results.items()), flush=True)
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     smallest = min(args.sizes)

@@ -192,3 +192,27 @@ def test_streaming_a_saved_dataset_and_its_errors(tmp_path, capsys):
     argv[argv.index("--dataset") + 1] = str(train_only)
     status, err = _cli(["train", *argv, "--overwrite_output_dir"], capsys)
     assert status == 2 and "a streamed one cannot be held out" in err.strip().splitlines()[-1]
+
+
+def test_evaluation_gathers_only_scores_and_labels(tmp_path, capsys, monkeypatch):
+    """The model outputs carry per-token analysis tensors; an evaluation keeps only what the metrics need."""
+    import transformers.trainer
+
+    gathered = []
+    container = transformers.trainer.EvalLoopContainer
+    original = container.add
+
+    def spy(self, tensors):
+        gathered.append(tensors)
+        return original(self, tensors)
+
+    monkeypatch.setattr(container, "add", spy)
+    out = tmp_path / "run"
+    argv = tiny_train_argv("clcr", out, "--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no",
+                           "--load_best_model_at_end", "false", "--per_device_eval_batch_size", "4")
+    status, err = _cli(["train", *argv], capsys)
+    assert status == 0, err
+    assert gathered, "the test evaluation gathered nothing"
+    for item in gathered:
+        assert hasattr(item, "shape"), f"gathered a {type(item).__name__}, not one tensor"
+        assert item.dim() <= 2 and item.shape[-1] <= 4, list(item.shape)
