@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..data.synthetic import SYNTHETIC_DEFAULTS
-from ..utils.cpu_memory import retain_freed_memory
+from ..utils.cpu_memory import drop_kernel_cache, retain_freed_memory
 from ..utils.cpu_threads import THREADS_HELP
 from ..workflows import evaluation
 from ..workflows.evaluation import DEFAULT_NOISE, run_evaluate
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = add_evaluate_arguments(argparse.ArgumentParser(prog="hf-mmfusion evaluate", description=evaluation.__doc__))
     args = parser.parse_args(argv)
     retain_freed_memory()
+    drop_kernel_cache()
     run_evaluate(args)
     return 0
 
