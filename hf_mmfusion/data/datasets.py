@@ -307,6 +307,21 @@ def encode_dataset(
     return preprocess_dataset(split, processor, label_column=label_column, max_length=max_length, num_proc=num_proc)
 
 
+def read_in_order(dataset):
+    """An encoded split as a stream of its Arrow cache files, for one pass in order (an evaluation).
+
+    A ``Dataset`` memory-maps its files, and every page a pass reads stays in the process's resident memory
+    until the dataset is dropped: an evaluation would grow with the split. The stream reads the same rows
+    with plain file reads (``load_dataset("arrow", ..., streaming=True)``). A split in memory, or one seen
+    through an index mapping, is returned as it is."""
+    from datasets import Dataset, load_dataset
+
+    if not isinstance(dataset, Dataset) or not dataset.cache_files or dataset._indices is not None:
+        return dataset
+    files = [entry["filename"] for entry in dataset.cache_files]
+    return load_dataset("arrow", data_files=files, split="train", streaming=True, features=dataset.features)
+
+
 def make_collator(processor):
     from .collator import MMFusionDataCollator
 

@@ -32,6 +32,7 @@ from ..data.datasets import (
     load_any_dataset,
     make_collator,
     num_classes,
+    read_in_order,
     resolve_split,
 )
 from ..inference.checkpoints import check_text_length, is_regression, load_pretrained, model_modalities
@@ -340,6 +341,7 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
         # Unmaps the raw rows' Arrow files (see run_training): only the encoded rows are read from here on.
         del raw, split
         gc.collect()
+        encoded = read_in_order(encoded)
         rows = robustness_rows(
             model,
             encoded,

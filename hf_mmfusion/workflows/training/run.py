@@ -39,6 +39,7 @@ from ...data.datasets import (
     load_any_dataset,
     make_collator,
     num_classes,
+    read_in_order,
     resolve_split,
 )
 from ...data.schema import read_feature_extractors
@@ -221,8 +222,11 @@ def _train(
         encoded["train"] = encoded["train"].shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size)
     # The raw rows are no longer read: dropping them unmaps their Arrow files, whose pages preprocessing read
     # in and which would otherwise stay in the process's resident memory (their size grows with the dataset).
-    del raw, train_raw, fit_rows, splits, subset
+    raw = train_raw = fit_rows = splits = None
     gc.collect()
+    for name in ("eval", "test"):
+        if encoded.get(name) is not None:
+            encoded[name] = read_in_order(encoded[name])
 
     if encoded.get("eval") is None:
         training_args.eval_strategy = "no"
