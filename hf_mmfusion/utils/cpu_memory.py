@@ -46,7 +46,8 @@ def drop_kernel_cache() -> None:
 
     oneDNN, behind PyTorch's CPU convolutions, caches a compiled primitive per input shape (up to 1,024). A
     batch padded to its longest sequence has a shape of its own, so the cache grows with the number of
-    batches: `predict` on 800 MOSEI-shaped records peaked 10% higher than on 200 with it, 1% without
-    (``benchmarks/dataset_memory.py``), and a CLCR training step took 1.24 s against 1.20 s with it. Read
-    when oneDNN first runs, so this is called before any model does."""
+    batches: `predict` on 800 MOSEI-shaped records peaked 5-8% higher than on 200 with it, 1% without
+    (0.64-0.65 GB against 0.59 GB), while a CLCR training step of 16 such rows took 1.24 s without against
+    1.20 s with it (both runs side by side on two shared cores). Read when oneDNN first runs, so this is
+    called before any model does."""
     os.environ.setdefault(ONEDNN_CACHE_VARIABLE, "0")
