@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..data.synthetic import SYNTHETIC_DEFAULTS
-from ..utils.cpu_memory import retain_freed_memory
+from ..utils.cpu_memory import drop_kernel_cache, retain_freed_memory
 from ..utils.cpu_threads import THREADS_HELP
 from ..workflows import evaluation
 from ..workflows.evaluation import DEFAULT_NOISE, run_evaluate
@@ -20,6 +20,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--max_text_length", type=int, default=64)
     parser.add_argument("--max_samples", type=int, default=None)
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument(
+        "--preprocessing_num_workers", type=int, default=None,
+        help="processes that preprocess the split (Dataset.map num_proc); the result is cached for the next run",
+    )
     parser.add_argument("--noise", type=float, nargs="*", default=list(DEFAULT_NOISE), help="noise strengths (relative)")
     parser.add_argument("--no_drop", action="store_true", help="skip the dropped-modality conditions")
     parser.add_argument("--binning", default="mosi", choices=("mosi", "mosei", "sims"))
@@ -44,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = add_evaluate_arguments(argparse.ArgumentParser(prog="hf-mmfusion evaluate", description=evaluation.__doc__))
     args = parser.parse_args(argv)
     retain_freed_memory()
+    drop_kernel_cache()
     run_evaluate(args)
     return 0
 

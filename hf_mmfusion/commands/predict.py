@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..utils.cpu_memory import retain_freed_memory
+from ..utils.cpu_memory import drop_kernel_cache, retain_freed_memory
 from ..utils.cpu_threads import THREADS_HELP
 from ..workflows import prediction
 from ..workflows.prediction import run_predict
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = add_predict_arguments(argparse.ArgumentParser(prog="hf-mmfusion predict", description=prediction.__doc__))
     args = parser.parse_args(argv)
     retain_freed_memory()
+    drop_kernel_cache()
     run_predict(args)
     return 0
 

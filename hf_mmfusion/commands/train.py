@@ -11,7 +11,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from ..data.datasets import DataArguments
 from ..hub import is_quality_metric
-from ..utils.cpu_memory import retain_freed_memory
+from ..utils.cpu_memory import drop_kernel_cache, retain_freed_memory
 from ..workflows.training.arguments import SYNTHETIC_RECIPE, ModelArguments, training_argument_defaults
 from ..workflows.training.run import run_training
 
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     model_args, data_args, training_args = parse_train_args(argv)
     retain_freed_memory()
+    drop_kernel_cache()
     outcome = run_training(model_args, data_args, training_args)
     if outcome.trainer.is_world_process_zero():
         shown = {k: round(v, 4) for k, v in outcome.metrics.items() if isinstance(v, float) and is_quality_metric(k)}

@@ -3,6 +3,7 @@ and the ``DataArguments`` every command that reads a dataset shares."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -79,6 +80,32 @@ class DataArguments:
     synthetic_text_words: list[int] = field(default_factory=lambda: list(SYNTHETIC_DEFAULTS.text_words), metadata={"help": "Words per sentence (min max)."})
     synthetic_audio_frames: list[int] = field(default_factory=lambda: list(SYNTHETIC_DEFAULTS.audio_frames), metadata={"help": "Audio frames (min max)."})
     synthetic_visual_frames: list[int] = field(default_factory=lambda: list(SYNTHETIC_DEFAULTS.visual_frames), metadata={"help": "Visual frames (min max)."})
+    preprocessing_num_workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Processes that preprocess the dataset (Dataset.map num_proc). The result of a dataset read "
+            "from disk is cached: a second run with the same data and processor reuses it."
+        },
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Read the dataset as a stream (load_dataset(..., streaming=True)): rows are read and "
+            "preprocessed as training consumes them, nothing is written, so a dataset larger than the disk "
+            "trains. Needs --max_steps; see --normalization_samples and --shuffle_buffer_size."
+        },
+    )
+    normalization_samples: int = field(
+        default=10000,
+        metadata={
+            "help": "With --streaming: the first this many train rows give the audio / visual normalisation "
+            "statistics and the regression label mean."
+        },
+    )
+    shuffle_buffer_size: int = field(
+        default=1000,
+        metadata={"help": "With --streaming: rows in the buffer the train stream is shuffled in (IterableDataset.shuffle)."},
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
@@ -90,6 +117,12 @@ class DataArguments:
     def __post_init__(self):
         if not math.isfinite(self.polarity_boundary):
             raise ValueError(f"--polarity_boundary must be a finite number, got {self.polarity_boundary}")
+        if self.preprocessing_num_workers is not None and self.preprocessing_num_workers < 1:
+            raise ValueError(f"--preprocessing_num_workers must be at least 1, got {self.preprocessing_num_workers}")
+        if self.normalization_samples < 1:
+            raise ValueError(f"--normalization_samples must be at least 1, got {self.normalization_samples}")
+        if self.shuffle_buffer_size < 1:
+            raise ValueError(f"--shuffle_buffer_size must be at least 1, got {self.shuffle_buffer_size}")
 
     def synthetic_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``load_any_dataset`` for the synthetic data."""
@@ -114,13 +147,17 @@ def load_any_dataset(
     visual_dim: int = SYNTHETIC_DEFAULTS.visual_dim,
     seed: int = SYNTHETIC_DEFAULTS.seed,
     modalities: Sequence[str] = MODALITIES,
+    streaming: bool = False,
     **synthetic_kwargs,
 ):
     """A ``DatasetDict`` from ``"synthetic"``, a local directory (``save_to_disk`` or a converter's Parquet
     output), or a Hub dataset id. ``synthetic_kwargs`` (``text_words``, ``audio_frames``, ``visual_frames``
-    ranges) shape the synthetic data."""
+    ranges) shape the synthetic data. ``streaming`` gives an ``IterableDatasetDict`` whose rows are read
+    as they are iterated (``load_dataset(..., streaming=True)``)."""
     import datasets
 
+    if streaming:
+        return _load_streaming(name, config_name, synthetic_sizes, audio_dim, visual_dim, seed, modalities, synthetic_kwargs)
     if name == "synthetic":
         from .synthetic import make_synthetic_dataset
 
@@ -146,6 +183,31 @@ def load_any_dataset(
         raise ValueError(f"dataset {name!r} is a file; pass a DatasetDict directory (save_to_disk) or a Hub id")
     check_local_folder(name, "dataset", kind="dataset")
     return datasets.load_dataset(name, config_name)
+
+
+def _load_streaming(name, config_name, sizes, audio_dim, visual_dim, seed, modalities, synthetic_kwargs):
+    import datasets
+
+    if name == "synthetic":
+        built = load_any_dataset(name, None, sizes, audio_dim, visual_dim, seed, modalities, **synthetic_kwargs)
+        return datasets.IterableDatasetDict({split: ds.to_iterable_dataset() for split, ds in built.items()})
+    path = Path(name)
+    if path.is_dir() and (path / "dataset_dict.json").exists():
+        # A save_to_disk folder streamed from its Arrow files: read with plain file reads, not memory-mapped.
+        splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
+        files = {split: sorted(str(f) for f in (path / split).glob("*.arrow")) for split in splits}
+        return datasets.load_dataset("arrow", data_files={k: v for k, v in files.items() if v}, streaming=True)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"dataset {name!r} is a file; pass a DatasetDict directory (save_to_disk) or a Hub id")
+    if not path.exists():
+        check_local_folder(name, "dataset", kind="dataset")
+    return datasets.load_dataset(name, config_name, streaming=True)
+
+
+def is_streamed(dataset) -> bool:
+    from datasets import IterableDataset, IterableDatasetDict
+
+    return isinstance(dataset, (IterableDataset, IterableDatasetDict))
 
 
 def hub_dataset_id(name: str) -> str | None:
@@ -184,7 +246,8 @@ def dataset_frame_dims(dataset) -> tuple[int | None, int | None]:
             dims.append(int(shape[-1]))
             continue
 
-        first = np.asarray(dataset[0][modality], dtype="float32")
+        row = next(iter(dataset)) if is_streamed(dataset) else dataset[0]
+        first = np.asarray(row[modality], dtype="float32")
         if first.ndim != 2:
             raise ValueError(f"column {modality!r} must hold [frames, features] arrays, got shape {list(first.shape)}")
         dims.append(int(first.shape[1]))
@@ -211,6 +274,8 @@ def num_classes(dataset, label_column: str) -> int:
     feature = dataset.features[label_column]
     if isinstance(feature, ClassLabel):
         return feature.num_classes
+    if is_streamed(dataset):
+        return int(max(row[label_column] for row in dataset)) + 1
     return int(max(dataset[label_column])) + 1
 
 
@@ -228,14 +293,33 @@ def _iter_frames(split, column: str, batch_size: int = 256):
         yield from batch[column]
 
 
-def encode_dataset(split, processor, modalities: Sequence[str], label_column: str | None, max_length: int | None):
-    """Processor outputs for each row (unpadded), restricted to ``modalities``; ``labels`` from ``label_column``."""
+def encode_dataset(
+    split, processor, modalities: Sequence[str], label_column: str | None, max_length: int | None,
+    num_proc: int | None = None,
+):
+    """Processor outputs for each row (unpadded), restricted to ``modalities``; ``labels`` from ``label_column``
+    (``num_proc`` processes; a streamed split is encoded lazily)."""
     from .preprocess import preprocess_dataset
 
     dropped = [m for m in MODALITIES if m in split.column_names and m not in modalities]
     if dropped:
         split = split.remove_columns(dropped)
-    return preprocess_dataset(split, processor, label_column=label_column, max_length=max_length)
+    return preprocess_dataset(split, processor, label_column=label_column, max_length=max_length, num_proc=num_proc)
+
+
+def read_in_order(dataset):
+    """An encoded split as a stream of its Arrow cache files, for one pass in order (an evaluation).
+
+    A ``Dataset`` memory-maps its files, and every page a pass reads stays in the process's resident memory
+    until the dataset is dropped: an evaluation would grow with the split. The stream reads the same rows
+    with plain file reads (``load_dataset("arrow", ..., streaming=True)``). A split in memory, or one seen
+    through an index mapping, is returned as it is."""
+    from datasets import Dataset, load_dataset
+
+    if not isinstance(dataset, Dataset) or not dataset.cache_files or dataset._indices is not None:
+        return dataset
+    files = [entry["filename"] for entry in dataset.cache_files]
+    return load_dataset("arrow", data_files=files, split="train", streaming=True, features=dataset.features)
 
 
 def make_collator(processor):

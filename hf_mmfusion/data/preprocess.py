@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def preprocess_dataset(
     num_proc: int | None = None,
     load_from_cache_file: bool | None = None,
 ):
-    """Map ``processor`` over a ``Dataset`` or ``DatasetDict`` with the canonical columns.
+    """Map ``processor`` over a ``Dataset`` / ``IterableDataset`` (or a dict of them) with the canonical columns.
 
     Each modality is processed when both the dataset has its column and the processor has its part, so a
     text-audio processor ignores a ``visual`` column and an audio-visual processor works on data without
@@ -100,13 +101,16 @@ def preprocess_dataset(
     ``label_column``; pass ``"label_class"`` for classification or ``None`` for unlabelled data), and
     ``keep_columns``; ``MMFusionDataCollator`` pads them per batch.
 
-    ``Dataset.map`` fingerprints the processor with the rows, so a second call with the same processor and
-    data re-uses the cache files of a dataset loaded from disk instead of processing again.
+    The result of a dataset loaded from disk is cached in the ``datasets`` cache under a fingerprint of the
+    rows, the processor (:func:`processor_fingerprint`) and these settings: a second call, in this process or
+    another, with the same processor and data reads it instead of processing again. ``num_proc`` processes
+    shards in that many processes (``Dataset.map``). A streamed ``IterableDataset`` is mapped lazily.
     """
-    from datasets import DatasetDict
+    from datasets import DatasetDict, IterableDataset, IterableDatasetDict
+    from datasets.fingerprint import Hasher
 
-    if isinstance(dataset, DatasetDict):
-        return DatasetDict(
+    if isinstance(dataset, (DatasetDict, IterableDatasetDict)):
+        return type(dataset)(
             {
                 name: preprocess_dataset(
                     split,
@@ -126,7 +130,7 @@ def preprocess_dataset(
                 for name, split in dataset.items()
             }
         )
-    names = set(dataset.column_names)
+    names = set(_column_names(dataset))
     columns = {
         "text": text_column if text_column in names and processor.tokenizer is not None else None,
         "audio": audio_column if audio_column in names and processor.audio_feature_extractor is not None else None,
@@ -151,29 +155,87 @@ def preprocess_dataset(
         "audio_max_length": audio_max_length,
         "visual_max_length": visual_max_length,
     }
+    remove = [c for c in names if c not in keep_columns]
+    if isinstance(dataset, IterableDataset):
+        # Lazy: rows are processed as the training loop reads them, nothing is written.
+        return dataset.map(
+            _process_batch, batched=True, batch_size=batch_size, remove_columns=remove, features=features,
+            fn_kwargs=fn_kwargs,
+        )
+    settings = {k: v for k, v in fn_kwargs.items() if k != "processor"}
+    fingerprint = Hasher.hash(
+        [dataset._fingerprint, processor_fingerprint(processor), settings, features, batch_size, keep_columns]
+    )
     return dataset.map(
         _process_batch,
         batched=True,
         batch_size=batch_size,
-        num_proc=num_proc,
-        remove_columns=[c for c in dataset.column_names if c not in keep_columns],
+        num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
+        # Written every batch: with map's default (1,000 rows) a MOSEI-sized split holds 1,000 processed rows of
+        # frames (~130 MB) in memory before writing them.
+        writer_batch_size=batch_size,
+        remove_columns=remove,
         features=features,
         load_from_cache_file=load_from_cache_file,
-        cache_file_name=_cache_file_name(dataset, fn_kwargs, features, batch_size, keep_columns),
+        cache_file_name=_cache_file_name(dataset, fingerprint),
+        new_fingerprint=fingerprint,
         fn_kwargs=fn_kwargs,
         desc="Processing multimodal rows",
     )
 
 
-def _cache_file_name(dataset, *processing) -> str | None:
+def _column_names(dataset) -> list[str]:
+    names = dataset.column_names
+    if names is None:  # a streamed dataset whose source does not declare its features
+        raise ValueError("the streamed dataset does not declare its columns; give its files a schema (Parquet or Arrow)")
+    return names
+
+
+def processor_fingerprint(processor) -> str:
+    """A hash of what ``processor`` computes, the same in every process and before and after it is used.
+
+    ``Hasher.hash(processor)`` pickles the objects as they are: a fast tokenizer records the truncation of
+    its last call, so the hash changes once the processor has run (the second split of a run would miss the
+    cache its first run wrote). Hashed here: the tokenizer's vocabulary and pipeline without that state,
+    the extractors' settings (normalisation statistics included) and the parser's settings."""
+    from datasets.fingerprint import Hasher
+
+    parts: dict = {"class": type(processor).__name__}
+    tokenizer = getattr(processor, "tokenizer", None)
+    if tokenizer is not None:
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            state = json.loads(backend.to_str())
+            state.pop("truncation", None)
+            state.pop("padding", None)
+        else:
+            state = Hasher.hash(tokenizer)
+        parts["tokenizer"] = {
+            "class": type(tokenizer).__name__,
+            "state": state,
+            "input_names": list(tokenizer.model_input_names),
+            "sides": [tokenizer.padding_side, tokenizer.truncation_side],
+            "special": tokenizer.special_tokens_map,
+            "model_max_length": tokenizer.model_max_length,
+        }
+    for name in ("audio_feature_extractor", "visual_feature_extractor"):
+        extractor = getattr(processor, name, None)
+        if extractor is not None:
+            parts[name] = extractor.to_dict()
+    parser = getattr(processor, "parser", None)
+    if parser is not None:
+        parts["parser"] = [type(parser).__name__, parser.to_dict() if hasattr(parser, "to_dict") else repr(parser)]
+    return Hasher.hash(json.dumps(parts, sort_keys=True, default=str))
+
+
+def _cache_file_name(dataset, fingerprint: str) -> str | None:
     """Where ``map`` caches its result: in the ``datasets`` cache, named by the input's fingerprint and the
     processing, never beside the dataset's own files (for ``load_from_disk`` that is the user's dataset folder,
     perhaps read-only). ``None`` for a dataset in memory, which ``map`` does not cache."""
     if not dataset.cache_files:
         return None
     import datasets
-    from datasets.fingerprint import Hasher
 
     folder = Path(datasets.config.HF_DATASETS_CACHE) / "hf_mmfusion" / "preprocess"
     folder.mkdir(parents=True, exist_ok=True)
-    return str(folder / f"{Hasher.hash([dataset._fingerprint, *processing])}.arrow")
+    return str(folder / f"{fingerprint}.arrow")

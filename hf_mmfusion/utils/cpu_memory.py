@@ -36,3 +36,18 @@ def retain_freed_memory(threshold_bytes: int = 1 << 30) -> bool:
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     value = int(min(threshold_bytes, 2**31 - 1))
     return bool(mallopt(_M_MMAP_THRESHOLD, value)) and bool(mallopt(_M_TRIM_THRESHOLD, value))
+
+
+ONEDNN_CACHE_VARIABLE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+
+
+def drop_kernel_cache() -> None:
+    """Keep no oneDNN primitives between calls (unless ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is set already).
+
+    oneDNN, behind PyTorch's CPU convolutions, caches a compiled primitive per input shape (up to 1,024). A
+    batch padded to its longest sequence has a shape of its own, so the cache grows with the number of
+    batches: `predict` on 800 MOSEI-shaped records peaked 5-8% higher than on 200 with it, 1% without
+    (0.64-0.65 GB against 0.59 GB), while a CLCR training step of 16 such rows took 1.24 s without against
+    1.20 s with it (both runs side by side on two shared cores). Read when oneDNN first runs, so this is
+    called before any model does."""
+    os.environ.setdefault(ONEDNN_CACHE_VARIABLE, "0")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from ..data.datasets import (
     load_any_dataset,
     make_collator,
     num_classes,
+    read_in_order,
     resolve_split,
 )
 from ..inference.checkpoints import check_text_length, is_regression, load_pretrained, model_modalities
@@ -307,6 +309,9 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be at least 1, got {threads}")
+    workers = getattr(args, "preprocessing_num_workers", None)
+    if workers is not None and workers < 1:
+        raise ValueError(f"--preprocessing_num_workers must be at least 1, got {workers}")
     what = "--output_dir" if args.output_dir else "the default --output_dir"
     if args.output_dir:
         output_dir = check_results_dir(args.output_dir)
@@ -332,7 +337,11 @@ def run_evaluate(args: argparse.Namespace) -> list[dict]:
     label_column = args.label_column or ("label" if is_regression(model) else "label_class")
     check_label_column(model, split, label_column)
     with model_threads(model, threads):
-        encoded = encode_dataset(split, processor, modalities, label_column, args.max_text_length)
+        encoded = encode_dataset(split, processor, modalities, label_column, args.max_text_length, num_proc=workers)
+        # Unmaps the raw rows' Arrow files (see run_training): only the encoded rows are read from here on.
+        del raw, split
+        gc.collect()
+        encoded = read_in_order(encoded)
         rows = robustness_rows(
             model,
             encoded,

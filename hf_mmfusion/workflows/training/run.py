@@ -7,6 +7,7 @@ data arguments. The same run works under ``python``, ``torchrun --nproc_per_node
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from ...data.datasets import (
     load_any_dataset,
     make_collator,
     num_classes,
+    read_in_order,
     resolve_split,
 )
 from ...data.schema import read_feature_extractors
@@ -141,7 +143,12 @@ def _train(
     console_logs: bool,
 ) -> TrainingOutcome:
     set_seed(training_args.seed)
-    raw = load_any_dataset(data_args.dataset, config_name=data_args.dataset_config, **data_args.synthetic_kwargs())
+    streaming = data_args.streaming
+    if streaming and training_args.max_steps <= 0:
+        raise ValueError("--streaming needs --max_steps: a streamed dataset has no length to count epochs by")
+    raw = load_any_dataset(
+        data_args.dataset, config_name=data_args.dataset_config, streaming=streaming, **data_args.synthetic_kwargs()
+    )
     data_args.train_split = resolve_split(raw, data_args.train_split, data_args.dataset)
     if data_args.eval_split:
         try:
@@ -149,6 +156,11 @@ def _train(
         except ValueError:
             if data_args.eval_split != DEFAULT_EVAL_SPLIT or not data_args.validation_split_percentage:
                 raise
+            if streaming:
+                raise ValueError(
+                    f"dataset {data_args.dataset!r} has no validation split, and a streamed one cannot be held out; "
+                    "give the dataset a validation split, or pass --eval_split '' to train without one"
+                ) from None
             raw = hold_out_validation(raw, data_args, training_args.seed)
     if data_args.test_split and data_args.test_split not in raw:
         try:
@@ -156,12 +168,14 @@ def _train(
         except ValueError:
             pass  # the test split is optional: without one, no test metrics
     train_raw = raw[data_args.train_split]
-    if len(train_raw) == 0:
+    # What the processor and the model are fitted on: a streamed split's first rows, a bounded sample.
+    fit_rows = train_raw.take(data_args.normalization_samples) if streaming else train_raw
+    if (not any(True for _ in fit_rows.take(1))) if streaming else len(train_raw) == 0:
         raise ValueError(f"the train split {data_args.train_split!r} of {data_args.dataset!r} has no rows")
     available = dataset_modalities(train_raw)
     audio_dim, visual_dim = dataset_frame_dims(train_raw)
     regression = is_regression_label(train_raw, data_args.label_column)
-    num_labels = 1 if regression else num_classes(train_raw, data_args.label_column)
+    num_labels = 1 if regression else num_classes(fit_rows, data_args.label_column)
 
     if model_args.model_name_or_path:
         model = AutoModelForSequenceClassification.from_pretrained(model_args.model_name_or_path)
@@ -172,10 +186,10 @@ def _train(
         modalities = run_modalities(model_args, data_args, available)
         recorded = read_feature_extractors(data_args.dataset) if os.path.isdir(data_args.dataset) else {}
         processor = build_processor(model_args, modalities, audio_dim, visual_dim, data_args.max_text_length, recorded)
-        fit_feature_normalization(processor, train_raw)
+        fit_feature_normalization(processor, fit_rows)
         model = build_model(
             model_args, modalities, audio_dim, visual_dim, num_labels, tokenizer=getattr(processor, "tokenizer", None),
-            label_offset=float(np.mean(train_raw[data_args.label_column])) if regression else None,
+            label_offset=_label_mean(fit_rows, data_args.label_column) if regression else None,
         )
     check_text_length(model, data_args.max_text_length)
     torch.set_num_threads(choose_threads(model, model_args.threads))
@@ -186,6 +200,8 @@ def _train(
         if not split_name or split_name not in raw:
             return None
         split = raw[split_name]
+        if streaming:
+            return split.take(limit) if limit else split
         return split.select(range(min(limit, len(split)))) if limit else split
 
     splits = {
@@ -195,10 +211,22 @@ def _train(
     }
     with training_args.main_process_first(desc="preprocessing"):
         encoded = {
-            name: encode_dataset(split, processor, modalities, data_args.label_column, data_args.max_text_length)
+            name: encode_dataset(
+                split, processor, modalities, data_args.label_column, data_args.max_text_length,
+                num_proc=data_args.preprocessing_num_workers,
+            )
             for name, split in splits.items()
             if split is not None
         }
+    if streaming:
+        encoded["train"] = encoded["train"].shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size)
+    # The raw rows are no longer read: dropping them unmaps their Arrow files, whose pages preprocessing read
+    # in and which would otherwise stay in the process's resident memory (their size grows with the dataset).
+    raw = train_raw = fit_rows = splits = None
+    gc.collect()
+    for name in ("eval", "test"):
+        if encoded.get(name) is not None:
+            encoded[name] = read_in_order(encoded[name])
 
     if encoded.get("eval") is None:
         training_args.eval_strategy = "no"
@@ -233,6 +261,15 @@ def _train(
         final_model = _save_final(trainer, final_model, processor, model_args, data_args, metrics)
     trainer.accelerator.wait_for_everyone()
     return TrainingOutcome(trainer=trainer, model=final_model, processor=processor, metrics=metrics, output_dir=output_dir)
+
+
+def _label_mean(split, label_column: str) -> float:
+    """Mean label of a split, read one column batch at a time (a streamed sample included)."""
+    total, count = 0.0, 0
+    for batch in split.select_columns([label_column]).with_format("numpy").iter(batch_size=1024):
+        values = np.asarray(batch[label_column], dtype=np.float64)
+        total, count = total + float(values.sum()), count + values.size
+    return total / max(count, 1)
 
 
 def _save_final(trainer, final_model, processor, model_args, data_args, metrics):
