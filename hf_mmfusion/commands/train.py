@@ -12,7 +12,12 @@ from transformers import HfArgumentParser, TrainingArguments
 from ..data.datasets import DataArguments
 from ..hub import is_quality_metric
 from ..utils.cpu_memory import drop_kernel_cache, retain_freed_memory
-from ..workflows.training.arguments import SYNTHETIC_RECIPE, ModelArguments, training_argument_defaults
+from ..workflows.training.arguments import (
+    SYNTHETIC_RECIPE,
+    ModelArguments,
+    fsdp_flag_value,
+    training_argument_defaults,
+)
 from ..workflows.training.run import run_training
 
 
@@ -34,6 +39,7 @@ def parse_train_args(argv: list[str] | None = None):
         recipe = SYNTHETIC_RECIPE if values.get("dataset", "synthetic") == "synthetic" else {}
         merged = {**training_argument_defaults(), **recipe, **values}
         return parser.parse_dict(merged)
+    argv = _boolean_fsdp(argv)
     if _flag_value(argv, "--dataset", "synthetic") == "synthetic":
         parser.set_defaults(**SYNTHETIC_RECIPE)
     return parser.parse_args_into_dataclasses(args=argv)
@@ -46,6 +52,17 @@ def _flag_value(argv: list[str], flag: str, default: str) -> str:
         if item.startswith(flag + "="):
             return item.split("=", 1)[1]
     return default
+
+
+def _boolean_fsdp(argv: list[str]) -> list[str]:
+    out = []
+    for i, item in enumerate(argv):
+        if i > 0 and argv[i - 1] == "--fsdp":
+            item = fsdp_flag_value(item)
+        elif item.startswith("--fsdp="):
+            item = "--fsdp=" + fsdp_flag_value(item.split("=", 1)[1])
+        out.append(item)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -174,3 +174,27 @@ def test_one_thread_rule_for_every_command(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "4,2")  # OpenMP's per-level list: the first level counts
     assert choose_threads(small) == 4
 
+
+
+@pytest.mark.parametrize("flag", [["--fsdp", "true"], ["--fsdp=yes"], ["--fsdp", "full_shard"]])
+def test_fsdp_in_one_process_is_refused_before_any_work(tmp_path, capsys, flag):
+    from workflow_helpers import one_error_line
+
+    out = tmp_path / "run"
+    assert main(["train", "--model_type", "clcr", "--output_dir", str(out), "--max_steps", "1", *flag]) == 2
+    one_error_line(capsys, "--fsdp", "torchrun")
+    assert not out.exists()
+
+
+def test_fsdp_on_cpu_processes_is_refused_instead_of_running_ddp():
+    from types import SimpleNamespace
+
+    from hf_mmfusion.workflows.training.arguments import check_sharding, fsdp_flag_value
+
+    assert fsdp_flag_value("True") == "full_shard" and fsdp_flag_value("false") == ""
+    assert fsdp_flag_value("full_shard auto_wrap") == "full_shard auto_wrap"
+    cpu_pair = SimpleNamespace(fsdp=True, world_size=2, device=torch.device("cpu"))
+    with pytest.raises(ValueError, match="only on GPU-type devices"):
+        check_sharding(cpu_pair)
+    check_sharding(SimpleNamespace(fsdp="", world_size=2, device=torch.device("cpu")))   # DDP on CPU is fine
+    check_sharding(SimpleNamespace(fsdp=True, world_size=2, device=torch.device("meta")))  # stands in for a GPU

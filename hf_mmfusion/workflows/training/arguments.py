@@ -201,3 +201,35 @@ def training_argument_defaults(world_size: int | None = None) -> dict[str, Any]:
             defaults["ddp_backend"] = "gloo"
     return defaults
 
+
+
+_BOOLEAN_WORDS = {"true": "full_shard", "yes": "full_shard", "1": "full_shard", "false": "", "no": "", "0": ""}
+
+
+def fsdp_flag_value(value: str) -> str:
+    """The string form of ``--fsdp`` for a boolean word (``true`` -> ``full_shard``, ``false`` -> off).
+
+    ``TrainingArguments(fsdp=True)`` means full sharding, but on a command line ``True`` arrives as the word
+    ``true``, which ``TrainingArguments`` refuses as an unknown sharding option.
+    """
+    return _BOOLEAN_WORDS.get(value.strip().lower(), value)
+
+
+def check_sharding(training_args) -> None:
+    """Refuse ``--fsdp`` where it would not shard, before any data is read.
+
+    accelerate turns a launch into FSDP only on GPU-type devices: on CPU the sharding settings are dropped without
+    a message and the run is plain DDP; in one process the Trainer refuses FSDP, but only after preprocessing.
+    """
+    if not training_args.fsdp:
+        return
+    if training_args.world_size < 2:
+        raise ValueError(
+            "--fsdp shards parameters across processes and this run has one: launch it with "
+            "`torchrun --nproc_per_node N -m hf_mmfusion.commands.train ...` or `accelerate launch`, or drop --fsdp"
+        )
+    if training_args.device.type == "cpu":
+        raise ValueError(
+            "--fsdp: accelerate and the Trainer shard parameters only on GPU-type devices (CUDA, XPU, NPU, ...); "
+            "on CPU this run would silently be plain DDP. Drop --fsdp to run DDP on CPU"
+        )

@@ -49,7 +49,7 @@ from ...utils.cpu_threads import choose_threads
 from ...utils.json_values import finite_or_none
 from ...utils.outputs import record_written, scratch_entries, staged_files
 from ...utils.sources import cache_only_when_unreachable, model_source
-from .arguments import BASELINE_MODEL_TYPE, ModelArguments
+from .arguments import BASELINE_MODEL_TYPE, ModelArguments, check_sharding
 from .builders import apply_lora, build_model, build_processor, run_modalities, text_model_hint
 from .output_dir import (
     RUN_MARKER,
@@ -112,6 +112,7 @@ def run_training(
     """
     resume = _resume_requested(training_args)
     threads = torch.get_num_threads()
+    check_sharding(training_args)
     try:
         if model_args.text_model:
             model_source(model_args.text_model, "--text_model", hint=text_model_hint())
