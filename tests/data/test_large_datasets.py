@@ -216,3 +216,34 @@ def test_evaluation_gathers_only_scores_and_labels(tmp_path, capsys, monkeypatch
     for item in gathered:
         assert hasattr(item, "shape"), f"gathered a {type(item).__name__}, not one tensor"
         assert item.dim() <= 2 and item.shape[-1] <= 4, list(item.shape)
+
+
+def test_training_rows_are_read_from_a_fresh_memory_map_after_every_batch(tmp_path):
+    import gc
+    import weakref
+
+    from datasets import Dataset, concatenate_datasets
+    from torch.utils.data import DataLoader
+
+    from hf_mmfusion.data.datasets import BatchPagesReleased, release_pages_per_batch
+
+    rows = [{"audio": np.full((3, 2), i, dtype=np.float32).tolist(), "label": float(i)} for i in range(40)]
+    Dataset.from_list(rows[:25]).save_to_disk(str(tmp_path / "a"))
+    Dataset.from_list(rows[25:]).save_to_disk(str(tmp_path / "b"))
+    on_disk = concatenate_datasets([Dataset.load_from_disk(str(tmp_path / n)) for n in ("a", "b")])
+    wrapped = release_pages_per_batch(on_disk.with_format("numpy", columns=["audio", "label"]))
+    assert isinstance(wrapped, BatchPagesReleased) and len(wrapped) == 40
+
+    first = weakref.ref(wrapped.dataset)
+    batch = wrapped.__getitems__([3, 31, 0])
+    assert [r["label"] for r in batch] == [3.0, 31.0, 0.0] and isinstance(batch[0]["audio"], np.ndarray)
+    gc.collect()
+    # The mapping the batch was read through is gone, so its pages left the process's memory with it.
+    assert first() is None
+    assert wrapped.dataset.format["type"] == "numpy" and len(wrapped.dataset) == 40
+    seen = [float(r["label"]) for b in DataLoader(wrapped, batch_size=7, shuffle=True, collate_fn=list) for r in b]
+    assert sorted(seen) == [float(i) for i in range(40)]
+    # In memory, or through an index mapping (a select of a file), the dataset is used as it is.
+    assert release_pages_per_batch(Dataset.from_list(rows)).__class__ is Dataset
+    assert release_pages_per_batch(on_disk.select([1, 2])).__class__ is Dataset   # a slice of the files
+    assert release_pages_per_batch(on_disk.select([5, 1])).__class__ is Dataset   # an index mapping

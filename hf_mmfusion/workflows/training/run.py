@@ -40,6 +40,7 @@ from ...data.datasets import (
     make_collator,
     num_classes,
     read_in_order,
+    release_pages_per_batch,
     resolve_split,
 )
 from ...data.schema import read_feature_extractors
@@ -236,7 +237,7 @@ def _train(
     trainer = MMFusionTrainer(
         model=model,
         args=training_args,
-        train_dataset=encoded["train"],
+        train_dataset=release_pages_per_batch(encoded["train"]),
         eval_dataset=encoded.get("eval"),
         data_collator=make_collator(processor),
         compute_metrics=make_compute_metrics(num_labels, data_args.polarity_boundary),
