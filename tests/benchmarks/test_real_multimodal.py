@@ -204,3 +204,38 @@ def test_mosi_cv_tiny_end_to_end(tmp_path):
     folds = json.loads((out / "folds.json").read_text())["assignment"]
     for video in range(6):
         assert len({folds[f"vid{video}_{k + 1}"] for k in range(3)}) == 1
+
+
+def test_cross_video_signal_tells_speaker_identity_from_signal():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(10), 20)
+    # Features that only identify the video, labels that only depend on the video: nothing crosses videos.
+    identity = rng.normal(size=(10, 6))[groups] + 0.05 * rng.normal(size=(200, 6))
+    video_mood = rng.normal(size=10)[groups] + 0.3 * rng.normal(size=200)
+    confounded = bench.cross_video_signal(identity, video_mood, groups, folds=5, cv_seed=0)
+    assert confounded["grouped"] <= confounded["mean"] * 1.05
+    assert confounded["ungrouped"] > confounded["mean"]
+    # A feature whose relation to the label holds in every video is found by the grouped choice too.
+    features = rng.normal(size=(200, 6))
+    labels = features[:, 0] + 0.3 * rng.normal(size=200)
+    real = bench.cross_video_signal(features, labels, groups, folds=5, cv_seed=0)
+    assert real["grouped"] < 0.5 * real["mean"]
+    assert real["grouped_log10_penalty"] < confounded["grouped_log10_penalty"]
+
+
+def test_mosi_signal_prints_the_table_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    rows = []
+    rng = np.random.default_rng(1)
+    for video in range(6):
+        for k in range(5):
+            rows.append(((None, rng.normal(size=(4, 3)), rng.normal(size=(4, 5)), ["word"] * 4),
+                         np.array([[rng.uniform(-3, 3)]]), f"vid{video}[{k}]"))
+    data = tmp_path / "misa.pkl"
+    data.write_bytes(pickle.dumps(rows))
+    monkeypatch.chdir(tmp_path)
+    assert bench.main(["mosi-signal", "--data", str(data), "--folds", "3"]) == 0
+    table = capsys.readouterr().out
+    assert "| audio mean + std |" in table and "| visual mean + std |" in table
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["misa.pkl"]
+    assert bench.main(["mosi-signal", "--data", str(data), "--folds", "7"]) == 2
+    assert "--folds must be between 2 and the number of videos (6)" in capsys.readouterr().err
