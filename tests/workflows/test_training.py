@@ -37,6 +37,25 @@ def weights(path):
     return load_file(str(path / "model.safetensors"))
 
 
+def test_a_dataset_on_disk_trains_through_a_mapping_renewed_per_batch_unless_lengths_are_grouped(tmp_path):
+    from datasets import Dataset
+
+    from hf_mmfusion.data.datasets import BatchPagesReleased
+
+    tiny_dataset(sizes=(12, 4, 4)).save_to_disk(str(tmp_path / "data"))
+    runs = {}
+    for strategy in ("random", "group_by_length"):
+        runs[strategy] = train(tiny_train_argv(
+            "clcr", tmp_path / strategy, "--dataset", str(tmp_path / "data"), "--max_steps", "3",
+            "--eval_strategy", "no", "--save_strategy", "no", "--train_sampling_strategy", strategy,
+        ))
+        assert runs[strategy].trainer.state.global_step == 3
+    # Memory flat in the split's size: the rows were read through a mapping renewed after every batch.
+    assert isinstance(runs["random"].trainer.train_dataset, BatchPagesReleased)
+    # A length-grouped sampler reads the lengths column of a `datasets.Dataset` (row by row otherwise).
+    assert isinstance(runs["group_by_length"].trainer.train_dataset, Dataset)
+
+
 def test_parse_overrides():
     assert parse_overrides("a=1,b=true,c=[1,2],d=none,e=text") == {"a": 1, "b": True, "c": [1, 2], "d": None, "e": "text"}
     assert parse_overrides('{"lambda_intra": 0.5}') == {"lambda_intra": 0.5}

@@ -237,7 +237,12 @@ def _train(
     trainer = MMFusionTrainer(
         model=model,
         args=training_args,
-        train_dataset=release_pages_per_batch(encoded["train"]),
+        # Length-aware samplers read the lengths column of a `datasets.Dataset`; anything else they read row by row.
+        train_dataset=(
+            encoded["train"]
+            if getattr(training_args, "train_sampling_strategy", "random") in ("group_by_length", "batch_rebalance")
+            else release_pages_per_batch(encoded["train"])
+        ),
         eval_dataset=encoded.get("eval"),
         data_collator=make_collator(processor),
         compute_metrics=make_compute_metrics(num_labels, data_args.polarity_boundary),
