@@ -743,17 +743,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "mosi-signal":
-        try:
-            return run_mosi_signal(args)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    if len(set(args.seeds)) != len(args.seeds):
-        print(f"error: --seeds must be distinct, got {args.seeds}", file=sys.stderr)
-        return 2
-    args.models = list(dict.fromkeys(args.models))
     try:
+        if args.command == "mosi-signal":
+            return run_mosi_signal(args)
+        if len(set(args.seeds)) != len(args.seeds):
+            raise ValueError(f"--seeds must be distinct, got {args.seeds}")
+        args.models = list(dict.fromkeys(args.models))
         return run_mmmo(args) if args.command == "mmmo" else run_mosi_cv(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

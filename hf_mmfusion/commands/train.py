@@ -12,12 +12,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from ..data.datasets import DataArguments
 from ..hub import is_quality_metric
 from ..utils.cpu_memory import drop_kernel_cache, retain_freed_memory
-from ..workflows.training.arguments import (
-    SYNTHETIC_RECIPE,
-    ModelArguments,
-    fsdp_flag_value,
-    training_argument_defaults,
-)
+from ..workflows.training.arguments import SYNTHETIC_RECIPE, ModelArguments, training_argument_defaults
 from ..workflows.training.run import run_training
 
 
@@ -54,13 +49,20 @@ def _flag_value(argv: list[str], flag: str, default: str) -> str:
     return default
 
 
+# `TrainingArguments(fsdp=True)` means full sharding, but a command line passes the word `true`, which
+# `TrainingArguments` refuses as an unknown sharding option.
+_FSDP_WORDS = {"true": "full_shard", "yes": "full_shard", "1": "full_shard", "false": "", "no": "", "0": ""}
+
+
 def _boolean_fsdp(argv: list[str]) -> list[str]:
+    """``argv`` with a boolean word after ``--fsdp`` in its string form (``true`` -> ``full_shard``, ``false`` -> off)."""
     out = []
     for i, item in enumerate(argv):
         if i > 0 and argv[i - 1] == "--fsdp":
-            item = fsdp_flag_value(item)
+            item = _FSDP_WORDS.get(item.strip().lower(), item)
         elif item.startswith("--fsdp="):
-            item = "--fsdp=" + fsdp_flag_value(item.split("=", 1)[1])
+            value = item.split("=", 1)[1]
+            item = "--fsdp=" + _FSDP_WORDS.get(value.strip().lower(), value)
         out.append(item)
     return out
 

@@ -189,10 +189,12 @@ def test_fsdp_in_one_process_is_refused_before_any_work(tmp_path, capsys, flag):
 def test_fsdp_on_cpu_processes_is_refused_instead_of_running_ddp():
     from types import SimpleNamespace
 
-    from hf_mmfusion.workflows.training.arguments import check_sharding, fsdp_flag_value
+    from hf_mmfusion.commands.train import _boolean_fsdp
+    from hf_mmfusion.workflows.training.arguments import check_sharding
 
-    assert fsdp_flag_value("True") == "full_shard" and fsdp_flag_value("false") == ""
-    assert fsdp_flag_value("full_shard auto_wrap") == "full_shard auto_wrap"
+    assert _boolean_fsdp(["--fsdp", "True"]) == ["--fsdp", "full_shard"]
+    assert _boolean_fsdp(["--fsdp=false"]) == ["--fsdp="]
+    assert _boolean_fsdp(["--fsdp", "full_shard auto_wrap"]) == ["--fsdp", "full_shard auto_wrap"]
     cpu_pair = SimpleNamespace(fsdp=True, world_size=2, device=torch.device("cpu"))
     with pytest.raises(ValueError, match="only on GPU-type devices"):
         check_sharding(cpu_pair)

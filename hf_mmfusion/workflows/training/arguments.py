@@ -203,18 +203,6 @@ def training_argument_defaults(world_size: int | None = None) -> dict[str, Any]:
 
 
 
-_BOOLEAN_WORDS = {"true": "full_shard", "yes": "full_shard", "1": "full_shard", "false": "", "no": "", "0": ""}
-
-
-def fsdp_flag_value(value: str) -> str:
-    """The string form of ``--fsdp`` for a boolean word (``true`` -> ``full_shard``, ``false`` -> off).
-
-    ``TrainingArguments(fsdp=True)`` means full sharding, but on a command line ``True`` arrives as the word
-    ``true``, which ``TrainingArguments`` refuses as an unknown sharding option.
-    """
-    return _BOOLEAN_WORDS.get(value.strip().lower(), value)
-
-
 def check_sharding(training_args) -> None:
     """Refuse ``--fsdp`` where it would not shard, before any data is read.
 
