@@ -98,8 +98,11 @@ CV_RECIPES = {
              "training": {"learning_rate": 5e-5, "per_device_train_batch_size": 16}},
     "clcr_t": {"model_type": "clcr", "modalities": ["text"], "model": {"hidden_size": 64, "text_learning_rate": 5e-5},
                "training": {"learning_rate": 1e-3, "per_device_train_batch_size": 16}},
+    # On ten speakers the audio and visual features identify the speaker, not what transfers (`mosi-signal`):
+    # CLCR starts as its text model and lets them in as far as training moves it (config: primary_modality).
+    # Inner video-grouped folds of outer fold 0, seeds 1111-1112: mean MAE 1.287 -> 1.152 (text only 1.156).
     "clcr_tav": {"model_type": "clcr", "modalities": ["text", "audio", "visual"],
-                 "model": {"hidden_size": 64, "text_learning_rate": 5e-5},
+                 "model": {"hidden_size": 64, "text_learning_rate": 5e-5, "config_overrides": "primary_modality=text"},
                  "training": {"learning_rate": 1e-3, "per_device_train_batch_size": 16}},
     "ssu_t": {"model_type": "ssu", "modalities": ["text"], "model": {"hidden_size": 64, "text_learning_rate": 5e-5},
               "training": {"learning_rate": 1e-3, "per_device_train_batch_size": 16}},

@@ -221,7 +221,10 @@ class CLCRCrossModalExchange(nn.Module):
         self.dropout = config.attention_dropout
         self.is_causal = False
         d = config.hidden_size
-        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (SignalLinear(d, d) for _ in range(4))
+        self.q_proj, self.k_proj, self.v_proj = (SignalLinear(d, d) for _ in range(3))
+        # CODEPATH: primary_modality (benchmarks/real_multimodal.py's clcr_tav) starts the exchange as no update;
+        # the default configs start it at unit gain.
+        self.o_proj = SignalLinear(d, d, gain=0.0 if config.primary_modality is not None else 1.0)
 
     def forward(self, query: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
         batch, tq, d = query.shape
@@ -453,6 +456,11 @@ class CLCRInterCAD(nn.Module):
             self.select_key = nn.Linear(d, d)
             self.gate_weight = nn.Parameter(torch.empty(M, d))
             self.gate_bias = nn.Parameter(torch.empty(M))
+            self.primary_bias = float(config.primary_modality_bias)
+            # CODEPATH: primary_modality (benchmarks/real_multimodal.py's clcr_tav) adds a learnable prior to the
+            # selection scores; the default configs have none.
+            self.primary_index = None if config.primary_modality is None else config.modalities.index(config.primary_modality)
+            self.selection_bias = nn.Parameter(torch.empty(M)) if self.primary_index is not None else None
 
     def forward(
         self, shared_means: torch.Tensor, private_means: torch.Tensor, present: torch.Tensor
@@ -481,6 +489,8 @@ class CLCRInterCAD(nn.Module):
         if self.use_inter_cad:
             context = shared.sum(1) / count[:, None]                               # [B, d]
             scores = torch.einsum("bd,bmd->bm", self.select_query(context), self.select_key(shared)) / math.sqrt(d)
+            if self.selection_bias is not None:
+                scores = scores + self.selection_bias
             beta = masked_softmax(scores, present, dim=-1)                          # Eq. 10, [B, M]
             gates = torch.sigmoid(torch.einsum("bmd,md->bm", private, self.gate_weight) + self.gate_bias) * presentf  # Eq. 11
         else:
@@ -782,7 +792,14 @@ class CLCRPreTrainedModel(AutoMapMixin, TextPretrainedMixin, PreTrainedModel):
         elif isinstance(module, CLCRInterCAD):
             if module.use_inter_cad:
                 init.normal_(module.gate_weight, mean=0.0, std=std)
-                init.zeros_(module.gate_bias)
+                if module.primary_index is None:
+                    init.zeros_(module.gate_bias)
+                else:
+                    # The primary modality's selection starts ahead and the others' private gates nearly closed.
+                    primary = torch.zeros_like(module.gate_bias)
+                    primary[module.primary_index] = 1.0
+                    init.copy_(module.gate_bias, (primary - 1.0) * module.primary_bias)
+                    init.copy_(module.selection_bias, primary * module.primary_bias)
         elif not init_common_weights(module):
             super()._init_weights(module)
 

@@ -39,7 +39,13 @@ class SignalLinear(nn.Linear):
     0.23 at d = 128). Where a layer's output competes with a fixed-scale term (a positional table) or
     decides a softmax (attention scores that build a graph or gate an exchange), that starts the model at a
     point where the mechanism does nothing and gets almost no gradient. Unit gain keeps the signal's scale.
+
+    ``gain`` scales that std; ``gain=0`` starts the layer at zero, for an update that must begin as no update.
     """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None, gain: float = 1.0):
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self.gain = float(gain)
 
 
 class OutputLinear(SignalLinear):
@@ -68,7 +74,10 @@ def init_common_weights(module: nn.Module) -> bool:
 
     transformers' ``initialization`` primitives skip a tensor already loaded from a checkpoint."""
     if isinstance(module, SignalLinear):
-        init.normal_(module.weight, mean=0.0, std=module.in_features**-0.5)
+        if module.gain == 0:
+            init.zeros_(module.weight)
+        else:
+            init.normal_(module.weight, mean=0.0, std=module.gain * module.in_features**-0.5)
         if module.bias is not None:
             init.constant_(module.bias, getattr(module, "offset", 0.0))
         return True

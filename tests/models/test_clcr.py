@@ -119,6 +119,8 @@ def test_config_defaults_follow_the_spec():
         (dict(head_hidden=0), "head_hidden"),
         (dict(hidden_size="wide"), "hidden_size must be a number"),
         (dict(modalities=["smell"]), "modalities"),
+        (dict(modalities=["audio", "visual"], primary_modality="text"), "primary_modality"),
+        (dict(primary_modality="text", primary_modality_bias=-1.0), "primary_modality_bias"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):
@@ -782,3 +784,78 @@ def test_modality_summaries_are_returned_with_the_analysis_outputs_only():
     # Sample 2 has no audio frame: its audio summaries are zero, the others are not.
     assert (shared[2, 1] == 0).all() and (private[2, 1] == 0).all()
     assert shared[0].abs().sum(-1).min() > 0 and private[0].abs().sum(-1).min() > 0
+
+
+# ---------------------------------------------------------------- a primary modality
+
+
+def test_primary_modality_starts_as_its_own_model_and_every_part_still_learns():
+    model = build(tiny_config(primary_modality="text", tcn_dropout=0.0, attention_dropout=0.0, classifier_dropout=0.0))
+    batch = make_batch()
+    with torch.no_grad():
+        out = model(**without_labels(batch))
+        other = dict(without_labels(batch), audio_features=torch.randn(3, 9, AUDIO_DIM) * 5)
+        levels = model.clcr(**other, output_hidden_states=True).level_hidden_states
+    # Selection starts at e^5 / (e^5 + 2) on text where all three are present; the others' gates at about sigmoid(-5).
+    assert abs(out.modality_weights[0, 0].item() - 0.987) < 0.005
+    assert (out.private_gates[:, 1:] < 0.02).all() and (out.private_gates[:, 0] > 0.3).all()
+    # The exchange starts as no update: text's shared tokens do not see the audio.
+    intra = model.clcr.intra_levels[0]
+    lengths = [6, 9, 5]
+    masks = [batch["attention_mask"], batch["audio_attention_mask"], batch["visual_attention_mask"]]
+    with torch.no_grad():
+        plain = CLCRLevelOutput.unflatten(intra(*model.clcr(**without_labels(batch), output_hidden_states=True)
+                                                .level_hidden_states[0].split(lengths, 1), *masks), 3)
+        changed = CLCRLevelOutput.unflatten(intra(*levels[0].split(lengths, 1), *masks), 3)
+    torch.testing.assert_close(plain.shared[0], changed.shared[0])
+    # Not frozen: the zero projection, the selection prior and the closed gates get gradient from the first step.
+    model.train()
+    model(**batch).loss.backward()
+    inter = model.clcr.inter_cad
+    assert inter.selection_bias.grad.abs().min() > 0 and inter.gate_bias.grad[1:].abs().min() > 0
+    assert all(ex.o_proj.weight.grad.abs().sum() > 0 for ex in intra.exchange)
+
+
+def test_primary_modality_gives_way_to_a_modality_that_carries_the_signal():
+    """Text is noise and the label is the audio's mean: the model learns it through the attenuated audio path,
+    and the selection moves towards audio (slowly: a prior of 5 takes Adam about 5 / lr steps to undo)."""
+    g = torch.Generator().manual_seed(3)
+    n = 96
+    audio = torch.randn(n, 8, AUDIO_DIM, generator=g)
+    data = {
+        "input_ids": torch.randint(1, VOCAB, (n, 6), generator=g), "attention_mask": torch.ones(n, 6, dtype=torch.long),
+        "audio_features": audio, "labels": audio[..., 0].mean(1) * 3,
+    }
+    model = build(tiny_config(("text", "audio"), primary_modality="text", tcn_dropout=0.0, attention_dropout=0.0,
+                              classifier_dropout=0.0))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    with torch.no_grad():
+        start = model(**{k: v for k, v in data.items() if k != "labels"}).modality_weights[:, 1].mean()
+    model.train()
+    for _ in range(30):
+        for idx in torch.arange(n).split(32):
+            loss = model(**{k: v[idx] for k, v in data.items()}).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        out = model(**{k: v for k, v in data.items() if k != "labels"})
+    assert ((out.logits.view(-1) - data["labels"]) ** 2).mean() < 0.05 * data["labels"].var()
+    assert start < 0.02 and out.modality_weights[:, 1].mean() > 1.2 * start
+    with torch.no_grad():
+        silent = model(input_ids=data["input_ids"], attention_mask=data["attention_mask"]).logits.view(-1)
+    # Without its audio the model has nothing left to predict from.
+    assert ((silent - data["labels"]) ** 2).mean() > 0.5 * data["labels"].var()
+
+
+def test_primary_modality_round_trips(tmp_path):
+    model = build(tiny_config(primary_modality="text"))
+    with torch.no_grad():
+        model.clcr.inter_cad.selection_bias.add_(0.25)  # a trained prior, not the initial one
+    batch = without_labels(make_batch())
+    model.save_pretrained(tmp_path)
+    loaded = CLCRForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert loaded.config.primary_modality == "text"
+    torch.testing.assert_close(loaded.clcr.inter_cad.selection_bias, model.clcr.inter_cad.selection_bias)
+    torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits, atol=1e-6, rtol=1e-6)
