@@ -5,7 +5,7 @@ and (b) the full CLCR model around the same text encoder configuration (random w
 in the same process: warm-up steps, then the median of the timed steps. Prints a table and the ratio.
 
     python benchmarks/clcr_overhead.py                       # BERT-base sized, batch 32, 50 tokens/frames
-    python benchmarks/clcr_overhead.py --layers 2 --width 128 --steps 5   # quick check
+    python benchmarks/clcr_overhead.py --layers 2 --width 128 --heads 4 --steps 5   # quick check
 
 CPU numbers on a shared machine are noisy; compare the ratio, not the absolute times.
 """

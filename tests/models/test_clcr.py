@@ -68,6 +68,16 @@ def without_labels(batch):
     return {k: v for k, v in batch.items() if k != "labels"}
 
 
+def train_epoch(model, optimizer, data, order, batch_size=32):
+    """One pass of AdamW steps over ``data`` (tensors with a common first dimension) in ``order``."""
+    model.train()
+    for idx in order.split(batch_size):
+        loss = model(**{k: v[idx] for k, v in data.items()}).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
 # ---------------------------------------------------------------- configuration
 
 
@@ -618,12 +628,7 @@ def test_learns_a_cross_modal_interaction():
     constant_mse = ((labels - train["labels"].mean()) ** 2).mean()
     best = float("inf")
     for _ in range(25):
-        model.train()
-        for idx in torch.randperm(256, generator=generator).split(32):
-            loss = model(**{k: v[idx] for k, v in train.items()}).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        train_epoch(model, optimizer, train, torch.randperm(256, generator=generator))
         model.eval()
         with torch.no_grad():
             predictions = model(**test).logits.view(-1)
@@ -794,20 +799,21 @@ def test_primary_modality_starts_as_its_own_model_and_every_part_still_learns():
     batch = make_batch()
     with torch.no_grad():
         out = model(**without_labels(batch))
-        other = dict(without_labels(batch), audio_features=torch.randn(3, 9, AUDIO_DIM) * 5)
-        levels = model.clcr(**other, output_hidden_states=True).level_hidden_states
     # Selection starts at e^5 / (e^5 + 2) on text where all three are present; the others' gates at about sigmoid(-5).
     assert abs(out.modality_weights[0, 0].item() - 0.987) < 0.005
     assert (out.private_gates[:, 1:] < 0.02).all() and (out.private_gates[:, 0] > 0.3).all()
     # The exchange starts as no update: text's shared tokens do not see the audio.
     intra = model.clcr.intra_levels[0]
-    lengths = [6, 9, 5]
     masks = [batch["attention_mask"], batch["audio_attention_mask"], batch["visual_attention_mask"]]
+
+    def text_shared_tokens(inputs):
+        level_input = model.clcr(**inputs, output_hidden_states=True).level_hidden_states[0]   # [B, 6 + 9 + 5, d]
+        return CLCRLevelOutput.unflatten(intra(*level_input.split([6, 9, 5], 1), *masks), 3).shared[0]
+
     with torch.no_grad():
-        plain = CLCRLevelOutput.unflatten(intra(*model.clcr(**without_labels(batch), output_hidden_states=True)
-                                                .level_hidden_states[0].split(lengths, 1), *masks), 3)
-        changed = CLCRLevelOutput.unflatten(intra(*levels[0].split(lengths, 1), *masks), 3)
-    torch.testing.assert_close(plain.shared[0], changed.shared[0])
+        plain = text_shared_tokens(without_labels(batch))
+        louder = text_shared_tokens(dict(without_labels(batch), audio_features=torch.randn(3, 9, AUDIO_DIM) * 5))
+    torch.testing.assert_close(plain, louder)
     # Not frozen: the zero projection, the selection prior and the closed gates get gradient from the first step.
     model.train()
     model(**batch).loss.backward()
@@ -831,13 +837,8 @@ def test_primary_modality_gives_way_to_a_modality_that_carries_the_signal():
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     with torch.no_grad():
         start = model(**{k: v for k, v in data.items() if k != "labels"}).modality_weights[:, 1].mean()
-    model.train()
     for _ in range(30):
-        for idx in torch.arange(n).split(32):
-            loss = model(**{k: v[idx] for k, v in data.items()}).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        train_epoch(model, optimizer, data, torch.arange(n))
     model.eval()
     with torch.no_grad():
         out = model(**{k: v for k, v in data.items() if k != "labels"})
