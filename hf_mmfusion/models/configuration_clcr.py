@@ -160,21 +160,6 @@ class CLCRConfig(MMFusionConfig):
         sits at its true depth (text and visual shift by one, audio by two). `"partial"`: each modality
         keeps exactly one level in place (text level 1, audio level 2, visual level 3) and the other
         levels are permuted among themselves. Needs `num_levels >= 3` for `"partial"`.
-    primary_modality (`str`, *optional*):
-        A configured modality the fused representation starts from (`"text"` for sentiment: the words carry
-        most of it). The model then starts as that modality's own model and the others enter only as far as
-        training moves them: modality selection (Eq. 10) gets a learnable bias per modality, starting
-        `primary_modality_bias` above the others for this one; the other modalities' private gates (Eq. 11)
-        start nearly closed (bias `-primary_modality_bias`); and the cross-modal exchange's output projection
-        (Eq. 4) starts at zero. On a few speakers the other modalities' features identify the speaker, and a
-        model that mixes them in at full weight from the start fits the speakers' sentiment instead of what
-        transfers (see `model_notes.md`). `None` is the paper's symmetric start.
-    primary_modality_bias (`float`, *optional*, defaults to 5.0):
-        Strength of that start: with three modalities the primary one's selection weight starts at
-        `e^b / (e^b + 2)` (0.987 at 5.0) and the others' private gates at `sigmoid(-b)` (0.007). Under Adam a
-        bias moves by about the learning rate per step, so within a short fine-tuning it stays near its start
-        and the head reads the other modalities through their small weights; chosen on inner validation splits
-        (`model_notes.md`). Used only with `primary_modality`.
     use_intra_regularizer (`bool`, *optional*, defaults to `True`):
         Ablation "w/o L_intra" when `False`.
     use_inter_regularizer (`bool`, *optional*, defaults to `True`):
@@ -225,8 +210,6 @@ class CLCRConfig(MMFusionConfig):
     use_inter_cad: bool = True
     use_hierarchy: bool = True
     level_mix: str = "none"
-    primary_modality: str | None = None
-    primary_modality_bias: float | int = 5.0
     use_intra_regularizer: bool = True
     use_inter_regularizer: bool = True
 
@@ -307,12 +290,6 @@ class CLCRConfig(MMFusionConfig):
             raise ValueError("level_mix='full' needs num_levels >= 2")
         if self.level_mix == "partial" and self.num_levels < 3:
             raise ValueError("level_mix='partial' keeps one level and permutes the others: it needs num_levels >= 3")
-        if self.primary_modality is not None and self.primary_modality not in self.modalities:
-            raise ValueError(
-                f"primary_modality must be one of the configured modalities {list(self.modalities)}, "
-                f"got {self.primary_modality!r}"
-            )
-        non_negative("primary_modality_bias")
         if self.inter_incompat_weight_all_terms and not self.use_inter_cad:
             raise ValueError("inter_incompat_weight_all_terms uses the InterCAD anchors and needs use_inter_cad=True")
         if self.text_level_layers is not None:

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import math
+
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -44,6 +46,25 @@ MMFUSION_CONFIG_ARGS = r"""
     label_offset (`float`, *optional*, defaults to 0.0):
         Initial bias of a regression head's output, in label units. `hf-mmfusion train` sets it to the
         training labels' mean, so a head for 1-5 ratings starts at their average instead of at 0.
+    primary_modality (`str`, *optional*):
+        A configured modality the fused representation starts from (`"text"` for sentiment: the words carry
+        most of it). The model then starts as that modality's own model and the others enter only as far as
+        training moves them. CLCR: modality selection (Eq. 10) gets a learnable bias per modality, starting
+        `primary_modality_bias` above the others for this one; the other modalities' private gates (Eq. 11)
+        start nearly closed (bias `-primary_modality_bias`); the cross-modal exchange's output projection
+        (Eq. 4) starts at zero. SSU: it must be the guiding modality (text, or the first configured one
+        without text); the fusion graph sends messages from it to the others but not back (no edge from
+        another modality's node into its nodes or the fusion anchor), and each other modality's readout
+        enters `z_ori` / `z_fuse` through a learnable gate `sigmoid(g_m)`, `g_m` starting at
+        `-primary_modality_bias`. On a few speakers the other modalities' features identify the speaker, and
+        a model that mixes them in at full weight from the start fits the speakers' sentiment instead of what
+        transfers (see `model_notes.md`). `None` is the papers' symmetric start.
+    primary_modality_bias (`float`, *optional*, defaults to 5.0):
+        Strength of that start: the other modalities' gates start at `sigmoid(-b)` (0.007 at 5.0) and, in
+        CLCR with three modalities, the primary one's selection weight at `e^b / (e^b + 2)` (0.987). Under
+        Adam a bias moves by about the learning rate per step, so within a short fine-tuning it stays near its
+        start and the head reads the other modalities through their small weights; chosen on inner validation
+        splits (`model_notes.md`). Used only with `primary_modality`.
 """
 
 
@@ -69,6 +90,8 @@ class MMFusionConfig(PreTrainedConfig):
     hidden_size: int = 128
     initializer_range: float = 0.02
     label_offset: float | int = 0.0
+    primary_modality: str | None = None
+    primary_modality_bias: float | int = 5.0
 
     def __post_init__(self, **kwargs):
         # Before anything derives a width from them (strict's own type check runs after __post_init__).
@@ -86,6 +109,13 @@ class MMFusionConfig(PreTrainedConfig):
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown:
             raise ValueError(f"modalities must be a subset of {MODALITIES}, got unknown {unknown}")
+        if self.primary_modality is not None and self.primary_modality not in self.modalities:
+            raise ValueError(
+                f"primary_modality must be one of the configured modalities {list(self.modalities)}, "
+                f"got {self.primary_modality!r}"
+            )
+        if not (self.primary_modality_bias >= 0 and math.isfinite(self.primary_modality_bias)):
+            raise ValueError(f"primary_modality_bias must be a finite value >= 0, got {self.primary_modality_bias}")
         if "text" in self.modalities and self.text_config is None:
             self.text_config = {}
         elif "text" not in self.modalities:

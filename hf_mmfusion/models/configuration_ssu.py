@@ -205,9 +205,20 @@ class SSUConfig(MMFusionConfig):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0 (0 disables the loss term), got {getattr(self, name)}")
 
+        if self.primary_modality is not None and self.primary_modality != self.guide_modality:
+            raise ValueError(
+                f"primary_modality must be SSU's guiding modality {self.guide_modality!r} (its states guide the "
+                f"other graphs and make the anchor), got {self.primary_modality!r}"
+            )
+
     def _check_choice(self, name: str, choices: tuple) -> None:
         if getattr(self, name) not in choices:
             raise ValueError(f"`{name}` must be one of {list(choices)}, got {getattr(self, name)!r}")
+
+    @property
+    def guide_modality(self) -> str:
+        """The modality whose states guide the other graphs and make the anchor: text, else the first one."""
+        return "text" if "text" in self.modalities else self.modalities[0]
 
     @property
     def graph_modalities(self) -> list[str]:

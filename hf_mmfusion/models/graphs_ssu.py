@@ -393,6 +393,10 @@ def assemble_graphs(layout: NodeLayout, masks, adjacency, values, anchor_weights
         fusion_only += [(node, fusion_anchor, w), (fusion_anchor, node, w)]
     links = cross_modal_links(anchor_weights, masks, int(config.fusion_topk))
     fusion_only += cross_modal_edges(links, slots, per_sample)
+    # CODEPATH: primary_modality (benchmarks/real_multimodal.py's ssu_tav) makes the fusion graph one-way; the
+    # default configs keep every fusion edge in both directions.
+    if config.primary_modality is not None:
+        fusion_only = edges_out_of(fusion_only, layout, config.primary_modality)
 
     modality_edge_index, modality_edge_attr = pack_edges(own + intra, dtype, device)
     fusion_edge_index, fusion_edge_attr = pack_edges(intra + fusion_only, dtype, device)
@@ -404,6 +408,25 @@ def assemble_graphs(layout: NodeLayout, masks, adjacency, values, anchor_weights
         augmented_edge_index=augmented_edge_index, augmented_edge_attr=augmented_edge_attr,
         adjacency=adjacency, edge_values=values, anchor_weights=anchor_weights, cross_modal_links=links,
     )
+
+
+def edges_out_of(chunks, layout: NodeLayout, modality: str) -> list:
+    """``chunks`` of fusion edges less those from another modality's node into ``modality``'s nodes or the
+    fusion anchor (the first anchor slot, which holds ``modality``'s mean when it guides): messages leave
+    ``modality`` but none come back, so its nodes are updated as in its own model."""
+    start, stop = layout.slots[modality], layout.slots[modality] + layout.lengths[modality]
+    anchor = next(iter(layout.anchor_slots.values()), None)
+
+    def on_its_side(ids):
+        slot = ids % layout.per_sample
+        side = (slot >= start) & (slot < stop)
+        return side if anchor is None else side | (slot == anchor)
+
+    kept = []
+    for source, target, weight in chunks:
+        keep = on_its_side(source) | ~on_its_side(target)
+        kept.append((source[keep], target[keep], weight[keep]))
+    return kept
 
 
 def pack_edges(chunks, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:

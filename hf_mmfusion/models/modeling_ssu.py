@@ -343,7 +343,10 @@ class SSUPreTrainedModel(AutoMapMixin, TextPretrainedMixin, PreTrainedModel):
         from torch_geometric.nn import GATConv
         from torch_geometric.nn.dense.linear import Linear as GeometricLinear
 
-        if isinstance(module, SSUTextGuidedGraph):
+        if isinstance(module, SSUModel):
+            if module.readout_gate_bias is not None:
+                init.constant_(module.readout_gate_bias, -float(self.config.primary_modality_bias))
+        elif isinstance(module, SSUTextGuidedGraph):
             cfg = self.config
             span = max(cfg.pos_bias_max_distance, 1)
             # Nearby frames start slightly favoured: bias -|i-j| / max distance, in [-1, 0].
@@ -399,6 +402,10 @@ class SSUModel(SSUPreTrainedModel):
         # start with almost no gradient.
         self.ori_projection = SignalLinear(len(self.modalities) * d, d)
         self.fuse_projection = SignalLinear(len(self.modalities) * d, d)
+        # CODEPATH: primary_modality (benchmarks/real_multimodal.py's ssu_tav) gates the other modalities'
+        # readouts; the default configs read every modality at full weight.
+        self.gated_modalities = [m for m in self.modalities if config.primary_modality not in (None, m)]
+        self.readout_gate_bias = nn.Parameter(torch.empty(len(self.gated_modalities))) if self.gated_modalities else None
         self.post_init()
 
     # -- stage 1: unimodal states ----------------------------------------------------------------
@@ -425,7 +432,7 @@ class SSUModel(SSUPreTrainedModel):
 
         Returns ``(nodes {m: [B, T_m, d]}, z_anchor [B, d] (Eq. 6))``.
         """
-        guide_name = "text" if "text" in states else self.modalities[0]
+        guide_name = self.config.guide_modality
         guide, guide_mask = states[guide_name], masks[guide_name]
         nodes = {}
         for m in self.modalities:
@@ -452,7 +459,7 @@ class SSUModel(SSUPreTrainedModel):
     def graph_structure(self, states, nodes, masks, z_anchor, dependency_heads=None, augment=False) -> SSUGraphs:
         """Edges and weights of every graph (Eq. 3-5 and 7, text arcs, fusion and augmented edges)."""
         cfg = self.config
-        guide_name = "text" if "text" in states else self.modalities[0]
+        guide_name = self.config.guide_modality
         guide, guide_mask = states[guide_name], masks[guide_name]
         layout = node_layout(nodes, z_anchor, self.config.use_anchor)
         B, d = z_anchor.shape
@@ -477,13 +484,19 @@ class SSUModel(SSUPreTrainedModel):
         return assemble_graphs(layout, masks, adjacency, values, anchor_weights, cfg, augment)
 
     # -- stage 3: GATs and readouts --------------------------------------------------------------
+    def readout_gates(self) -> dict[str, torch.Tensor]:
+        """``sigmoid(g_m)`` of each modality other than ``config.primary_modality`` (none without it)."""
+        if self.readout_gate_bias is None:
+            return {}
+        return dict(zip(self.gated_modalities, torch.sigmoid(self.readout_gate_bias).unbind()))
+
     def _readout(self, h: torch.Tensor, graphs: SSUGraphs) -> torch.Tensor:
-        """Masked mean of each modality's nodes, concatenated in config order -> ``[B, M * d]``."""
+        """Masked mean of each modality's nodes (times its readout gate, if any), concatenated in config order
+        -> ``[B, M * d]``."""
         per_sample = h.view(-1, graphs.nodes_per_sample, h.shape[-1])
-        return torch.cat(
-            [masked_mean(per_sample[:, s:s + graphs.lengths[m]], graphs.masks[m]) for m, s in graphs.slots.items()],
-            dim=-1,
-        )
+        gates = self.readout_gates()
+        means = [masked_mean(per_sample[:, s:s + graphs.lengths[m]], graphs.masks[m]) for m, s in graphs.slots.items()]
+        return torch.cat([x * gates[m] if m in gates else x for x, m in zip(means, graphs.slots)], dim=-1)
 
     def encode_graphs(self, graphs: SSUGraphs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Run the shared GAT (original and augmented views in one call) and the fusion GAT.

@@ -884,3 +884,116 @@ def test_graph_outputs_give_the_node_masks_and_the_fusion_links_the_model_built(
             built[(s, t)] = w
     assert built.keys() == expected.keys()
     assert all(built[key] == pytest.approx(w, abs=1e-6) for key, w in expected.items())
+
+
+# --------------------------------------------------------------------------------------------------
+# A primary modality
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [(dict(primary_modality="audio"), "guiding modality 'text'"),
+     (dict(modalities=["audio", "visual"], primary_modality="text"), "configured modalities"),
+     (dict(primary_modality="text", primary_modality_bias=-1.0), "primary_modality_bias")],
+)
+def test_primary_modality_refusals(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides)
+
+
+def primary_side(graphs, ids):
+    """Whether each node id is a text node or the fusion anchor (the first anchor slot)."""
+    slot = ids % graphs.nodes_per_sample
+    text = (slot >= graphs.slots["text"]) & (slot < graphs.slots["text"] + graphs.lengths["text"])
+    return text | (slot == next(iter(graphs.layout.anchor_slots.values())))
+
+
+@pytest.mark.parametrize("primary", [None, "text"])
+def test_primary_modality_fusion_graph_sends_but_does_not_receive(primary):
+    torch.manual_seed(0)
+    m = SSUForSequenceClassification(tiny_config(primary_modality=primary)).eval()
+    graphs = real_graphs(m, make_batch())
+    source, target = graphs.fusion_edge_index
+    into_text = primary_side(graphs, target) & ~primary_side(graphs, source)
+    out_of_text = primary_side(graphs, source) & ~primary_side(graphs, target)
+    assert out_of_text.sum() > 0
+    # Symmetric: every cross-modal link and anchor edge both ways; primary: none back into text or the anchor.
+    assert into_text.sum() == (0 if primary else out_of_text.sum())
+    # The per-modality graphs of the shared GAT are untouched.
+    torch.manual_seed(0)
+    plain = real_graphs(SSUForSequenceClassification(tiny_config()).eval(), make_batch())
+    assert torch.equal(graphs.modality_edge_index, plain.modality_edge_index)
+
+
+def test_primary_modality_starts_as_its_own_model_and_every_part_still_learns():
+    def audio_visual_effect(model):
+        batch = inputs_of(make_batch())
+        louder = dict(batch, audio_features=5 * batch["audio_features"] + 1, visual_features=-3 * batch["visual_features"])
+        with torch.no_grad():
+            return (model(**batch).logits - model(**louder).logits).abs().max().item()
+
+    torch.manual_seed(0)
+    symmetric = SSUForSequenceClassification(tiny_config(gat_dropout=0.0, feature_dropout=0.0)).eval()
+    torch.manual_seed(0)
+    model = SSUForSequenceClassification(tiny_config(primary_modality="text", gat_dropout=0.0, feature_dropout=0.0)).eval()
+    gates = model.ssu.readout_gates()
+    assert list(gates) == ["audio", "visual"] and all(abs(g.item() - 0.0067) < 1e-3 for g in gates.values())
+    # Audio and visual reach the prediction only through their gates (sigmoid(-5)), not through text's nodes.
+    assert audio_visual_effect(symmetric) > 0.05 and audio_visual_effect(model) < 0.01 * audio_visual_effect(symmetric)
+    model.train()
+    model(**make_batch()).loss.backward()
+    d = model.config.hidden_size
+    assert model.ssu.readout_gate_bias.grad.abs().min() > 0
+    assert model.ssu.fuse_projection.weight.grad[:, d:].abs().sum() > 0
+
+
+def test_primary_modality_gives_way_to_a_modality_that_carries_the_signal():
+    """Text is noise and the label is the audio's mean: on unseen samples the model predicts it through the
+    gated audio readout (on the training samples it could also recall the label from the words)."""
+    g = torch.Generator().manual_seed(3)
+    n, held, T = 384, 64, 6
+    audio = torch.randn(n + held, 8, A_DIM, generator=g)
+    data = {
+        "input_ids": torch.randint(1, VOCAB, (n + held, T), generator=g),
+        "attention_mask": torch.ones(n + held, T, dtype=torch.long),
+        "audio_features": audio, "labels": audio[..., 0].mean(1) * 3,
+    }
+    train = {k: v[:n] for k, v in data.items()}
+    test = {k: v[n:] for k, v in data.items()}
+    torch.manual_seed(0)
+    model = SSUForSequenceClassification(tiny_config(
+        modalities=["text", "audio"], primary_modality="text", text_graph="chain", gat_dropout=0.0,
+        feature_dropout=0.0, classifier_dropout=0.0,
+    ))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    start = model.ssu.readout_gates()["audio"].item()
+    for _ in range(30):
+        model.train()
+        for idx in torch.randperm(n, generator=g).split(32):
+            loss = model(**{k: v[idx] for k, v in train.items()}).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        predicted = model(**inputs_of(test)).logits.view(-1)
+        silent = model(input_ids=test["input_ids"], attention_mask=test["attention_mask"]).logits.view(-1)
+    variance = test["labels"].var()
+    assert ((predicted - test["labels"]) ** 2).mean() < 0.6 * variance
+    assert model.ssu.readout_gates()["audio"] > 2 * start
+    # Without its audio the model has nothing left to predict from.
+    assert ((silent - test["labels"]) ** 2).mean() > 0.9 * variance
+
+
+def test_primary_modality_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = SSUForSequenceClassification(tiny_config(primary_modality="text")).eval()
+    with torch.no_grad():
+        model.ssu.readout_gate_bias.add_(torch.tensor([0.5, 1.0]))  # trained gates, not the initial ones
+    batch = inputs_of(make_batch())
+    model.save_pretrained(tmp_path)
+    loaded = SSUForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert loaded.config.primary_modality == "text"
+    torch.testing.assert_close(loaded.ssu.readout_gate_bias, model.ssu.readout_gate_bias)
+    torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits, **SAME)
