@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from isolation import without_package  # noqa: E402
+from training_loops import train_epoch  # noqa: E402
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig  # noqa: E402
 
 from hf_mmfusion import CLCRConfig, CLCRForSequenceClassification, CLCRModel  # noqa: E402
@@ -66,16 +67,6 @@ def build(config, cls=CLCRForSequenceClassification, seed=0):
 
 def without_labels(batch):
     return {k: v for k, v in batch.items() if k != "labels"}
-
-
-def train_epoch(model, optimizer, data, order, batch_size=32):
-    """One pass of AdamW steps over ``data`` (tensors with a common first dimension) in ``order``."""
-    model.train()
-    for idx in order.split(batch_size):
-        loss = model(**{k: v[idx] for k, v in data.items()}).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
 
 
 # ---------------------------------------------------------------- configuration

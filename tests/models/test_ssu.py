@@ -13,6 +13,7 @@ import pytest
 import torch
 from graph_reference import undirected_head_graph
 from isolation import without_package
+from training_loops import train_epoch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig
 
 from hf_mmfusion import SSUConfig, SSUForSequenceClassification, SSUModel
@@ -969,12 +970,7 @@ def test_primary_modality_gives_way_to_a_modality_that_carries_the_signal():
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     start = model.ssu.readout_gates()["audio"].item()
     for _ in range(30):
-        model.train()
-        for idx in torch.randperm(n, generator=g).split(32):
-            loss = model(**{k: v[idx] for k, v in train.items()}).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        train_epoch(model, optimizer, train, torch.randperm(n, generator=g))
     model.eval()
     with torch.no_grad():
         predicted = model(**inputs_of(test)).logits.view(-1)
