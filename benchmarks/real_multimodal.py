@@ -562,6 +562,17 @@ def cv_table(per_run: list[dict], models) -> str:
         mean, low, high = paired_interval([a[k] - b[k] for k in keys])
         interval = "n/a" if math.isnan(low) else f"[{low:+.3f}, {high:+.3f}]"
         lines.append(f"| {with_av} − {without} | {mean:+.3f} | {interval} | {len(keys)} |")
+    seeds = list(dict.fromkeys(r["seed"] for r in per_run))
+    if len(seeds) > 1:
+        # One seed moves a model's mean over the folds by about as much as the models differ, so each seed's
+        # mean is shown beside the pooled one.
+        lines += ["", "| seed: MAE over folds | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+        for seed in seeds:
+            cells = []
+            for name in models:
+                maes = [r["mae"] for r in per_run if r["model"] == name and r["seed"] == seed]
+                cells.append(f"{np.mean(maes):.3f}" if maes else "n/a")
+            lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

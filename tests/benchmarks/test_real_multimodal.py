@@ -163,6 +163,21 @@ def test_cv_table_paired_difference():
     diff = np.array([-0.1, 0.0, -0.2])
     half = 4.302652729911275 * diff.std(ddof=1) / math.sqrt(3)  # t(0.975, 2)
     assert rows["clcr_tav − clcr_t"] == ["-0.100", f"[{-0.1 - half:+.3f}, {-0.1 + half:+.3f}]", "3"]
+    assert "seed: MAE over folds" not in table  # one seed: its mean is the pooled one
+
+
+def test_cv_table_shows_each_seeds_mean_over_folds():
+    per_run = [
+        {"model": m, "fold": f, "seed": seed, "mae": base + shift + 0.1 * f, "corr": 0.5, "acc2_has0": 0.7, "acc7": 0.3}
+        for m, base in (("text", 1.0), ("ssu_t", 1.2))
+        for seed, shift in ((7, 0.0), (3, 0.3))
+        for f in range(2)
+        if not (m == "ssu_t" and seed == 3)
+    ]
+    rows = table_rows(bench.cv_table(per_run, ["text", "ssu_t"]))
+    assert rows["seed: MAE over folds"] == ["text", "ssu_t"]
+    assert rows["7"] == ["1.050", "1.250"]
+    assert rows["3"] == ["1.350", "n/a"]  # in the order the seeds were given; a seed without runs says so
 
 
 def test_mosi_cv_tiny_end_to_end(tmp_path):
