@@ -368,6 +368,99 @@ class SSUPreTrainedModel(AutoMapMixin, TextPretrainedMixin, PreTrainedModel):
         elif not init_common_weights(module):
             super()._init_weights(module)
 
+    def load_primary_model(self, primary: SSUPreTrainedModel) -> list[str]:
+        """Start from a trained SSU of ``config.primary_modality`` alone, and freeze that modality's path.
+
+        Every parameter ``primary`` has is copied (same name and shape), the primary modality's columns of the
+        two readout projections included; the other modalities' columns start at zero, so the model predicts
+        exactly what ``primary`` predicts, whatever the other inputs. Their readout gates open
+        (``sigmoid(+primary_modality_bias)``): with their columns at zero nothing has to be held back, and a
+        closed gate would scale their training down with it. The copied parameters stop training (the readout
+        columns through a gradient hook), so training moves only the other modalities' parts. Returns the
+        names of the frozen parameters.
+
+        Why: on few speakers, fine-tuning the text encoder next to audio and visual features sends it down
+        another path than the text model's, however small their part (see `model_notes.md`); fitted on a
+        frozen text model, they add to it instead.
+        """
+        cfg = self.config
+        if cfg.primary_modality is None:
+            raise ValueError("load_primary_model needs config.primary_modality (the modality `primary` was trained on)")
+        if not isinstance(primary, SSUPreTrainedModel) or type(primary) is not type(self):
+            raise ValueError(f"`primary` must be a {type(self).__name__}, got {type(primary).__name__}")
+        if list(primary.config.modalities) != [cfg.primary_modality]:
+            raise ValueError(
+                f"`primary` must be trained on modalities [{cfg.primary_modality!r}] (config.primary_modality), "
+                f"got {list(primary.config.modalities)}"
+            )
+        mine, theirs = _primary_path_config(cfg), _primary_path_config(primary.config)
+        differing = [k for k in PRIMARY_PATH_FIELDS if mine.get(k) != theirs.get(k)]
+        if differing:
+            raise ValueError(
+                "`primary`'s config differs on the primary path: "
+                + ", ".join(f"{k} {theirs.get(k)!r} (this model: {mine.get(k)!r})" for k in differing)
+            )
+        base = self if isinstance(self, SSUModel) else self.ssu
+        d = cfg.hidden_size
+        block = base.modalities.index(cfg.primary_modality)
+        columns = slice(block * d, (block + 1) * d)
+        params, buffers = dict(self.named_parameters()), dict(self.named_buffers())
+        readouts = {n for n in params if n.endswith(("ori_projection.weight", "fuse_projection.weight"))}
+        frozen = []
+        with torch.no_grad():
+            for name, value in primary.state_dict().items():
+                own = params.get(name)
+                if own is None:
+                    if name in buffers:
+                        buffers[name].copy_(value)
+                        continue
+                    raise ValueError(f"`primary` has {name!r}, which this model lacks")
+                if name in readouts:
+                    own.zero_()
+                    own[:, columns].copy_(value)                               # [d, M*d] <- [d, d]
+                    own.register_hook(_zero_columns_hook(columns))
+                    own.frozen_columns = columns
+                    continue
+                if own.shape != value.shape:
+                    raise ValueError(f"{name}: `primary` has shape {tuple(value.shape)}, this model {tuple(own.shape)}")
+                own.copy_(value)
+                own.requires_grad_(False)
+                frozen.append(name)
+            if base.readout_gate_bias is not None:
+                base.readout_gate_bias.fill_(float(cfg.primary_modality_bias))
+        return frozen
+
+
+# The config fields that shape the primary modality's path (the others concern the other modalities or only
+# training): an SSU of the primary modality alone extends to a model that agrees with it on all of them.
+PRIMARY_PATH_FIELDS = (
+    "hidden_size", "text_config", "gat_heads", "gat_layers", "head_input", "text_graph", "text_graph_directed",
+    "use_anchor", "id2label", "fusion_topk",
+)
+
+
+# Bookkeeping and training-only fields of the text encoder's config, which may differ between the two.
+_TEXT_CONFIG_FREE = (
+    "dtype", "torch_dtype", "_name_or_path", "architectures", "transformers_version", "output_hidden_states",
+    "output_attentions", "return_dict", "use_cache", "id2label", "label2id", "hidden_dropout_prob",
+    "attention_probs_dropout_prob", "classifier_dropout",
+)
+
+
+def _primary_path_config(config: SSUConfig) -> dict:
+    values = config.to_dict()
+    if isinstance(values.get("text_config"), dict):
+        values["text_config"] = {k: v for k, v in values["text_config"].items() if k not in _TEXT_CONFIG_FREE}
+    return values
+
+
+def _zero_columns_hook(columns: slice):
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        grad[:, columns] = 0
+        return grad
+    return hook
+
 
 @auto_docstring(
     custom_intro="""

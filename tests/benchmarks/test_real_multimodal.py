@@ -180,7 +180,8 @@ def test_cv_table_shows_each_seeds_mean_over_folds():
     assert rows["3"] == ["1.350", "n/a"]  # in the order the seeds were given; a seed without runs says so
 
 
-def test_mosi_cv_tiny_end_to_end(tmp_path):
+def tiny_mosi(tmp_path):
+    """A tiny BERT encoder folder and a MISA-format pickle of 6 videos x 3 segments; returns both paths."""
     from transformers import BertModel
 
     from hf_mmfusion.data.synthetic import build_synthetic_tokenizer
@@ -202,6 +203,11 @@ def test_mosi_cv_tiny_end_to_end(tmp_path):
             samples.append((features, np.array([[rng.uniform(-3, 3)]], dtype=np.float32), f"vid{video}[{k}]"))
     data = tmp_path / "misa.pkl"
     data.write_bytes(pickle.dumps(samples))
+    return encoder, data
+
+
+def test_mosi_cv_tiny_end_to_end(tmp_path):
+    encoder, data = tiny_mosi(tmp_path)
     out = tmp_path / "cv"
     argv = ["mosi-cv", "--data", str(data), "--folds", "2", "--cv-seed", "3", "--seeds", "1", "--output-dir", str(out),
             "--models", "text", "late_fusion", "clcr_t", "clcr_tav", "--text_model", str(encoder),
@@ -219,6 +225,28 @@ def test_mosi_cv_tiny_end_to_end(tmp_path):
     folds = json.loads((out / "folds.json").read_text())["assignment"]
     for video in range(6):
         assert len({folds[f"vid{video}_{k + 1}"] for k in range(3)}) == 1
+
+
+def test_mosi_cv_ssu_tav_extends_the_ssu_t_recipe_of_the_same_seed(tmp_path):
+    encoder, data = tiny_mosi(tmp_path)
+    out = tmp_path / "cv"
+    argv = ["mosi-cv", "--data", str(data), "--folds", "2", "--cv-seed", "3", "--seeds", "1", "--output-dir", str(out),
+            "--models", "ssu_tav", "ssu_t", "--text_model", str(encoder), "--num_train_epochs", "1", "--no-progress"]
+    assert bench.main(argv) == 0
+    for fold in (0, 1):
+        first = json.loads((out / f"fold-{fold}" / "ssu_tav-primary" / "seed-1" / "result.json").read_text())
+        alone = json.loads((out / f"fold-{fold}" / "ssu_t" / "seed-1" / "result.json").read_text())
+        # The first stage is the ssu_t recipe itself: the same training, step for step.
+        assert first["recipe"] == alone["recipe"] and first["global_steps"] == alone["global_steps"]
+        extended = json.loads((out / f"fold-{fold}" / "ssu_tav" / "seed-1" / "result.json").read_text())
+        assert extended["recipe"]["model"]["primary_model"].endswith(f"fold-{fold}/ssu_tav-primary/seed-1")
+        assert not list((out / f"fold-{fold}").glob("*/seed-1/*.safetensors"))
+    rows = table_rows((out / "results.md").read_text())
+    assert {"ssu_t", "ssu_tav", "ssu_tav − ssu_t"} <= set(rows)
+    # A rerun into the same folder finds every run finished and trains nothing.
+    finished = {path: path.stat().st_mtime_ns for path in out.glob("fold-*/*/seed-1/result.json")}
+    assert len(finished) == 6 and bench.main(argv) == 0
+    assert {path: path.stat().st_mtime_ns for path in finished} == finished
 
 
 def test_cross_video_signal_tells_speaker_identity_from_signal():

@@ -993,3 +993,97 @@ def test_primary_modality_round_trips(tmp_path):
     assert loaded.config.primary_modality == "text"
     torch.testing.assert_close(loaded.ssu.readout_gate_bias, model.ssu.readout_gate_bias)
     torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits, **SAME)
+
+
+def trained_text_model(steps=3, **overrides):
+    """An SSU of text alone with a few training steps behind it (so no weight is still at its initial value)."""
+    torch.manual_seed(0)
+    text = SSUForSequenceClassification(tiny_config(modalities=["text"], **overrides))
+    optimizer = torch.optim.AdamW(text.parameters(), lr=1e-2)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        text(**make_batch(modalities=("text",))).loss.backward()
+        optimizer.step()
+    return text.eval()
+
+
+def test_load_primary_model_starts_as_the_text_model_and_trains_only_the_rest():
+    text = trained_text_model()
+    torch.manual_seed(1)
+    model = SSUForSequenceClassification(tiny_config(primary_modality="text"))
+    frozen = model.load_primary_model(text)
+    model.eval()
+    batch = inputs_of(make_batch())
+    with torch.no_grad():
+        alone = text(**inputs_of(make_batch(modalities=("text",)))).logits
+        torch.testing.assert_close(model(**batch).logits, alone, **SAME)
+        louder = dict(batch, audio_features=5 * batch["audio_features"] + 1)
+        torch.testing.assert_close(model(**louder).logits, alone, **SAME)
+    assert all(g.item() > 0.99 for g in model.ssu.readout_gates().values())
+    assert "ssu.text_encoder.model.encoder.layer.0.attention.self.query.weight" in frozen
+    assert not any(n.startswith(("ssu.projections.audio", "ssu.enhancers")) for n in frozen)
+
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-2, weight_decay=0.0)
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(**make_batch()).loss.backward()
+        optimizer.step()
+    d = model.config.hidden_size
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert not moved & set(frozen)
+    for name in ("ssu.ori_projection.weight", "ssu.fuse_projection.weight"):
+        weight = dict(model.named_parameters())[name]
+        assert torch.equal(weight[:, :d], before[name][:, :d])        # the text columns stay the text model's
+        assert not torch.equal(weight[:, d:], before[name][:, d:])    # audio and visual columns learn
+    assert {"ssu.projections.audio.weight", "ssu.enhancers.visual.value.weight", "ssu.readout_gate_bias"} <= moved
+    model.eval()
+    with torch.no_grad():
+        assert not torch.allclose(model(**batch).logits, alone)
+
+
+def test_load_primary_model_lets_in_a_modality_that_carries_the_rest_of_the_signal():
+    """The label is the audio's mean; the text model (trained on text alone) cannot know it. Fitted on the frozen
+    text model, the audio part predicts it on unseen samples."""
+    g = torch.Generator().manual_seed(3)
+    n, held, T = 384, 64, 6
+    audio = torch.randn(n + held, 8, A_DIM, generator=g)
+    data = {
+        "input_ids": torch.randint(1, VOCAB, (n + held, T), generator=g),
+        "attention_mask": torch.ones(n + held, T, dtype=torch.long),
+        "audio_features": audio, "labels": audio[..., 0].mean(1) * 3,
+    }
+    train = {k: v[:n] for k, v in data.items()}
+    test = {k: v[n:] for k, v in data.items()}
+    quiet = dict(text_graph="chain", gat_dropout=0.0, feature_dropout=0.0, classifier_dropout=0.0)
+    torch.manual_seed(0)
+    text = SSUForSequenceClassification(tiny_config(modalities=["text"], **quiet))
+    model = SSUForSequenceClassification(tiny_config(modalities=["text", "audio"], primary_modality="text", **quiet))
+    model.load_primary_model(text)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    for _ in range(15):
+        train_epoch(model, optimizer, train, torch.randperm(n, generator=g))
+    model.eval()
+    with torch.no_grad():
+        predicted = model(**inputs_of(test)).logits.view(-1)
+    assert ((predicted - test["labels"]) ** 2).mean() < 0.6 * test["labels"].var()
+
+
+@pytest.mark.parametrize(
+    "primary_overrides, overrides, message",
+    [
+        (dict(modalities=["text"]), dict(), "config.primary_modality"),
+        (dict(modalities=["text", "audio"]), dict(primary_modality="text"), "modalities \\['text'\\]"),
+        (dict(modalities=["text"], gat_layers=1), dict(primary_modality="text"), "gat_layers 1"),
+        (dict(modalities=["text"], hidden_size=8, graph_proj_dim=8), dict(primary_modality="text"), "hidden_size 8"),
+    ],
+)
+def test_load_primary_model_refusals(primary_overrides, overrides, message):
+    primary = SSUForSequenceClassification(tiny_config(**primary_overrides))
+    model = SSUForSequenceClassification(tiny_config(**overrides))
+    with pytest.raises(ValueError, match=message):
+        model.load_primary_model(primary)
+    with pytest.raises(ValueError, match="must be a SSUForSequenceClassification"):
+        SSUForSequenceClassification(tiny_config(primary_modality="text")).load_primary_model(SSUModel(primary.config))

@@ -157,6 +157,32 @@ def test_ssu_trains_with_chain_text_graph_and_logs_its_terms(tmp_path):
     )
 
 
+def test_ssu_extends_a_trained_text_model_and_trains_only_audio_and_visual(tmp_path, capsys):
+    text_dir = tmp_path / "text"
+    train(tiny_train_argv("ssu", text_dir, "--num_train_epochs", "1", sizes=(8, 4, 4), modalities=("text",)))
+    tav_dir = tmp_path / "tav"
+    outcome = train(tiny_train_argv("ssu", tav_dir, "--num_train_epochs", "2", "--primary_model", str(text_dir),
+                                    sizes=(8, 4, 4)))
+    assert outcome.model.config.primary_modality == "text"
+    text, tav = weights(text_dir), weights(tav_dir)
+    d = 16
+    for name, value in text.items():
+        if name.endswith(("ori_projection.weight", "fuse_projection.weight")):
+            assert torch.equal(tav[name][:, :d], value)
+            assert tav[name][:, d:].abs().sum() > 0                # started at zero, trained
+        else:
+            assert torch.equal(tav[name], value), name
+    trained = {id(p) for g in outcome.trainer.optimizer.param_groups for p in g["params"]}
+    assert not any(id(p) in trained for n, p in outcome.model.named_parameters() if "text_encoder." in n)
+
+    with pytest.raises(ValueError, match="--primary_model is for --model_type ssu"):
+        parse_train_args(tiny_train_argv("clcr", tmp_path / "c", "--primary_model", str(text_dir)))
+    with pytest.raises(ValueError, match="trained on \\['text'\\]; it must be one modality of the run's"):
+        train(tiny_train_argv("ssu", tmp_path / "t2", "--primary_model", str(text_dir), sizes=(8, 4, 4),
+                              modalities=("text",)))
+    assert not (tmp_path / "t2" / "model.safetensors").exists()
+
+
 def test_lora_trains_adapters_only_on_text_attention_and_merges(tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, BertModel

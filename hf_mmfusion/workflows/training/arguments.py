@@ -51,6 +51,15 @@ class ModelArguments:
         default=None,
         metadata={"help": "Continue from a saved CLCR/SSU checkpoint (directory or Hub id) with its processor."},
     )
+    primary_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "SSU only: a trained SSU of one modality alone (directory or Hub id, e.g. a text model) to "
+            "extend to --modalities. Its weights fill that modality's path, which stays frozen, and only the "
+            "other modalities' parts train (sets primary_modality; see SSUPreTrainedModel.load_primary_model). "
+            "Give the same --text_model it was trained with."
+        },
+    )
     text_model: str | None = field(
         default=None,
         metadata={
@@ -101,6 +110,14 @@ class ModelArguments:
     def __post_init__(self):
         if self.model_type not in MODEL_TYPES:
             raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {self.model_type!r}")
+        if self.primary_model:
+            if self.model_type != "ssu":
+                raise ValueError(f"--primary_model is for --model_type ssu (got {self.model_type!r}): only SSU's "
+                                 "primary modality has a path that the other modalities do not change")
+            if self.lora:
+                raise ValueError("--lora trains adapters on the text encoder, which --primary_model freezes")
+            if self.model_name_or_path:
+                raise ValueError("--primary_model starts a new model; it cannot be combined with --model_name_or_path")
 
 
 def parse_overrides(text: str | None) -> dict[str, Any]:

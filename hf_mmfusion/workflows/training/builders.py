@@ -20,6 +20,7 @@ from ...processing import (
     MMFusionProcessor,
     VisualFeatureExtractor,
 )
+from ...utils.sources import model_source
 from .arguments import (
     BASELINE_MODEL_TYPE,
     FUSION_MODEL_TYPES,
@@ -139,15 +140,47 @@ def build_model(
     overrides = parse_overrides(model_args.config_overrides)
     check_override_keys(overrides, config_cls)
     kwargs.update(overrides)
+    primary = load_primary_model(model_args, modalities, tokenizer) if model_args.primary_model else None
+    if primary is not None:
+        kwargs.setdefault("primary_modality", primary.config.modalities[0])
     if "text" in modalities and model_args.text_model:
-        return model_cls.from_text_pretrained(model_args.text_model, **kwargs)
-    if "text" in modalities:
-        vocab = len(tokenizer) if tokenizer is not None else 30522
-        kwargs.setdefault(
-            "text_config",
-            tiny_text_config(vocab, model_args.tiny_text_hidden_size, model_args.tiny_text_layers).to_dict(),
+        model = model_cls.from_text_pretrained(model_args.text_model, **kwargs)
+    else:
+        if "text" in modalities:
+            vocab = len(tokenizer) if tokenizer is not None else 30522
+            kwargs.setdefault(
+                "text_config",
+                tiny_text_config(vocab, model_args.tiny_text_hidden_size, model_args.tiny_text_layers).to_dict(),
+            )
+        model = model_cls(config_cls(**kwargs))
+    if primary is not None:
+        model.load_primary_model(primary)
+    return model
+
+
+def load_primary_model(model_args: ModelArguments, modalities, tokenizer=None):
+    """The ``--primary_model`` SSU, checked against the run: one modality, among the run's, not the only one,
+    and the run's tokenizer (its token ids index the primary model's embeddings)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    kwargs = model_source(model_args.primary_model, "--primary_model")
+    primary = AutoModelForSequenceClassification.from_pretrained(model_args.primary_model, **kwargs)
+    if not isinstance(primary, SSUForSequenceClassification):
+        raise ValueError(f"--primary_model {model_args.primary_model!r} is a {type(primary).__name__}, not an SSU")
+    own = list(primary.config.modalities)
+    if len(own) != 1 or own[0] not in modalities or len(modalities) < 2:
+        raise ValueError(
+            f"--primary_model {model_args.primary_model!r} was trained on {own}; it must be one modality of the "
+            f"run's {list(modalities)}, which must add at least one other"
         )
-    return model_cls(config_cls(**kwargs))
+    if tokenizer is not None and own == ["text"]:
+        trained_with = AutoTokenizer.from_pretrained(model_args.primary_model, **kwargs)
+        if trained_with.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(
+                f"--primary_model {model_args.primary_model!r} was trained with another tokenizer than this run's "
+                f"({model_args.text_model or 'the tiny synthetic vocabulary'}); give the --text_model it was trained with"
+            )
+    return primary
 
 
 def build_baseline_model(model_args: ModelArguments, modalities, num_labels: int, tokenizer=None):
@@ -248,6 +281,8 @@ def check_run_arguments(model_args: ModelArguments, data_args: DataArguments, av
     config overrides against the model's config fields."""
     if model_args.model_name_or_path:
         return
+    if model_args.primary_model:
+        model_source(model_args.primary_model, "--primary_model")
     run_modalities(model_args, data_args, data_modalities(data_args) if available is None else available)
     if model_args.model_type in FUSION_MODEL_TYPES:
         check_override_keys(parse_overrides(model_args.config_overrides), model_classes(model_args.model_type)[0])

@@ -119,7 +119,9 @@ def run_training(
             model_source(model_args.text_model, "--text_model", hint=text_model_hint())
         if model_args.model_name_or_path:
             model_source(model_args.model_name_or_path, "--model_name_or_path")
-        inputs = [model_args.model_name_or_path, model_args.text_model]
+        if model_args.primary_model:
+            model_source(model_args.primary_model, "--primary_model")
+        inputs = [model_args.model_name_or_path, model_args.text_model, model_args.primary_model]
         if data_args.dataset != "synthetic":
             inputs.append(data_args.dataset)
         with cache_only_when_unreachable():
