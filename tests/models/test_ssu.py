@@ -949,19 +949,23 @@ def test_primary_modality_starts_as_its_own_model_and_every_part_still_learns():
     assert model.ssu.fuse_projection.weight.grad[:, d:].abs().sum() > 0
 
 
-def test_primary_modality_gives_way_to_a_modality_that_carries_the_signal():
-    """Text is noise and the label is the audio's mean: on unseen samples the model predicts it through the
-    gated audio readout (on the training samples it could also recall the label from the words)."""
-    g = torch.Generator().manual_seed(3)
-    n, held, T = 384, 64, 6
+def audio_signal_split(g: torch.Generator, n: int, held: int = 64, T: int = 6):
+    """Random words and audio frames; the label is 3x the mean of the audio's first feature. Returns the first
+    ``n`` samples and ``held`` more, as two batches."""
     audio = torch.randn(n + held, 8, A_DIM, generator=g)
     data = {
         "input_ids": torch.randint(1, VOCAB, (n + held, T), generator=g),
         "attention_mask": torch.ones(n + held, T, dtype=torch.long),
         "audio_features": audio, "labels": audio[..., 0].mean(1) * 3,
     }
-    train = {k: v[:n] for k, v in data.items()}
-    test = {k: v[n:] for k, v in data.items()}
+    return {k: v[:n] for k, v in data.items()}, {k: v[n:] for k, v in data.items()}
+
+
+def test_primary_modality_gives_way_to_a_modality_that_carries_the_signal():
+    """Text is noise and the label is the audio's mean: on unseen samples the model predicts it through the
+    gated audio readout (on the training samples it could also recall the label from the words)."""
+    g, n = torch.Generator().manual_seed(3), 384
+    train, test = audio_signal_split(g, n)
     torch.manual_seed(0)
     model = SSUForSequenceClassification(tiny_config(
         modalities=["text", "audio"], primary_modality="text", text_graph="chain", gat_dropout=0.0,
@@ -1047,16 +1051,8 @@ def test_load_primary_model_starts_as_the_text_model_and_trains_only_the_rest():
 def test_load_primary_model_lets_in_a_modality_that_carries_the_rest_of_the_signal():
     """The label is the audio's mean; the text model (trained on text alone) cannot know it. Fitted on the frozen
     text model, the audio part predicts it on unseen samples."""
-    g = torch.Generator().manual_seed(3)
-    n, held, T = 384, 64, 6
-    audio = torch.randn(n + held, 8, A_DIM, generator=g)
-    data = {
-        "input_ids": torch.randint(1, VOCAB, (n + held, T), generator=g),
-        "attention_mask": torch.ones(n + held, T, dtype=torch.long),
-        "audio_features": audio, "labels": audio[..., 0].mean(1) * 3,
-    }
-    train = {k: v[:n] for k, v in data.items()}
-    test = {k: v[n:] for k, v in data.items()}
+    g, n = torch.Generator().manual_seed(3), 384
+    train, test = audio_signal_split(g, n)
     quiet = dict(text_graph="chain", gat_dropout=0.0, feature_dropout=0.0, classifier_dropout=0.0)
     torch.manual_seed(0)
     text = SSUForSequenceClassification(tiny_config(modalities=["text"], **quiet))
