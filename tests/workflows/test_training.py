@@ -181,6 +181,9 @@ def test_ssu_extends_a_trained_text_model_and_trains_only_audio_and_visual(tmp_p
         train(tiny_train_argv("ssu", tmp_path / "t2", "--primary_model", str(text_dir), sizes=(8, 4, 4),
                               modalities=("text",)))
     assert not (tmp_path / "t2" / "model.safetensors").exists()
+    with pytest.raises(ValueError, match="without --fsdp"):
+        train(tiny_train_argv("ssu", tmp_path / "t3", "--primary_model", str(text_dir), "--fsdp", "full_shard"))
+    assert not (tmp_path / "t3").exists()
 
 
 def test_lora_trains_adapters_only_on_text_attention_and_merges(tmp_path):
