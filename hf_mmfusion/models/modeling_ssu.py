@@ -314,6 +314,37 @@ class SSUSequenceClassifierOutput(ModelOutput):
     cross_modal_edge_weights: torch.FloatTensor | None = None
 
 
+# The config fields that shape the primary modality's path (the others concern the other modalities or only
+# training): an SSU of the primary modality alone extends to a model that agrees with it on all of them.
+PRIMARY_PATH_FIELDS = (
+    "hidden_size", "text_config", "gat_heads", "gat_layers", "head_input", "text_graph", "text_graph_directed",
+    "use_anchor", "id2label", "fusion_topk",
+)
+
+
+# Bookkeeping and training-only fields of the text encoder's config, which may differ between the two.
+_TEXT_CONFIG_FREE = (
+    "dtype", "torch_dtype", "_name_or_path", "architectures", "transformers_version", "output_hidden_states",
+    "output_attentions", "return_dict", "use_cache", "id2label", "label2id", "hidden_dropout_prob",
+    "attention_probs_dropout_prob", "classifier_dropout",
+)
+
+
+def _primary_path_config(config: SSUConfig) -> dict:
+    values = config.to_dict()
+    if isinstance(values.get("text_config"), dict):
+        values["text_config"] = {k: v for k, v in values["text_config"].items() if k not in _TEXT_CONFIG_FREE}
+    return values
+
+
+def _zero_columns_hook(columns: slice):
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        grad[:, columns] = 0
+        return grad
+    return hook
+
+
 # ---------------------------------------------------------------------------------------------------
 # Models
 # ---------------------------------------------------------------------------------------------------
@@ -406,60 +437,32 @@ class SSUPreTrainedModel(AutoMapMixin, TextPretrainedMixin, PreTrainedModel):
         columns = slice(block * d, (block + 1) * d)
         params, buffers = dict(self.named_parameters()), dict(self.named_buffers())
         readouts = {n for n in params if n.endswith(("ori_projection.weight", "fuse_projection.weight"))}
+        source = primary.state_dict()
+        # Every tensor is checked before any is copied, so a refused `primary` leaves this model as it was.
+        for name, value in source.items():
+            own = params.get(name, buffers.get(name))
+            if own is None:
+                raise ValueError(f"`primary` has {name!r}, which this model lacks")
+            expected = (own.shape[0], d) if name in readouts else own.shape
+            if value.shape != expected:
+                raise ValueError(f"{name}: `primary` has shape {tuple(value.shape)}, expected {tuple(expected)}")
         frozen = []
         with torch.no_grad():
-            for name, value in primary.state_dict().items():
-                own = params.get(name)
-                if own is None:
-                    if name in buffers:
-                        buffers[name].copy_(value)
-                        continue
-                    raise ValueError(f"`primary` has {name!r}, which this model lacks")
+            for name, value in source.items():
+                own = params.get(name, buffers.get(name))
                 if name in readouts:
                     own.zero_()
                     own[:, columns].copy_(value)                               # [d, M*d] <- [d, d]
                     own.register_hook(_zero_columns_hook(columns))
                     own.frozen_columns = columns
                     continue
-                if own.shape != value.shape:
-                    raise ValueError(f"{name}: `primary` has shape {tuple(value.shape)}, this model {tuple(own.shape)}")
                 own.copy_(value)
-                own.requires_grad_(False)
-                frozen.append(name)
+                if name in params:
+                    own.requires_grad_(False)
+                    frozen.append(name)
             if base.readout_gate_bias is not None:
                 base.readout_gate_bias.fill_(float(cfg.primary_modality_bias))
         return frozen
-
-
-# The config fields that shape the primary modality's path (the others concern the other modalities or only
-# training): an SSU of the primary modality alone extends to a model that agrees with it on all of them.
-PRIMARY_PATH_FIELDS = (
-    "hidden_size", "text_config", "gat_heads", "gat_layers", "head_input", "text_graph", "text_graph_directed",
-    "use_anchor", "id2label", "fusion_topk",
-)
-
-
-# Bookkeeping and training-only fields of the text encoder's config, which may differ between the two.
-_TEXT_CONFIG_FREE = (
-    "dtype", "torch_dtype", "_name_or_path", "architectures", "transformers_version", "output_hidden_states",
-    "output_attentions", "return_dict", "use_cache", "id2label", "label2id", "hidden_dropout_prob",
-    "attention_probs_dropout_prob", "classifier_dropout",
-)
-
-
-def _primary_path_config(config: SSUConfig) -> dict:
-    values = config.to_dict()
-    if isinstance(values.get("text_config"), dict):
-        values["text_config"] = {k: v for k, v in values["text_config"].items() if k not in _TEXT_CONFIG_FREE}
-    return values
-
-
-def _zero_columns_hook(columns: slice):
-    def hook(grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.clone()
-        grad[:, columns] = 0
-        return grad
-    return hook
 
 
 @auto_docstring(
