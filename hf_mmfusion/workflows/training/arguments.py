@@ -220,14 +220,19 @@ def training_argument_defaults(world_size: int | None = None) -> dict[str, Any]:
 
 
 
-def check_sharding(training_args) -> None:
-    """Refuse ``--fsdp`` where it would not shard, before any data is read.
+def check_sharding(training_args, model_args: ModelArguments | None = None) -> None:
+    """Refuse ``--fsdp`` where it would not shard, or would drop a frozen slice, before any data is read.
 
     accelerate turns a launch into FSDP only on GPU-type devices: on CPU the sharding settings are dropped without
     a message and the run is plain DDP; in one process the Trainer refuses FSDP, but only after preprocessing.
     """
     if not training_args.fsdp:
         return
+    if model_args is not None and model_args.primary_model:
+        raise ValueError(
+            "--primary_model freezes the primary modality's columns of two readout weights through a gradient hook, "
+            "which FSDP's sharded parameters do not keep; train the extension without --fsdp (DDP keeps it)"
+        )
     if training_args.world_size < 2:
         raise ValueError(
             "--fsdp shards parameters across processes and this run has one: launch it with "

@@ -113,12 +113,7 @@ def run_training(
     """
     resume = _resume_requested(training_args)
     threads = torch.get_num_threads()
-    if model_args.primary_model and training_args.fsdp:
-        raise ValueError(
-            "--primary_model freezes the text columns of two readout weights through a gradient hook, which FSDP's "
-            "sharded parameters do not keep; train the extension without --fsdp (DDP keeps it)"
-        )
-    check_sharding(training_args)
+    check_sharding(training_args, model_args)
     try:
         if model_args.text_model:
             model_source(model_args.text_model, "--text_model", hint=text_model_hint())
