@@ -62,6 +62,7 @@ from .modeling_common import (
     TextPretrainedMixin,
     carry_fields,
     init_common_weights,
+    load_primary_weights,
     regression_offset,
 )
 from .text_backbone import TextLevelEncoder, default_level_layers
@@ -802,6 +803,43 @@ class CLCRPreTrainedModel(AutoMapMixin, TextPretrainedMixin, PreTrainedModel):
                     init.copy_(module.selection_bias, primary * module.primary_bias)
         elif not init_common_weights(module):
             super()._init_weights(module)
+
+    def load_primary_model(self, primary: CLCRPreTrainedModel) -> list[str]:
+        """Start from a trained CLCR of ``config.primary_modality`` alone, and freeze what it trained.
+
+        Every tensor ``primary`` has is copied: whole where this model's has the same shape (the text encoder,
+        the level projections, InterCAD's level MLP and selection projections, the head), the primary modality's
+        block where this model holds one block per modality (each level's orthogonal projector and budget,
+        InterCAD's summary norms and private gate). The copy stops training (the blocks through a gradient
+        hook). Training moves only the parts ``primary`` lacks: the other modalities' TCNs, level projections,
+        projectors, budgets and gates, the cross-modal exchanges and the selection prior. These keep their
+        ``primary_modality`` initialisation (exchange updates at zero, the other modalities' private gates
+        nearly closed, the selection prior on the primary modality), so with the other modalities missing the
+        model predicts exactly what ``primary`` predicts, before and after training, and with them present it
+        starts close to it. Returns the names of the parameters copied whole.
+
+        Why: on few speakers, fine-tuning the text encoder next to audio and visual features sends it down
+        another path than the text model's (see `model_notes.md`); fitted on a frozen text model, they add to
+        it instead.
+        """
+        return load_primary_weights(self, primary, PRIMARY_PATH_FIELDS, _MODALITY_AXES)
+
+
+# The config fields that shape the primary modality's path when it is alone (the others concern the other
+# modalities, the exchange between them or only training): a CLCR of the primary modality alone extends to a
+# model that agrees with it on all of them.
+PRIMARY_PATH_FIELDS = (
+    "hidden_size", "text_config", "shared_dim", "num_levels", "text_level_layers", "use_hierarchy", "level_mix",
+    "budget_strength", "budget_min_tokens", "use_budget_projection", "use_intra_ced", "use_inter_cad",
+    "renormalize_level_mixture", "level_mlp_hidden", "head_hidden", "id2label",
+)
+# Tensors that hold one block per modality (config order), by name suffix -> the modality axis.
+_MODALITY_AXES = {
+    "bank.parametrizations.weight.original": 0,                        # [M, d, d]
+    "budget_kappa": 0, "budget_tau": 0, "budget_fraction": 0,          # [M]
+    "inter_cad.gate_weight": 0, "inter_cad.gate_bias": 0,              # [M, d], [M]
+    "shared_norm.weight": 1, "shared_norm.bias": 1, "private_norm.weight": 1, "private_norm.bias": 1,  # [L, M, d]
+}
 
 
 @auto_docstring(

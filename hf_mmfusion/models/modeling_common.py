@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import torch
 from torch import nn
 from transformers import AutoModel
 from transformers import initialization as init
@@ -186,3 +187,91 @@ class TextPretrainedMixin:
         if encoder is None:
             raise ValueError("this model has no text encoder (config.modalities lacks 'text')")
         encoder.set_input_embeddings(value)
+
+
+# Bookkeeping and training-only fields of the text encoder's config, which may differ between a primary model
+# and its extension.
+_TEXT_CONFIG_FREE = (
+    "dtype", "torch_dtype", "_name_or_path", "architectures", "transformers_version", "output_hidden_states",
+    "output_attentions", "return_dict", "use_cache", "id2label", "label2id", "hidden_dropout_prob",
+    "attention_probs_dropout_prob", "classifier_dropout",
+)
+
+
+def _path_config(config) -> dict:
+    values = config.to_dict()
+    if isinstance(values.get("text_config"), dict):
+        values["text_config"] = {k: v for k, v in values["text_config"].items() if k not in _TEXT_CONFIG_FREE}
+    return values
+
+
+def _zero_block_hook(axis: int, block: slice):
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        grad[(slice(None),) * axis + (block,)] = 0
+        return grad
+    return hook
+
+
+def load_primary_weights(model: nn.Module, primary: nn.Module, path_fields: tuple[str, ...],
+                         stacked: dict[str, int]) -> list[str]:
+    """Copy ``primary``, a model of ``model.config.primary_modality`` alone, into ``model`` and freeze the copy.
+
+    ``path_fields`` are the config fields that shape the primary modality's path: the two configs must agree on
+    them. ``stacked`` maps a parameter-name suffix to the axis along which that tensor holds one block per
+    modality in config order (``primary`` has one block there): only the primary modality's block is copied, and
+    a gradient hook keeps it where it is (the tensor's ``frozen_block`` attribute, ``(axis, block)``, tells the
+    trainer to leave it out of weight decay). Every other tensor of ``primary`` is copied whole and stops
+    training. Everything is checked before anything is copied, so a refused ``primary`` leaves ``model`` as it
+    was. Returns the names of the frozen parameters (those copied whole).
+    """
+    cfg = model.config
+    if cfg.primary_modality is None:
+        raise ValueError("load_primary_model needs config.primary_modality (the modality `primary` was trained on)")
+    if type(primary) is not type(model):
+        raise ValueError(f"`primary` must be a {type(model).__name__}, got {type(primary).__name__}")
+    if list(primary.config.modalities) != [cfg.primary_modality]:
+        raise ValueError(
+            f"`primary` must be trained on modalities [{cfg.primary_modality!r}] (config.primary_modality), "
+            f"got {list(primary.config.modalities)}"
+        )
+    mine, theirs = _path_config(cfg), _path_config(primary.config)
+    differing = [k for k in path_fields if mine.get(k) != theirs.get(k)]
+    if differing:
+        raise ValueError(
+            "`primary`'s config differs on the primary path: "
+            + ", ".join(f"{k} {theirs.get(k)!r} (this model: {mine.get(k)!r})" for k in differing)
+        )
+    index = list(cfg.modalities).index(cfg.primary_modality)
+    own = {**dict(model.named_buffers()), **dict(model.named_parameters())}
+    source = primary.state_dict()
+    plan = {}
+    for name, value in source.items():
+        target = own.get(name)
+        if target is None:
+            raise ValueError(f"`primary` has {name!r}, which this model lacks")
+        axis = next((a for suffix, a in stacked.items() if name.endswith(suffix)), None)
+        expected, block = tuple(target.shape), None
+        if axis is not None:
+            width = value.shape[axis] if value.dim() > axis else -1
+            if width * len(cfg.modalities) == target.shape[axis]:
+                block = slice(index * width, (index + 1) * width)
+                expected = expected[:axis] + (width,) + expected[axis + 1:]
+        if tuple(value.shape) != expected:
+            raise ValueError(f"{name}: `primary` has shape {tuple(value.shape)}, expected {expected}")
+        plan[name] = block
+    parameters, frozen = dict(model.named_parameters()), []
+    with torch.no_grad():
+        for name, block in plan.items():
+            target = own[name]
+            if block is None:
+                target.copy_(source[name])
+                if name in parameters:
+                    target.requires_grad_(False)
+                    frozen.append(name)
+                continue
+            axis = stacked[next(s for s in stacked if name.endswith(s))]
+            target.narrow(axis, block.start, block.stop - block.start).copy_(source[name])
+            target.register_hook(_zero_block_hook(axis, block))
+            target.frozen_block = (axis, block)
+    return frozen

@@ -69,6 +69,7 @@ from .modeling_common import (
     TextPretrainedMixin,
     carry_fields,
     init_common_weights,
+    load_primary_weights,
     regression_offset,
 )
 from .text_backbone import TextLevelEncoder
@@ -320,29 +321,8 @@ PRIMARY_PATH_FIELDS = (
     "hidden_size", "text_config", "gat_heads", "gat_layers", "head_input", "text_graph", "text_graph_directed",
     "use_anchor", "id2label", "fusion_topk",
 )
-
-
-# Bookkeeping and training-only fields of the text encoder's config, which may differ between the two.
-_TEXT_CONFIG_FREE = (
-    "dtype", "torch_dtype", "_name_or_path", "architectures", "transformers_version", "output_hidden_states",
-    "output_attentions", "return_dict", "use_cache", "id2label", "label2id", "hidden_dropout_prob",
-    "attention_probs_dropout_prob", "classifier_dropout",
-)
-
-
-def _primary_path_config(config: SSUConfig) -> dict:
-    values = config.to_dict()
-    if isinstance(values.get("text_config"), dict):
-        values["text_config"] = {k: v for k, v in values["text_config"].items() if k not in _TEXT_CONFIG_FREE}
-    return values
-
-
-def _zero_columns_hook(columns: slice):
-    def hook(grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.clone()
-        grad[:, columns] = 0
-        return grad
-    return hook
+# The two readout projections hold one column block per modality: [d, M*d].
+_READOUT_COLUMNS = {"ori_projection.weight": 1, "fuse_projection.weight": 1}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -414,54 +394,16 @@ class SSUPreTrainedModel(AutoMapMixin, TextPretrainedMixin, PreTrainedModel):
         another path than the text model's, however small their part (see `model_notes.md`); fitted on a
         frozen text model, they add to it instead.
         """
-        cfg = self.config
-        if cfg.primary_modality is None:
-            raise ValueError("load_primary_model needs config.primary_modality (the modality `primary` was trained on)")
-        if not isinstance(primary, SSUPreTrainedModel) or type(primary) is not type(self):
-            raise ValueError(f"`primary` must be a {type(self).__name__}, got {type(primary).__name__}")
-        if list(primary.config.modalities) != [cfg.primary_modality]:
-            raise ValueError(
-                f"`primary` must be trained on modalities [{cfg.primary_modality!r}] (config.primary_modality), "
-                f"got {list(primary.config.modalities)}"
-            )
-        mine, theirs = _primary_path_config(cfg), _primary_path_config(primary.config)
-        differing = [k for k in PRIMARY_PATH_FIELDS if mine.get(k) != theirs.get(k)]
-        if differing:
-            raise ValueError(
-                "`primary`'s config differs on the primary path: "
-                + ", ".join(f"{k} {theirs.get(k)!r} (this model: {mine.get(k)!r})" for k in differing)
-            )
+        frozen = load_primary_weights(self, primary, PRIMARY_PATH_FIELDS, _READOUT_COLUMNS)
         base = self if isinstance(self, SSUModel) else self.ssu
-        d = cfg.hidden_size
-        block = base.modalities.index(cfg.primary_modality)
-        columns = slice(block * d, (block + 1) * d)
-        params, buffers = dict(self.named_parameters()), dict(self.named_buffers())
-        readouts = {n for n in params if n.endswith(("ori_projection.weight", "fuse_projection.weight"))}
-        source = primary.state_dict()
-        # Every tensor is checked before any is copied, so a refused `primary` leaves this model as it was.
-        for name, value in source.items():
-            own = params.get(name, buffers.get(name))
-            if own is None:
-                raise ValueError(f"`primary` has {name!r}, which this model lacks")
-            expected = (own.shape[0], d) if name in readouts else own.shape
-            if value.shape != expected:
-                raise ValueError(f"{name}: `primary` has shape {tuple(value.shape)}, expected {tuple(expected)}")
-        frozen = []
         with torch.no_grad():
-            for name, value in source.items():
-                own = params.get(name, buffers.get(name))
-                if name in readouts:
-                    own.zero_()
-                    own[:, columns].copy_(value)                               # [d, M*d] <- [d, d]
-                    own.register_hook(_zero_columns_hook(columns))
-                    own.frozen_columns = columns
-                    continue
-                own.copy_(value)
-                if name in params:
-                    own.requires_grad_(False)
-                    frozen.append(name)
+            for readout in (base.ori_projection.weight, base.fuse_projection.weight):
+                _, columns = readout.frozen_block
+                kept = readout[:, columns].clone()
+                readout.zero_()
+                readout[:, columns] = kept                                     # [d, M*d]: the primary's columns
             if base.readout_gate_bias is not None:
-                base.readout_gate_bias.fill_(float(cfg.primary_modality_bias))
+                base.readout_gate_bias.fill_(float(self.config.primary_modality_bias))
         return frozen
 
 

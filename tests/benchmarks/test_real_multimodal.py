@@ -220,6 +220,10 @@ def test_mosi_cv_tiny_end_to_end(tmp_path):
     assert sorted((r["model"], r["fold"]) for r in runs) == sorted(
         (m, str(f)) for m in ("text", "late_fusion", "clcr_t", "clcr_tav") for f in (0, 1)
     )
+    for fold in (0, 1):
+        extended = json.loads((out / f"fold-{fold}" / "clcr_tav" / "seed-1" / "result.json").read_text())
+        assert extended["recipe"]["model"]["primary_model"].endswith(f"fold-{fold}/clcr_tav-primary/seed-1")
+        assert (out / f"fold-{fold}" / "clcr_tav-primary" / "seed-1" / "result.json").is_file()
     rows = table_rows((out / "results.md").read_text())
     assert {"text", "late_fusion", "clcr_t", "clcr_tav", "clcr_tav − clcr_t", "late_fusion − text"} <= set(rows)
     folds = json.loads((out / "folds.json").read_text())["assignment"]

@@ -851,3 +851,125 @@ def test_primary_modality_round_trips(tmp_path):
     assert loaded.config.primary_modality == "text"
     torch.testing.assert_close(loaded.clcr.inter_cad.selection_bias, model.clcr.inter_cad.selection_bias)
     torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits, atol=1e-6, rtol=1e-6)
+
+
+# ---------------------------------------------------------------- extending a model of one modality
+
+
+def trained_text_model(steps=3, **overrides):
+    """A CLCR of text alone with a few training steps behind it (so no weight is still at its initial value)."""
+    torch.manual_seed(0)
+    text = CLCRForSequenceClassification(tiny_config(modalities=["text"], **overrides))
+    optimizer = torch.optim.AdamW(text.parameters(), lr=1e-2)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        text(**make_batch(modalities=("text",))).loss.backward()
+        optimizer.step()
+    return text.eval()
+
+
+def test_load_primary_model_copies_freezes_and_trains_only_the_rest():
+    text = trained_text_model()
+    torch.manual_seed(1)
+    model = CLCRForSequenceClassification(tiny_config(primary_modality="text"))
+    frozen = model.load_primary_model(text)
+    model.eval()
+    text_only = without_labels(make_batch(modalities=("text",)))
+    with torch.no_grad():
+        alone = text(**text_only).logits
+        # Audio and visual missing: exactly the text model. Present: close to it (gates nearly closed,
+        # selection prior on text, exchange at zero).
+        torch.testing.assert_close(model(**text_only).logits, alone, rtol=0, atol=0)
+        assert (model(**without_labels(make_batch())).logits - alone).abs().max() < 0.1
+    assert "clcr.text_encoder.model.encoder.layer.0.attention.self.query.weight" in frozen
+    assert "clcr.inter_cad.level_mlp.0.weight" in frozen and "classifier.3.weight" in frozen
+    assert not any(n.startswith(("clcr.tcn", "clcr.level_projections.audio", "clcr.intra_levels.0.exchange"))
+                   for n in frozen)
+    blocks = {n: p.frozen_block for n, p in model.named_parameters() if hasattr(p, "frozen_block")}
+    assert blocks["clcr.intra_levels.0.bank.parametrizations.weight.original"] == (0, slice(0, 1))
+    assert blocks["clcr.inter_cad.shared_norm.weight"] == (1, slice(0, 1))
+    assert len(blocks) == 3 * 4 + 6
+    own_q = model.clcr.intra_levels[1].bank.weight[0]
+    torch.testing.assert_close(own_q, text.clcr.intra_levels[1].bank.weight[0], rtol=0, atol=0)
+
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.train()
+    # The trainer leaves tensors with a frozen block out of weight decay; a plain optimizer must too.
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(**make_batch()).loss.backward()
+        optimizer.step()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert not moved & set(frozen)
+    assert trainable - set(frozen) == trainable and moved == trainable
+    for name, (axis, block) in blocks.items():
+        weight = model.get_parameter(name)
+        kept = (slice(None),) * axis + (block,)
+        others = (slice(None),) * axis + (slice(block.stop, None),)
+        assert torch.equal(weight[kept], before[name][kept]), name          # the text block stays the text model's
+        assert not torch.equal(weight[others], before[name][others]), name  # audio's and visual's learn
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(**text_only).logits, alone, rtol=0, atol=0)
+        assert not torch.allclose(model(**without_labels(make_batch())).logits, alone)
+
+
+def test_load_primary_model_adds_what_the_text_model_cannot_know():
+    """The label is a text part (which half of the vocabulary the words come from) plus 3x the audio's mean. The
+    text model learns the first; fitted on it, frozen, the audio part predicts the rest on unseen samples."""
+    g, n, held = torch.Generator().manual_seed(3), 384, 64
+    side = torch.randint(0, 2, (n + held, 1), generator=g)
+    audio = torch.randn(n + held, 8, AUDIO_DIM, generator=g)
+    data = {
+        "input_ids": torch.randint(1, VOCAB // 2, (n + held, 6), generator=g) + side * (VOCAB // 2),
+        "attention_mask": torch.ones(n + held, 6, dtype=torch.long),
+        "audio_features": audio, "labels": audio[..., 0].mean(1) * 3 + 2.0 * side[:, 0],
+    }
+    train, test = {k: v[:n] for k, v in data.items()}, {k: v[n:] for k, v in data.items()}
+    quiet = dict(tcn_dropout=0.0, attention_dropout=0.0, classifier_dropout=0.0)
+
+    def test_mse(model, batch):
+        with torch.no_grad():
+            predicted = model.eval()(**without_labels(batch)).logits.view(-1)
+        return ((predicted - batch["labels"]) ** 2).mean().item()
+
+    torch.manual_seed(0)
+    text = CLCRForSequenceClassification(tiny_config(modalities=["text"], **quiet))
+    optimizer = torch.optim.AdamW(text.parameters(), lr=3e-3, weight_decay=0.0)
+    text_train = {k: v for k, v in train.items() if k != "audio_features"}
+    for _ in range(10):
+        train_epoch(text, optimizer, text_train, torch.randperm(n, generator=g))
+    text_mse = test_mse(text, {k: v for k, v in test.items() if k != "audio_features"})
+    assert text_mse < 0.7 * test["labels"].var()                     # the text part is learned
+
+    model = CLCRForSequenceClassification(tiny_config(modalities=["text", "audio"], primary_modality="text", **quiet))
+    model.load_primary_model(text)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.0)
+    for _ in range(10):
+        train_epoch(model, optimizer, train, torch.randperm(n, generator=g))
+    assert test_mse(model, test) < 0.5 * text_mse
+
+
+@pytest.mark.parametrize(
+    "primary_overrides, overrides, message",
+    [
+        (dict(modalities=["text"]), dict(), "config.primary_modality"),
+        (dict(modalities=["text", "audio"]), dict(primary_modality="text"), "modalities \\['text'\\]"),
+        (dict(modalities=["text"], num_levels=2, text_level_layers=[1, 2], tcn_dilations=[1, 2]),
+         dict(primary_modality="text"), "num_levels 2"),
+        (dict(modalities=["text"], shared_dim=4), dict(primary_modality="text"), "shared_dim 4"),
+        (dict(modalities=["text"], use_inter_cad=False), dict(primary_modality="text"), "use_inter_cad False"),
+    ],
+)
+def test_load_primary_model_refusals_leave_the_model_as_it_was(primary_overrides, overrides, message):
+    primary = CLCRForSequenceClassification(tiny_config(**primary_overrides))
+    model = build(tiny_config(**overrides))
+    before = {n: p.detach().clone() for n, p in model.state_dict().items()}
+    with pytest.raises(ValueError, match=message):
+        model.load_primary_model(primary)
+    assert all(torch.equal(p, before[n]) for n, p in model.state_dict().items())
+    assert all(p.requires_grad and not hasattr(p, "frozen_block") for p in model.parameters())
+    with pytest.raises(ValueError, match="must be a CLCRForSequenceClassification"):
+        build(tiny_config(primary_modality="text")).load_primary_model(CLCRModel(primary.config))

@@ -157,26 +157,41 @@ def test_ssu_trains_with_chain_text_graph_and_logs_its_terms(tmp_path):
     )
 
 
-def test_ssu_extends_a_trained_text_model_and_trains_only_audio_and_visual(tmp_path, capsys):
+@pytest.mark.parametrize("model_type", ["ssu", "clcr"])
+def test_extends_a_trained_text_model_and_trains_only_audio_and_visual(tmp_path, model_type):
     text_dir = tmp_path / "text"
-    train(tiny_train_argv("ssu", text_dir, "--num_train_epochs", "1", sizes=(8, 4, 4), modalities=("text",)))
+    train(tiny_train_argv(model_type, text_dir, "--num_train_epochs", "1", sizes=(8, 4, 4), modalities=("text",)))
     tav_dir = tmp_path / "tav"
-    outcome = train(tiny_train_argv("ssu", tav_dir, "--num_train_epochs", "2", "--primary_model", str(text_dir),
-                                    sizes=(8, 4, 4)))
+    outcome = train(tiny_train_argv(model_type, tav_dir, "--num_train_epochs", "2", "--primary_model", str(text_dir),
+                                    "--weight_decay", "0.1", sizes=(8, 4, 4)))
     assert outcome.model.config.primary_modality == "text"
+    # SSU: its two readouts' column blocks; CLCR: projectors, budgets, summary norms and private gates.
+    blocks = {n: p.frozen_block for n, p in outcome.model.named_parameters() if hasattr(p, "frozen_block")}
+    assert len(blocks) == (2 if model_type == "ssu" else 18)
+    assert not set(blocks) & set(outcome.trainer.get_decay_parameter_names(outcome.model))
     text, tav = weights(text_dir), weights(tav_dir)
-    d = 16
     for name, value in text.items():
-        if name.endswith(("ori_projection.weight", "fuse_projection.weight")):
-            assert torch.equal(tav[name][:, :d], value)
-            assert tav[name][:, d:].abs().sum() > 0                # started at zero, trained
+        if name in blocks:
+            axis, block = blocks[name]
+            assert torch.equal(tav[name].narrow(axis, block.start, block.stop - block.start), value), name
+            if model_type == "ssu":                                 # the other columns start at zero and train
+                assert tav[name].narrow(axis, block.stop, 1).abs().sum() > 0, name
         else:
             assert torch.equal(tav[name], value), name
     trained = {id(p) for g in outcome.trainer.optimizer.param_groups for p in g["params"]}
     assert not any(id(p) in trained for n, p in outcome.model.named_parameters() if "text_encoder." in n)
+    assert any(id(p) in trained for n, p in outcome.model.named_parameters() if "audio" in n)
 
-    with pytest.raises(ValueError, match="--primary_model is for --model_type ssu"):
-        parse_train_args(tiny_train_argv("clcr", tmp_path / "c", "--primary_model", str(text_dir)))
+
+def test_primary_model_refusals(tmp_path):
+    text_dir = tmp_path / "text"
+    train(tiny_train_argv("ssu", text_dir, "--num_train_epochs", "1", sizes=(8, 4, 4), modalities=("text",)))
+    with pytest.raises(ValueError, match="--primary_model extends a fusion model"):
+        argv = tiny_train_argv("clcr", tmp_path / "b", "--primary_model", str(text_dir))
+        parse_train_args([("baseline" if arg == "clcr" else arg) for arg in argv])
+    with pytest.raises(ValueError, match="is a SSUForSequenceClassification; --model_type clcr extends a CLCR"):
+        train(tiny_train_argv("clcr", tmp_path / "c", "--primary_model", str(text_dir), sizes=(8, 4, 4)))
+    assert not (tmp_path / "c" / "model.safetensors").exists()
     with pytest.raises(ValueError, match="trained on \\['text'\\]; it must be one modality of the run's"):
         train(tiny_train_argv("ssu", tmp_path / "t2", "--primary_model", str(text_dir), sizes=(8, 4, 4),
                               modalities=("text",)))

@@ -54,10 +54,10 @@ class ModelArguments:
     primary_model: str | None = field(
         default=None,
         metadata={
-            "help": "SSU only: a trained SSU of one modality alone (directory or Hub id, e.g. a text model) to "
-            "extend to --modalities. Its weights fill that modality's path, which stays frozen, and only the "
-            "other modalities' parts train (sets primary_modality; see SSUPreTrainedModel.load_primary_model). "
-            "Give the same --text_model it was trained with."
+            "help": "A trained CLCR or SSU (the --model_type) of one modality alone (directory or Hub id, e.g. a "
+            "text model) to extend to --modalities. Its weights fill that modality's path, which stays frozen, "
+            "and only the other modalities' parts train (sets primary_modality; see the model's "
+            "load_primary_model). Give the same --text_model it was trained with."
         },
     )
     text_model: str | None = field(
@@ -111,9 +111,9 @@ class ModelArguments:
         if self.model_type not in MODEL_TYPES:
             raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {self.model_type!r}")
         if self.primary_model:
-            if self.model_type != "ssu":
-                raise ValueError(f"--primary_model is for --model_type ssu (got {self.model_type!r}): only SSU's "
-                                 "primary modality has a path that the other modalities do not change")
+            if self.model_type not in ("clcr", "ssu"):
+                raise ValueError(f"--primary_model extends a fusion model (--model_type clcr or ssu), "
+                                 f"got --model_type {self.model_type!r}")
             if self.lora:
                 raise ValueError("--lora trains adapters on the text encoder, which --primary_model freezes")
             if self.model_name_or_path:
@@ -230,8 +230,9 @@ def check_sharding(training_args, model_args: ModelArguments | None = None) -> N
         return
     if model_args is not None and model_args.primary_model:
         raise ValueError(
-            "--primary_model freezes the primary modality's columns of two readout weights through a gradient hook, "
-            "which FSDP's sharded parameters do not keep; train the extension without --fsdp (DDP keeps it)"
+            "--primary_model freezes the primary modality's block of the tensors that hold one block per modality "
+            "through a gradient hook, which FSDP's sharded parameters do not keep; train the extension without "
+            "--fsdp (DDP keeps it)"
         )
     if training_args.world_size < 2:
         raise ValueError(

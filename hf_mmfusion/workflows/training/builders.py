@@ -159,14 +159,18 @@ def build_model(
 
 
 def load_primary_model(model_args: ModelArguments, modalities, tokenizer=None):
-    """The ``--primary_model`` SSU, checked against the run: one modality, among the run's, not the only one,
-    and the run's tokenizer (its token ids index the primary model's embeddings)."""
+    """The ``--primary_model``, checked against the run: the run's model type, one modality, among the run's,
+    not the only one, and the run's tokenizer (its token ids index the primary model's embeddings)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     kwargs = model_source(model_args.primary_model, "--primary_model")
     primary = AutoModelForSequenceClassification.from_pretrained(model_args.primary_model, **kwargs)
-    if not isinstance(primary, SSUForSequenceClassification):
-        raise ValueError(f"--primary_model {model_args.primary_model!r} is a {type(primary).__name__}, not an SSU")
+    _, model_cls = model_classes(model_args.model_type)
+    if not isinstance(primary, model_cls):
+        raise ValueError(
+            f"--primary_model {model_args.primary_model!r} is a {type(primary).__name__}; --model_type "
+            f"{model_args.model_type} extends a {model_cls.__name__}"
+        )
     own = list(primary.config.modalities)
     if len(own) != 1 or own[0] not in modalities or len(modalities) < 2:
         raise ValueError(

@@ -78,9 +78,9 @@ class MMFusionTrainer(Trainer):
         return optimizer
 
     def get_decay_parameter_names(self, model) -> list[str]:
-        # A weight whose columns are frozen (SSU's `load_primary_model`) gets no gradient there, but decoupled
-        # weight decay would still shrink them.
-        frozen = {n for n, p in model.named_parameters() if getattr(p, "frozen_columns", None) is not None}
+        # A tensor with a frozen block (a model's `load_primary_model`) gets no gradient there, but decoupled
+        # weight decay would still shrink it.
+        frozen = {n for n, p in model.named_parameters() if getattr(p, "frozen_block", None) is not None}
         return [n for n in super().get_decay_parameter_names(model) if n not in frozen]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
