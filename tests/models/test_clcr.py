@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from isolation import without_package  # noqa: E402
-from training_loops import train_epoch  # noqa: E402
+from training_loops import train_epoch, trained_on  # noqa: E402
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig  # noqa: E402
 
 from hf_mmfusion import CLCRConfig, CLCRForSequenceClassification, CLCRModel  # noqa: E402
@@ -856,16 +856,10 @@ def test_primary_modality_round_trips(tmp_path):
 # ---------------------------------------------------------------- extending a model of one modality
 
 
-def trained_text_model(steps=3, **overrides):
-    """A CLCR of text alone with a few training steps behind it (so no weight is still at its initial value)."""
+def trained_text_model():
+    """A CLCR of text alone with a few training steps behind it."""
     torch.manual_seed(0)
-    text = CLCRForSequenceClassification(tiny_config(modalities=["text"], **overrides))
-    optimizer = torch.optim.AdamW(text.parameters(), lr=1e-2)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        text(**make_batch(modalities=("text",))).loss.backward()
-        optimizer.step()
-    return text.eval()
+    return trained_on(CLCRForSequenceClassification(tiny_config(modalities=["text"])), make_batch(modalities=("text",)))
 
 
 def test_load_primary_model_copies_freezes_and_trains_only_the_rest():

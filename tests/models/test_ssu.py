@@ -13,7 +13,7 @@ import pytest
 import torch
 from graph_reference import undirected_head_graph
 from isolation import without_package
-from training_loops import train_epoch
+from training_loops import train_epoch, trained_on
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig
 
 from hf_mmfusion import SSUConfig, SSUForSequenceClassification, SSUModel
@@ -999,16 +999,10 @@ def test_primary_modality_round_trips(tmp_path):
     torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits, **SAME)
 
 
-def trained_text_model(steps=3, **overrides):
-    """An SSU of text alone with a few training steps behind it (so no weight is still at its initial value)."""
+def trained_text_model():
+    """A SSU of text alone with a few training steps behind it."""
     torch.manual_seed(0)
-    text = SSUForSequenceClassification(tiny_config(modalities=["text"], **overrides))
-    optimizer = torch.optim.AdamW(text.parameters(), lr=1e-2)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        text(**make_batch(modalities=("text",))).loss.backward()
-        optimizer.step()
-    return text.eval()
+    return trained_on(SSUForSequenceClassification(tiny_config(modalities=["text"])), make_batch(modalities=("text",)))
 
 
 def test_load_primary_model_starts_as_the_text_model_and_trains_only_the_rest():
