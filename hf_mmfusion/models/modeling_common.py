@@ -259,10 +259,10 @@ def load_primary_weights(model: nn.Module, primary: nn.Module, path_fields: tupl
                 expected = expected[:axis] + (width,) + expected[axis + 1:]
         if tuple(value.shape) != expected:
             raise ValueError(f"{name}: `primary` has shape {tuple(value.shape)}, expected {expected}")
-        plan[name] = block
+        plan[name] = (axis, block)
     parameters, frozen = dict(model.named_parameters()), []
     with torch.no_grad():
-        for name, block in plan.items():
+        for name, (axis, block) in plan.items():
             target = own[name]
             if block is None:
                 target.copy_(source[name])
@@ -270,7 +270,6 @@ def load_primary_weights(model: nn.Module, primary: nn.Module, path_fields: tupl
                     target.requires_grad_(False)
                     frozen.append(name)
                 continue
-            axis = stacked[next(s for s in stacked if name.endswith(s))]
             target.narrow(axis, block.start, block.stop - block.start).copy_(source[name])
             target.register_hook(_zero_block_hook(axis, block))
             target.frozen_block = (axis, block)
