@@ -58,7 +58,9 @@ MMFUSION_CONFIG_ARGS = r"""
         enters `z_ori` / `z_fuse` through a learnable gate `sigmoid(g_m)`, `g_m` starting at
         `-primary_modality_bias`. On a few speakers the other modalities' features identify the speaker, and
         a model that mixes them in at full weight from the start fits the speakers' sentiment instead of what
-        transfers (see `model_notes.md`). `None` is the papers' symmetric start.
+        transfers (see `model_notes.md`). The model's `load_primary_model` (`hf-mmfusion train --primary_model`)
+        fills this modality's path from a trained model of it alone and freezes it. `None` is the papers'
+        symmetric start.
     primary_modality_bias (`float`, *optional*, defaults to 5.0):
         Strength of that start: the other modalities' gates start at `sigmoid(-b)` (0.007 at 5.0) and, in
         CLCR with three modalities, the primary one's selection weight at `e^b / (e^b + 2)` (0.987). Under
