@@ -192,6 +192,7 @@ def test_primary_model_refusals(tmp_path):
     with pytest.raises(ValueError, match="is a SSUForSequenceClassification; --model_type clcr extends a CLCR"):
         train(tiny_train_argv("clcr", tmp_path / "c", "--primary_model", str(text_dir), sizes=(8, 4, 4)))
     assert not (tmp_path / "c" / "model.safetensors").exists()
+    assert not (tmp_path / "c").exists()                          # refused before the run folder or any data
     with pytest.raises(ValueError, match="trained on \\['text'\\]; it must be one modality of the run's"):
         train(tiny_train_argv("ssu", tmp_path / "t2", "--primary_model", str(text_dir), sizes=(8, 4, 4),
                               modalities=("text",)))

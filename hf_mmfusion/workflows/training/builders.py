@@ -158,19 +158,28 @@ def build_model(
     return model
 
 
+def check_primary_model_type(model_args: ModelArguments) -> None:
+    """Refuse a ``--primary_model`` of another model type than the run's, from its config alone."""
+    from transformers import AutoConfig
+
+    kwargs = model_source(model_args.primary_model, "--primary_model")
+    found = AutoConfig.from_pretrained(model_args.primary_model, **kwargs).model_type
+    if found != model_args.model_type:
+        found_name = model_classes(found)[1].__name__ if found in ("clcr", "ssu") else f"{found!r} model"
+        raise ValueError(
+            f"--primary_model {model_args.primary_model!r} is a {found_name}; --model_type "
+            f"{model_args.model_type} extends a {model_classes(model_args.model_type)[1].__name__}"
+        )
+
+
 def load_primary_model(model_args: ModelArguments, modalities, tokenizer=None):
-    """The ``--primary_model``, checked against the run: the run's model type, one modality, among the run's,
-    not the only one, and the run's tokenizer (its token ids index the primary model's embeddings)."""
+    """The ``--primary_model``, checked against the run: one modality, among the run's, not the only one, and
+    the run's tokenizer (its token ids index the primary model's embeddings). Its type was checked before any
+    data was read (:func:`check_primary_model_type`)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     kwargs = model_source(model_args.primary_model, "--primary_model")
     primary = AutoModelForSequenceClassification.from_pretrained(model_args.primary_model, **kwargs)
-    _, model_cls = model_classes(model_args.model_type)
-    if not isinstance(primary, model_cls):
-        raise ValueError(
-            f"--primary_model {model_args.primary_model!r} is a {type(primary).__name__}; --model_type "
-            f"{model_args.model_type} extends a {model_cls.__name__}"
-        )
     own = list(primary.config.modalities)
     if len(own) != 1 or own[0] not in modalities or len(modalities) < 2:
         raise ValueError(

@@ -51,7 +51,14 @@ from ...utils.json_values import finite_or_none
 from ...utils.outputs import record_written, scratch_entries, staged_files
 from ...utils.sources import cache_only_when_unreachable, model_source
 from .arguments import BASELINE_MODEL_TYPE, ModelArguments, check_sharding
-from .builders import apply_lora, build_model, build_processor, run_modalities, text_model_hint
+from .builders import (
+    apply_lora,
+    build_model,
+    build_processor,
+    check_primary_model_type,
+    run_modalities,
+    text_model_hint,
+)
 from .output_dir import (
     RUN_MARKER,
     RecordCheckpoints,
@@ -120,7 +127,7 @@ def run_training(
         if model_args.model_name_or_path:
             model_source(model_args.model_name_or_path, "--model_name_or_path")
         if model_args.primary_model:
-            model_source(model_args.primary_model, "--primary_model")
+            check_primary_model_type(model_args)
         inputs = [model_args.model_name_or_path, model_args.text_model, model_args.primary_model]
         if data_args.dataset != "synthetic":
             inputs.append(data_args.dataset)
