@@ -111,7 +111,7 @@ class ModelArguments:
         if self.model_type not in MODEL_TYPES:
             raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {self.model_type!r}")
         if self.primary_model:
-            if self.model_type not in ("clcr", "ssu"):
+            if self.model_type not in FUSION_MODEL_TYPES:
                 raise ValueError(f"--primary_model extends a fusion model (--model_type clcr or ssu), "
                                  f"got --model_type {self.model_type!r}")
             if self.lora:

@@ -165,7 +165,7 @@ def check_primary_model_type(model_args: ModelArguments) -> None:
     kwargs = model_source(model_args.primary_model, "--primary_model")
     found = AutoConfig.from_pretrained(model_args.primary_model, **kwargs).model_type
     if found != model_args.model_type:
-        found_name = model_classes(found)[1].__name__ if found in ("clcr", "ssu") else f"{found!r} model"
+        found_name = model_classes(found)[1].__name__ if found in FUSION_MODEL_TYPES else f"{found!r} model"
         raise ValueError(
             f"--primary_model {model_args.primary_model!r} is a {found_name}; --model_type "
             f"{model_args.model_type} extends a {model_classes(model_args.model_type)[1].__name__}"
