@@ -164,6 +164,18 @@ def test_cv_table_paired_difference():
     half = 4.302652729911275 * diff.std(ddof=1) / math.sqrt(3)  # t(0.975, 2)
     assert rows["clcr_tav − clcr_t"] == ["-0.100", f"[{-0.1 - half:+.3f}, {-0.1 + half:+.3f}]", "3"]
     assert "seed: MAE over folds" not in table  # one seed: its mean is the pooled one
+    assert "clcr_tav − late_fusion" not in rows  # a pair is listed only where both models ran
+
+
+def test_cv_table_pairs_each_fusion_model_with_the_late_fusion():
+    per_run = [
+        {"model": m, "fold": f, "seed": 1, "mae": mae, "corr": 0.5, "acc2_has0": 0.7, "acc7": 0.3}
+        for m, maes in (("late_fusion", (1.0, 1.2)), ("ssu_tav", (1.1, 1.4)), ("ssu_t", (1.0, 1.0)))
+        for f, mae in enumerate(maes)
+    ]
+    rows = table_rows(bench.cv_table(per_run, ["late_fusion", "ssu_t", "ssu_tav"]))
+    assert rows["ssu_tav − late_fusion"][0] == "+0.150" and rows["ssu_tav − late_fusion"][2] == "2"
+    assert rows["ssu_tav − ssu_t"][0] == "+0.250"
 
 
 def test_cv_table_shows_each_seeds_mean_over_folds():
