@@ -2,6 +2,8 @@
 
     python benchmarks/real_multimodal.py mmmo --data ../shared/data/ict_mmmo/mmmo_av.npz \\
         [--test FILE] --seeds 1111 1112 1113 --output-dir DIR [--models ridge clcr ssu]
+    python benchmarks/real_multimodal.py mmmo-cv --data ../shared/data/ict_mmmo/mmmo_av.npz \\
+        --folds 5 --cv-seed 0 [--valid-videos 40] --seeds 1111 1112 1113 --output-dir DIR [--models ridge clcr ssu]
     python benchmarks/real_multimodal.py mosi-cv --data ../shared/data/cmu_mosi/misa_format_valid.pkl \\
         --folds 5 --cv-seed 0 --seeds 1111 --output-dir DIR [--models text late_fusion clcr_t clcr_tav ssu_t ssu_tav]
     python benchmarks/real_multimodal.py mosi-signal --data ../shared/data/cmu_mosi/misa_format_valid.pkl
@@ -16,6 +18,13 @@ that file.
 - ``ridge``: scikit-learn ``StandardScaler`` + ``RidgeCV`` on each modality's mean and standard deviation
   over its real (non-padding) steps; its penalty is chosen by ``RidgeCV`` on the training split.
 - ``clcr``, ``ssu``: audio + visual models trained by ``hf-mmfusion train`` with ``MMMO_RECIPES``.
+
+``mmmo-cv`` estimates the same protocol with less noise than 40 validation videos give: the train and
+validation videos are pooled and split into ``--folds`` folds (``--cv-seed``); each fold's models train on
+the other videos less ``--valid-videos`` of them, keep the epoch with the lowest MAE on those, and predict
+the fold. ``DIR/per_run.csv`` has the held-out metrics per model, fold and seed, ``DIR/results.md`` their
+mean +- std and each model minus the ridge (same fold and seed) with its 95% t interval. The MMMO test
+split is never read.
 
 ``mosi-cv`` (the 229 CMU-MOSI validation segments with word-aligned COVAREP and FACET features):
 cross-validation with the segments of one video always in the same fold; the assignment of videos to
@@ -67,6 +76,7 @@ MMMO_MODELS = ("ridge", "clcr", "ssu")
 CV_MODELS = ("text", "late_fusion", "clcr_t", "clcr_tav", "ssu_t", "ssu_tav")
 RIDGE_ALPHAS = tuple(np.logspace(-2, 4, 25))
 PER_RUN_COLUMNS = ("model", "fold", "seed", "mae", "corr", "acc2_has0", "acc7")
+MMMO_CV_COLUMNS = ("model", "fold", "seed", "mae", "corr", "acc2")
 
 # `hf-mmfusion train` flags for the audio + visual models on MMMO ("model": ModelArguments fields,
 # "training": TrainingArguments fields on top of MMMO_TRAINING): the small-real-data recipe. 220 videos
@@ -321,24 +331,15 @@ def model_predictions(outcome, dataset, modalities, max_length=None) -> np.ndarr
     return values
 
 
-def run_mmmo(args) -> int:
-    from hf_mmfusion import retain_freed_memory
+def train_mmmo(data: dict, data_path, test: dict | None, output_dir: Path, args,
+               predictions_file: str = "test_predictions.csv") -> tuple[dict, dict]:
+    """Every model of ``args.models`` and seed of ``args.seeds`` trained on ``data["train"]`` (the npz at
+    ``data_path``), its epoch selected on ``data["valid"]``; with ``test``, each selected model's predictions go
+    to ``<output_dir>/<model>/seed-<seed>/<predictions_file>``. Returns per-model results
+    (``[{"seed", "validation"}]``) and times (``{"wall", "cpu"}``)."""
     from hf_mmfusion.data.schema import write_dataset_dict
     from hf_mmfusion.workflows.reproduce import run_seeds, seed_dir
 
-    data = read_mmmo(args.data)
-    test = read_mmmo(args.test, splits=("test",), need_label=False)["test"] if args.test else None
-    if test is not None:
-        for modality in ("audio", "visual"):
-            if test[modality].shape[-1] != data["train"][modality].shape[-1]:
-                raise ValueError(
-                    f"{args.test}: test_{'vision' if modality == 'visual' else modality} has "
-                    f"{test[modality].shape[-1]} features per step, the training data {data['train'][modality].shape[-1]}"
-                )
-    output_dir = claim_output_dir(args.output_dir, ["data", "ridge", "results.md"], inputs=(args.data, args.test))
-    retain_freed_memory()
-    start = time.perf_counter()
-    cpu_start = time.process_time()
     results: dict[str, list[dict]] = {}
     times: dict[str, dict[str, float]] = {}
     valid = data["valid"]
@@ -353,7 +354,7 @@ def run_mmmo(args) -> int:
             directory = seed_dir(output_dir, "ridge", seed)
             directory.mkdir(parents=True, exist_ok=True)
             if test is not None:
-                write_predictions(directory / "test_predictions.csv", test["id"], model.predict(pooled_features(test)))
+                write_predictions(directory / predictions_file, test["id"], model.predict(pooled_features(test)))
             alpha = float(model[-1].alpha_)
             atomic_write(directory / "result.json", json.dumps({"seed": seed, "validation": metrics, "alpha": alpha}))
             results["ridge"].append({"seed": seed, "validation": metrics})
@@ -365,7 +366,7 @@ def run_mmmo(args) -> int:
 
         from hf_mmfusion.data import load_npz_dataset
 
-        converted = load_npz_dataset(args.data)
+        converted = load_npz_dataset(data_path)
         dataset = DatasetDict({"train": converted["train"], "validation": converted["validation"]})
         data_dir = write_dataset_dict(dataset, output_dir / "data", overwrite=True)
         valid_rows = dataset["validation"]
@@ -376,7 +377,7 @@ def run_mmmo(args) -> int:
             extra = {"mmmo_validation": metrics}
             if test_rows is not None:
                 values = model_predictions(outcome, test_rows, ["audio", "visual"])
-                write_predictions(directory / "test_predictions.csv", test["id"], values)
+                write_predictions(directory / predictions_file, test["id"], values)
                 extra["test_predictions"] = len(values)
             return extra
 
@@ -390,21 +391,161 @@ def run_mmmo(args) -> int:
                 for r in outcome["per_seed"][spec.name]
             ]
             times[spec.name] = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+    return results, times
 
+
+def time_note(start: float, cpu_start: float, times: dict[str, dict[str, float]]) -> str:
+    return (
+        f"Time of this invocation: {time.perf_counter() - start:.0f} s wall, {time.process_time() - cpu_start:.0f} s "
+        "CPU; per model (wall / CPU, runs already finished in this folder not counted): "
+        + ", ".join(f"{k} {v['wall']:.0f} s / {v['cpu']:.0f} s" for k, v in times.items()) + "."
+    )
+
+
+def run_mmmo(args) -> int:
+    from hf_mmfusion import retain_freed_memory
+
+    data = read_mmmo(args.data)
+    test = read_mmmo(args.test, splits=("test",), need_label=False)["test"] if args.test else None
+    if test is not None:
+        for modality in ("audio", "visual"):
+            if test[modality].shape[-1] != data["train"][modality].shape[-1]:
+                raise ValueError(
+                    f"{args.test}: test_{'vision' if modality == 'visual' else modality} has "
+                    f"{test[modality].shape[-1]} features per step, the training data {data['train'][modality].shape[-1]}"
+                )
+    output_dir = claim_output_dir(args.output_dir, ["data", "ridge", "results.md"], inputs=(args.data, args.test))
+    retain_freed_memory()
+    start = time.perf_counter()
+    cpu_start = time.process_time()
+    results, times = train_mmmo(data, args.data, test, output_dir, args)
+    valid = data["valid"]
     table = mmmo_table(results, args.models)
     notes = [
         f"ICT-MMMO validation ({len(valid['id'])} videos; train {len(data['train']['id'])}), audio + visual; "
         f"Acc-2: label >= {MMMO_BOUNDARY} positive. Checkpoint per seed selected on validation MAE; "
         f"mean ± std (sample std) over seeds {list(args.seeds)}.",
-        f"Time of this invocation: {time.perf_counter() - start:.0f} s wall, {time.process_time() - cpu_start:.0f} s "
-        "CPU; per model (wall / CPU, runs already finished in this folder not counted): "
-        + ", ".join(f"{k} {v['wall']:.0f} s / {v['cpu']:.0f} s" for k, v in times.items()) + ".",
+        time_note(start, cpu_start, times),
         "Recipes: " + json.dumps({k: v for k, v in MMMO_RECIPES.items() if k in args.models}),
     ]
     atomic_write(output_dir / "results.md", table + "\n" + "\n\n".join(notes) + "\n")
     print(table)
     print("\n".join(notes))
     return 0
+
+
+def mmmo_cv_folds(videos: int, folds: int, valid_videos: int, cv_seed: int) -> list[tuple[np.ndarray, ...]]:
+    """``(train, valid, held_out)`` indices per fold of the pooled videos: ``KFold`` shuffled by ``cv_seed``, and
+    ``valid_videos`` of each fold's other videos, drawn with ``cv_seed``, to select the epoch on."""
+    from sklearn.model_selection import KFold
+
+    if folds < 2 or folds > videos:
+        raise ValueError(f"--folds must be between 2 and the number of videos ({videos}), got {folds}")
+    smallest_rest = videos - math.ceil(videos / folds)
+    if not 1 <= valid_videos < smallest_rest:
+        raise ValueError(
+            f"--valid-videos must leave training videos in every fold: between 1 and {smallest_rest - 1}, got "
+            f"{valid_videos}"
+        )
+    rng = np.random.default_rng(cv_seed)
+    out = []
+    for rest, held in KFold(n_splits=folds, shuffle=True, random_state=cv_seed).split(np.zeros(videos)):
+        rest = rng.permutation(rest)
+        out.append((np.sort(rest[valid_videos:]), np.sort(rest[:valid_videos]), held))
+    return out
+
+
+def run_mmmo_cv(args) -> int:
+    """``mmmo``'s protocol on folds of the pooled train + validation videos: each fold's model trains on the
+    other videos less ``--valid-videos``, selects its epoch on those, and predicts the fold."""
+    from hf_mmfusion import retain_freed_memory
+
+    data = read_mmmo(args.data)
+    pooled = {key: np.concatenate([np.asarray(data["train"][key]), np.asarray(data["valid"][key])])
+              for key in ("id", "audio", "visual", "label")}
+    folds = mmmo_cv_folds(len(pooled["id"]), args.folds, args.valid_videos, args.cv_seed)
+    output_dir = claim_output_dir(
+        args.output_dir, ["folds.json", "per_run.csv", "results.md", *(f"fold-{f}" for f in range(args.folds))],
+        inputs=(args.data,),
+    )
+    saved = output_dir / "folds.json"
+    record = {"cv_seed": args.cv_seed, "folds": args.folds, "valid_videos": args.valid_videos,
+              "splits": [{part: [str(pooled["id"][i]) for i in idx] for part, idx in zip(("train", "valid", "held_out"), f)}
+                         for f in folds]}
+    if saved.is_file() and json.loads(saved.read_text()) != record:
+        raise ValueError(f"--output-dir {output_dir} holds runs of another fold assignment; choose another folder")
+    atomic_write(saved, json.dumps(record))
+    retain_freed_memory()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    per_run: list[dict] = []
+    times: dict[str, dict[str, float]] = {m: {"wall": 0.0, "cpu": 0.0} for m in args.models}
+    for fold, (train, valid, held) in enumerate(folds):
+        fold_dir = claim_output_dir(output_dir / f"fold-{fold}", ["data", "data.npz", "ridge"])
+        split = {name: {key: pooled[key][idx] for key in pooled} for name, idx in (("train", train), ("valid", valid))}
+        arrays = {f"{name}_{'vision' if key == 'visual' else key}": value
+                  for name, part in split.items() for key, value in part.items()}
+        tmp = fold_dir / "data.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, fold_dir / "data.npz")
+        held_out = {key: pooled[key][held] for key in pooled}
+        _, fold_times = train_mmmo(split, fold_dir / "data.npz", held_out, fold_dir, args, "heldout_predictions.csv")
+        for name in args.models:
+            times[name]["wall"] += fold_times[name]["wall"]
+            times[name]["cpu"] += fold_times[name]["cpu"]
+            for seed in args.seeds:
+                with (fold_dir / name / f"seed-{seed}" / "heldout_predictions.csv").open() as handle:
+                    predicted = {row["id"]: float(row["prediction"]) for row in csv.DictReader(handle)}
+                values = [predicted[str(i)] for i in held_out["id"]]
+                per_run.append({"model": name, "fold": fold, "seed": seed,
+                                **mmmo_metrics(values, held_out["label"])})
+            print(f"fold {fold} {name}: MAE " + " / ".join(
+                f"{r['mae']:.3f}" for r in per_run if r["model"] == name and r["fold"] == fold), flush=True)
+        for weights in fold_dir.glob("*/seed-*/*.safetensors"):
+            weights.unlink()  # the held-out predictions are what the table needs
+        write_per_run(output_dir / "per_run.csv", per_run, MMMO_CV_COLUMNS)
+
+    table = mmmo_cv_table(per_run, args.models)
+    notes = [
+        f"ICT-MMMO train + validation videos pooled ({len(pooled['id'])}), {args.folds} folds (--cv-seed "
+        f"{args.cv_seed}); each fold's model trains on the other videos less {args.valid_videos}, keeps the epoch "
+        "with the lowest MAE on those, and predicts the fold. Audio + visual; Acc-2: label >= "
+        f"{MMMO_BOUNDARY} positive; mean ± std (sample std) over folds and seeds {list(args.seeds)}.",
+        time_note(start, cpu_start, times),
+        "Recipes: " + json.dumps({k: v for k, v in MMMO_RECIPES.items() if k in args.models}),
+    ]
+    atomic_write(output_dir / "results.md", table + "\n" + "\n\n".join(notes) + "\n")
+    print(table)
+    print("\n".join(notes))
+    return 0
+
+
+def mmmo_cv_table(per_run: list[dict], models) -> str:
+    lines = ["| model | MAE | Corr | Acc-2 | runs |", "|---|---|---|---|---|"]
+    for name in models:
+        runs = [r for r in per_run if r["model"] == name]
+        cells = [cell([r[k] for r in runs]) for k in ("mae", "corr", "acc2")]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(runs)} |")
+    if "ridge" not in models:
+        return "\n".join(lines) + "\n"
+    ridge = {(r["fold"], r["seed"]): r for r in per_run if r["model"] == "ridge"}
+    lines += ["", "| paired difference (same fold and seed) | MAE | 95% interval | Acc-2 | folds with lower MAE |",
+              "|---|---|---|---|---|"]
+    for name in models:
+        runs = [r for r in per_run if r["model"] == name and (r["fold"], r["seed"]) in ridge]
+        if name == "ridge" or not runs:
+            continue
+        mean, low, high = paired_interval([r["mae"] - ridge[(r["fold"], r["seed"])]["mae"] for r in runs])
+        acc = np.mean([r["acc2"] - ridge[(r["fold"], r["seed"])]["acc2"] for r in runs])
+        interval = "n/a" if math.isnan(low) else f"[{low:+.3f}, {high:+.3f}]"
+        # A fold counts once: its seeds' mean MAE against the ridge's.
+        folds = sorted({r["fold"] for r in runs})
+        lower = sum(
+            np.mean([r["mae"] for r in runs if r["fold"] == f])
+            < np.mean([ridge[(r["fold"], r["seed"])]["mae"] for r in runs if r["fold"] == f])
+            for f in folds
+        )
+        lines.append(f"| {name} − ridge | {mean:+.3f} | {interval} | {acc:+.3f} | {lower} of {len(folds)} |")
+    return "\n".join(lines) + "\n"
 
 
 def mmmo_table(results: dict[str, list[dict]], models) -> str:
@@ -773,10 +914,10 @@ def run_mosi_signal(args) -> int:
     return 0
 
 
-def write_per_run(path: Path, per_run: list[dict]) -> None:
+def write_per_run(path: Path, per_run: list[dict], columns=PER_RUN_COLUMNS) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PER_RUN_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(per_run)
     os.replace(tmp, path)
@@ -792,6 +933,15 @@ def build_parser() -> argparse.ArgumentParser:
     mmmo.add_argument("--data", required=True, help="npz with {train,valid}_{id,audio,vision,label}")
     mmmo.add_argument("--test", default=None, help="npz with test_{id,audio,vision} to predict (no labels needed)")
     mmmo.add_argument("--models", nargs="+", default=list(MMMO_MODELS), choices=MMMO_MODELS)
+    mmmo_cv = commands.add_parser(
+        "mmmo-cv", help="ICT-MMMO: mmmo's protocol on folds of the pooled train + validation videos"
+    )
+    mmmo_cv.add_argument("--data", required=True, help="npz with {train,valid}_{id,audio,vision,label}")
+    mmmo_cv.add_argument("--folds", type=int, default=5)
+    mmmo_cv.add_argument("--cv-seed", type=int, default=0)
+    mmmo_cv.add_argument("--valid-videos", type=int, default=40,
+                         help="videos of each fold's training part that select the epoch (MMMO's validation size)")
+    mmmo_cv.add_argument("--models", nargs="+", default=list(MMMO_MODELS), choices=MMMO_MODELS)
     cv = commands.add_parser("mosi-cv", help="CMU-MOSI cross-validation grouped by video")
     cv.add_argument("--data", required=True, help="MISA-format pickle")
     cv.add_argument("--folds", type=int, default=5)
@@ -802,8 +952,8 @@ def build_parser() -> argparse.ArgumentParser:
     signal.add_argument("--data", required=True, help="MISA-format pickle")
     signal.add_argument("--folds", type=int, default=5)
     signal.add_argument("--cv-seed", type=int, default=0)
-    for sub in (mmmo, cv):
-        sub.add_argument("--seeds", type=int, nargs="+", default=[1111, 1112, 1113] if sub is mmmo else [1111])
+    for sub in (mmmo, mmmo_cv, cv):
+        sub.add_argument("--seeds", type=int, nargs="+", default=[1111] if sub is cv else [1111, 1112, 1113])
         sub.add_argument("--output-dir", required=True)
         sub.add_argument("--num_train_epochs", type=float, default=None, help="override every recipe's epochs (smoke runs)")
         sub.add_argument("--no-progress", action="store_true")
@@ -818,7 +968,13 @@ def main(argv=None) -> int:
         if len(set(args.seeds)) != len(args.seeds):
             raise ValueError(f"--seeds must be distinct, got {args.seeds}")
         args.models = list(dict.fromkeys(args.models))
-        return run_mmmo(args) if args.command == "mmmo" else run_mosi_cv(args)
+        runner = {"mmmo": run_mmmo, "mmmo-cv": run_mmmo_cv, "mosi-cv": run_mosi_cv}[args.command]
+        if not args.no_progress:
+            return runner(args)
+        from hf_mmfusion.utils.quiet import library_output_silenced
+
+        with library_output_silenced():  # the dataset writes' bars too
+            return runner(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

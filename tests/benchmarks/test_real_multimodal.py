@@ -129,6 +129,69 @@ def test_mmmo_selection_uses_validation_only(tmp_path, mmmo_files):
         assert results[0]["best_checkpoint_step"] == min(evals)[1]
 
 
+def test_mmmo_cv_folds_partition_the_pooled_videos_and_depend_on_cv_seed():
+    folds = bench.mmmo_cv_folds(30, 5, 6, cv_seed=0)
+    held = np.concatenate([f[2] for f in folds])
+    assert sorted(held.tolist()) == list(range(30))  # every video is held out exactly once
+    for train, valid, held_out in folds:
+        assert len(valid) == 6 and len(held_out) == 6 and len(train) == 18
+        assert sorted(np.concatenate([train, valid, held_out]).tolist()) == list(range(30))
+    again = bench.mmmo_cv_folds(30, 5, 6, cv_seed=0)
+    assert all(np.array_equal(a, b) for f, g in zip(folds, again) for a, b in zip(f, g))
+    other = bench.mmmo_cv_folds(30, 5, 6, cv_seed=1)
+    assert any(not np.array_equal(f[2], g[2]) for f, g in zip(folds, other))
+    with pytest.raises(ValueError, match="--valid-videos"):
+        bench.mmmo_cv_folds(30, 5, 24, cv_seed=0)  # nothing left to train on
+    with pytest.raises(ValueError, match="--folds"):
+        bench.mmmo_cv_folds(30, 1, 6, cv_seed=0)
+
+
+def test_mmmo_cv_trains_and_selects_without_the_held_out_fold(tmp_path, mmmo_files):
+    data, _ = mmmo_files
+    out = tmp_path / "cv"
+    argv = ["mmmo-cv", "--data", str(data), "--folds", "2", "--valid-videos", "4", "--seeds", "1", "2",
+            "--output-dir", str(out), "--models", "ridge", "clcr", "--num_train_epochs", "1", "--no-progress"]
+    assert bench.main(argv) == 0
+    record = json.loads((out / "folds.json").read_text())
+    source = np.load(data)
+    pooled = {k: np.concatenate([source[f"train_{k}"], source[f"valid_{k}"]]) for k in ("id", "audio", "vision", "label")}
+    with (out / "per_run.csv").open() as handle:
+        per_run = list(csv.DictReader(handle))
+    assert len(per_run) == 2 * 2 * 2  # models x folds x seeds
+    for fold, split in enumerate(record["splits"]):
+        fold_data = np.load(out / f"fold-{fold}" / "data.npz")
+        assert set(fold_data["train_id"]) == set(split["train"]) and set(fold_data["valid_id"]) == set(split["valid"])
+        assert not set(split["held_out"]) & (set(split["train"]) | set(split["valid"]))
+        held = np.isin(pooled["id"], split["held_out"])
+        with (out / f"fold-{fold}" / "clcr" / "seed-1" / "heldout_predictions.csv").open() as handle:
+            assert [r["id"] for r in csv.DictReader(handle)] == pooled["id"][held].tolist()
+        # The ridge row is the ridge fitted on the fold's training videos, scored on the held-out fold.
+        ridge = bench.fit_ridge({"id": fold_data["train_id"], "audio": fold_data["train_audio"],
+                                 "visual": fold_data["train_vision"], "label": fold_data["train_label"]})
+        expected = bench.mmmo_metrics(ridge.predict(bench.pooled_features(
+            {"id": pooled["id"][held], "audio": pooled["audio"][held], "visual": pooled["vision"][held]})),
+            pooled["label"][held])
+        row = next(r for r in per_run if r["model"] == "ridge" and r["fold"] == str(fold) and r["seed"] == "1")
+        assert float(row["mae"]) == pytest.approx(expected["mae"])
+    rows = table_rows((out / "results.md").read_text())
+    assert rows["clcr"][3] == "4" and rows["clcr"][0] != rows["ridge"][0]
+
+
+def test_mmmo_cv_table_pairs_each_model_with_the_ridge():
+    per_run = [
+        {"model": m, "fold": f, "seed": seed, "mae": mae, "corr": 0.5, "acc2": acc}
+        for m, by_fold in (("ridge", ((1.0, 0.7), (1.2, 0.6))), ("ssu", ((0.9, 0.8), (1.4, 0.7))))
+        for f, (mae, acc) in enumerate(by_fold)
+        for seed in (1, 2)
+    ]
+    rows = table_rows(bench.mmmo_cv_table(per_run, ["ridge", "ssu"]))
+    assert rows["ssu"] == ["1.150 ± 0.289", "0.500 ± 0.000", "0.750 ± 0.058", "4"]  # over folds and seeds
+    diff = np.array([-0.1, -0.1, 0.2, 0.2])
+    half = 3.182446305284263 * diff.std(ddof=1) / 2  # t(0.975, 3) * s / sqrt(4)
+    assert rows["ssu − ridge"] == ["+0.050", f"[{0.05 - half:+.3f}, {0.05 + half:+.3f}]", "+0.100", "1 of 2"]
+    assert "ridge − ridge" not in rows
+
+
 def test_output_dir_not_written_by_the_benchmark_is_refused(tmp_path, mmmo_files, capsys):
     data, _ = mmmo_files
     folder = tmp_path / "mine"
