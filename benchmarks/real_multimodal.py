@@ -480,13 +480,13 @@ def run_mmmo_cv(args) -> int:
     per_run: list[dict] = []
     times: dict[str, dict[str, float]] = {m: {"wall": 0.0, "cpu": 0.0} for m in args.models}
     for fold, (train, valid, held) in enumerate(folds):
-        fold_dir = claim_output_dir(output_dir / f"fold-{fold}", ["data", "data.npz", "ridge"])
+        fold_dir = claim_output_dir(output_dir / f"fold-{fold}", ["data", "data.npz", "data.npz.tmp", "ridge"])
         split = {name: {key: pooled[key][idx] for key in pooled} for name, idx in (("train", train), ("valid", valid))}
         arrays = {f"{name}_{'vision' if key == 'visual' else key}": value
                   for name, part in split.items() for key, value in part.items()}
-        tmp = fold_dir / "data.tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, fold_dir / "data.npz")
+        with (fold_dir / "data.npz.tmp").open("wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(fold_dir / "data.npz.tmp", fold_dir / "data.npz")
         held_out = {key: pooled[key][held] for key in pooled}
         _, fold_times = train_mmmo(split, fold_dir / "data.npz", held_out, fold_dir, args, "heldout_predictions.csv")
         for name in args.models:
