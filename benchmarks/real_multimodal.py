@@ -397,6 +397,14 @@ def train_mmmo(data: dict, data_path, test: dict | None, output_dir: Path, args,
     return results, times
 
 
+def report(output_dir: Path, table: str, notes: list[str]) -> int:
+    """Write ``results.md`` (the table, then the notes) and print both."""
+    atomic_write(output_dir / "results.md", table + "\n" + "\n\n".join(notes) + "\n")
+    print(table)
+    print("\n".join(notes))
+    return 0
+
+
 def time_note(start: float, cpu_start: float, times: dict[str, dict[str, float]]) -> str:
     return (
         f"Time of this invocation: {time.perf_counter() - start:.0f} s wall, {time.process_time() - cpu_start:.0f} s "
@@ -431,10 +439,7 @@ def run_mmmo(args) -> int:
         time_note(start, cpu_start, times),
         "Recipes: " + json.dumps({k: v for k, v in MMMO_RECIPES.items() if k in args.models}),
     ]
-    atomic_write(output_dir / "results.md", table + "\n" + "\n\n".join(notes) + "\n")
-    print(table)
-    print("\n".join(notes))
-    return 0
+    return report(output_dir, table, notes)
 
 
 def mmmo_cv_folds(videos: int, folds: int, valid_videos: int, cv_seed: int) -> list[tuple[np.ndarray, ...]]:
@@ -516,10 +521,7 @@ def run_mmmo_cv(args) -> int:
         time_note(start, cpu_start, times),
         "Recipes: " + json.dumps({k: v for k, v in MMMO_RECIPES.items() if k in args.models}),
     ]
-    atomic_write(output_dir / "results.md", table + "\n" + "\n\n".join(notes) + "\n")
-    print(table)
-    print("\n".join(notes))
-    return 0
+    return report(output_dir, table, notes)
 
 
 def mmmo_cv_table(per_run: list[dict], models) -> str:
@@ -854,16 +856,11 @@ def run_mosi_cv(args) -> int:
         f"{args.folds}-fold cross-validation grouped by video (--cv-seed {args.cv_seed}), seeds {list(args.seeds)}; "
         f"held-out fold metrics, mean ± std (sample std) over folds and seeds; fixed recipes, {epochs:g} epochs, "
         "no selection on the held-out fold.",
-        f"Time of this invocation: {time.perf_counter() - start:.0f} s wall, {time.process_time() - cpu_start:.0f} s "
-        "CPU; per model (wall / CPU, runs already finished in this folder not counted): "
-        + ", ".join(f"{k} {v['wall']:.0f} s / {v['cpu']:.0f} s" for k, v in times.items()) + ".",
+        time_note(start, cpu_start, times),
         f"Text encoder: {text_model}. SSU text graph: {spacy_model or 'token chain'}.",
         "Recipes: " + json.dumps({k: v for k, v in CV_RECIPES.items() if k in args.models}),
     ]
-    atomic_write(output_dir / "results.md", table + "\n" + "\n\n".join(notes) + "\n")
-    print(table)
-    print("\n".join(notes))
-    return 0
+    return report(output_dir, table, notes)
 
 
 # --------------------------------------------------------------------------------------------------
