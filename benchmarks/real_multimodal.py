@@ -55,6 +55,7 @@ train. A folder with anything else in it is refused before any work.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import json
@@ -526,40 +527,47 @@ def run_mmmo_cv(args) -> int:
 
 def mmmo_cv_table(per_run: list[dict], models) -> str:
     lines = ["| model | MAE | Corr | Acc-2 | runs |", "|---|---|---|---|---|"]
-    for name in models:
-        runs = [r for r in per_run if r["model"] == name]
-        cells = [cell([r[k] for r in runs]) for k in ("mae", "corr", "acc2")]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(runs)} |")
+    lines += metric_rows({m: [r for r in per_run if r["model"] == m] for m in models}, ("mae", "corr", "acc2"))
     if "ridge" not in models:
         return "\n".join(lines) + "\n"
-    ridge = {(r["fold"], r["seed"]): r for r in per_run if r["model"] == "ridge"}
     lines += ["", "| paired difference (same fold and seed) | MAE | 95% interval | Acc-2 | folds with lower MAE |",
               "|---|---|---|---|---|"]
     for name in models:
-        runs = [r for r in per_run if r["model"] == name and (r["fold"], r["seed"]) in ridge]
-        if name == "ridge" or not runs:
+        mae = paired_differences(per_run, name, "ridge")
+        if name == "ridge" or not mae:
             continue
-        mean, low, high = paired_interval([r["mae"] - ridge[(r["fold"], r["seed"])]["mae"] for r in runs])
-        acc = np.mean([r["acc2"] - ridge[(r["fold"], r["seed"])]["acc2"] for r in runs])
-        interval = "n/a" if math.isnan(low) else f"[{low:+.3f}, {high:+.3f}]"
+        mean, interval = interval_cells(mae.values())
+        acc = np.mean(list(paired_differences(per_run, name, "ridge", "acc2").values()))
         # A fold counts once: its seeds' mean MAE against the ridge's.
-        folds = sorted({r["fold"] for r in runs})
-        lower = sum(
-            np.mean([r["mae"] for r in runs if r["fold"] == f])
-            < np.mean([ridge[(r["fold"], r["seed"])]["mae"] for r in runs if r["fold"] == f])
-            for f in folds
-        )
-        lines.append(f"| {name} − ridge | {mean:+.3f} | {interval} | {acc:+.3f} | {lower} of {len(folds)} |")
+        folds = sorted({fold for fold, _ in mae})
+        lower = sum(np.mean([d for (f, _), d in mae.items() if f == fold]) < 0 for fold in folds)
+        lines.append(f"| {name} − ridge | {mean} | {interval} | {acc:+.3f} | {lower} of {len(folds)} |")
     return "\n".join(lines) + "\n"
+
+
+def metric_rows(runs_by_model: dict[str, list[dict]], keys) -> list[str]:
+    """One table row per model: mean ± std of each metric in ``keys`` over its runs, then the number of runs."""
+    return [f"| {name} | " + " | ".join(cell([r[k] for r in runs]) for k in keys) + f" | {len(runs)} |"
+            for name, runs in runs_by_model.items()]
+
+
+def paired_differences(per_run: list[dict], model: str, other: str, key: str = "mae") -> dict[tuple, float]:
+    """``model``'s ``key`` minus ``other``'s for every (fold, seed) both ran."""
+    theirs = {(r["fold"], r["seed"]): r[key] for r in per_run if r["model"] == other}
+    return {(r["fold"], r["seed"]): r[key] - theirs[(r["fold"], r["seed"])]
+            for r in per_run if r["model"] == model and (r["fold"], r["seed"]) in theirs}
+
+
+def interval_cells(differences) -> tuple[str, str]:
+    """The mean of paired differences and its 95% t interval, as table cells."""
+    mean, low, high = paired_interval(list(differences))
+    return f"{mean:+.3f}", "n/a" if math.isnan(low) else f"[{low:+.3f}, {high:+.3f}]"
 
 
 def mmmo_table(results: dict[str, list[dict]], models) -> str:
+    runs = {name: [r["validation"] for r in results.get(name, [])] for name in models}
     lines = ["| model | MAE | Corr | Acc-2 | seeds |", "|---|---|---|---|---|"]
-    for name in models:
-        runs = results.get(name, [])
-        cells = [cell([r["validation"][k] for r in runs]) for k in ("mae", "corr", "acc2")]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(runs)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + metric_rows(runs, ("mae", "corr", "acc2"))) + "\n"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -714,20 +722,14 @@ def paired_interval(differences) -> tuple[float, float, float]:
 
 def cv_table(per_run: list[dict], models) -> str:
     lines = ["| model | MAE | Corr | Acc-2 | Acc-7 | runs |", "|---|---|---|---|---|---|"]
-    for name in models:
-        runs = [r for r in per_run if r["model"] == name]
-        cells = [cell([r[k] for r in runs]) for k in ("mae", "corr", "acc2_has0", "acc7")]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(runs)} |")
+    lines += metric_rows({m: [r for r in per_run if r["model"] == m] for m in models},
+                         ("mae", "corr", "acc2_has0", "acc7"))
     lines += ["", "| paired MAE difference | mean | 95% interval | pairs |", "|---|---|---|---|"]
     for with_av, without in PAIRS:
-        a = {(r["fold"], r["seed"]): r["mae"] for r in per_run if r["model"] == with_av}
-        b = {(r["fold"], r["seed"]): r["mae"] for r in per_run if r["model"] == without}
-        keys = sorted(set(a) & set(b))
-        if not keys:
-            continue
-        mean, low, high = paired_interval([a[k] - b[k] for k in keys])
-        interval = "n/a" if math.isnan(low) else f"[{low:+.3f}, {high:+.3f}]"
-        lines.append(f"| {with_av} − {without} | {mean:+.3f} | {interval} | {len(keys)} |")
+        differences = paired_differences(per_run, with_av, without)
+        if differences:
+            mean, interval = interval_cells(differences.values())
+            lines.append(f"| {with_av} − {without} | {mean} | {interval} | {len(differences)} |")
     seeds = list(dict.fromkeys(r["seed"] for r in per_run))
     if len(seeds) > 1:
         # One seed moves a model's mean over the folds by about as much as the models differ, so each seed's
@@ -969,11 +971,10 @@ def main(argv=None) -> int:
             raise ValueError(f"--seeds must be distinct, got {args.seeds}")
         args.models = list(dict.fromkeys(args.models))
         runner = {"mmmo": run_mmmo, "mmmo-cv": run_mmmo_cv, "mosi-cv": run_mosi_cv}[args.command]
-        if not args.no_progress:
-            return runner(args)
         from hf_mmfusion.utils.quiet import library_output_silenced
 
-        with library_output_silenced():  # the dataset writes' bars too
+        # --no-progress also silences the dataset writes' bars.
+        with library_output_silenced() if args.no_progress else contextlib.nullcontext():
             return runner(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
