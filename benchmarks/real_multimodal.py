@@ -58,6 +58,7 @@ import argparse
 import contextlib
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -169,6 +170,38 @@ def claim_output_dir(path: str | Path, names, inputs=()) -> Path:
     return claim(folder, OUTPUT_MARKER, names)
 
 
+# What each key of a folder's run record names in the refusal when a later run's differs.
+RECORD_KEYS = {"data_sha256": "--data contents", "test_sha256": "--test contents",
+               "num_train_epochs": "--num_train_epochs", "text_model": "--text_model", "cv_seed": "fold assignment",
+               "folds": "fold assignment", "valid_videos": "fold assignment", "splits": "fold assignment",
+               "assignment": "fold assignment"}
+
+
+def file_sha256(path: str | Path | None) -> str | None:
+    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def check_run_record(output_dir: Path, name: str, record: dict) -> None:
+    """Record what the folder's runs are made from in ``output_dir/name``, or refuse the folder (``ValueError``)
+    when an earlier invocation's record differs: its finished runs would be kept next to runs of other inputs."""
+    record = json.loads(json.dumps(record))  # the form it is read back in (tuples as lists, keys as strings)
+    saved = output_dir / name
+    if saved.is_file():
+        earlier = json.loads(saved.read_text())
+        changed = sorted({RECORD_KEYS.get(k, k) for k in record.keys() | earlier.keys() if earlier.get(k) != record.get(k)})
+        if changed:
+            raise ValueError(
+                f"--output-dir {output_dir} holds runs made with another {', '.join(changed)}; choose another folder"
+            )
+    atomic_write(saved, json.dumps(record))
+
+
+def epochs_note(args) -> list[str]:
+    if args.num_train_epochs is None:
+        return []
+    return [f"--num_train_epochs {args.num_train_epochs:g} replaced every recipe's epochs."]
+
+
 def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -222,8 +255,15 @@ def cell(values, digits: int = 3) -> str:
 # ICT-MMMO
 
 
-def read_mmmo(path: str, splits=("train", "valid"), need_label: bool = True) -> dict[str, dict]:
-    """``{split: {"id", "audio", "visual", "label"}}`` from an MMMO npz (``vision`` arrays become ``visual``)."""
+def read_mmmo(path: str, splits=("train", "valid"), need_label: bool = True,
+              widths: dict[str, int] | None = None) -> dict[str, dict]:
+    """``{split: {"id", "audio", "visual", "label"}}`` from an MMMO npz (``vision`` arrays become ``visual``).
+
+    Ids are unique across the splits read; every split has the features per step of ``widths`` (``{"audio",
+    "visual"}``: the training data's, for a test file) or of the first split.
+    """
+    from collections import Counter
+
     if not Path(path).is_file():
         raise ValueError(f"--data/--test {path}: no such file")
     try:
@@ -231,12 +271,21 @@ def read_mmmo(path: str, splits=("train", "valid"), need_label: bool = True) -> 
     except (OSError, ValueError) as err:
         raise ValueError(f"{path}: not a readable npz file ({err})") from None
     out = {}
+    seen: dict[str, str] = {}
+    widths = dict(widths or {})
     for split in splits:
         keys = ["id", "audio", "vision"] + (["label"] if need_label else [])
         missing = [f"{split}_{k}" for k in keys if f"{split}_{k}" not in data.files]
         if missing:
             raise ValueError(f"{path}: missing array(s) {missing}; it holds {sorted(data.files)}")
-        ids = [str(i) for i in data[f"{split}_id"]]
+        ids = [str(i) for i in np.atleast_1d(data[f"{split}_id"])]
+        repeated = sorted(i for i, count in Counter(ids).items() if count > 1)
+        if repeated:
+            raise ValueError(f"{path}: {split}_id repeats ids {repeated[:5]}; ids must be unique")
+        shared = [i for i in ids if i in seen]
+        if shared:
+            raise ValueError(f"{path}: {split}_id and {seen[shared[0]]}_id share ids {shared[:5]}")
+        seen.update(dict.fromkeys(ids, split))
         entry = {"id": ids}
         for key, name in (("audio", "audio"), ("vision", "visual")):
             array = np.asarray(data[f"{split}_{key}"], dtype=np.float32)
@@ -246,6 +295,12 @@ def read_mmmo(path: str, splits=("train", "valid"), need_label: bool = True) -> 
                 )
             if not np.isfinite(array).all():
                 raise ValueError(f"{path}: {split}_{key} holds non-finite values")
+            expected = widths.setdefault(name, array.shape[-1])
+            if array.shape[-1] != expected:
+                raise ValueError(
+                    f"{path}: {split}_{key} must be [N={len(ids)}, steps, {expected}] (the training data's features per "
+                    f"step), got {list(array.shape)}"
+                )
             entry[name] = array
         if need_label:
             label = np.asarray(data[f"{split}_label"], dtype=np.float32).reshape(-1)
@@ -418,15 +473,16 @@ def run_mmmo(args) -> int:
     from hf_mmfusion import retain_freed_memory
 
     data = read_mmmo(args.data)
-    test = read_mmmo(args.test, splits=("test",), need_label=False)["test"] if args.test else None
-    if test is not None:
-        for modality in ("audio", "visual"):
-            if test[modality].shape[-1] != data["train"][modality].shape[-1]:
-                raise ValueError(
-                    f"{args.test}: test_{'vision' if modality == 'visual' else modality} has "
-                    f"{test[modality].shape[-1]} features per step, the training data {data['train'][modality].shape[-1]}"
-                )
-    output_dir = claim_output_dir(args.output_dir, ["data", "ridge", "results.md"], inputs=(args.data, args.test))
+    test = None
+    if args.test:
+        widths = {m: data["train"][m].shape[-1] for m in ("audio", "visual")}
+        test = read_mmmo(args.test, splits=("test",), need_label=False, widths=widths)["test"]
+    output_dir = claim_output_dir(args.output_dir, ["data", "ridge", "results.md", "inputs.json"],
+                                  inputs=(args.data, args.test))
+    # Finished runs are kept, and their weights are not: a folder's runs all come from the same files.
+    check_run_record(output_dir, "inputs.json", {"data_sha256": file_sha256(args.data),
+                                                 "test_sha256": file_sha256(args.test),
+                                                 "num_train_epochs": args.num_train_epochs})
     retain_freed_memory()
     start = time.perf_counter()
     cpu_start = time.process_time()
@@ -439,6 +495,7 @@ def run_mmmo(args) -> int:
         f"mean ± std (sample std) over seeds {list(args.seeds)}.",
         time_note(start, cpu_start, times),
         "Recipes: " + json.dumps({k: v for k, v in MMMO_RECIPES.items() if k in args.models}),
+        *epochs_note(args),
     ]
     return report(output_dir, table, notes)
 
@@ -477,13 +534,11 @@ def run_mmmo_cv(args) -> int:
         args.output_dir, ["folds.json", "per_run.csv", "results.md", *(f"fold-{f}" for f in range(args.folds))],
         inputs=(args.data,),
     )
-    saved = output_dir / "folds.json"
     record = {"cv_seed": args.cv_seed, "folds": args.folds, "valid_videos": args.valid_videos,
               "splits": [{part: [str(pooled["id"][i]) for i in idx]
-                          for part, idx in zip(("train", "valid", "held_out"), fold)} for fold in folds]}
-    if saved.is_file() and json.loads(saved.read_text()) != record:
-        raise ValueError(f"--output-dir {output_dir} holds runs of another fold assignment; choose another folder")
-    atomic_write(saved, json.dumps(record))
+                          for part, idx in zip(("train", "valid", "held_out"), fold)} for fold in folds],
+              "data_sha256": file_sha256(args.data), "num_train_epochs": args.num_train_epochs}
+    check_run_record(output_dir, "folds.json", record)
     retain_freed_memory()
     start, cpu_start = time.perf_counter(), time.process_time()
     per_run: list[dict] = []
@@ -521,6 +576,7 @@ def run_mmmo_cv(args) -> int:
         f"{MMMO_BOUNDARY} positive; mean ± std (sample std) over folds and seeds {list(args.seeds)}.",
         time_note(start, cpu_start, times),
         "Recipes: " + json.dumps({k: v for k, v in MMMO_RECIPES.items() if k in args.models}),
+        *epochs_note(args),
     ]
     return report(output_dir, table, notes)
 
@@ -794,12 +850,10 @@ def run_mosi_cv(args) -> int:
         args.output_dir, ["folds.json", "per_run.csv", "results.md", *(f"fold-{f}" for f in range(args.folds))],
         inputs=(args.data,),
     )
-    saved = output_dir / "folds.json"
-    folds_record = {"cv_seed": args.cv_seed, "folds": args.folds,
-                    "assignment": {r["id"]: int(f) for r, f in zip(rows, assignment)}}
-    if saved.is_file() and json.loads(saved.read_text()) != folds_record:
-        raise ValueError(f"--output-dir {output_dir} holds runs of another fold assignment; choose another folder")
-    atomic_write(saved, json.dumps(folds_record))
+    check_run_record(output_dir, "folds.json", {
+        "cv_seed": args.cv_seed, "folds": args.folds, "assignment": {r["id"]: int(f) for r, f in zip(rows, assignment)},
+        "data_sha256": file_sha256(args.data), "num_train_epochs": args.num_train_epochs, "text_model": args.text_model,
+    })
     retain_freed_memory()
     epochs = args.num_train_epochs if args.num_train_epochs is not None else CV_EPOCHS
     start, cpu_start = time.perf_counter(), time.process_time()

@@ -246,15 +246,32 @@ def read_utterance_npz(path: str | os.PathLike) -> dict[str, list[dict]]:
     splits = sorted({key.rsplit("_", 1)[0] for key in arrays if key.endswith("_label")})
     if not splits:
         raise ValueError(f"{path}: no `<split>_label` arrays; keys are {sorted(arrays)}")
+    named = {}
+    for prefix in splits:
+        split = normalize_split(prefix)
+        if split in named:
+            raise ValueError(f"{path}: `{named[split]}_*` and `{prefix}_*` both name the {split} split; keep one")
+        named[split] = prefix
     out: dict[str, list[dict]] = {}
     for prefix in splits:
-        labels = arrays[f"{prefix}_label"].reshape(-1)
+        labels = arrays[f"{prefix}_label"]
+        if labels.ndim not in (1, 2) or (labels.ndim == 2 and labels.shape[1] != 1):
+            raise ValueError(f"{path}: `{prefix}_label` must be [segments] or [segments, 1], got {list(labels.shape)}")
+        try:
+            labels = labels.astype(np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: `{prefix}_label` must hold numbers, got dtype {labels.dtype}") from None
         n = labels.shape[0]
         ids = arrays.get(f"{prefix}_id")
+        if ids is not None and ids.ndim != 1:
+            raise ValueError(f"{path}: `{prefix}_id` must be [segments], got {list(ids.shape)}")
         parts = {m: arrays.get(f"{prefix}_{key}") for m, key in (("audio", "audio"), ("visual", "vision"))}
         for name, values in list(parts.items()) + [("id", ids)]:
+            key = f"{prefix}_{'vision' if name == 'visual' else name}"
+            if values is not None and values.ndim == 0:
+                raise ValueError(f"{path}: `{key}` is a single value; expected one row per segment ({n})")
             if values is not None and len(values) != n:
-                raise ValueError(f"{path}: `{prefix}_{name}` has {len(values)} rows, expected {n}")
+                raise ValueError(f"{path}: `{key}` has {len(values)} rows, expected {n} (one per `{prefix}_label`)")
         for modality, values in parts.items():
             key = f"{prefix}_{'vision' if modality == 'visual' else modality}"
             if values is not None and values.ndim not in (2, 3):

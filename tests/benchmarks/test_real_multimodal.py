@@ -214,6 +214,44 @@ def test_mmmo_test_file_without_arrays_is_refused_before_training(tmp_path, mmmo
     assert not out.exists()
 
 
+def test_mmmo_files_with_other_widths_or_repeated_ids_are_refused_before_training(tmp_path, mmmo_files, capsys):
+    data, test = mmmo_files
+    arrays = dict(np.load(data))
+    narrow = tmp_path / "narrow.npz"
+    np.savez(narrow, **{**arrays, "valid_audio": arrays["valid_audio"][:, :, :4]})
+    repeated = tmp_path / "repeated.npz"
+    np.savez(repeated, **{**arrays, "valid_id": arrays["train_id"][:8]})
+    bad_test = tmp_path / "bad_test.npz"
+    np.savez(bad_test, **{**dict(np.load(test)), "test_vision": np.zeros((5, 6, 3), np.float32)})
+    cases = [(narrow, None, "valid_audio must be [N=8, steps, 6]"), (repeated, None, "valid_id and train_id share"),
+             (data, bad_test, "test_vision must be [N=5, steps, 5]")]
+    for source, test_file, message in cases:
+        out = tmp_path / f"out-{source.stem}-{test_file is not None}"
+        argv = ["mmmo", "--data", str(source), "--output-dir", str(out), "--models", "ridge"]
+        assert bench.main(argv + (["--test", str(test_file)] if test_file else [])) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()
+
+
+def test_mmmo_folder_of_other_inputs_is_refused(tmp_path, mmmo_files, capsys):
+    data, test = mmmo_files
+    out = tmp_path / "out"
+    argv = ["mmmo", "--data", str(data), "--seeds", "1", "--output-dir", str(out), "--models", "ridge"]
+    assert bench.main(argv) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    # Finished runs keep no weights: a later --test could not predict with them, nor may runs of other data
+    # share their table.
+    relabelled = tmp_path / "relabelled.npz"
+    np.savez(relabelled, **{**dict(np.load(data)), "train_label": np.full(24, 5.0, np.float32)})
+    for extra, what in ((["--test", str(test)], "--test contents"), (["--num_train_epochs", "1"], "--num_train_epochs")):
+        assert bench.main(argv + extra) == 2
+        assert what in capsys.readouterr().err
+    assert bench.main(["mmmo", "--data", str(relabelled), *argv[3:]]) == 2
+    assert "--data contents" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert bench.main(argv) == 0  # the same inputs resume
+
+
 def test_cv_table_paired_difference():
     per_run = [
         {"model": m, "fold": f, "seed": 1, "mae": mae, "corr": 0.5, "acc2_has0": 0.7, "acc7": 0.3}

@@ -687,6 +687,27 @@ def test_npz_sequence_arrays_of_the_wrong_shape_give_one_error_line(tmp_path, ca
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 
 
+def test_npz_arrays_of_the_wrong_kind_name_their_field(tmp_path, capsys):
+    audio = np.ones((3, 4, 2), np.float32)
+    cases = {
+        "scalar": ({"train_label": np.zeros(3), "train_audio": np.array(1.0)}, "`train_audio` is a single value"),
+        "ids": ({"train_label": np.zeros(3), "train_id": np.array("a")}, "`train_id` must be [segments], got []"),
+        "wide_label": ({"train_label": np.zeros((3, 2)), "train_audio": audio},
+                       "`train_label` must be [segments] or [segments, 1], got [3, 2]"),
+        "text_label": ({"train_label": np.array(["x", "y", "z"]), "train_audio": audio},
+                       "`train_label` must hold numbers"),
+        "two_names": ({"train_label": np.zeros(3), "valid_label": np.zeros(1), "validation_label": np.zeros(1)},
+                      "`valid_*` and `validation_*` both name the validation split"),
+    }
+    for name, (arrays, message) in cases.items():
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        assert message in _cli_error(capsys, "npz", tmp_path / f"{name}.npz", "-o", tmp_path / f"out-{name}")
+        assert not (tmp_path / f"out-{name}").exists()
+    np.savez(tmp_path / "column.npz", train_label=np.arange(3.0).reshape(3, 1), train_audio=audio)
+    assert main(["npz", str(tmp_path / "column.npz"), "-o", str(tmp_path / "column")]) == 0
+    assert load_converted(tmp_path / "column")["train"]["label"] == [0.0, 1.0, 2.0]
+
+
 def test_real_mmmo_sequences_convert_through_the_cli(shared_data, tmp_path, capsys):
     path = shared_data / "ict_mmmo" / "mmmo_av.npz"
     raw = np.load(path)
